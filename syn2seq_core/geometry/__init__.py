@@ -1,0 +1,12 @@
+"""Camera geometry: camera tracks, pose file formats, SLERP transitions and Plücker rays."""
+
+from .cameras import Cameras, denormalize_intrinsics, invert_pose, look_at, normalize_intrinsics, opengl_to_opencv
+from .plucker import camera_directions, plucker_rays, plucker_rays_latent
+from .pose_io import KNOWN_FORMATS, load_cameras, save_cameras
+from .slerp import interpolate_cameras, quaternion_slerp, slerp_poses, transition_times
+
+__all__ = [
+    "Cameras", "KNOWN_FORMATS", "camera_directions", "denormalize_intrinsics", "interpolate_cameras",
+    "invert_pose", "load_cameras", "look_at", "normalize_intrinsics", "opengl_to_opencv", "plucker_rays",
+    "plucker_rays_latent", "quaternion_slerp", "save_cameras", "slerp_poses", "transition_times",
+]
