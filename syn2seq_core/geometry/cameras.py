@@ -30,6 +30,8 @@ def _as_float(x, name: str) -> Tensor:
 def check_rotations(c2w: Tensor, name: str = "c2w") -> None:
     """Refuse non-finite, non-orthonormal or reflecting rotations, and a bad bottom row. c2w: [N, 4, 4]."""
     check_finite(c2w, name)
+    if c2w.numel() == 0:
+        return
     R = c2w[..., :3, :3].to(torch.float64)
     eye = torch.eye(3, dtype=torch.float64)
     err = (R.transpose(-1, -2) @ R - eye).abs().amax(dim=(-1, -2))

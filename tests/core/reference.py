@@ -1,6 +1,7 @@
 """Slow, obviously-correct reference implementations that the fast code is tested against."""
 
 import torch
+from torch import Tensor
 
 
 def plucker_rays_loop(K: Tensor, c2w: Tensor, height: int, width: int, order: str = "dm") -> Tensor:
