@@ -26,7 +26,7 @@ def test_importing_every_core_module_loads_no_comfy_module():
     code = (
         "import pkgutil, importlib, sys, syn2seq_core\n"
         "for m in pkgutil.walk_packages(syn2seq_core.__path__, 'syn2seq_core.'):\n"
-        "    importlib.import_module(m.name)\n"
+        "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
         f"bad = sorted(n for n in sys.modules if n.split('.')[0] in {sorted(FORBIDDEN)!r})\n"
         "print(bad); sys.exit(1 if bad else 0)\n"
     )
