@@ -1,0 +1,27 @@
+"""``syn2seq train --config FILE``: run or resume one training stage (see syn2seq_core.train)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", required=True, help="a TOML training config (configs/*.toml)")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/<config name>); resumes if it "
+                                                    "holds a checkpoint of the same config")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop after this many minutes of this invocation (a checkpoint is written)")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop at this step (default: the config's)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from ..train import load_config, train
+
+    cfg = load_config(args.config)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    summary = train(cfg, out, minutes=args.minutes, max_steps=args.max_steps, progress=not args.no_progress)
+    if summary["loss_ema"] is not None:
+        print(f"{cfg.name}: step {summary['step']}, {summary['elapsed_s'] / 60:.1f} min trained, "
+              f"loss {summary['loss_ema']:.4f} -> {out}")
+    return 0

@@ -1,0 +1,291 @@
+"""Training: pretrain (single-view camera paths) and Syn2Seq finetune, single- or multi-process.
+
+``syn2seq train --config configs/NAME.toml`` runs one stage. The loop is resumable: every
+``checkpoint_every`` steps (and on Ctrl-C / the time limit) it writes ``<out>/checkpoint.pt`` atomically
+(model, EMA, optimiser, step, elapsed time); a restart with the same config continues from it, also after
+``kill -9``. Data and noise are drawn from generators seeded by (seed, step, rank), so a resumed run sees
+exactly the batches an uninterrupted run would have seen.
+
+Multi-process: ``torchrun --nproc_per_node=N -m syn2seq_core train --config ...`` uses DDP (gloo on CPU,
+NCCL on GPU); each rank draws its own batches, rank 0 writes checkpoints and logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import Syn2SeqInputError, check_choice, require
+
+STAGES = ("pretrain", "finetune")
+CHECKPOINT_NAME = "checkpoint.pt"
+MODEL_NAME = "model.safetensors"
+LOG_NAME = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the model sees. ``size``: square frame size; frame counts per segment of a Syn2Seq triplet."""
+
+    size: int = 32
+    supersample: int = 2
+    exo_frames: int = 8
+    ego_frames: int = 8
+    transition_frames: int = 4
+    # finetune: where transition frames come from: "interpolator" (the WFLF stand-in named below),
+    # "ideal" (rendered along the SLERP path; only possible in the synthetic world) or "none" (direct).
+    transition: str = "interpolator"
+    interpolator: str = "blend"
+    # False = the paper's "video only" ablation: transition frames without transition poses.
+    pose_interpolation: bool = True
+    # Training window (0 = the whole sequence); shorter windows use the stochastic decomposition.
+    window: int = 0
+    # Probability that the source view (exo; ego for ego2exo) is clean context without loss, as at inference.
+    clean_context_prob: float = 0.7
+    # Probability that a finetune sequence runs ego -> exo instead of exo -> ego.
+    ego2exo_prob: float = 0.0
+    # Loss weight of transition frames (synthetic in-betweens, not real views).
+    transition_loss_weight: float = 1.0
+    # pretrain: frames per single-view clip (0 = the model window).
+    clip_frames: int = 0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    batch_size: int = 8
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    stage: str = "finetune"
+    seed: int = 0
+    max_steps: int = 1000
+    checkpoint_every: int = 100
+    log_every: int = 10
+    bf16: bool = True
+    init_from: str | None = None
+    model: dict = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def _build(cls, values: dict, where: str):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise Syn2SeqInputError(where, f"keys among {sorted(known)}", unknown)
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**values)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TOML (or JSON) training config: top-level keys of TrainConfig, tables [model], [data], [optim]."""
+    path = Path(path)
+    require(path.is_file(), "config", "an existing TOML or JSON file", str(path))
+    text = path.read_text()
+    if path.suffix == ".json":
+        raw = json.loads(text)
+    else:
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise Syn2SeqInputError(str(path), "valid TOML", str(e)) from None
+    raw = dict(raw)
+    data = _build(DataConfig, raw.pop("data", {}), f"{path} [data]")
+    optim = _build(OptimConfig, raw.pop("optim", {}), f"{path} [optim]")
+    raw.setdefault("name", path.stem)
+    cfg = _build(TrainConfig, {**raw, "data": data, "optim": optim}, str(path))
+    check_choice(cfg.stage, STAGES, f"{path} stage")
+    check_choice(cfg.data.transition, ("interpolator", "ideal", "none"), f"{path} [data] transition")
+    return cfg
+
+
+# --- distributed -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    rank = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device, backend = torch.device("cuda", local), "nccl"
+    else:
+        device, backend = torch.device("cpu"), "gloo"
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    torch.distributed.init_process_group(backend)
+    return Dist(rank, world, device)
+
+
+# --- schedule ------------------------------------------------------------------------------------------
+def learning_rate(cfg: OptimConfig, step: int, max_steps: int) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr`` at ``max_steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    p = min(1.0, (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+# --- checkpoints ----------------------------------------------------------------------------------------
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint(out: Path, cfg: TrainConfig, model, ema, optimizer, step: int, elapsed: float) -> None:
+    from .dfot.checkpoint import save_model
+
+    _atomic_torch_save({"config": cfg.to_json(), "step": step, "elapsed": elapsed,
+                        "model": model.state_dict(), "ema": ema.state_dict(),
+                        "optimizer": optimizer.state_dict()}, out / CHECKPOINT_NAME)
+    save_model(out / MODEL_NAME, ema, extra_metadata={"training": json.dumps(
+        {"config": json.loads(cfg.to_json()), "step": step, "elapsed_s": round(elapsed, 1)})})
+
+
+def load_checkpoint(out: Path):
+    path = out / CHECKPOINT_NAME
+    if not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# --- the loop --------------------------------------------------------------------------------------------
+def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, max_steps: int | None = None,
+          progress: bool = True) -> dict:
+    """Run (or resume) one training stage into ``out``. Returns a summary dict.
+
+    minutes: stop (with a checkpoint) after this many minutes of *this* invocation.
+    max_steps: override ``cfg.max_steps`` as the stop step (the LR schedule still uses ``cfg.max_steps``).
+    """
+    from tqdm import tqdm
+
+    from .data.training import batch_source
+    from .dfot.checkpoint import load_model
+    from .pipeline import build_network, training_step_loss
+
+    dist = init_distributed()
+    out = Path(out)
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model = build_network(cfg.model).to(dist.device)
+    if cfg.init_from:
+        init = load_model(cfg.init_from)
+        missing = model.load_state_dict(init.state_dict(), strict=False)
+        if dist.main:
+            print(f"initialised from {cfg.init_from} ({missing})", file=sys.stderr)
+    ema = build_network(cfg.model).to(dist.device)
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if p.ndim < 2 else decay).append(p)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.optim.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=cfg.optim.lr, betas=cfg.optim.betas)
+    step, elapsed = 0, 0.0
+    state = load_checkpoint(out)
+    if state is not None:
+        saved = json.loads(state["config"])
+        if saved != json.loads(cfg.to_json()):
+            raise Syn2SeqInputError(str(out / CHECKPOINT_NAME), "a checkpoint of the same config",
+                                    "a checkpoint of a different config",
+                                    "Use a new --out folder, or the config the run was started with")
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed = int(state["step"]), float(state["elapsed"])
+        if dist.main:
+            print(f"resuming {out} at step {step} ({elapsed / 60:.1f} min trained)", file=sys.stderr)
+    net = model
+    if dist.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+
+    stop_step = cfg.max_steps if max_steps is None else min(max_steps, cfg.max_steps)
+    source = batch_source(cfg)
+    log = open(out / LOG_NAME, "a") if dist.main else None
+    bar = tqdm(total=stop_step, initial=step, desc=f"{cfg.name} [{cfg.stage}]", disable=not (progress and dist.main),
+               dynamic_ncols=True)
+    t_start = time.perf_counter()
+    t_last = t_start
+    running = None
+    model.train()
+    try:
+        while step < stop_step:
+            if minutes is not None and time.perf_counter() - t_start > minutes * 60:
+                break
+            g = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 1009 + dist.rank)
+            batch = source(g, cfg.optim.batch_size).to(dist.device)
+            lr = learning_rate(cfg.optim, step, cfg.max_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                loss, parts = training_step_loss(net, batch, g)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.lerp_(pm, 1 - cfg.optim.ema_decay)
+            step += 1
+            now = time.perf_counter()
+            elapsed += now - t_last
+            t_last = now
+            running = float(loss) if running is None else 0.95 * running + 0.05 * float(loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}")
+            if log and (step % cfg.log_every == 0 or step == stop_step):
+                log.write(json.dumps({"step": step, "loss": float(loss), "loss_ema": running, "lr": lr,
+                                      "grad_norm": float(grad_norm), "elapsed_s": round(elapsed, 2),
+                                      **{k: float(v) for k, v in parts.items()}}) + "\n")
+                log.flush()
+            if dist.main and step % cfg.checkpoint_every == 0:
+                save_checkpoint(out, cfg, model, ema, optimizer, step, elapsed)
+    finally:
+        bar.close()
+        if dist.main and step > 0:
+            save_checkpoint(out, cfg, model, ema, optimizer, step, elapsed)
+        if log:
+            log.close()
+        if dist.world > 1:
+            torch.distributed.destroy_process_group()
+    return {"step": step, "elapsed_s": elapsed, "loss_ema": running, "out": str(out)}
