@@ -1,0 +1,569 @@
+"""Video and image files: probe, streaming reads with resize / centre-crop, atomic H.264 writes.
+
+Frames at this boundary are ``[T, 3, H, W]`` float32 RGB in ``[0, 1]`` (see :mod:`syn2seq_core.conventions`).
+Decoding and encoding use PyAV (FFmpeg), as ComfyUI itself does; images use Pillow.
+
+Reading
+    :func:`iter_video_chunks` decodes frame by frame and yields ``[t, 3, H, W]`` chunks of at most
+    ``chunk_frames`` frames, so memory is bounded by one chunk whatever the length of the video.
+    :func:`read_video` returns the selected frames as one tensor, filled chunk by chunk into a single
+    preallocated buffer. Frames are selected like ``range(start, stop, stride)`` over the decoded
+    frames. A start far into a constant-frame-rate video seeks to the keyframe before it instead of
+    decoding everything in front.
+
+Resizing (``size`` with ``crop``), applied to frames and cameras alike
+    * ``size=None``: the native size.
+    * ``size=(w, h)``, ``crop="center"``: scale so the image covers ``w x h`` (aspect kept), then take
+      the central ``w x h`` crop. ``crop=None``: plain resize to ``w x h`` (aspect may change).
+    * ``size=s`` (int), ``crop="center"``: the central ``s x s`` square after scaling the short side to
+      ``s``. ``crop=None``: scale the short side to ``s``, keep the aspect ratio.
+    Cameras given to :func:`read_video` go through the same resize and crop (normalised intrinsics are
+    unchanged by a resize and shifted by a crop, see :class:`~syn2seq_core.geometry.cameras.Cameras`),
+    so pixel ``(u, v)`` of the returned frames and the returned cameras always agree.
+
+Writing
+    :func:`write_video` encodes H.264 (libx264, yuv420p, CRF) into ``.mp4``/``.mov``/``.mkv``. The file
+    is written to a hidden temporary file in the destination folder and moved into place with
+    :func:`os.replace` only when complete. On any exception, ``KeyboardInterrupt`` included, the
+    temporary file is removed and a file that already existed at the destination is left untouched.
+    yuv420p needs even sizes: odd sizes are refused unless ``pad_to_even=True`` (repeat the last
+    row / column).
+
+Known limits: the rotation flag some phones store in the container (display matrix) is not applied;
+colour conversion uses FFmpeg's default (BT.601) matrix both ways, so our own round trips are exact
+up to compression.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from einops import rearrange
+from torch import Tensor
+
+from .errors import Syn2SeqInputError, require
+
+if TYPE_CHECKING:
+    from .geometry.cameras import Cameras
+
+# Container formats we write, by file suffix.
+OUTPUT_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+CROP_MODES = ("center", None)
+DEFAULT_CHUNK_FRAMES = 16
+DEFAULT_CRF = 18
+DEFAULT_PRESET = "medium"
+# Values this far outside [0, 1] mean the caller passed another range ([-1, 1] or [0, 255]), not
+# overshoot of a decoder: refuse instead of clamping.
+_RANGE_SLACK = 0.5
+# Camera tracks whose aspect ratio differs from the video by less than this are rescaled to it.
+_ASPECT_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe_video` learns without decoding.
+
+    frames: number of frames (container count, or packets counted when the container has none).
+    fps: average frame rate. width, height: pixels. codec: FFmpeg decoder name, e.g. ``"h264"``.
+    """
+
+    path: str
+    frames: int
+    fps: float
+    width: int
+    height: int
+    codec: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return self.width, self.height
+
+    @property
+    def duration(self) -> float:
+        """Seconds, ``frames / fps``."""
+        return self.frames / self.fps if self.fps > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Resize to (resize_w, resize_h), then crop (left, top, width, height)."""
+
+    resize_w: int
+    resize_h: int
+    left: int
+    top: int
+    width: int
+    height: int
+
+    def apply_to_cameras(self, cams: "Cameras") -> "Cameras":
+        cams = cams.resize(self.resize_w, self.resize_h)
+        if (self.left, self.top, self.width, self.height) != (0, 0, self.resize_w, self.resize_h):
+            cams = cams.crop(self.left, self.top, self.width, self.height)
+        return cams
+
+
+# --- input checks ---------------------------------------------------------------------------------
+def _check_file(path, what: str = "video") -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise Syn2SeqInputError(what, "a file path", type(path).__name__)
+    p = Path(path)
+    if not p.exists():
+        raise Syn2SeqInputError(what, "an existing file", f"no file at '{p}'")
+    if p.is_dir():
+        raise Syn2SeqInputError(what, "a file", f"the folder '{p}'")
+    return p
+
+
+def _open_input(path):
+    """Open ``path`` for reading; returns (container, video stream). Clear errors for bad files."""
+    import av
+
+    p = _check_file(path)
+    try:
+        container = av.open(str(p), mode="r")
+    except av.FFmpegError as e:
+        raise Syn2SeqInputError("video", "a decodable video file (e.g. H.264 .mp4)",
+                                f"'{p}', which FFmpeg cannot open ({e.__class__.__name__}: {e})") from None
+    if not container.streams.video:
+        container.close()
+        raise Syn2SeqInputError("video", "a file with a video stream", f"'{p}' with none")
+    stream = container.streams.video[0]
+    if not stream.codec_context.width or not stream.codec_context.height:
+        container.close()
+        raise Syn2SeqInputError("video", "a video stream with a known frame size", f"'{p}' without one")
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def _stream_fps(stream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            return float(rate)
+    return 0.0
+
+
+def _check_size(size) -> tuple[int, int] | int | None:
+    if size is None:
+        return None
+    if isinstance(size, bool):
+        raise Syn2SeqInputError("size", "None, an int or a (width, height) pair", repr(size))
+    if isinstance(size, int):
+        require(size > 0, "size", "a positive number of pixels", size)
+        return size
+    if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(s, int) and not isinstance(s, bool)
+                                                                  for s in size):
+        require(size[0] > 0 and size[1] > 0, "size", "positive (width, height)", tuple(size))
+        return int(size[0]), int(size[1])
+    raise Syn2SeqInputError("size", "None, an int or a (width, height) pair of ints", repr(size))
+
+
+def resize_plan(src_w: int, src_h: int, size=None, crop: str | None = "center") -> _Plan:
+    """How a ``src_w x src_h`` image becomes the requested ``size`` (see the module docstring)."""
+    size = _check_size(size)
+    if crop not in CROP_MODES:
+        raise Syn2SeqInputError("crop", "'center' or None", repr(crop))
+    if size is None:
+        return _Plan(src_w, src_h, 0, 0, src_w, src_h)
+    if crop is None:
+        if isinstance(size, int):
+            if src_w <= src_h:
+                rw, rh = size, max(1, round(src_h * size / src_w))
+            else:
+                rw, rh = max(1, round(src_w * size / src_h)), size
+        else:
+            rw, rh = size
+        return _Plan(rw, rh, 0, 0, rw, rh)
+    out_w, out_h = (size, size) if isinstance(size, int) else size
+    # Same arithmetic as Cameras.resize_and_center_crop, so frames and cameras agree to the pixel.
+    scale = max(out_w / src_w, out_h / src_h)
+    rw, rh = max(out_w, round(src_w * scale)), max(out_h, round(src_h * scale))
+    return _Plan(rw, rh, (rw - out_w) // 2, (rh - out_h) // 2, out_w, out_h)
+
+
+def _frame_range(n: int, start: int, stop: int | None, stride: int, path) -> range:
+    for name, v in (("start", start), ("stride", stride)):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise Syn2SeqInputError(name, "an int", repr(v))
+    require(start >= 0, "start", "a frame index >= 0", start)
+    require(stride >= 1, "stride", "an int >= 1", stride)
+    if stop is not None:
+        if not isinstance(stop, int) or isinstance(stop, bool):
+            raise Syn2SeqInputError("stop", "None or an int", repr(stop))
+        require(stop >= 0, "stop", "None or a frame index >= 0", stop)
+    frames = range(start, n if stop is None else min(stop, n), stride)
+    if len(frames) == 0:
+        raise Syn2SeqInputError("frame range", f"a non-empty range within the {n} frames of '{path}'",
+                                f"start={start}, stop={stop}, stride={stride}")
+    return frames
+
+
+def _cameras_for(cams: "Cameras", info: VideoInfo, frames: range, plan: _Plan) -> "Cameras":
+    """Select, broadcast and resize/crop ``cams`` (one per video frame, or one static) for ``frames``."""
+    from .geometry.cameras import Cameras
+
+    if not isinstance(cams, Cameras):
+        raise Syn2SeqInputError("cameras", "a Cameras track", type(cams).__name__)
+    if cams.size != info.size:
+        aspect_c, aspect_v = cams.width / cams.height, info.width / info.height
+        if abs(aspect_c / aspect_v - 1) > _ASPECT_TOLERANCE:
+            raise Syn2SeqInputError(
+                "cameras", f"intrinsics for the video size {info.width}x{info.height} (or the same aspect ratio)",
+                f"{cams.width}x{cams.height}", f"The cameras do not belong to '{info.path}'")
+        cams = cams.resize(info.width, info.height)
+    if len(cams) == 1:
+        cams = broadcast_cameras(cams, len(frames))
+    elif len(cams) == info.frames:
+        cams = cams[frames.start:frames.stop:frames.step]
+    else:
+        raise Syn2SeqInputError("cameras", f"one camera per video frame ({info.frames}) or a single static camera",
+                                f"{len(cams)} cameras for '{info.path}'")
+    return plan.apply_to_cameras(cams)
+
+
+def broadcast_cameras(cams: "Cameras", n: int) -> "Cameras":
+    """Repeat a single static camera ``n`` times. cams: 1 camera -> n cameras."""
+    from dataclasses import replace
+
+    require(len(cams) == 1, "cameras", "a single camera to repeat", f"{len(cams)} cameras")
+    return replace(cams, c2w=cams.c2w.expand(n, 4, 4).clone(), K=cams.K.expand(n, 4).clone(),
+                   fisheye=None if cams.fisheye is None else cams.fisheye.expand(n, 4).clone())
+
+
+# --- probing --------------------------------------------------------------------------------------
+def probe_video(path) -> VideoInfo:
+    """Frame count, fps, size and codec of the first video stream of ``path``, without decoding."""
+    import av
+
+    container, stream = _open_input(path)
+    try:
+        n = int(stream.frames or 0)
+        if n <= 0:  # e.g. Matroska stores no frame count: count the packets (no decoding)
+            try:
+                n = sum(1 for packet in container.demux(stream) if packet.size)
+            except av.FFmpegError as e:
+                raise Syn2SeqInputError("video", "a readable video file", f"'{path}' ({e})") from None
+        return VideoInfo(str(path), n, _stream_fps(stream), stream.codec_context.width,
+                         stream.codec_context.height, stream.codec_context.name)
+    finally:
+        container.close()
+
+
+# --- decoding -------------------------------------------------------------------------------------
+def _decode_selected(path, info: VideoInfo, frames: range, plan: _Plan, seek: bool) -> Iterator[np.ndarray]:
+    """Yield uint8 ``[H, W, 3]`` RGB arrays of the frames in ``frames``, in order, one at a time."""
+    import av
+
+    interpolation = "AREA" if plan.resize_w * plan.resize_h < info.width * info.height else "BICUBIC"
+    native = (plan.resize_w, plan.resize_h) == info.size
+    crop = (slice(plan.top, plan.top + plan.height), slice(plan.left, plan.left + plan.width))
+    container, stream = _open_input(path)
+    try:
+        first = _seek_to(container, stream, frames.start) if seek and frames.start > 0 else 0
+        wanted = set(frames)
+        last = frames[-1]
+        index = first - 1
+        try:
+            for frame in container.decode(stream):
+                index += 1
+                if index > last:
+                    break
+                if index not in wanted:
+                    continue
+                if native:
+                    array = frame.to_ndarray(format="rgb24")
+                else:
+                    array = frame.to_ndarray(format="rgb24", width=plan.resize_w, height=plan.resize_h,
+                                             interpolation=interpolation)
+                yield array[crop]
+        except av.FFmpegError as e:
+            raise Syn2SeqInputError("video", "a decodable video file",
+                                    f"'{path}', which fails to decode at frame {index + 1} ({e})") from None
+    finally:
+        container.close()
+
+
+def _seek_to(container, stream, start: int) -> int:
+    """Seek to the keyframe at or before frame ``start`` of a constant-frame-rate stream.
+
+    Returns the index of the next frame the decoder will produce, or 0 after rewinding when the
+    stream's timestamps cannot be trusted for frame indices (variable rate, no timestamps).
+    """
+    import av
+
+    fps = _stream_fps(stream)
+    cfr = stream.average_rate and stream.base_rate and stream.average_rate == stream.base_rate
+    if not cfr or stream.start_time is None or not stream.time_base or fps <= 0:
+        return 0
+    tb = float(stream.time_base)
+    t0 = stream.start_time * tb
+    try:
+        container.seek(int(round(stream.start_time + (start / fps) / tb)), stream=stream, backward=True)
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                break
+            i = (frame.pts * tb - t0) * fps
+            if abs(i - round(i)) > 0.25 or round(i) > start:
+                break
+            # Re-seek so that the decoder delivers this keyframe again as the first frame.
+            container.seek(frame.pts, stream=stream, backward=True)
+            return int(round(i))
+    except av.FFmpegError:
+        pass
+    container.seek(stream.start_time, stream=stream, backward=True)
+    return 0
+
+
+def _to_float(arrays: list[np.ndarray]) -> Tensor:
+    """list of uint8 [H, W, 3] -> float32 [t, 3, H, W] in [0, 1]."""
+    batch = torch.from_numpy(np.stack(arrays))
+    return rearrange(batch, "t h w c -> t c h w").to(torch.float32).div_(255.0)
+
+
+def iter_video_chunks(path, chunk_frames: int = DEFAULT_CHUNK_FRAMES, *, start: int = 0, stop: int | None = None,
+                      stride: int = 1, size=None, crop: str | None = "center", seek: bool = True
+                      ) -> Iterator[Tensor]:
+    """Stream the selected frames of ``path`` as ``[t, 3, H, W]`` float chunks, ``t <= chunk_frames``.
+
+    At most one chunk of decoded frames is alive at a time (plus the decoder's own buffers), so memory
+    does not grow with the length of the video. Selection and resizing as in :func:`read_video`.
+    """
+    require(isinstance(chunk_frames, int) and chunk_frames >= 1, "chunk_frames", "an int >= 1", chunk_frames)
+    info = probe_video(path)
+    frames = _frame_range(info.frames, start, stop, stride, path)
+    plan = resize_plan(info.width, info.height, size, crop)
+    return _chunks(path, info, frames, plan, chunk_frames, seek)
+
+
+def _chunks(path, info, frames, plan, chunk_frames, seek) -> Iterator[Tensor]:
+    pending: list[np.ndarray] = []
+    for array in _decode_selected(path, info, frames, plan, seek):
+        pending.append(array)
+        if len(pending) == chunk_frames:
+            yield _to_float(pending)
+            pending = []
+    if pending:
+        yield _to_float(pending)
+
+
+def read_video(path, start: int = 0, stop: int | None = None, stride: int = 1, size=None,
+               crop: str | None = "center", cameras: "Cameras | None" = None, chunk: int | None = None,
+               seek: bool = True):
+    """Decode frames ``range(start, stop, stride)`` of ``path``.
+
+    Returns frames ``[T, 3, H, W]`` float32 RGB in [0, 1]; when ``cameras`` is given (one camera per
+    video frame, or one static camera), returns ``(frames, cameras)`` with the cameras selected for the
+    same frames and resized / cropped like the frames. ``chunk``: frames decoded per step (bounds the
+    transient memory; the result itself is allocated once).
+    """
+    chunk = DEFAULT_CHUNK_FRAMES if chunk is None else chunk
+    require(isinstance(chunk, int) and chunk >= 1, "chunk", "None or an int >= 1", chunk)
+    info = probe_video(path)
+    frames = _frame_range(info.frames, start, stop, stride, path)
+    plan = resize_plan(info.width, info.height, size, crop)
+    cams = None if cameras is None else _cameras_for(cameras, info, frames, plan)
+    out = torch.empty(len(frames), 3, plan.height, plan.width, dtype=torch.float32)
+    filled = 0
+    for part in _chunks(path, info, frames, plan, chunk, seek):
+        out[filled:filled + len(part)] = part
+        filled += len(part)
+    if filled == 0:
+        raise Syn2SeqInputError("video", "at least one decodable frame in the range",
+                                f"none in '{path}' (start={start}, stop={stop}, stride={stride})")
+    if filled < len(frames):  # the container over-counted its frames: keep what was decoded
+        out = out[:filled].clone()
+        cams = None if cams is None else cams[:filled]
+    return out if cams is None else (out, cams)
+
+
+# --- encoding -------------------------------------------------------------------------------------
+def _as_uint8_frames(chunk, index: int) -> np.ndarray:
+    """A chunk [t, 3, H, W] (float in [0, 1] or uint8) or one frame [3, H, W] -> uint8 [t, H, W, 3]."""
+    if isinstance(chunk, np.ndarray):
+        chunk = torch.from_numpy(chunk)
+    if not isinstance(chunk, Tensor):
+        raise Syn2SeqInputError(f"frames chunk {index}", "a tensor [T, 3, H, W]", type(chunk).__name__)
+    if chunk.ndim == 3:
+        chunk = chunk[None]
+    require(chunk.ndim == 4 and chunk.shape[1] == 3, f"frames chunk {index}", "shape [T, 3, H, W]",
+            tuple(chunk.shape))
+    chunk = chunk.detach().cpu()
+    if chunk.dtype == torch.uint8:
+        data = chunk
+    else:
+        require(chunk.is_floating_point(), f"frames chunk {index}", "float or uint8 values", chunk.dtype)
+        chunk = chunk.float()
+        bad = ~torch.isfinite(chunk)
+        if bool(bad.any()):
+            raise Syn2SeqInputError(f"frames chunk {index}", "finite values", f"{int(bad.sum())} NaN/inf")
+        if chunk.numel():
+            lo, hi = float(chunk.min()), float(chunk.max())
+            if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
+                raise Syn2SeqInputError(f"frames chunk {index}", "values in [0, 1]", f"range [{lo:.3g}, {hi:.3g}]",
+                                        "Rescale [-1, 1] frames with (x + 1) / 2 and [0, 255] frames with x / 255")
+        data = chunk.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+    return np.ascontiguousarray(rearrange(data, "t c h w -> t h w c").numpy())
+
+
+def _iter_chunks(frames) -> Iterator:
+    if isinstance(frames, (Tensor, np.ndarray)):
+        yield frames
+    elif isinstance(frames, Iterable):
+        yield from frames
+    else:
+        raise Syn2SeqInputError("frames", "a tensor [T, 3, H, W] or an iterable of such chunks",
+                                type(frames).__name__)
+
+
+def _fps_fraction(fps) -> Fraction:
+    if isinstance(fps, Fraction):
+        value = fps
+    else:
+        try:
+            value = Fraction(float(fps)).limit_denominator(100_000)
+        except (TypeError, ValueError, OverflowError):
+            raise Syn2SeqInputError("fps", "a positive number", repr(fps)) from None
+    require(0 < value <= 1000, "fps", "a frame rate in (0, 1000]", fps)
+    # NTSC rates: 29.97 -> 30000/1001, etc.
+    for base in (24, 30, 60, 120):
+        ntsc = Fraction(base * 1000, 1001)
+        if abs(float(value) - float(ntsc)) < 5e-3:
+            return ntsc
+    return value
+
+
+def atomic_output(path, suffix: str | None = None):
+    """A hidden temporary path next to ``path`` (same folder, so os.replace is atomic)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=f".partial{suffix or p.suffix}")
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_video(path, frames, fps: float = 30.0, *, crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET,
+                codec: str = "libx264", pad_to_even: bool = False, options: dict | None = None) -> VideoInfo:
+    """Encode frames to an H.264 video at ``path`` (atomic; see the module docstring).
+
+    frames: ``[T, 3, H, W]`` float in [0, 1] (or uint8 0..255), or an iterable of such chunks, which
+    are encoded as they arrive (a generator keeps memory bounded). crf: x264 quality (0 lossless,
+    18 visually lossless, 23 default). options: extra encoder options, e.g. ``{"g": "12"}``.
+    Returns the :class:`VideoInfo` of the written file.
+    """
+    import av
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise Syn2SeqInputError("video path", "a file path", type(path).__name__)
+    dest = Path(path)
+    fmt = OUTPUT_FORMATS.get(dest.suffix.lower())
+    if fmt is None:
+        raise Syn2SeqInputError("video path", f"a file name ending in one of {sorted(OUTPUT_FORMATS)}",
+                                f"'{dest}'")
+    require(isinstance(crf, int) and 0 <= crf <= 51, "crf", "an int in [0, 51]", crf)
+    if codec not in av.codecs_available:
+        raise Syn2SeqInputError("codec", "an encoder built into PyAV's FFmpeg (e.g. libx264)", repr(codec))
+    rate = _fps_fraction(fps)
+    tmp = atomic_output(dest)
+    container = None
+    try:
+        container = av.open(str(tmp), mode="w", format=fmt,
+                            options={"movflags": "+faststart"} if fmt in ("mp4", "mov") else {})
+        stream, size, count = None, None, 0
+        for i, chunk in enumerate(_iter_chunks(frames)):
+            data = _as_uint8_frames(chunk, i)
+            if data.shape[0] == 0:
+                continue
+            h, w = data.shape[1:3]
+            if stream is None:
+                size = (w, h)
+                if (w % 2 or h % 2) and not pad_to_even:
+                    raise Syn2SeqInputError("frame size", "an even width and height (H.264 yuv420p)",
+                                            f"{w}x{h}", "Crop or resize to even sizes, or pass "
+                                            "pad_to_even=True to repeat the last row/column")
+                stream = container.add_stream(codec, rate=rate)
+                stream.width, stream.height = w + w % 2, h + h % 2
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(crf), "preset": str(preset), **{k: str(v) for k, v in
+                                                                              (options or {}).items()}}
+            elif (w, h) != size:
+                raise Syn2SeqInputError(f"frames chunk {i}", f"frames of size {size[0]}x{size[1]} like the first",
+                                        f"{w}x{h}")
+            if w % 2 or h % 2:
+                data = np.pad(data, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            for array in data:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                    container.mux(packet)
+                count += 1
+        if stream is None:
+            raise Syn2SeqInputError("frames", "at least one frame to write", "none")
+        for packet in stream.encode():
+            container.mux(packet)
+        container.close()
+        container = None
+        os.replace(tmp, dest)
+    except BaseException:
+        if container is not None:
+            with suppress(Exception):
+                container.close()
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return VideoInfo(str(dest), count, float(rate), stream.width, stream.height, stream.codec_context.name)
+
+
+# --- images ---------------------------------------------------------------------------------------
+def read_image(path) -> Tensor:
+    """A PNG/JPEG image as ``[3, H, W]`` float32 RGB in [0, 1] (grey and alpha are converted to RGB)."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = _check_file(path, "image")
+    try:
+        with Image.open(p) as im:
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                array = np.asarray(im, dtype=np.float32) / (65535.0 if im.mode.startswith("I;16") else
+                                                            max(1.0, float(np.asarray(im).max())))
+                array = np.repeat(array[..., None], 3, axis=-1)
+            else:
+                array = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as e:
+        raise Syn2SeqInputError("image", "a readable PNG or JPEG file", f"'{p}' ({e})") from None
+    return rearrange(torch.from_numpy(np.ascontiguousarray(array)), "h w c -> c h w")
+
+
+def write_image(path, frame: Tensor, *, quality: int = 95) -> None:
+    """Write ``frame`` ``[3, H, W]`` (or ``[1, 3, H, W]``) in [0, 1] as PNG or JPEG, atomically."""
+    from PIL import Image
+
+    dest = Path(path)
+    fmt = IMAGE_FORMATS.get(dest.suffix.lower())
+    if fmt is None:
+        raise Syn2SeqInputError("image path", f"a file name ending in one of {sorted(IMAGE_FORMATS)}", f"'{dest}'")
+    if isinstance(frame, Tensor) and frame.ndim == 4 and frame.shape[0] == 1:
+        frame = frame[0]
+    if not isinstance(frame, Tensor) or frame.ndim != 3:
+        raise Syn2SeqInputError("frame", "a tensor [3, H, W]", getattr(frame, "shape", type(frame).__name__))
+    data = _as_uint8_frames(frame, 0)[0]
+    tmp = atomic_output(dest)
+    try:
+        Image.fromarray(data, mode="RGB").save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+        os.replace(tmp, dest)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def frames_per_second(frames: int, seconds: float) -> float:
+    """Throughput helper for benchmarks (inf when no time elapsed)."""
+    return frames / seconds if seconds > 0 else math.inf
