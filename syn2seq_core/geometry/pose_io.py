@@ -195,7 +195,7 @@ def save_cameras(cams: Cameras, path, timestamps=None, names: Sequence[str] | No
     require(n > 0, "cams", "at least one camera", "an empty track")
     ts = None
     if timestamps is not None:
-        ts = np.asarray(torch.as_tensor(timestamps).detach().cpu().to(torch.float64)).reshape(-1)
+        ts = _float64(timestamps, "timestamps").reshape(-1)
         require(ts.shape == (n,), "timestamps", f"{n} values (one per camera)", ts.shape[0])
         require(bool(np.isfinite(ts).all()), "timestamps", "finite seconds", "NaN/inf")
     if names is not None:
@@ -338,6 +338,16 @@ def _matrix(value, src, where: str, key: str, shapes: tuple[tuple[int, ...], ...
     if arr.shape not in shapes:
         raise _err(src, where, f"{key!r} of shape {' or '.join(map(str, shapes))}", arr.shape)
     return arr
+
+
+def _float64(x, name: str) -> np.ndarray:
+    """A tensor, array or (nested) list as a float64 numpy array (lists are never rounded through float32)."""
+    if isinstance(x, Tensor):
+        return x.detach().cpu().to(torch.float64).numpy()
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise Syn2SeqInputError(name, "a numeric array", repr(x)[:80]) from None
 
 
 def _rigid_inverse(T: np.ndarray) -> np.ndarray:
@@ -1018,7 +1028,7 @@ def _load_egoexo4d_aria(path: Path, *, timestamps_us=None, K=None, width: int | 
     if timestamps_us is None:
         raise Syn2SeqInputError("timestamps_us", "the frame times to resample the Aria track at (1-D, tracking-"
                                 "clock microseconds)", "none")
-    t = np.asarray(torch.as_tensor(timestamps_us).detach().cpu().to(torch.float64))
+    t = _float64(timestamps_us, "timestamps_us")
     require(t.ndim == 1 and t.size > 0, "timestamps_us", "a non-empty 1-D array", tuple(t.shape))
     require(bool(np.isfinite(t).all()), "timestamps_us", "finite values", "NaN/inf")
     src = _find_file(path, "closed_loop_trajectory.csv")
@@ -1046,17 +1056,16 @@ def _load_egoexo4d_aria(path: Path, *, timestamps_us=None, K=None, width: int | 
     c2w[:, :3, 3] = T0[:, :3, 3] + alpha[:, None] * (T1[:, :3, 3] - T0[:, :3, 3])
     c2w[:, 3, 3] = 1.0
     if T_device_camera is not None:
-        Tdc = torch.as_tensor(T_device_camera).detach().cpu().to(torch.float64)
+        Tdc = torch.from_numpy(_float64(T_device_camera, "T_device_camera"))
         require(tuple(Tdc.shape) == (4, 4), "T_device_camera", "a 4x4 rigid transform", tuple(Tdc.shape))
         check_rotations(Tdc[None], "T_device_camera")
         c2w = c2w @ Tdc.numpy()
     n = len(t)
-    K_arr = np.asarray(ARIA_RGB_DEFAULT_K if K is None else torch.as_tensor(K).detach().cpu().to(torch.float64),
-                       dtype=np.float64)
+    K_arr = _float64(ARIA_RGB_DEFAULT_K if K is None else K, "K")
     require(K_arr.shape in ((4,), (n, 4)), "K", f"normalised intrinsics of shape [4] or [{n}, 4]", K_arr.shape)
     fish = None
     if fisheye is not None:
-        fish = np.asarray(torch.as_tensor(fisheye).detach().cpu().to(torch.float64), dtype=np.float64)
+        fish = _float64(fisheye, "fisheye")
         require(fish.shape in ((4,), (n, 4)), "fisheye", f"k1..k4 of shape [4] or [{n}, 4]", fish.shape)
         fish = np.broadcast_to(fish, (n, 4)).copy()
     where = [f"timestamps_us[{i}]" for i in range(n)]

@@ -58,12 +58,12 @@ def np_pose(c2w_row):
 # --- syn2seq cameras.json --------------------------------------------------------------------------
 def test_syn2seq_round_trip_is_exact(tmp_path):
     cams = random_cameras(7, 0, 512, 288, fisheye=True)
-    ts = torch.linspace(0.0, 0.2, 7, dtype=torch.float64) + 1 / 3
+    ts = [1 / 3 + i / 30 for i in range(7)]  # a plain list: must not pass through float32
     names = [f"frame_{i:03d}.png" for i in range(7)]
     written = save_cameras(cams, tmp_path / "cameras.json", timestamps=ts, names=names)
     track = load_both(written, "syn2seq")
     for a, b in ((track.cameras.c2w, cams.c2w), (track.cameras.K, cams.K), (track.cameras.fisheye, cams.fisheye),
-                 (track.timestamps, ts)):
+                 (track.timestamps, torch.tensor(ts, dtype=torch.float64))):
         assert torch.equal(a, b)  # bit-exact
     assert track.names == tuple(names) and track.cameras.size == (512, 288)
     # the folder works too, and no temporary file is left behind
@@ -553,6 +553,10 @@ def test_egoexo4d_aria_intrinsics_and_device_to_camera(tmp_path):
                         height=448, fisheye=fish, T_device_camera=T_dc)
     expected = Cameras(torch.from_numpy(c2w[4:6]) @ T_dc, K, 448, 448, fish)
     assert_same(cams, expected)
+    # plain Python lists of microseconds are not rounded through float32 (which is ~8 us off at 1.5e8 us)
+    on_sample = load_camera_track(tmp_path, timestamps_us=[int(t_us[7]), float(t_us[8])])
+    torch.testing.assert_close(on_sample.cameras.c2w, torch.from_numpy(c2w[7:9]), atol=1e-12, rtol=0)
+    assert on_sample.timestamps.tolist() == [t_us[7] / 1e6, t_us[8] / 1e6]
 
 
 def test_egoexo4d_aria_errors(tmp_path):
@@ -627,3 +631,19 @@ def test_unknown_formats_and_options_are_refused(tmp_path):
     with pytest.raises(Syn2SeqInputError, match=r"options for format 'syn2seq': expected only \['width', 'height'\]"):
         load_cameras(tmp_path / "c.json", camera="cam01")
     assert set(KNOWN_FORMATS) == {"syn2seq", "re10k", "colmap", "nerf", "egoexo4d_exo", "egoexo4d_aria"}
+
+
+def test_documented_example_loads(tmp_path):
+    """The example in docs/cameras_json.md is a valid file and means what the text says."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cameras_json.md").read_text()
+    example = doc.split("```json\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "cameras.json").write_text(example)
+    track = load_camera_track(tmp_path / "cameras.json")
+    cams = track.cameras
+    assert cams.size == (640, 360) and track.names == ("frame_00000.png", "frame_00001.png")
+    assert track.timestamps.tolist() == [0.0, 0.0333]
+    torch.testing.assert_close(cams.c2w[:, :3, 2], torch.tensor([[0.0, 1.0, 0.0]] * 2, dtype=torch.float64))  # +y
+    torch.testing.assert_close(cams.K_pixels()[0, 0, 0], torch.tensor(320.0, dtype=torch.float64))  # 90 deg HFOV
+    torch.testing.assert_close(cams.w2c[1, :3, 3] - cams.w2c[0, :3, 3], torch.tensor([-0.1, 0.0, 0.0], dtype=torch.float64))
