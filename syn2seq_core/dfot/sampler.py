@@ -1,0 +1,347 @@
+"""The diffusion-forcing sampler: DDIM over a scheduling matrix, with clean context and history guidance.
+
+Pure functions. The network enters as a ``denoiser`` with the protocol::
+
+    denoiser(x_t: [B, T, C, H, W], logsnr: [B, T], rays: [B, T, H, W, R] | None) -> v: [B, T, C, H, W]
+
+``x_t`` is in model space (whatever the model wrapper normalises frames to), ``logsnr`` is the noise level
+of each frame (the network scales it itself) and ``rays=None`` means "no pose" (the unconditional branch
+of history guidance). The denoiser may be called with a larger batch than the sample's: guidance branches
+are stacked along the batch axis, branch-major (``(branch b)``).
+
+Context mask codes (``conventions.MASK_*``): ``1`` given context and ``2`` generated context are kept
+clean, fed to the denoiser at the cleanest level (``t = 0``) and never modified (bit-identical in the
+output); ``-1`` padding frames are fed as pure noise at ``t = 1``, never updated, and returned as zeros;
+``0`` frames are generated.
+
+Cancellation and progress: ``callback(info)`` is called after every step with ``{"step": i, "total": n,
+"x0": current clean estimate [B, T, C, H, W]}`` (``i`` from 1 to ``n``). An exception raised inside the
+callback propagates out of the sampler unchanged, which is how a caller cancels a run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from einops import repeat
+from torch import Tensor
+
+from ..conventions import MASK_CONTEXT, MASK_GENERATE, MASK_GENERATED_CONTEXT, MASK_PADDING
+from ..errors import Syn2SeqInputError, require
+from .guidance import Branch, HistoryGuidance
+from .schedule import NOISE_CLIP, NoiseSchedule, alpha_sigma, expand_like
+from .scheduling import levels_to_times, scheduling_matrix as build_matrix, validate_scheduling_matrix
+
+Denoiser = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
+Callback = Callable[[dict], None]
+MASK_CODES = (MASK_PADDING, MASK_GENERATE, MASK_CONTEXT, MASK_GENERATED_CONTEXT)
+
+
+def randn(shape: Sequence[int], generator: torch.Generator | None, device, dtype) -> Tensor:
+    """Standard normal noise clipped to +-NOISE_CLIP, drawn from ``generator`` (on its own device)."""
+    if generator is None:
+        z = torch.randn(tuple(shape), device=device, dtype=dtype)
+    else:
+        z = torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=dtype).to(device)
+    return z.clamp_(-NOISE_CLIP, NOISE_CLIP)
+
+
+def _resolve_mask(context_mask, batch: int, frames: int) -> Tensor:
+    if context_mask is None:
+        return torch.zeros(batch, frames, dtype=torch.long)
+    mask = torch.as_tensor(context_mask).detach().cpu()
+    require(not mask.is_floating_point(), "context_mask", "an integer tensor", mask.dtype)
+    if mask.ndim == 1:
+        mask = mask.expand(batch, -1)
+    require(tuple(mask.shape) == (batch, frames), "context_mask", f"shape [{batch}, {frames}] (or [{frames}])",
+            tuple(mask.shape))
+    bad = ~torch.isin(mask, torch.tensor(MASK_CODES))
+    if bool(bad.any()):
+        raise Syn2SeqInputError("context_mask", f"codes in {list(MASK_CODES)}", sorted(set(mask[bad].tolist())))
+    return mask.long()
+
+
+def _resolve_times(matrix: Tensor, batch: int, frames: int) -> Tensor:
+    """Matrix [R, T] or [R, B, T] of levels or times -> float64 CPU times [R, B, T]."""
+    validate_scheduling_matrix(matrix, frames)
+    matrix = matrix.detach().cpu()
+    times = matrix.to(torch.float64) if matrix.is_floating_point() else levels_to_times(matrix)
+    if times.ndim == 2:
+        times = times.unsqueeze(1).expand(-1, batch, -1)
+    require(times.shape[1] == batch, "scheduling_matrix", f"batch axis of size {batch}", tuple(matrix.shape))
+    return times.clone()
+
+
+def active_steps(times: Tensor) -> list[int]:
+    """Rows ``m`` of a matrix ``[R, ...]`` after which something changes: the steps that need a denoiser call."""
+    changed = (times[1:] != times[:-1]).reshape(times.shape[0] - 1, -1).any(dim=1)
+    return changed.nonzero().flatten().tolist()
+
+
+def _to_device(a: Tensor, like: Tensor) -> Tensor:
+    return a.to(device=like.device, dtype=like.dtype)
+
+
+def guided_v(
+    denoiser: Denoiser,
+    x: Tensor,
+    t: Tensor,
+    mask: Tensor,
+    branches: Sequence[Branch],
+    *,
+    schedule: NoiseSchedule,
+    rays: Tensor | None = None,
+    stabilization: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """One guided ``v`` prediction.
+
+    x: [B, T, C, H, W] current state; t: [B, T] float64 noise time of each frame (history frames at 0,
+    padding at 1); mask: [B, T] context-mask codes (``>= 1`` = history). Each branch shows the history at
+    its own noise time (noised with fresh noise from ``generator``); branches that keep the rays share one
+    denoiser call, branches that drop them share another. Returns the weighted sum of the branches' ``v``.
+    """
+    history = mask >= MASK_CONTEXT
+    generated_history = mask == MASK_GENERATED_CONTEXT
+    inputs: list[tuple[Tensor, Tensor]] = []
+    for branch in branches:
+        ht = torch.full_like(t, branch.history_t)
+        if stabilization > 0:
+            ht = torch.where(generated_history, ht.clamp(min=stabilization), ht)
+        noised = history & (ht > 0)
+        frame_t = torch.where(history, ht, t)
+        logsnr = schedule.logsnr(frame_t)
+        x_b = x
+        if bool(noised.any()):
+            a, s = alpha_sigma(logsnr)
+            a, s = (expand_like(_to_device(c, x), x) for c in (a, s))
+            z = randn(x.shape, generator, x.device, x.dtype)
+            x_b = torch.where(expand_like(noised.to(x.device), x), a * x + s * z, x)
+        inputs.append((x_b, logsnr.to(device=x.device, dtype=torch.float32)))
+
+    outputs: list[Tensor | None] = [None] * len(branches)
+    groups: dict[bool, list[int]] = {}
+    for i, branch in enumerate(branches):
+        groups.setdefault(branch.pose and rays is not None, []).append(i)
+    for with_rays, members in groups.items():
+        xs = torch.cat([inputs[i][0] for i in members])
+        logsnrs = torch.cat([inputs[i][1] for i in members])
+        call_rays = repeat(rays, "b ... -> (k b) ...", k=len(members)) if with_rays else None
+        v = denoiser(xs, logsnrs, call_rays)
+        require(isinstance(v, Tensor) and tuple(v.shape) == tuple(xs.shape), "denoiser output",
+                f"a tensor of shape {tuple(xs.shape)}", tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__)
+        for i, v_i in zip(members, v.to(x.dtype).chunk(len(members))):
+            outputs[i] = v_i
+    if len(branches) == 1 and branches[0].weight == 1.0:
+        return outputs[0]
+    return sum(branch.weight * v_i for branch, v_i in zip(branches, outputs))
+
+
+def ddim_coefficients(t_cur: Tensor, t_next: Tensor, schedule: NoiseSchedule, eta: float = 0.0):
+    """DDIM step from noise time ``t_cur`` to ``t_next`` (``t_next = 0`` lands exactly on the clean estimate).
+
+    t_cur, t_next: [...] float64 -> (alpha_s, sigma_s, alpha_t, c_eps, c_noise), each [...]:
+    ``x0 = alpha_s x - sigma_s v``, ``eps = sigma_s x + alpha_s v``,
+    ``x_next = alpha_t x0 + c_eps eps + c_noise z``, with ``c_noise = eta sigma_t / sigma_s sqrt(1 - alpha_s^2 /
+    alpha_t^2)`` (DDIM's stochasticity; eta = 1 is ancestral DDPM) and ``c_eps = sqrt(sigma_t^2 - c_noise^2)``.
+    """
+    a_s, s_s = alpha_sigma(schedule.logsnr(t_cur))
+    a_t, s_t = alpha_sigma(schedule.logsnr(t_next))
+    clean = t_next == 0
+    a_t = torch.where(clean, torch.ones_like(a_t), a_t)
+    s_t = torch.where(clean, torch.zeros_like(s_t), s_t)
+    if eta > 0:
+        c_noise = eta * s_t / s_s * (1 - (a_s / a_t) ** 2).clamp(min=0).sqrt()
+    else:
+        c_noise = torch.zeros_like(s_t)
+    c_eps = (s_t**2 - c_noise**2).clamp(min=0).sqrt()
+    return a_s, s_s, a_t, c_eps, c_noise
+
+
+@torch.no_grad()
+def sample(
+    denoiser: Denoiser,
+    x: Tensor | Sequence[int],
+    scheduling_matrix: Tensor,
+    *,
+    schedule: NoiseSchedule | None = None,
+    context: Tensor | None = None,
+    context_mask: Tensor | None = None,
+    rays: Tensor | None = None,
+    guidance: HistoryGuidance | None = None,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> Tensor:
+    """Sample a window of frames with per-frame noise levels. Returns the clean frames x0 [B, T, C, H, W].
+
+    x: the state at the levels of the matrix's first row, [B, T, C, H, W] (pure noise for a fresh sample),
+    or its shape, in which case the noise is drawn from ``generator`` (on the device and in the dtype of
+    ``context`` when given, else on the generator's device in float32).
+    scheduling_matrix: [R, T] or [R, B, T]; integer levels in [0, S] (``t = level / S`` with ``S`` the
+    largest level) or float noise times in [0, 1]; see :mod:`.scheduling`. Each row transition is one DDIM
+    step; frames whose level does not change stay put, and steps in which no frame changes are skipped.
+    context: [B, T, C, H, W] clean frames, read where ``context_mask >= 1``; context_mask: [B, T] or [T]
+    codes -1/0/1/2 (default: all 0). rays: [B, T, H, W, R] per-frame camera rays or None.
+    guidance: history guidance (default ``conditional``). eta: DDIM stochasticity (0 = deterministic).
+    generator: the source of all noise. callback: see the module docstring; it may raise to cancel.
+    Runs under ``torch.no_grad()``.
+    """
+    schedule = schedule or NoiseSchedule()
+    guidance = guidance or HistoryGuidance()
+    require(math.isfinite(eta) and eta >= 0, "eta", "a number >= 0", eta)
+
+    if isinstance(x, Tensor):
+        shape = tuple(x.shape)
+    else:
+        shape = tuple(int(s) for s in x)
+    require(len(shape) == 5, "x", "a tensor or shape [B, T, C, H, W]", shape)
+    batch, frames = shape[:2]
+    mask_cpu = _resolve_mask(context_mask, batch, frames)
+    needs_context = bool((mask_cpu >= MASK_CONTEXT).any())
+    if needs_context:
+        require(context is not None, "context", "a tensor [B, T, C, H, W] (context_mask marks context frames)", None)
+    if context is not None:
+        require(tuple(context.shape) == shape, "context", f"shape {list(shape)}", tuple(context.shape))
+    if rays is not None:
+        require(tuple(rays.shape[:2]) == (batch, frames), "rays", f"shape [{batch}, {frames}, H, W, R]",
+                tuple(rays.shape))
+
+    if isinstance(x, Tensor):
+        state = x
+    else:
+        like = context if context is not None else None
+        device = like.device if like is not None else (generator.device if generator is not None else "cpu")
+        dtype = like.dtype if like is not None else torch.float32
+        state = randn(shape, generator, device, dtype)
+    mask = mask_cpu.to(state.device)
+    keep = expand_like(mask >= MASK_CONTEXT, state)
+    if needs_context:
+        state = torch.where(keep, context.to(device=state.device, dtype=state.dtype), state)
+
+    times = _resolve_times(scheduling_matrix, batch, frames)
+    times[:, mask_cpu >= MASK_CONTEXT] = 0.0
+    times[:, mask_cpu == MASK_PADDING] = 1.0
+    steps = active_steps(times)
+    branches = guidance.branches()
+    generate = mask_cpu == MASK_GENERATE
+
+    for i, m in enumerate(steps):
+        t_cur, t_next = times[m], times[m + 1]
+        # Generated frames that are already clean act as generated history for the rest of the run.
+        step_mask = torch.where(generate & (t_cur == 0), MASK_GENERATED_CONTEXT, mask_cpu)
+        v = guided_v(denoiser, state, t_cur, step_mask, branches, schedule=schedule, rays=rays,
+                     stabilization=guidance.stabilization, generator=generator)
+        a_s, s_s, a_t, c_eps, c_noise = (expand_like(_to_device(c, state), state)
+                                         for c in ddim_coefficients(t_cur, t_next, schedule, eta))
+        x0 = a_s * state - s_s * v
+        eps = s_s * state + a_s * v
+        new = a_t * x0 + c_eps * eps
+        if eta > 0:
+            new = new + c_noise * randn(shape, generator, state.device, state.dtype)
+        update = expand_like((generate & (t_cur != t_next)).to(state.device), state)
+        state = torch.where(update, new, state)
+        if callback is not None:
+            busy = expand_like((generate & (t_cur > 0)).to(state.device), state)
+            callback({"step": i + 1, "total": len(steps), "x0": torch.where(busy, x0, state)})
+
+    return torch.where(expand_like(mask == MASK_PADDING, state), torch.zeros_like(state), state)
+
+
+def plan_windows(known: Sequence[bool], window: int, context_frames: int) -> list[tuple[int, int, list[int]]]:
+    """Windows of a sliding rollout: ``[(start, end, generated_indices), ...]`` over a sequence.
+
+    known: [L] which frames are context. Each window starts up to ``context_frames`` frames before the
+    first unknown frame, spans ``window`` frames (less only when the sequence is shorter) and generates
+    every unknown frame inside it.
+    """
+    known = [bool(k) for k in known]
+    length = len(known)
+    plan = []
+    while not all(known):
+        first = known.index(False)
+        start = max(0, first - context_frames)
+        end = min(length, start + window)
+        start = max(0, end - window)
+        generated = [i for i in range(start, end) if not known[i]]
+        for i in generated:
+            known[i] = True
+        plan.append((start, end, generated))
+    return plan
+
+
+def rollout(
+    denoiser: Denoiser,
+    context: Tensor,
+    context_mask: Tensor,
+    *,
+    window: int,
+    steps: int = 50,
+    scheduling: str = "full_sequence",
+    scheduling_options: dict | None = None,
+    context_frames: int | None = None,
+    schedule: NoiseSchedule | None = None,
+    rays: Tensor | Callable[[int, int], Tensor] | None = None,
+    guidance: HistoryGuidance | None = None,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> Tensor:
+    """Generate a sequence longer than the model's window, window by window. Returns [B, L, C, H, W].
+
+    context: [B, L, C, H, W] (read where the mask is >= 1); context_mask: [B, L] or [L], codes 0/1/2, the
+    same for every sample in the batch. Each window holds ``window`` frames: up to ``context_frames``
+    (default ``window // 2``) known frames before the first unknown one, then the frames to generate
+    (known frames further on stay context). Generated frames become generated context (mask 2) for later
+    windows. Each window uses the registered matrix ``scheduling`` over its generated frames.
+    rays: [B, L, H, W, R] sliced per window, or a function ``(start, end) -> [B, end - start, H, W, R]``
+    (e.g. to express the window's rays relative to its own first camera), or None.
+    callback: as :func:`sample`, with ``step``/``total`` counted over the whole rollout and ``window``,
+    ``windows`` added; ``x0`` is the current window's estimate.
+    """
+    require(isinstance(window, int) and window >= 1, "window", "an integer >= 1", window)
+    context_frames = window // 2 if context_frames is None else context_frames
+    require(isinstance(context_frames, int) and 0 <= context_frames < window, "context_frames",
+            f"an integer in [0, {window - 1}]", context_frames)
+    require(context.ndim == 5, "context", "shape [B, L, C, H, W]", tuple(context.shape))
+    batch, length = context.shape[:2]
+    mask = _resolve_mask(context_mask, batch, length)
+    require(bool((mask == mask[0]).all()), "context_mask", "the same mask for every sample of the batch",
+            "masks that differ")
+    require(bool((mask >= MASK_GENERATE).all()), "context_mask", "codes 0/1/2 (rollout has no padding)",
+            sorted(set(mask.flatten().tolist())))
+    if isinstance(rays, Tensor):
+        require(tuple(rays.shape[:2]) == (batch, length), "rays", f"shape [{batch}, {length}, H, W, R]",
+                tuple(rays.shape))
+
+    plan = plan_windows((mask[0] >= MASK_CONTEXT).tolist(), window, context_frames)
+    matrices = []
+    for start, end, generated in plan:
+        levels = build_matrix(scheduling, steps, len(generated), **(scheduling_options or {}))
+        full = torch.zeros(levels.shape[0], end - start, dtype=levels.dtype)
+        full[:, [i - start for i in generated]] = levels
+        matrices.append(full)
+    total = sum(len(active_steps(m)) for m in matrices)
+
+    out = context.clone()
+    mask = mask.clone()
+    done = 0
+    for k, ((start, end, generated), matrix) in enumerate(zip(plan, matrices)):
+        window_rays = None
+        if callable(rays):
+            window_rays = rays(start, end)
+        elif rays is not None:
+            window_rays = rays[:, start:end]
+        window_callback = None
+        if callback is not None:
+            def window_callback(info, _done=done, _k=k):
+                callback({**info, "step": _done + info["step"], "total": total, "window": _k, "windows": len(plan)})
+        x0 = sample(denoiser, (batch, end - start, *context.shape[2:]), matrix, schedule=schedule,
+                    context=out[:, start:end], context_mask=mask[:, start:end], rays=window_rays,
+                    guidance=guidance, eta=eta, generator=generator, callback=window_callback)
+        out[:, generated] = x0[:, [i - start for i in generated]]
+        mask[:, generated] = MASK_GENERATED_CONTEXT
+        done += len(active_steps(matrix))
+    return out
