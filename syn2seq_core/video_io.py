@@ -97,8 +97,8 @@ class VideoInfo:
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """Resize to (resize_w, resize_h), then crop (left, top, width, height)."""
+class ResizePlan:
+    """Resize to (resize_w, resize_h) pixels, then crop the (width x height) box at (left, top)."""
 
     resize_w: int
     resize_h: int
@@ -108,6 +108,7 @@ class _Plan:
     height: int
 
     def apply_to_cameras(self, cams: "Cameras") -> "Cameras":
+        """The cameras of the resized and cropped frames."""
         cams = cams.resize(self.resize_w, self.resize_h)
         if (self.left, self.top, self.width, self.height) != (0, 0, self.resize_w, self.resize_h):
             cams = cams.crop(self.left, self.top, self.width, self.height)
@@ -169,13 +170,13 @@ def _check_size(size) -> tuple[int, int] | int | None:
     raise Syn2SeqInputError("size", "None, an int or a (width, height) pair of ints", repr(size))
 
 
-def resize_plan(src_w: int, src_h: int, size=None, crop: str | None = "center") -> _Plan:
+def resize_plan(src_w: int, src_h: int, size=None, crop: str | None = "center") -> ResizePlan:
     """How a ``src_w x src_h`` image becomes the requested ``size`` (see the module docstring)."""
     size = _check_size(size)
     if crop not in CROP_MODES:
         raise Syn2SeqInputError("crop", "'center' or None", repr(crop))
     if size is None:
-        return _Plan(src_w, src_h, 0, 0, src_w, src_h)
+        return ResizePlan(src_w, src_h, 0, 0, src_w, src_h)
     if crop is None:
         if isinstance(size, int):
             if src_w <= src_h:
@@ -184,15 +185,16 @@ def resize_plan(src_w: int, src_h: int, size=None, crop: str | None = "center") 
                 rw, rh = max(1, round(src_w * size / src_h)), size
         else:
             rw, rh = size
-        return _Plan(rw, rh, 0, 0, rw, rh)
+        return ResizePlan(rw, rh, 0, 0, rw, rh)
     out_w, out_h = (size, size) if isinstance(size, int) else size
     # Same arithmetic as Cameras.resize_and_center_crop, so frames and cameras agree to the pixel.
     scale = max(out_w / src_w, out_h / src_h)
     rw, rh = max(out_w, round(src_w * scale)), max(out_h, round(src_h * scale))
-    return _Plan(rw, rh, (rw - out_w) // 2, (rh - out_h) // 2, out_w, out_h)
+    return ResizePlan(rw, rh, (rw - out_w) // 2, (rh - out_h) // 2, out_w, out_h)
 
 
-def _frame_range(n: int, start: int, stop: int | None, stride: int, path) -> range:
+def select_frames(n: int, start: int, stop: int | None, stride: int, what: str = "the video") -> range:
+    """``range(start, stop, stride)`` clipped to ``n`` frames; refuses bad arguments and empty ranges."""
     for name, v in (("start", start), ("stride", stride)):
         if not isinstance(v, int) or isinstance(v, bool):
             raise Syn2SeqInputError(name, "an int", repr(v))
@@ -204,12 +206,12 @@ def _frame_range(n: int, start: int, stop: int | None, stride: int, path) -> ran
         require(stop >= 0, "stop", "None or a frame index >= 0", stop)
     frames = range(start, n if stop is None else min(stop, n), stride)
     if len(frames) == 0:
-        raise Syn2SeqInputError("frame range", f"a non-empty range within the {n} frames of '{path}'",
+        raise Syn2SeqInputError("frame range", f"a non-empty range within the {n} frames of {what}",
                                 f"start={start}, stop={stop}, stride={stride}")
     return frames
 
 
-def _cameras_for(cams: "Cameras", info: VideoInfo, frames: range, plan: _Plan) -> "Cameras":
+def _cameras_for(cams: "Cameras", info: VideoInfo, frames: range, plan: ResizePlan) -> "Cameras":
     """Select, broadcast and resize/crop ``cams`` (one per video frame, or one static) for ``frames``."""
     from .geometry.cameras import Cameras
 
@@ -261,7 +263,7 @@ def probe_video(path) -> VideoInfo:
 
 
 # --- decoding -------------------------------------------------------------------------------------
-def _decode_selected(path, info: VideoInfo, frames: range, plan: _Plan, seek: bool) -> Iterator[np.ndarray]:
+def _decode_selected(path, info: VideoInfo, frames: range, plan: ResizePlan, seek: bool) -> Iterator[np.ndarray]:
     """Yield uint8 ``[H, W, 3]`` RGB arrays of the frames in ``frames``, in order, one at a time."""
     import av
 
@@ -341,7 +343,7 @@ def iter_video_chunks(path, chunk_frames: int = DEFAULT_CHUNK_FRAMES, *, start: 
     """
     require(isinstance(chunk_frames, int) and chunk_frames >= 1, "chunk_frames", "an int >= 1", chunk_frames)
     info = probe_video(path)
-    frames = _frame_range(info.frames, start, stop, stride, path)
+    frames = select_frames(info.frames, start, stop, stride, f"'{path}'")
     plan = resize_plan(info.width, info.height, size, crop)
     return _chunks(path, info, frames, plan, chunk_frames, seek)
 
@@ -370,7 +372,7 @@ def read_video(path, start: int = 0, stop: int | None = None, stride: int = 1, s
     chunk = DEFAULT_CHUNK_FRAMES if chunk is None else chunk
     require(isinstance(chunk, int) and chunk >= 1, "chunk", "None or an int >= 1", chunk)
     info = probe_video(path)
-    frames = _frame_range(info.frames, start, stop, stride, path)
+    frames = select_frames(info.frames, start, stop, stride, f"'{path}'")
     plan = resize_plan(info.width, info.height, size, crop)
     cams = None if cameras is None else _cameras_for(cameras, info, frames, plan)
     out = torch.empty(len(frames), 3, plan.height, plan.width, dtype=torch.float32)

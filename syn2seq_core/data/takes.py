@@ -1,0 +1,452 @@
+"""The take: one synchronised exo/ego recording (or a single view) with its camera tracks.
+
+A take is a folder (full description in ``docs/take_format.md``)::
+
+    my_take/
+      exo.mp4              exo (third-person) video            optional if the exo view is generated
+      ego.mp4              ego (first-person) video            optional: absent = the view to generate
+      exo_cameras.<ext>    exo camera track, any format load_cameras reads (or a COLMAP folder exo_cameras/)
+      ego_cameras.<ext>    ego camera track
+      take.json            optional: fps, per-view timestamps, file names, source, notes
+
+Rules
+    * A view with a video needs its cameras; a view with cameras and no video is the view to generate
+      (exo2ego inference: ``exo.mp4`` + both camera files; ego2exo: ``ego.mp4`` + both). At least one
+      view has a video.
+    * A camera track has one pose per video frame. A track with a single pose is a static camera and is
+      repeated for every frame (typical for an exo tripod camera). Any other count is refused with both
+      numbers in the message.
+    * The cameras are sized to their video (normalised intrinsics are unchanged by a resize; an aspect
+      ratio off by more than 1% is refused).
+    * ``fps``: ``take.json`` ``fps``, else the exo video's, else the ego video's.
+    * Per-view ``timestamps`` (seconds, one per frame) come from ``take.json`` or from the cameras file
+      when it has them; otherwise frame ``i`` is at ``i / fps``.
+
+:func:`write_take` writes into a hidden temporary folder next to the destination and renames it into
+place only when every file is complete, so an interrupted write leaves no half take.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import Syn2SeqInputError, check_choice, require
+from ..geometry.cameras import Cameras
+from ..video_io import (VideoInfo, broadcast_cameras, iter_video_chunks, probe_video, read_video, resize_plan,
+                        select_frames, write_video)
+
+VIEWS = ("exo", "ego")
+TAKE_JSON = "take.json"
+TAKE_FORMAT_ID = "syn2seq.take"
+TAKE_FORMAT_VERSION = 1
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
+_TOP_KEYS = {"format", "version", "fps", "source", "notes", "meta", *VIEWS}
+_VIEW_KEYS = {"video", "cameras", "cameras_format", "cameras_options", "timestamps"}
+
+
+@dataclass(frozen=True, eq=False)
+class Take:
+    """A loaded take: paths, probed videos (not decoded) and camera tracks.
+
+    name: the folder name. path: the folder. exo_video / ego_video: video files or None.
+    exo_cameras / ego_cameras: :class:`Cameras` with one pose per frame of the view, or None for a
+    view the take does not have. fps: frames per second. timestamps: view -> ``[N]`` float64 seconds,
+    for the views that have them. exo_info / ego_info: probed :class:`VideoInfo` (None without video).
+    meta: free-form ``source``, ``notes`` and ``meta`` of ``take.json`` (or of the reader that built it).
+    """
+
+    name: str
+    path: Path
+    exo_video: Path | None
+    ego_video: Path | None
+    exo_cameras: Cameras | None
+    ego_cameras: Cameras | None
+    fps: float
+    timestamps: Mapping[str, Tensor] = field(default_factory=dict)
+    exo_info: VideoInfo | None = None
+    ego_info: VideoInfo | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        require(isinstance(self.fps, (int, float)) and self.fps > 0, f"take '{self.name}' fps",
+                "a positive frame rate", self.fps)
+        require(self.exo_video is not None or self.ego_video is not None, f"take '{self.name}'",
+                "at least one video (exo.mp4 or ego.mp4)", f"none in '{self.path}'")
+        stamps = dict(self.timestamps or {})
+        for view in VIEWS:
+            video, cams = getattr(self, f"{view}_video"), getattr(self, f"{view}_cameras")
+            info = getattr(self, f"{view}_info")
+            if video is not None and info is None:
+                info = probe_video(video)
+                object.__setattr__(self, f"{view}_info", info)
+            if video is not None and cams is None:
+                raise Syn2SeqInputError(f"take '{self.name}' {view} cameras",
+                                        f"a cameras file {view}_cameras.<ext> next to {Path(video).name}",
+                                        f"none in '{self.path}'",
+                                        "Any format load_cameras reads (cameras.json, RealEstate10K .txt, "
+                                        f"transforms.json, a COLMAP folder {view}_cameras/)")
+            if cams is None:
+                continue
+            if not isinstance(cams, Cameras):
+                raise Syn2SeqInputError(f"take '{self.name}' {view} cameras", "a Cameras track", type(cams).__name__)
+            if video is not None:
+                if len(cams) == 1 and info.frames != 1:
+                    cams = broadcast_cameras(cams, info.frames)
+                if len(cams) != info.frames:
+                    raise Syn2SeqInputError(
+                        f"take '{self.name}' {view}", f"one camera pose per video frame ({info.frames} frames in "
+                        f"{Path(video).name}) or a single static pose", f"{len(cams)} poses",
+                        "Trim the video or the camera file so that frame and pose counts match")
+                if cams.size != info.size:
+                    ratio = (cams.width / cams.height) / (info.width / info.height)
+                    require(abs(ratio - 1) <= 0.01, f"take '{self.name}' {view} cameras",
+                            f"intrinsics for the {info.width}x{info.height} video (same aspect ratio)",
+                            f"{cams.width}x{cams.height}")
+                    cams = cams.resize(info.width, info.height)
+                object.__setattr__(self, f"{view}_cameras", cams)
+            if view in stamps and stamps[view] is not None:
+                ts = torch.as_tensor(stamps[view], dtype=torch.float64).flatten()
+                require(len(ts) == len(cams), f"take '{self.name}' {view} timestamps",
+                        f"{len(cams)} values (one per frame)", len(ts))
+                require(bool(torch.isfinite(ts).all()), f"take '{self.name}' {view} timestamps", "finite seconds",
+                        "NaN/inf")
+                stamps[view] = ts
+            else:
+                stamps.pop(view, None)
+        for view in list(stamps):
+            check_choice(view, VIEWS, f"take '{self.name}' timestamps view")
+            if getattr(self, f"{view}_cameras") is None:
+                raise Syn2SeqInputError(f"take '{self.name}' {view} timestamps", "a view with cameras", "no cameras")
+        object.__setattr__(self, "timestamps", stamps)
+        object.__setattr__(self, "path", Path(self.path))
+
+    # --- access by view name ----------------------------------------------------------------------
+    def video(self, view: str) -> Path | None:
+        return getattr(self, f"{check_choice(view, VIEWS, 'view')}_video")
+
+    def cameras(self, view: str) -> Cameras | None:
+        return getattr(self, f"{check_choice(view, VIEWS, 'view')}_cameras")
+
+    def info(self, view: str) -> VideoInfo | None:
+        return getattr(self, f"{check_choice(view, VIEWS, 'view')}_info")
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The views the take has (a video or cameras)."""
+        return tuple(v for v in VIEWS if self.cameras(v) is not None)
+
+    def has_video(self, view: str) -> bool:
+        return self.video(view) is not None
+
+    def num_frames(self, view: str) -> int:
+        """Frames of ``view``: its video's, or its cameras' for a view to generate."""
+        cams = self._require_cameras(view)
+        return len(cams)
+
+    def frame_times(self, view: str) -> Tensor:
+        """[N] float64 seconds of the frames of ``view`` (its timestamps, else ``i / fps``)."""
+        if view in self.timestamps:
+            return self.timestamps[view]
+        return torch.arange(self.num_frames(view), dtype=torch.float64) / self.fps
+
+    def _require_cameras(self, view: str) -> Cameras:
+        cams = self.cameras(view)
+        if cams is None:
+            raise Syn2SeqInputError(f"take '{self.name}' {view} view", f"{view} cameras", f"none in '{self.path}'")
+        return cams
+
+    def _require_video(self, view: str) -> Path:
+        video = self.video(view)
+        if video is None:
+            raise Syn2SeqInputError(f"take '{self.name}' {view} view", "a video to read",
+                                    "none (this view has only cameras: it is the view to generate)",
+                                    "Use view_cameras() for its cameras")
+        return video
+
+    # --- reading ----------------------------------------------------------------------------------
+    def read_view(self, view: str, size=None, start: int = 0, stop: int | None = None, stride: int = 1,
+                  crop: str | None = "center", chunk: int | None = None) -> tuple[Tensor, Cameras]:
+        """Decode ``view``: frames ``[T, 3, H, W]`` in [0, 1] and their cameras, resized / cropped alike.
+
+        Frames ``range(start, stop, stride)``; ``size`` and ``crop`` as in :func:`syn2seq_core.video_io.read_video`.
+        """
+        video = self._require_video(view)
+        return read_video(video, start, stop, stride, size=size, crop=crop, cameras=self._require_cameras(view),
+                          chunk=chunk)
+
+    def iter_view(self, view: str, chunk_frames: int = 16, size=None, start: int = 0, stop: int | None = None,
+                  stride: int = 1, crop: str | None = "center") -> tuple[Iterator[Tensor], Cameras]:
+        """Stream ``view`` in ``[t, 3, H, W]`` chunks (bounded memory) and return its cameras for the range."""
+        video = self._require_video(view)
+        chunks = iter_video_chunks(video, chunk_frames, start=start, stop=stop, stride=stride, size=size, crop=crop)
+        return chunks, self.view_cameras(view, size, start, stop, stride, crop)
+
+    def view_cameras(self, view: str, size=None, start: int = 0, stop: int | None = None, stride: int = 1,
+                     crop: str | None = "center") -> Cameras:
+        """Cameras of frames ``range(start, stop, stride)`` of ``view`` for frames resized / cropped to ``size``.
+
+        Works for a view without video (the view to generate): its output frames get these cameras.
+        """
+        cams = self._require_cameras(view)
+        frames = select_frames(len(cams), start, stop, stride, f"the {view} view of take '{self.name}'")
+        cams = cams[frames.start:frames.stop:frames.step]
+        return resize_plan(cams.width, cams.height, size, crop).apply_to_cameras(cams)
+
+
+# --- loading --------------------------------------------------------------------------------------
+def _read_take_json(path: Path) -> dict:
+    file = path / TAKE_JSON
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise Syn2SeqInputError(str(file), "valid JSON", f"a parse error ({e})") from None
+    require(isinstance(data, dict), str(file), "a JSON object", type(data).__name__)
+    unknown = sorted(set(data) - _TOP_KEYS)
+    require(not unknown, str(file), f"only the keys {sorted(_TOP_KEYS)}", f"unknown {unknown}")
+    if "format" in data:
+        require(data["format"] == TAKE_FORMAT_ID, f"{file} format", repr(TAKE_FORMAT_ID), repr(data["format"]))
+    if "version" in data:
+        require(data["version"] == TAKE_FORMAT_VERSION, f"{file} version", f"{TAKE_FORMAT_VERSION}", data["version"],
+                "This take was written by a newer syn2seq; update the package")
+    if "fps" in data:
+        fps = data["fps"]
+        ok = isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0
+        require(ok, f"{file} fps", "a positive number", repr(fps))
+    for view in VIEWS:
+        block = data.get(view, {})
+        require(isinstance(block, dict), f"{file} {view}", "an object", type(block).__name__)
+        unknown = sorted(set(block) - _VIEW_KEYS)
+        require(not unknown, f"{file} {view}", f"only the keys {sorted(_VIEW_KEYS)}", f"unknown {unknown}")
+        for key in ("video", "cameras", "cameras_format"):
+            if key in block:
+                require(isinstance(block[key], str) and block[key], f"{file} {view}.{key}", "a file name",
+                        repr(block[key]))
+        if "cameras_options" in block:
+            require(isinstance(block["cameras_options"], dict), f"{file} {view}.cameras_options", "an object",
+                    type(block["cameras_options"]).__name__)
+        if "timestamps" in block:
+            ts = block["timestamps"]
+            ok = isinstance(ts, list) and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in ts)
+            require(ok, f"{file} {view}.timestamps", "a list of seconds, one per frame", type(ts).__name__)
+    return data
+
+
+def _visible(p: Path) -> bool:
+    return not p.name.startswith(".")
+
+
+def _find_video(path: Path, view: str, block: dict) -> Path | None:
+    if "video" in block:
+        p = path / block["video"]
+        if not p.is_file():
+            raise Syn2SeqInputError(f"take '{path.name}' {view} video", f"the file named in {TAKE_JSON}",
+                                    f"no file at '{p}'")
+        return p
+    found = [path / f"{view}{s}" for s in VIDEO_SUFFIXES if (path / f"{view}{s}").is_file()]
+    if len(found) > 1:
+        raise Syn2SeqInputError(f"take '{path.name}' {view} video", "one video file",
+                                f"several: {[p.name for p in found]}", f"Name one in {TAKE_JSON}")
+    return found[0] if found else None
+
+
+def _find_cameras(path: Path, view: str, block: dict) -> Path | None:
+    if "cameras" in block:
+        p = path / block["cameras"]
+        if not p.exists():
+            raise Syn2SeqInputError(f"take '{path.name}' {view} cameras", f"the file named in {TAKE_JSON}",
+                                    f"no file at '{p}'")
+        return p
+    stem = f"{view}_cameras"
+    found = sorted(p for p in path.iterdir() if _visible(p) and (p.name == stem or p.name.startswith(stem + "."))
+                   and (p.is_file() or p.is_dir()))
+    if len(found) > 1:
+        raise Syn2SeqInputError(f"take '{path.name}' {view} cameras", f"one {stem}.<ext> file or {stem}/ folder",
+                                f"several: {[p.name for p in found]}", f"Name one in {TAKE_JSON}")
+    return found[0] if found else None
+
+
+def is_take(path) -> bool:
+    """Whether ``path`` is a take folder (a take.json, or an exo/ego video)."""
+    p = Path(path)
+    if not p.is_dir():
+        return False
+    return (p / TAKE_JSON).is_file() or any((p / f"{v}{s}").is_file() for v in VIEWS for s in VIDEO_SUFFIXES)
+
+
+def load_take(path) -> Take:
+    """Load the take folder ``path`` (or its ``take.json``): cameras loaded, videos probed, not decoded."""
+    from ..geometry.pose_io import load_camera_track
+
+    require(isinstance(path, (str, os.PathLike)), "take", "a folder path", type(path).__name__)
+    p = Path(path).expanduser()
+    if p.is_file() and p.name == TAKE_JSON:
+        p = p.parent
+    if not p.exists():
+        raise Syn2SeqInputError("take", "an existing take folder", f"nothing at '{p}'")
+    if not p.is_dir():
+        raise Syn2SeqInputError("take", "a take folder (exo.mp4, ego.mp4, *_cameras.*, take.json)", f"the file '{p}'")
+    data = _read_take_json(p)
+    if not data and not is_take(p):
+        hint = None
+        if (p / "frame_aligned_videos").is_dir():
+            hint = "This is an Ego-Exo4D take: use syn2seq_core.data.egoexo4d.load_egoexo4d_take"
+        raise Syn2SeqInputError("take", f"a take folder with exo.mp4 or ego.mp4 (or {TAKE_JSON})",
+                                f"none in '{p}'", hint)
+    videos, infos, cameras, stamps = {}, {}, {}, {}
+    for view in VIEWS:
+        block = data.get(view, {})
+        videos[view] = _find_video(p, view, block)
+        infos[view] = None if videos[view] is None else probe_video(videos[view])
+        cam_path = _find_cameras(p, view, block)
+        if cam_path is None:
+            cameras[view] = None
+        else:
+            options = dict(block.get("cameras_options", {}))
+            if infos[view] is not None and "width" not in options and "height" not in options:
+                options.update(width=infos[view].width, height=infos[view].height)
+            try:
+                track = load_camera_track(cam_path, block.get("cameras_format", "auto"), **options)
+            except Syn2SeqInputError as e:
+                if str(cam_path) in e.name:
+                    raise
+                raise Syn2SeqInputError(f"take '{p.name}' {view} cameras ({cam_path.name}): {e.name}", e.expected,
+                                        e.found, e.hint) from None
+            cameras[view] = track.cameras
+            if "timestamps" in block:
+                stamps[view] = block["timestamps"]
+            elif track.timestamps is not None and len(track.timestamps) == len(track.cameras) > 1:
+                stamps[view] = track.timestamps
+    fps = data.get("fps") or next((float(i.fps) for i in (infos["exo"], infos["ego"]) if i and i.fps > 0), None)
+    if fps is None:
+        raise Syn2SeqInputError(f"take '{p.name}' fps", f"a frame rate in {TAKE_JSON} or in the videos", "none")
+    meta = {k: data[k] for k in ("source", "notes", "meta") if k in data}
+    return Take(p.name, p, videos["exo"], videos["ego"], cameras["exo"], cameras["ego"], float(fps), stamps,
+                infos["exo"], infos["ego"], meta)
+
+
+def find_takes(root) -> list[Path]:
+    """Take folders under ``root`` (``root`` itself if it is one), sorted; hidden folders are skipped."""
+    require(isinstance(root, (str, os.PathLike)), "root", "a folder path", type(root).__name__)
+    r = Path(root).expanduser()
+    if not r.is_dir():
+        raise Syn2SeqInputError("takes root", "an existing folder", f"nothing at '{r}'" if not r.exists() else
+                                f"the file '{r}'")
+    if is_take(r):
+        return [r]
+    out = []
+    for dirpath, dirnames, _ in os.walk(r):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        keep = []
+        for d in dirnames:
+            if is_take(here / d):
+                out.append(here / d)
+            else:
+                keep.append(d)
+        dirnames[:] = keep
+    return sorted(out)
+
+
+# --- writing --------------------------------------------------------------------------------------
+def _count(frames) -> int | None:
+    if isinstance(frames, Tensor):
+        return 1 if frames.ndim == 3 else int(frames.shape[0])
+    return None
+
+
+def write_take(path, exo_frames=None, exo_cameras: Cameras | None = None, ego_frames=None,
+               ego_cameras: Cameras | None = None, fps: float = 30.0, meta: Mapping | None = None, *,
+               timestamps: Mapping[str, Any] | None = None, overwrite: bool = False, crf: int = 18,
+               preset: str = "medium") -> Take:
+    """Write a take folder atomically and return it loaded.
+
+    exo_frames / ego_frames: ``[T, 3, H, W]`` in [0, 1], or an iterable of chunks, or None (a view with
+    only cameras, e.g. the view to generate). exo_cameras / ego_cameras: one pose per frame (or one
+    static pose). meta: ``{"source": ..., "notes": ..., ...}`` (``source``/``notes`` go to the top of
+    take.json, the rest under ``meta``). timestamps: view -> [N] seconds. An existing take at ``path``
+    is replaced only with ``overwrite=True``.
+    """
+    from ..geometry.pose_io import save_cameras
+
+    require(isinstance(path, (str, os.PathLike)), "take path", "a folder path", type(path).__name__)
+    dest = Path(path).expanduser()
+    if dest.exists() and not overwrite:
+        raise Syn2SeqInputError("take path", "a folder that does not exist yet", f"'{dest}' exists",
+                                "Pass overwrite=True to replace it")
+    frames = {"exo": exo_frames, "ego": ego_frames}
+    cams = {"exo": exo_cameras, "ego": ego_cameras}
+    require(exo_frames is not None or ego_frames is not None, "write_take", "exo_frames or ego_frames", "neither")
+    for view in VIEWS:
+        if frames[view] is not None and cams[view] is None:
+            raise Syn2SeqInputError(f"{view}_cameras", f"the cameras of the {view} frames", "None")
+        if cams[view] is not None:
+            require(isinstance(cams[view], Cameras), f"{view}_cameras", "a Cameras track", type(cams[view]).__name__)
+            n = _count(frames[view])
+            if n is not None and len(cams[view]) not in (1, n):
+                raise Syn2SeqInputError(f"{view}", f"one camera pose per frame ({n} frames) or a single static pose",
+                                        f"{len(cams[view])} poses")
+    stamps = dict(timestamps or {})
+    for view in stamps:
+        check_choice(view, VIEWS, "timestamps view")
+    meta = dict(meta or {})
+    doc: dict[str, Any] = {"format": TAKE_FORMAT_ID, "version": TAKE_FORMAT_VERSION, "fps": float(fps)}
+    for key in ("source", "notes"):
+        if key in meta:
+            doc[key] = meta.pop(key)
+    if meta:
+        doc["meta"] = meta
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.partial-"))
+    backup = None
+    try:
+        for view in VIEWS:
+            block = {}
+            if frames[view] is not None:
+                info = write_video(tmp / f"{view}.mp4", frames[view], fps, crf=crf, preset=preset)
+                if len(cams[view]) not in (1, info.frames):
+                    raise Syn2SeqInputError(f"{view}", f"one camera pose per frame ({info.frames} frames) or a "
+                                            "single static pose", f"{len(cams[view])} poses")
+                block["video"] = f"{view}.mp4"
+            if cams[view] is not None:
+                save_cameras(cams[view], tmp / f"{view}_cameras.json")
+                block["cameras"] = f"{view}_cameras.json"
+            if view in stamps and stamps[view] is not None:
+                block["timestamps"] = [float(t) for t in torch.as_tensor(stamps[view], dtype=torch.float64).flatten()]
+            if block:
+                doc[view] = block
+        (tmp / TAKE_JSON).write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        # Validate before it becomes visible (counts of chunked frames, timestamps lengths, ...).
+        try:
+            load_take(tmp)
+        except Syn2SeqInputError as e:
+            raise Syn2SeqInputError(e.name.replace(tmp.name, dest.name), e.expected,
+                                    str(e.found).replace(str(tmp), str(dest)), e.hint) from None
+        if dest.exists():
+            backup = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
+            os.rmdir(backup)
+            os.rename(dest, backup)
+        os.rename(tmp, dest)
+    except BaseException:
+        if backup is not None and not dest.exists():
+            with suppress(OSError):
+                os.rename(backup, dest)
+            backup = None
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+    return load_take(dest)
