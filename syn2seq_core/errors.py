@@ -15,6 +15,7 @@ class Syn2SeqInputError(ValueError):
         self.name = name
         self.expected = expected
         self.found = found
+        self.hint = hint
         message = f"{name}: expected {expected}, got {found}"
         if hint:
             message += f". {hint}"

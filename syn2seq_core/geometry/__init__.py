@@ -2,11 +2,11 @@
 
 from .cameras import Cameras, denormalize_intrinsics, invert_pose, look_at, normalize_intrinsics, opengl_to_opencv
 from .plucker import camera_directions, plucker_rays, plucker_rays_latent
-from .pose_io import KNOWN_FORMATS, load_cameras, save_cameras
+from .pose_io import KNOWN_FORMATS, CameraTrack, detect_format, load_camera_track, load_cameras, save_cameras
 from .slerp import interpolate_cameras, quaternion_slerp, slerp_poses, transition_times
 
 __all__ = [
-    "Cameras", "KNOWN_FORMATS", "camera_directions", "denormalize_intrinsics", "interpolate_cameras",
+    "CameraTrack", "Cameras", "KNOWN_FORMATS", "detect_format", "load_camera_track", "camera_directions", "denormalize_intrinsics", "interpolate_cameras",
     "invert_pose", "load_cameras", "look_at", "normalize_intrinsics", "opengl_to_opencv", "plucker_rays",
     "plucker_rays_latent", "quaternion_slerp", "save_cameras", "slerp_poses", "transition_times",
 ]

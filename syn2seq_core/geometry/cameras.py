@@ -33,7 +33,7 @@ def check_rotations(c2w: Tensor, name: str = "c2w") -> None:
     if c2w.numel() == 0:
         return
     R = c2w[..., :3, :3].to(torch.float64)
-    eye = torch.eye(3, dtype=torch.float64)
+    eye = torch.eye(3, dtype=torch.float64, device=c2w.device)
     err = (R.transpose(-1, -2) @ R - eye).abs().amax(dim=(-1, -2))
     if err.numel() and float(err.max()) > C.ROTATION_TOLERANCE:
         i = int(err.argmax())
@@ -45,7 +45,7 @@ def check_rotations(c2w: Tensor, name: str = "c2w") -> None:
     if det.numel() and float(det.min()) < 0:
         raise Syn2SeqInputError(name, "proper rotations (det = +1)", f"det = -1 at pose {int(det.argmin())}")
     bottom = c2w[..., 3, :].to(torch.float64)
-    ok = torch.allclose(bottom, torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64).expand_as(bottom), atol=1e-6)
+    ok = torch.allclose(bottom, torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64, device=c2w.device).expand_as(bottom), atol=1e-6)
     require(ok, name, "last row [0, 0, 0, 1]", bottom.reshape(-1, 4)[0].tolist())
 
 
@@ -126,7 +126,10 @@ class Cameras:
 
     def __getitem__(self, index) -> "Cameras":
         if isinstance(index, int):
-            index = slice(index, index + 1 if index != -1 else None)
+            n = len(self)
+            if not -n <= index < n:
+                raise IndexError(f"camera index {index} out of range for {n} cameras")
+            index = slice(index % n, index % n + 1)
         return replace(self, c2w=self.c2w[index], K=self.K[index],
                        fisheye=None if self.fisheye is None else self.fisheye[index])
 
@@ -181,9 +184,14 @@ class Cameras:
         for t in tracks:
             dtype = torch.promote_types(dtype, t.c2w.dtype)
         fish = None
-        if any(t.fisheye is not None for t in tracks):
-            fish = torch.cat([t.fisheye.to(dtype) if t.fisheye is not None
-                              else torch.zeros(len(t), 4, dtype=dtype) for t in tracks])
+        kinds = {t.fisheye is not None for t in tracks if len(t)}
+        if len(kinds) > 1:
+            # Zero Kannala-Brandt coefficients are the equidistant model, not a pinhole: no honest padding.
+            raise Syn2SeqInputError("tracks", "all pinhole or all fisheye cameras", "a mix of both",
+                                    "Undistort the fisheye view to a pinhole first, or give both views fisheye "
+                                    "coefficients")
+        if kinds == {True}:
+            fish = torch.cat([t.fisheye.to(dtype) for t in tracks if len(t)])
         return cls(torch.cat([t.c2w.to(dtype) for t in tracks]), torch.cat([t.K.to(dtype) for t in tracks]),
                    w, h, fish)
 
@@ -212,7 +220,7 @@ class Cameras:
         """The cameras of the crop whose top-left pixel is (left, top)."""
         Kp = torch.stack([self.K[:, 0] * self.width, self.K[:, 1] * self.height,
                           self.K[:, 2] * self.width - left, self.K[:, 3] * self.height - top], -1)
-        K = Kp / torch.tensor([width, height, width, height], dtype=Kp.dtype)
+        K = Kp / torch.tensor([width, height, width, height], dtype=Kp.dtype, device=Kp.device)
         return replace(self, K=K, width=int(width), height=int(height))
 
     def resize_and_center_crop(self, size: int | tuple[int, int], src_size: tuple[int, int] | None = None):
@@ -254,7 +262,7 @@ def invert_pose(T: Tensor) -> Tensor:
 
 def opengl_to_opencv(c2w: Tensor) -> Tensor:
     """Convert c2w between OpenGL and OpenCV camera axes (flip camera y and z). c2w: [..., 4, 4]."""
-    return c2w @ _GL_TO_CV.to(c2w.dtype)
+    return c2w @ _GL_TO_CV.to(dtype=c2w.dtype, device=c2w.device)
 
 
 def normalize_intrinsics(K_pixels: Tensor, width: int, height: int) -> Tensor:
@@ -263,12 +271,12 @@ def normalize_intrinsics(K_pixels: Tensor, width: int, height: int) -> Tensor:
         K_pixels = torch.stack([K_pixels[..., 0, 0], K_pixels[..., 1, 1], K_pixels[..., 0, 2],
                                 K_pixels[..., 1, 2]], -1)
     require(K_pixels.shape[-1] == 4, "K", "[..., 3, 3] or [..., 4] pixel intrinsics", tuple(K_pixels.shape))
-    return K_pixels / torch.tensor([width, height, width, height], dtype=K_pixels.dtype)
+    return K_pixels / torch.tensor([width, height, width, height], dtype=K_pixels.dtype, device=K_pixels.device)
 
 
 def denormalize_intrinsics(K: Tensor, width: int, height: int) -> Tensor:
     """[..., 4] normalised -> [..., 3, 3] pixel intrinsics matrices."""
-    out = torch.zeros(*K.shape[:-1], 3, 3, dtype=K.dtype)
+    out = torch.zeros(*K.shape[:-1], 3, 3, dtype=K.dtype, device=K.device)
     out[..., 0, 0] = K[..., 0] * width
     out[..., 1, 1] = K[..., 1] * height
     out[..., 0, 2] = K[..., 2] * width
@@ -284,13 +292,16 @@ def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> Tensor:
     """
     eye = _as_float(eye, "eye")
     target = _as_float(target, "target").to(eye.dtype)
-    up = torch.as_tensor(up, dtype=eye.dtype).expand_as(eye)
+    up = torch.as_tensor(up, dtype=eye.dtype, device=eye.device).expand_as(eye)
     z = target - eye
     z = z / z.norm(dim=-1, keepdim=True)
     x = torch.linalg.cross(z, up)  # image x points right when y (down) is opposite to world up
-    x = x / x.norm(dim=-1, keepdim=True)
+    norm = x.norm(dim=-1, keepdim=True)
+    require(bool((norm > 1e-9).all()), "look_at", "a view direction not parallel to up", "parallel",
+            "Pass another up vector")
+    x = x / norm
     y = torch.linalg.cross(z, x)
-    out = torch.zeros(*eye.shape[:-1], 4, 4, dtype=eye.dtype)
+    out = torch.zeros(*eye.shape[:-1], 4, 4, dtype=eye.dtype, device=eye.device)
     out[..., :3, 0], out[..., :3, 1], out[..., :3, 2], out[..., :3, 3] = x, y, z, eye
     out[..., 3, 3] = 1.0
     return out

@@ -80,8 +80,9 @@ def interpolate_cameras(cam_a: Cameras, cam_b: Cameras, n: int) -> Cameras:
     s = transition_times(n, dtype)[:, None]
     K = a.K.to(dtype) + s * (b.K.to(dtype) - a.K.to(dtype))
     fish = None
-    if a.fisheye is not None or b.fisheye is not None:
-        fa = a.fisheye if a.fisheye is not None else torch.zeros(1, 4, dtype=dtype)
-        fb = b.fisheye if b.fisheye is not None else torch.zeros(1, 4, dtype=dtype)
-        fish = fa.to(dtype) + s * (fb.to(dtype) - fa.to(dtype))
+    require((a.fisheye is None) == (b.fisheye is None), "cam_b", "the same lens model as cam_a (both pinhole "
+            "or both fisheye)", "one pinhole and one fisheye track",
+            "Undistort the fisheye view to a pinhole first")
+    if a.fisheye is not None:
+        fish = a.fisheye.to(dtype) + s * (b.fisheye.to(dtype) - a.fisheye.to(dtype))
     return Cameras(c2w, K, cam_a.width, cam_a.height, fish)

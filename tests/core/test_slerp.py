@@ -85,3 +85,14 @@ def test_refuses_bad_rotation():
     bad[0, 0] = 2
     with pytest.raises(Syn2SeqInputError, match="c2w_a.*orthonormal"):
         slerp_poses(bad, torch.eye(4), 2)
+
+
+def test_refuses_mixing_pinhole_and_fisheye():
+    a = Cameras(pose([0, 0, 0], [0, 0, 0]), [0.5, 0.5, 0.5, 0.5], 8, 8)
+    b = Cameras(pose([0, 0, 0], [1, 0, 0]), [0.5, 0.5, 0.5, 0.5], 8, 8, fisheye=[0.01, 0, 0, 0])
+    with pytest.raises(Syn2SeqInputError, match="pinhole"):
+        interpolate_cameras(a, b, 2)
+    with pytest.raises(Syn2SeqInputError, match="pinhole"):
+        Cameras.cat([a, b])
+    with pytest.raises(IndexError):
+        a[3]

@@ -1,0 +1,216 @@
+"""The generator as users call it: a DFoT network + its noise schedule, turning Syn2Seq sequences into video.
+
+``load_model(path=None)`` loads a safetensors model (None = the bundled one); ``model.generate(sequence)``
+fills the frames a sequence marks for generation (the transition and the target view), with the source
+view as clean context and the whole camera track as Plücker rays. The same object also provides what
+training needs (``build_network``, ``training_step_loss``), so train and test see frames, rays and
+normalisation in exactly the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import conventions as C
+from .errors import Syn2SeqInputError, require
+from .sequence import Syn2SeqSequence
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+BUNDLED_MODEL = ASSETS / "models" / "syn2seq_synthetic_tiny.safetensors"
+# Seeds of the synthetic world at or above this are never used for training: held-out takes live here.
+HELDOUT_SEED_BASE = 1 << 30
+
+
+def build_network(model_cfg: dict):
+    """A fresh network from a config table: ``{"preset": "tiny", **field overrides}`` (DiT3D)."""
+    from .dfot.model import DiT3D, dit3d_preset
+
+    cfg = dict(model_cfg)
+    preset = cfg.pop("preset", "tiny")
+    cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+    return DiT3D(dit3d_preset(preset, **cfg))
+
+
+def unwrap(net):
+    """The network inside a DistributedDataParallel wrapper (or the network itself)."""
+    return getattr(net, "module", net)
+
+
+def to_model_space(frames: Tensor, config) -> Tensor:
+    """[..., C, H, W] in [0, 1] -> the network's normalised space."""
+    mean = torch.tensor(config.data_mean, dtype=frames.dtype, device=frames.device)[:, None, None]
+    std = torch.tensor(config.data_std, dtype=frames.dtype, device=frames.device)[:, None, None]
+    return (frames - mean) / std
+
+
+def from_model_space(x: Tensor, config) -> Tensor:
+    mean = torch.tensor(config.data_mean, dtype=x.dtype, device=x.device)[:, None, None]
+    std = torch.tensor(config.data_std, dtype=x.dtype, device=x.device)[:, None, None]
+    return (x * std + mean).clamp(0, 1)
+
+
+def resize_frames(frames: Tensor, height: int, width: int) -> Tensor:
+    """[T, 3, h, w] -> [T, 3, height, width] (antialiased bilinear); a no-op at the same size."""
+    if tuple(frames.shape[-2:]) == (height, width):
+        return frames
+    return F.interpolate(frames, size=(height, width), mode="bilinear", antialias=True,
+                         align_corners=False).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class TrainingBatch:
+    """frames [B, T, 3, H, W] in [0, 1]; rays [B, T, H, W, 6]; noise_t [B, T] in [0, 1];
+    loss_mask [B, T] frame weights; roles [B, T] (0 exo / 1 transition / 2 ego; all 0 for single-view clips)."""
+
+    frames: Tensor
+    rays: Tensor
+    noise_t: Tensor
+    loss_mask: Tensor
+    roles: Tensor
+
+    def to(self, device) -> "TrainingBatch":
+        return TrainingBatch(*(getattr(self, f).to(device) for f in ("frames", "rays", "noise_t", "loss_mask",
+                                                                       "roles")))
+
+
+def training_step_loss(net, batch: TrainingBatch, generator: torch.Generator | None = None):
+    """The diffusion-forcing loss of one batch. Returns (loss, {"loss_exo": ..., "loss_ego": ...})."""
+    from .dfot.objective import diffusion_loss
+
+    config = unwrap(net).config
+    x0 = to_model_space(batch.frames, config)
+    loss, info = diffusion_loss(net, x0, rays=batch.rays, noise_t=batch.noise_t, loss_mask=batch.loss_mask,
+                                generator=generator)
+    parts = {}
+    frame_loss = info["frame_loss"]
+    for role, name in C.ROLE_NAMES.items():
+        sel = (batch.roles == role) & (batch.loss_mask > 0)
+        if bool(sel.any()):
+            parts[f"loss_{name}"] = frame_loss[sel].mean().detach()
+    return loss, parts
+
+
+class Syn2SeqModel:
+    """A loaded generator: ``network`` (DiT3D), its noise ``schedule`` and training metadata ``info``."""
+
+    def __init__(self, network, schedule=None, info: dict | None = None, path: Path | None = None):
+        from .dfot.schedule import NoiseSchedule
+
+        self.network = network.eval()
+        self.schedule = schedule or NoiseSchedule()
+        self.info = info or {}
+        self.path = path
+
+    @property
+    def config(self):
+        return self.network.config
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) the model generates."""
+        return self.config.height, self.config.width
+
+    @property
+    def window(self) -> int:
+        return self.config.max_frames
+
+    @property
+    def data(self) -> dict:
+        """The [data] table the model was trained with (frame counts per segment, ...), or {}."""
+        return self.info.get("config", {}).get("data", {})
+
+    @property
+    def transition_frames(self) -> int:
+        return int(self.data.get("transition_frames", 4))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    def denoiser(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None) -> Tensor:
+        return self.network(x_t, logsnr, rays)
+
+    def _rays(self, sequence: Syn2SeqSequence, reference: int = 0) -> Tensor:
+        return sequence.rays(*self.size, reference=reference).to(torch.float32)
+
+    def _check(self, sequence: Syn2SeqSequence) -> None:
+        require(isinstance(sequence, Syn2SeqSequence), "sequence", "a Syn2SeqSequence", type(sequence).__name__)
+        require((sequence.height, sequence.width) == self.size, "sequence", f"frames of {self.size[1]}x"
+                f"{self.size[0]} (this model's size)", f"{sequence.width}x{sequence.height}",
+                "Build the sequence from frames resized to the model's size (pipeline.resize_frames)")
+
+    @torch.no_grad()
+    def generate(self, sequence: Syn2SeqSequence, *, steps: int = 25, scheduling: str = "full_sequence",
+                 guidance: str = "conditional", guidance_scale: float = 1.0, fractional_level: float = 0.5,
+                 seed: int = 0, eta: float = 0.0, callback=None, dtype: torch.dtype | None = None,
+                 ) -> Syn2SeqSequence:
+        """Fill the frames of ``sequence`` whose context mask is 0. Returns a new sequence.
+
+        steps: denoising steps; scheduling: a registered scheduling matrix (or a matrix [S+1, T]); guidance: history guidance
+        (``conditional``, ``vanilla``, ``fractional``) with ``guidance_scale`` and ``fractional_level``;
+        seed: all noise; callback(info) once per step with "step"/"total" (raise in it to cancel);
+        dtype: autocast dtype (default bf16 on CPU/GPU where supported, else none).
+        """
+        from .dfot.guidance import history_guidance
+        from .dfot.sampler import rollout, sample
+        from .dfot.scheduling import scheduling_matrix
+
+        self._check(sequence)
+        require(int(steps) >= 1, "steps", "an integer >= 1", steps)
+        device = self.device
+        config = self.config
+        guide = history_guidance(guidance, scale=float(guidance_scale), fractional_level=float(fractional_level))
+        g = torch.Generator(device=device).manual_seed(int(seed))
+        context = to_model_space(sequence.frames.to(device, torch.float32), config)[None]
+        mask = sequence.context_mask.to(device)[None]
+        T = len(sequence)
+        autocast_dtype = dtype if dtype is not None else torch.bfloat16
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
+            if T <= self.window:
+                rays = self._rays(sequence).to(device)[None]
+                matrix = scheduling if isinstance(scheduling, Tensor) else scheduling_matrix(scheduling, int(steps), T)
+                x0 = sample(self.denoiser, tuple(context.shape), matrix,
+                            schedule=self.schedule, context=context, context_mask=mask, rays=rays,
+                            guidance=guide, eta=eta, generator=g, callback=callback)
+            else:
+                def window_rays(start: int, end: int) -> Tensor:
+                    return self._rays(sequence.window(start, end)).to(device)[None]
+
+                x0 = rollout(self.denoiser, context, mask, window=self.window, steps=int(steps),
+                             scheduling=scheduling, schedule=self.schedule, rays=window_rays, guidance=guide,
+                             eta=eta, generator=g, callback=callback)
+        frames = from_model_space(x0[0].float(), config).to(sequence.frames.dtype).cpu()
+        frames = torch.where((sequence.context_mask >= C.MASK_CONTEXT)[:, None, None, None], sequence.frames, frames)
+        new_mask = torch.where(sequence.context_mask == C.MASK_GENERATE, C.MASK_GENERATED_CONTEXT,
+                               sequence.context_mask)
+        return replace(sequence, frames=frames, known=torch.ones_like(sequence.known), context_mask=new_mask)
+
+    @torch.no_grad()
+    def predict_mean(self, sequence: Syn2SeqSequence, seed: int = 0) -> Syn2SeqSequence:
+        """The model's one-shot x0 estimate with every generated frame at full noise (its conditional mean:
+        the diagnostic PSNR favours, next to single samples)."""
+        require(len(sequence) <= self.window, "sequence", f"at most {self.window} frames for predict_mean",
+                len(sequence))
+        one_step = torch.tensor([[1.0] * len(sequence), [0.0] * len(sequence)])
+        return self.generate(sequence, steps=1, scheduling=one_step, seed=seed)
+
+
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> Syn2SeqModel:
+    """Load a generator from a ``.safetensors`` file written by training (None = the bundled model)."""
+    from .dfot.checkpoint import load_model as load_network, read_metadata
+
+    path = Path(path) if path is not None else BUNDLED_MODEL
+    if not path.exists():
+        hint = ("The bundled model is missing from this install; reinstall the pack" if path == BUNDLED_MODEL
+                else "Put model files in ComfyUI/models/syn2seq/ or pass an existing path")
+        raise Syn2SeqInputError("model", "an existing .safetensors model file", str(path), hint)
+    network = load_network(path, device=device)
+    meta = read_metadata(path)
+    info = json.loads(meta["training"]) if "training" in meta else {}
+    return Syn2SeqModel(network, info=info, path=path)
