@@ -1,0 +1,209 @@
+"""Metrics: PSNR/SSIM against scikit-image on real frames, LPIPS availability and behaviour, and the
+aggregation over clips (t intervals, paired differences, unavailable metrics in reports)."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from syn2seq_core import metrics
+from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.metrics import (LPIPSNet, LPIPSUnavailable, evaluate_frames, lpips, mean_ci, paired_difference,
+                                  psnr, ssim, summarize_clips)
+from syn2seq_core.video_io import read_video
+
+BIKES = Path(__file__).resolve().parents[1] / "fixtures" / "bikes_40f_320x136.mp4"
+
+
+@pytest.fixture(scope="module")
+def real_pairs():
+    """Pairs of real frames: neighbours (small motion), far apart (large change), and a blurred copy."""
+    import cv2
+
+    frames = read_video(BIKES)
+    blurred = torch.from_numpy(np.stack([cv2.GaussianBlur(f.permute(1, 2, 0).numpy(), (5, 5), 1.2)
+                                         for f in frames[:4]])).permute(0, 3, 1, 2)
+    pred = torch.cat([frames[0:4], frames[0:4], blurred])
+    target = torch.cat([frames[1:5], frames[30:34], frames[:4]])
+    return pred, target
+
+
+# --- PSNR / SSIM --------------------------------------------------------------------------------------
+def test_psnr_and_ssim_match_scikit_image_on_real_frames(real_pairs):
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    pred, target = real_pairs
+    ours_ssim, ours_psnr = ssim(pred, target), psnr(pred, target)
+    assert ours_ssim.shape == ours_psnr.shape == (len(pred),)
+    for i in range(len(pred)):
+        x = pred[i].permute(1, 2, 0).double().numpy()
+        y = target[i].permute(1, 2, 0).double().numpy()
+        ref_ssim = structural_similarity(x, y, channel_axis=-1, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                         use_sample_covariance=False)
+        ref_psnr = peak_signal_noise_ratio(y, x, data_range=1.0)
+        assert abs(float(ours_ssim[i]) - ref_ssim) < 1e-4
+        assert abs(float(ours_psnr[i]) - ref_psnr) < 1e-4
+    # The pairs span a real range of quality, so agreement is not a coincidence of saturated values.
+    assert float(ours_ssim.min()) < 0.6 < 0.9 < float(ours_ssim.max())
+
+
+def test_metrics_keep_leading_dimensions_and_handle_identical_frames(real_pairs):
+    pred, _ = real_pairs
+    batch = pred[:6].view(2, 3, 3, *pred.shape[-2:])
+    assert psnr(batch, batch).shape == (2, 3) and bool(torch.isinf(psnr(batch, batch)).all())
+    assert torch.allclose(ssim(batch, batch), torch.ones(2, 3, dtype=torch.float64))
+    other = batch.flip(0)
+    assert torch.allclose(ssim(batch, other).flatten(), ssim(batch.flatten(0, 1), other.flatten(0, 1)))
+    assert torch.allclose(psnr(batch, other).flatten(), psnr(batch.flatten(0, 1), other.flatten(0, 1)))
+
+
+def test_bad_metric_inputs_are_refused():
+    x = torch.rand(2, 3, 16, 16)
+    with pytest.raises(Syn2SeqInputError, match="same shape"):
+        psnr(x, x[:1])
+    with pytest.raises(Syn2SeqInputError, match=r"values in \[0, 1\]"):
+        ssim(x * 255, x * 255)
+    with pytest.raises(Syn2SeqInputError, match="at least 11x11"):
+        ssim(x[..., :8, :8], x[..., :8, :8])
+    with pytest.raises(Syn2SeqInputError, match="finite"):
+        psnr(x.clone().fill_(float("nan")), x)
+
+
+class _Payload:
+    """Stands for an arbitrary pickled object."""
+
+
+# --- LPIPS ------------------------------------------------------------------------------------------------
+def fake_weights(net: str, *, heads: bool = True, style: str = "torchvision", dtype=torch.float32) -> dict:
+    """A state dict of the right shapes with random values (not ImageNet weights)."""
+    g = torch.Generator().manual_seed(0)
+    model_sd = LPIPSNet(net).state_dict()
+    sd = {}
+    for k, v in model_sd.items():
+        value = torch.randn(v.shape, generator=g) * 0.05
+        if k.startswith("lins."):
+            if not heads:
+                continue
+            value = value.abs() * 20  # real LPIPS heads are non-negative, ~0.1-1 per channel
+            k = f"lin{k.split('.')[1]}.model.1.weight" if style != "ours" else k
+        elif style == "lpips":
+            idx = int(k.split(".")[1])
+            k = f"net.slice{1 + sum(idx > t for t in LPIPSNet(net).taps)}.{idx}.{k.split('.')[2]}"
+        sd[k] = value.to(dtype)
+    return sd
+
+
+def test_lpips_without_weights_is_unavailable_never_a_number():
+    x = torch.rand(2, 3, 32, 32)
+    with pytest.raises(LPIPSUnavailable) as info:
+        lpips(x, x, "alex")
+    assert "backbone weights" in info.value.reason and "AlexNet" in info.value.reason
+    report = evaluate_frames(x, x.flip(0))
+    for net in ("alex", "vgg"):
+        assert isinstance(report[f"lpips_{net}"], str) and report[f"lpips_{net}"].startswith("unavailable: ")
+    assert report["frames"] == 2 and len(report["psnr"]["per_frame"]) == 2
+    json.dumps(report, allow_nan=False)  # strict JSON
+
+
+def test_lpips_with_weights_is_zero_for_identical_frames_and_positive_otherwise(tmp_path, real_pairs):
+    save_file(fake_weights("alex"), str(tmp_path / "alex.safetensors"))
+    pred, target = real_pairs
+    pred, target = pred[4:7, :, :64, :96].contiguous(), target[4:7, :, :64, :96].contiguous()  # far-apart frames
+    same = lpips(pred, pred, "alex", tmp_path / "alex.safetensors")
+    diff = lpips(pred, target, "alex", tmp_path / "alex.safetensors")
+    assert same.shape == diff.shape == (3,)
+    assert torch.allclose(same, torch.zeros(3, dtype=torch.float64), atol=1e-7)
+    assert bool((diff > 1e-4).all())  # >= 1000x the tolerance of "zero" above
+    # A closer image is closer: a frame vs itself slightly perturbed < vs a different frame.
+    near = lpips(pred, (pred + 0.01 * torch.randn_like(pred)).clamp(0, 1), "alex", tmp_path / "alex.safetensors")
+    assert bool((near < diff).all())
+    # The same weights saved the lpips package's way (net.sliceK.N.*, torch.save) give the same numbers.
+    torch.save(fake_weights("alex", style="lpips"), tmp_path / "alex_lpips.pth")
+    assert torch.allclose(lpips(pred, target, "alex", tmp_path / "alex_lpips.pth"), diff)
+
+
+def test_lpips_vgg_and_heads_from_a_separate_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(metrics, "_installed_heads", lambda net: None)  # pretend no lpips/torchmetrics
+    torch.save(fake_weights("vgg", heads=False, dtype=torch.float16), tmp_path / "vgg16_features.pth")
+    x = torch.rand(2, 3, 48, 48)
+    y = torch.rand(2, 3, 48, 48)
+    with pytest.raises(LPIPSUnavailable, match="linear heads"):
+        lpips(x, y, "vgg", tmp_path / "vgg16_features.pth")
+    heads = {k: v for k, v in fake_weights("vgg").items() if k.startswith("lin")}
+    torch.save(heads, tmp_path / "vgg_heads.pth")
+    d = lpips(x, y, "vgg", tmp_path / "vgg16_features.pth", heads=tmp_path / "vgg_heads.pth")
+    assert bool((d > 0).all()) and torch.allclose(
+        lpips(x, x, "vgg", tmp_path / "vgg16_features.pth", heads=tmp_path / "vgg_heads.pth"),
+        torch.zeros(2, dtype=torch.float64), atol=1e-7)
+
+
+def test_lpips_weight_errors_are_clear(tmp_path):
+    save_file(fake_weights("alex"), str(tmp_path / "alex.safetensors"))
+    x = torch.rand(1, 3, 32, 32)
+    with pytest.raises(Syn2SeqInputError, match="AlexNet weights"):
+        lpips(x, x, "vgg", tmp_path / "alex.safetensors")
+    with pytest.raises(Syn2SeqInputError, match="no file"):
+        lpips(x, x, "alex", tmp_path / "missing.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(Syn2SeqInputError, match="junk.pth"):
+        lpips(x, x, "alex", tmp_path / "junk.pth")
+    # A pickle that needs arbitrary classes is refused (weights_only=True), not executed.
+    torch.save({"features.0.weight": torch.zeros(1), "payload": _Payload()}, tmp_path / "pickled.pth")
+    with pytest.raises(Syn2SeqInputError, match="pickled.pth"):
+        lpips(x, x, "alex", tmp_path / "pickled.pth")
+    with pytest.raises(Syn2SeqInputError, match="net"):
+        lpips(x, x, "resnet", tmp_path / "alex.safetensors")
+
+
+def test_evaluate_frames_reports_lpips_when_weights_are_given(tmp_path):
+    save_file(fake_weights("alex"), str(tmp_path / "alex.safetensors"))
+    pred, target = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    report = evaluate_frames(pred, target, lpips_weights=tmp_path / "alex.safetensors")  # net detected: alex
+    assert report["lpips_alex"]["mean"] == pytest.approx(np.mean(report["lpips_alex"]["per_frame"]))
+    assert report["lpips_vgg"].startswith("unavailable: ")
+    assert report["psnr"]["mean"] == pytest.approx(float(psnr(pred, target).mean()))
+    same = evaluate_frames(pred, pred)
+    assert same["psnr"]["mean"] == "inf" and same["ssim"]["mean"] == pytest.approx(1.0)
+    json.dumps(same, allow_nan=False)
+
+
+# --- aggregation ----------------------------------------------------------------------------------------
+def test_mean_ci_is_the_student_t_interval():
+    from scipy import stats
+
+    values = [27.1, 25.3, 26.8, 28.0, 24.9, 26.1]
+    ci = mean_ci(values)
+    lo, hi = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert ci.mean == pytest.approx(np.mean(values))
+    assert (ci.low, ci.high) == (pytest.approx(lo), pytest.approx(hi))
+    assert ci.n == 6 and "95% CI" in str(ci)
+    assert mean_ci(values, 0.5).half_width < ci.half_width
+    single = mean_ci([3.0])
+    assert single.mean == 3.0 and math.isnan(single.low) and "no CI" in str(single)
+    with pytest.raises(Syn2SeqInputError):
+        mean_ci([])
+
+
+def test_paired_difference_uses_per_clip_differences():
+    rng = np.random.default_rng(0)
+    base = rng.normal(25, 3, 12)  # clips differ a lot ...
+    a, b = base + 0.5 + rng.normal(0, 0.1, 12), base  # ... but method a is consistently 0.5 dB better
+    d = paired_difference(a, b)
+    assert d.mean == pytest.approx(0.5, abs=0.1) and d.low > 0  # significant when paired
+    assert mean_ci(a).low < mean_ci(b).high  # while the unpaired intervals overlap
+    with pytest.raises(Syn2SeqInputError, match="same clips"):
+        paired_difference(a, b[:5])
+
+
+def test_summarize_clips_keeps_unavailable_metrics_as_text():
+    clips = [evaluate_frames(torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)) for _ in range(3)]
+    summary = summarize_clips(clips)
+    assert summary["clips"] == 3
+    assert summary["psnr"]["n"] == 3 and summary["psnr"]["ci_low"] < summary["psnr"]["mean"] < summary["psnr"]["ci_high"]
+    assert summary["psnr"]["mean"] == pytest.approx(np.mean([c["psnr"]["mean"] for c in clips]))
+    assert summary["lpips_alex"].startswith("unavailable: ")
+    json.dumps(summary, allow_nan=False)
