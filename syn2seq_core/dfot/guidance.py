@@ -24,8 +24,8 @@ Add a method by decorating ``fn(guidance) -> list[Branch]`` with :func:`register
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import Syn2SeqInputError, require
 
@@ -42,10 +42,10 @@ class Branch:
     weight: float
 
 
-HISTORY_GUIDANCE: dict[str, Callable[["HistoryGuidance"], list[Branch]]] = {}
+HISTORY_GUIDANCE: dict[str, Callable[[HistoryGuidance], list[Branch]]] = {}
 
 
-def register(fn: Callable[["HistoryGuidance"], list[Branch]]):
+def register(fn: Callable[[HistoryGuidance], list[Branch]]):
     """Add ``fn`` to :data:`HISTORY_GUIDANCE` under its own name."""
     HISTORY_GUIDANCE[fn.__name__] = fn
     return fn

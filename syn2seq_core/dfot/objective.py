@@ -14,7 +14,8 @@ logsnr)``. One deliberate difference from DFoT: the mean is taken over the eleme
 frames are context.
 
 Context frames (shown to the model as conditioning, as at inference): pass ``noise_t = 0`` for them (the
-cleanest level, as DFoT's fixed-context training) and ``loss_mask = 0``.
+cleanest level, as DFoT's fixed-context training) and ``loss_mask = 0``. Padding or unavailable frames:
+``noise_t = 1`` (pure noise, as DFoT) and ``loss_mask = 0``.
 """
 
 from __future__ import annotations

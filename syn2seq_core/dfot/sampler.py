@@ -7,7 +7,9 @@ Pure functions. The network enters as a ``denoiser`` with the protocol::
 ``x_t`` is in model space (whatever the model wrapper normalises frames to), ``logsnr`` is the noise level
 of each frame (the network scales it itself) and ``rays=None`` means "no pose" (the unconditional branch
 of history guidance). The denoiser may be called with a larger batch than the sample's: guidance branches
-are stacked along the batch axis, branch-major (``(branch b)``).
+are stacked along the batch axis, branch-major (``(branch b)``). Branches that keep the rays and branches
+that drop them need separate calls, unless the denoiser also accepts a keyword ``pose_mask: [B] bool``
+(True = no pose for that sample, as ``DiT3D.forward``): then every step is a single call.
 
 Context mask codes (``conventions.MASK_*``): ``1`` given context and ``2`` generated context are kept
 clean, fed to the denoiser at the cleanest level (``t = 0``) and never modified (bit-identical in the
@@ -21,8 +23,9 @@ callback propagates out of the sampler unchanged, which is how a caller cancels 
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from einops import repeat
@@ -32,7 +35,8 @@ from ..conventions import MASK_CONTEXT, MASK_GENERATE, MASK_GENERATED_CONTEXT, M
 from ..errors import Syn2SeqInputError, require
 from .guidance import Branch, HistoryGuidance
 from .schedule import NOISE_CLIP, NoiseSchedule, alpha_sigma, expand_like
-from .scheduling import levels_to_times, scheduling_matrix as build_matrix, validate_scheduling_matrix
+from .scheduling import levels_to_times, validate_scheduling_matrix
+from .scheduling import scheduling_matrix as build_matrix
 
 Denoiser = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
 Callback = Callable[[dict], None]
@@ -80,6 +84,14 @@ def active_steps(times: Tensor) -> list[int]:
     return changed.nonzero().flatten().tolist()
 
 
+def accepts_pose_mask(denoiser) -> bool:
+    """Whether ``denoiser`` takes a ``pose_mask`` keyword ([B] bool, True = drop the pose of that sample)."""
+    try:
+        return "pose_mask" in inspect.signature(denoiser).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _to_device(a: Tensor, like: Tensor) -> Tensor:
     return a.to(device=like.device, dtype=like.dtype)
 
@@ -101,7 +113,8 @@ def guided_v(
     x: [B, T, C, H, W] current state; t: [B, T] float64 noise time of each frame (history frames at 0,
     padding at 1); mask: [B, T] context-mask codes (``>= 1`` = history). Each branch shows the history at
     its own noise time (noised with fresh noise from ``generator``); branches that keep the rays share one
-    denoiser call, branches that drop them share another. Returns the weighted sum of the branches' ``v``.
+    denoiser call, branches that drop them share another (one call for all when the denoiser takes
+    ``pose_mask``). Returns the weighted sum of the branches' ``v``.
     """
     history = mask >= MASK_CONTEXT
     generated_history = mask == MASK_GENERATED_CONTEXT
@@ -122,14 +135,23 @@ def guided_v(
         inputs.append((x_b, logsnr.to(device=x.device, dtype=torch.float32)))
 
     outputs: list[Tensor | None] = [None] * len(branches)
+    mixed = rays is not None and len({b.pose for b in branches}) > 1
+    use_pose_mask = mixed and accepts_pose_mask(denoiser)
     groups: dict[bool, list[int]] = {}
     for i, branch in enumerate(branches):
-        groups.setdefault(branch.pose and rays is not None, []).append(i)
+        groups.setdefault(use_pose_mask or (branch.pose and rays is not None), []).append(i)
     for with_rays, members in groups.items():
-        xs = torch.cat([inputs[i][0] for i in members])
-        logsnrs = torch.cat([inputs[i][1] for i in members])
+        if len(members) == 1:
+            xs, logsnrs = inputs[members[0]]
+        else:
+            xs = torch.cat([inputs[i][0] for i in members])
+            logsnrs = torch.cat([inputs[i][1] for i in members])
         call_rays = repeat(rays, "b ... -> (k b) ...", k=len(members)) if with_rays else None
-        v = denoiser(xs, logsnrs, call_rays)
+        if use_pose_mask:
+            drop = torch.tensor([not branches[i].pose for i in members], device=x.device)
+            v = denoiser(xs, logsnrs, call_rays, pose_mask=repeat(drop, "k -> (k b)", b=x.shape[0]))
+        else:
+            v = denoiser(xs, logsnrs, call_rays)
         require(isinstance(v, Tensor) and tuple(v.shape) == tuple(xs.shape), "denoiser output",
                 f"a tensor of shape {tuple(xs.shape)}", tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__)
         for i, v_i in zip(members, v.to(x.dtype).chunk(len(members))):
@@ -178,19 +200,20 @@ def sample(
     """Sample a window of frames with per-frame noise levels. Returns the clean frames x0 [B, T, C, H, W].
 
     x: the state at the levels of the matrix's first row, [B, T, C, H, W] (pure noise for a fresh sample),
-    or its shape, in which case the noise is drawn from ``generator`` (on the device and in the dtype of
-    ``context`` when given, else on the generator's device in float32).
+    or its shape, in which case the noise is drawn from ``generator`` (on the device of ``context`` when
+    given, else on the generator's device). The state is kept in at least float32 whatever the input dtype
+    (the denoiser may run in lower precision inside), and the result has that dtype.
     scheduling_matrix: [R, T] or [R, B, T]; integer levels in [0, S] (``t = level / S`` with ``S`` the
     largest level) or float noise times in [0, 1]; see :mod:`.scheduling`. Each row transition is one DDIM
     step; frames whose level does not change stay put, and steps in which no frame changes are skipped.
     context: [B, T, C, H, W] clean frames, read where ``context_mask >= 1``; context_mask: [B, T] or [T]
     codes -1/0/1/2 (default: all 0). rays: [B, T, H, W, R] per-frame camera rays or None.
-    guidance: history guidance (default ``conditional``). eta: DDIM stochasticity (0 = deterministic).
+    guidance: a :class:`HistoryGuidance` or its name (default ``conditional``). eta: DDIM stochasticity (0 = deterministic).
     generator: the source of all noise. callback: see the module docstring; it may raise to cancel.
     Runs under ``torch.no_grad()``.
     """
     schedule = schedule or NoiseSchedule()
-    guidance = guidance or HistoryGuidance()
+    guidance = HistoryGuidance(guidance) if isinstance(guidance, str) else (guidance or HistoryGuidance())
     require(math.isfinite(eta) and eta >= 0, "eta", "a number >= 0", eta)
 
     if isinstance(x, Tensor):
@@ -210,11 +233,10 @@ def sample(
                 tuple(rays.shape))
 
     if isinstance(x, Tensor):
-        state = x
+        state = x.to(torch.promote_types(x.dtype, torch.float32))
     else:
-        like = context if context is not None else None
-        device = like.device if like is not None else (generator.device if generator is not None else "cpu")
-        dtype = like.dtype if like is not None else torch.float32
+        device = context.device if context is not None else (generator.device if generator is not None else "cpu")
+        dtype = torch.promote_types(context.dtype, torch.float32) if context is not None else torch.float32
         state = randn(shape, generator, device, dtype)
     mask = mask_cpu.to(state.device)
     keep = expand_like(mask >= MASK_CONTEXT, state)

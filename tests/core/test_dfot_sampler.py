@@ -163,6 +163,52 @@ def test_branches_are_batched_into_one_call_per_pose_group():
     assert [c["x_t"].shape[0] for c in oracle.calls] == [3 * B] * 3  # no rays at all: a single call
 
 
+class PoseMaskOracle(Oracle):
+    """An oracle with the model's optional ``pose_mask`` keyword ([B] bool, True = no pose)."""
+
+    def __call__(self, x_t, logsnr, rays, pose_mask=None):
+        v = super().__call__(x_t, logsnr, rays)
+        self.calls[-1]["pose_mask"] = pose_mask
+        return v
+
+
+def test_pose_mask_denoiser_gets_one_call_per_step():
+    x0 = clean(14)
+    context = context_from(x0)
+    oracle = PoseMaskOracle(x0)
+    rays = torch.randn(B, T, H, W, 6)
+    out = sample(oracle, SHAPE, scheduling_matrix("full_sequence", 3, T), context=context, context_mask=MASK,
+                 rays=rays, guidance=HistoryGuidance("vanilla", scale=2.0))
+    check_result(out, x0, context)
+    assert len(oracle.calls) == 3
+    for call in oracle.calls:
+        assert call["x_t"].shape[0] == 2 * B and torch.equal(call["rays"], torch.cat([rays, rays]))
+        assert call["pose_mask"].tolist() == [False] * B + [True] * B
+        hist = torch.cat([MASK, MASK]) >= 1
+        lam = call["logsnr"][hist].view(2, -1)  # conditional branch first: history clean, then dropped
+        assert bool((lam[0] > 10).all()) and bool((lam[1] < -19).all())
+    oracle = PoseMaskOracle(x0)
+    sample(oracle, SHAPE, scheduling_matrix("full_sequence", 3, T), context=context, context_mask=MASK,
+           rays=rays, guidance="conditional")
+    assert all(c["pose_mask"] is None and c["x_t"].shape[0] == B for c in oracle.calls)
+
+
+def test_stabilization_noises_generated_history_only():
+    x0 = clean(15)
+    context = context_from(x0)
+    oracle = Oracle(x0)
+    sample(oracle, SHAPE, scheduling_matrix("full_sequence", 2, T), context=context, context_mask=MASK,
+           guidance=HistoryGuidance(stabilization=0.1), generator=torch.Generator().manual_seed(0))
+    sched = NoiseSchedule()
+    lam = oracle.calls[0]["logsnr"]
+    given, generated = MASK == 1, MASK == 2
+    assert torch.allclose(lam[given], torch.full_like(lam[given], sched.max_logsnr))
+    want = float(sched.logsnr(torch.tensor(0.1, dtype=torch.float64)))
+    assert torch.allclose(lam[generated], torch.full_like(lam[generated], want))
+    assert torch.equal(oracle.calls[0]["x_t"][given], context[given])
+    assert not torch.allclose(oracle.calls[0]["x_t"][generated], context[generated])
+
+
 def test_vanilla_w1_equals_conditional_exactly():
     kw = dict(context=context_from(clean(6)), context_mask=MASK, rays=torch.randn(B, T, H, W, 6), eta=0.5)
     m = scheduling_matrix("pyramid", 5, T)
@@ -206,6 +252,13 @@ def gaussian_denoiser(x_t, logsnr, rays):
     return v_from_x0(x, x0_hat, a, sig).to(x_t.dtype)
 
 
+def ddim_mean_step(x, a_s, a_t, noise_sd):
+    """Deterministic part of one DDIM step from alpha-bar a_s to a_t, for N(MU, STD^2) data: x_s -> x_t."""
+    x0_hat = MU + math.sqrt(a_s) * STD**2 * (x - math.sqrt(a_s) * MU) / (a_s * STD**2 + 1 - a_s)
+    eps = (x - math.sqrt(a_s) * x0_hat) / math.sqrt(1 - a_s)
+    return math.sqrt(a_t) * x0_hat + math.sqrt(max(1 - a_t - noise_sd**2, 0)) * eps
+
+
 def ddim_gaussian_moments(steps, eta, sched):
     """Mean and std that DDIM (written with alpha-bar as in Song et al. 2021) gives for N(MU, STD^2) data."""
     abar = [1.0] + [1 / (1 + math.exp(-float(sched.logsnr(torch.tensor(m / steps, dtype=torch.float64)))))
@@ -213,18 +266,10 @@ def ddim_gaussian_moments(steps, eta, sched):
     mean, var = 0.0, 1.0  # pure noise
     for m in range(steps, 0, -1):
         a_s, a_t = abar[m], abar[m - 1]
-
-        def x0_hat(x):
-            return MU + math.sqrt(a_s) * STD**2 * (x - math.sqrt(a_s) * MU) / (a_s * STD**2 + 1 - a_s)
-
-        def step(x):  # deterministic part of x_t as a function of x_s
-            eps = (x - math.sqrt(a_s) * x0_hat(x)) / math.sqrt(1 - a_s)
-            noise_sd = eta * math.sqrt((1 - a_t) / (1 - a_s) * (1 - a_s / a_t))
-            return math.sqrt(a_t) * x0_hat(x) + math.sqrt(max(1 - a_t - noise_sd**2, 0)) * eps, noise_sd
-
-        (b, n), (one, _) = step(0.0), step(1.0)
-        slope = one - b
-        mean, var = slope * mean + b, slope**2 * var + n**2
+        noise_sd = eta * math.sqrt((1 - a_t) / (1 - a_s) * (1 - a_s / a_t))
+        b = ddim_mean_step(0.0, a_s, a_t, noise_sd)
+        slope = ddim_mean_step(1.0, a_s, a_t, noise_sd) - b
+        mean, var = slope * mean + b, slope**2 * var + noise_sd**2
     return mean, math.sqrt(var)
 
 

@@ -197,7 +197,7 @@ def test_loss_zero_for_oracle_positive_for_zero_predictor():
     x0 = _batch()
     loss, info = diffusion_loss(OracleV(x0), x0, generator=torch.Generator().manual_seed(1))
     assert float(loss) < 1e-8
-    zero = lambda x_t, logsnr, rays: torch.zeros_like(x_t)  # noqa: E731
+    zero = lambda x_t, logsnr, rays: torch.zeros_like(x_t)
     loss0, info0 = diffusion_loss(zero, x0, generator=torch.Generator().manual_seed(1))
     assert float(loss0) > 1e-3
     assert info0["frame_loss"].shape == (2, 4) and info0["logsnr"].shape == (2, 4)
@@ -210,7 +210,7 @@ def test_loss_matches_v_space_reference():
     t = sample_noise_times(2, 4, generator=torch.Generator().manual_seed(2))
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(4))
     mask = torch.tensor([[0.0, 1.0, 1.0, 0.5], [1.0, 0.0, 1.0, 1.0]])
-    half = lambda x_t, logsnr, rays: 0.5 * x_t  # noqa: E731
+    half = lambda x_t, logsnr, rays: 0.5 * x_t
     loss, _ = diffusion_loss(half, x0, noise_t=t, noise=noise, loss_mask=mask)
     sched = NoiseSchedule()
     num = den = 0.0
@@ -229,7 +229,7 @@ def test_loss_matches_v_space_reference():
 def test_masked_frames_do_not_contribute():
     x0 = _batch(5)
     mask = torch.tensor([[0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]])
-    per_frame = lambda x_t, logsnr, rays: 0.3 * x_t + 0.1  # noqa: E731
+    per_frame = lambda x_t, logsnr, rays: 0.3 * x_t + 0.1
     kw = dict(loss_mask=mask, noise_t=torch.full((2, 4), 0.4))
     a, _ = diffusion_loss(per_frame, x0, generator=torch.Generator().manual_seed(7), **kw)
     other = x0.clone()
@@ -243,7 +243,7 @@ def test_masked_frames_do_not_contribute():
 
 def test_loss_seeded_and_validated():
     x0 = _batch(6)
-    f = lambda x_t, logsnr, rays: 0.2 * x_t  # noqa: E731
+    f = lambda x_t, logsnr, rays: 0.2 * x_t
     a, _ = diffusion_loss(f, x0, generator=torch.Generator().manual_seed(3))
     b, _ = diffusion_loss(f, x0, generator=torch.Generator().manual_seed(3))
     c, _ = diffusion_loss(f, x0, generator=torch.Generator().manual_seed(4))
