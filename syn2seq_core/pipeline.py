@@ -79,14 +79,14 @@ class TrainingBatch:
                                                                        "roles")))
 
 
-def training_step_loss(net, batch: TrainingBatch, generator: torch.Generator | None = None):
+def training_step_loss(net, batch: TrainingBatch, generator: torch.Generator | None = None, schedule=None):
     """The diffusion-forcing loss of one batch. Returns (loss, {"loss_exo": ..., "loss_ego": ...})."""
     from .dfot.objective import diffusion_loss
 
     config = unwrap(net).config
     x0 = to_model_space(batch.frames, config)
     loss, info = diffusion_loss(net, x0, rays=batch.rays, noise_t=batch.noise_t, loss_mask=batch.loss_mask,
-                                generator=generator)
+                                schedule=schedule, generator=generator)
     parts = {}
     frame_loss = info["frame_loss"]
     for role, name in C.ROLE_NAMES.items():
@@ -133,8 +133,10 @@ class Syn2SeqModel:
     def device(self) -> torch.device:
         return next(self.network.parameters()).device
 
-    def denoiser(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None) -> Tensor:
-        return self.network(x_t, logsnr, rays)
+    def denoiser(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None, *, pose_mask: Tensor | None = None
+                 ) -> Tensor:
+        """The sampler's denoiser; ``pose_mask`` [B] drops the pose of some videos (guidance in one call)."""
+        return self.network(x_t, logsnr, rays, pose_mask=pose_mask)
 
     def _rays(self, sequence: Syn2SeqSequence, reference: int = 0) -> Tensor:
         return sequence.rays(*self.size, reference=reference).to(torch.float32)
@@ -179,7 +181,11 @@ class Syn2SeqModel:
                             schedule=self.schedule, context=context, context_mask=mask, rays=rays,
                             guidance=guide, eta=eta, generator=g, callback=callback)
             else:
+                require(isinstance(scheduling, str), "scheduling", f"a registered name for sequences longer "
+                        f"than the model's window ({self.window})", "a matrix")
+
                 def window_rays(start: int, end: int) -> Tensor:
+                    # Relative to each window's first camera, as in training windows.
                     return self._rays(sequence.window(start, end)).to(device)[None]
 
                 x0 = rollout(self.denoiser, context, mask, window=self.window, steps=int(steps),
@@ -210,7 +216,11 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
         hint = ("The bundled model is missing from this install; reinstall the pack" if path == BUNDLED_MODEL
                 else "Put model files in ComfyUI/models/syn2seq/ or pass an existing path")
         raise Syn2SeqInputError("model", "an existing .safetensors model file", str(path), hint)
+    from .dfot.schedule import NoiseSchedule
+
     network = load_network(path, device=device)
     meta = read_metadata(path)
     info = json.loads(meta["training"]) if "training" in meta else {}
-    return Syn2SeqModel(network, info=info, path=path)
+    # Models without training metadata (e.g. converted DFoT checkpoints) use DFoT's 256x256 shift.
+    schedule = NoiseSchedule(shift=float(info.get("config", {}).get("noise_shift", 0.125)))
+    return Syn2SeqModel(network, schedule=schedule, info=info, path=path)

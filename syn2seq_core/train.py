@@ -79,6 +79,9 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     bf16: bool = True
+    # Shift of the shifted-cosine logSNR schedule (Simple Diffusion: base 32 / resolution; DFoT 0.125 at
+    # 256x256). Training and sampling must agree: it is stored with the model.
+    noise_shift: float = 0.125
     init_from: str | None = None
     model: dict = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
@@ -199,6 +202,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
 
     from .data.training import batch_source
     from .dfot.checkpoint import load_model
+    from .dfot.schedule import NoiseSchedule
     from .pipeline import build_network, training_step_loss
 
     dist = init_distributed()
@@ -241,6 +245,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
 
     stop_step = cfg.max_steps if max_steps is None else min(max_steps, cfg.max_steps)
     source = batch_source(cfg)
+    schedule = NoiseSchedule(shift=cfg.noise_shift)
     log = open(out / LOG_NAME, "a") if dist.main else None
     bar = tqdm(total=stop_step, initial=step, desc=f"{cfg.name} [{cfg.stage}]", disable=not (progress and dist.main),
                dynamic_ncols=True)
@@ -252,13 +257,15 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
         while step < stop_step:
             if minutes is not None and time.perf_counter() - t_start > minutes * 60:
                 break
-            g = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 1009 + dist.rank)
+            step_seed = (cfg.seed * 1_000_003 + step) * 1009 + dist.rank
+            g = torch.Generator().manual_seed(step_seed)
+            torch.manual_seed(step_seed)  # in-model randomness (pose dropout) is a function of the step too
             batch = source(g, cfg.optim.batch_size).to(dist.device)
             lr = learning_rate(cfg.optim, step, cfg.max_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss, parts = training_step_loss(net, batch, g)
+                loss, parts = training_step_loss(net, batch, g, schedule)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
@@ -270,11 +277,12 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
             now = time.perf_counter()
             elapsed += now - t_last
             t_last = now
-            running = float(loss) if running is None else 0.95 * running + 0.05 * float(loss)
+            value = float(loss.detach())
+            running = value if running is None else 0.95 * running + 0.05 * value
             bar.update(1)
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}")
             if log and (step % cfg.log_every == 0 or step == stop_step):
-                log.write(json.dumps({"step": step, "loss": float(loss), "loss_ema": running, "lr": lr,
+                log.write(json.dumps({"step": step, "loss": value, "loss_ema": running, "lr": lr,
                                       "grad_norm": float(grad_norm), "elapsed_s": round(elapsed, 2),
                                       **{k: float(v) for k, v in parts.items()}}) + "\n")
                 log.flush()

@@ -45,7 +45,7 @@ def transition_frames(data, exo_last: Tensor, ego_first: Tensor, ideal: Tensor |
         return None
     if data.transition == "ideal":
         return ideal
-    from ..interpolation import interpolate
+    from ..interpolation.base import interpolate
 
     return interpolate(exo_last, ego_first, n, backend=data.interpolator)
 

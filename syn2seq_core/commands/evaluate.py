@@ -1,0 +1,70 @@
+"""``syn2seq eval --takes DIR --model M``: the model and trivial baselines over many takes (table + JSON)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .generate import add_generation_arguments
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--takes", required=True, help="a folder of take folders")
+    parser.add_argument("--direction", default="exo2ego", choices=["exo2ego", "ego2exo"])
+    parser.add_argument("--out", default=None, help="write the JSON report here (default: print only)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N takes")
+    parser.add_argument("--no-baselines", action="store_true", help="skip the trivial baselines")
+    parser.add_argument("--mean", action="store_true",
+                        help="also score the model's one-shot conditional mean next to its samples")
+    parser.add_argument("--write-videos", default=None, help="also write each take's outputs under this folder")
+    add_generation_arguments(parser)
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..data.takes import find_takes, load_take
+    from ..errors import Syn2SeqInputError
+    from ..evaluation import (BASELINES, TakeScores, baseline_frames, format_table, score_methods, summarize,
+                              training_mean_target)
+    from ..generation import generate_take, take_sequence, write_json, write_result
+    from ..pipeline import load_model
+
+    takes = find_takes(args.takes)[: args.limit]
+    if len(takes) < 2:
+        raise Syn2SeqInputError("--takes", "a folder with at least 2 takes", f"{len(takes)} in {args.takes}")
+    model = load_model(args.model, device=args.device)
+    mean_target = None if args.no_baselines else training_mean_target(model, args.direction)
+    loaded = [load_take(t) for t in takes]
+    targets = []
+    for take in loaded:
+        _, target = take_sequence(take, model, args.direction, n_transition=args.transition_frames)
+        if target is None:
+            raise Syn2SeqInputError(f"take '{take.name}'", "a ground-truth video of the generated view", "none")
+        targets.append(target)
+    scores = []
+    for i, take in enumerate(tqdm(loaded, desc="eval", unit="take", file=sys.stderr, dynamic_ncols=True)):
+        kw = dict(steps=args.steps, scheduling=args.scheduling, guidance=args.guidance,
+                  guidance_scale=args.guidance_scale, seed=args.seed, n_transition=args.transition_frames)
+        result = generate_take(take, model, args.direction, **kw)
+        preds = {"sample": result.generated}
+        if args.mean:
+            preds["mean"] = generate_take(take, model, args.direction, mean_prediction=True, **kw).generated
+        if not args.no_baselines:
+            for name in BASELINES:
+                frames = baseline_frames(name, result.source, len(result.generated), mean_target)
+                if frames is not None:
+                    preds[name] = frames
+        reports, own, other = score_methods(preds, targets[i], targets[(i + 1) % len(targets)], args.lpips_weights)
+        scores.append(TakeScores(take.name, reports, own, other))
+        if args.write_videos:
+            write_result(result, Path(args.write_videos) / take.name)
+    summary = summarize(scores)
+    print(format_table(summary))
+    if args.out:
+        write_json(Path(args.out), {"summary": summary, "model": str(model.path), "steps": args.steps,
+                                    "seed": args.seed, "direction": args.direction,
+                                    "per_take": [{"take": s.name, "methods": s.per_method, "own_psnr": s.own_psnr,
+                                                  "other_psnr": s.other_psnr} for s in scores]})
+        print(f"report: {args.out}")
+    return 0

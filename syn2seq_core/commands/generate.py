@@ -1,0 +1,76 @@
+"""``syn2seq exo2ego|ego2exo --take DIR --out OUT``: generate a take's other view (see syn2seq_core.generation)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def add_generation_arguments(parser) -> None:
+    """Sampling options shared by exo2ego, ego2exo, demo and eval."""
+    from ..dfot.guidance import HISTORY_GUIDANCE
+    from ..dfot.scheduling import SCHEDULING_MATRICES
+
+    parser.add_argument("--model", default=None, help="a .safetensors model (default: the bundled model)")
+    parser.add_argument("--steps", type=int, default=25, help="denoising steps (default 25)")
+    parser.add_argument("--scheduling", default="full_sequence", choices=sorted(SCHEDULING_MATRICES),
+                        help="scheduling matrix (default full_sequence)")
+    parser.add_argument("--guidance", default="conditional", choices=sorted(HISTORY_GUIDANCE),
+                        help="history guidance (default conditional)")
+    parser.add_argument("--guidance-scale", type=float, default=1.0, help="history guidance weight w")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--transition-frames", type=int, default=None,
+                        help="transition frames between the views (default: as the model was trained)")
+    parser.add_argument("--lpips-weights", default=None,
+                        help="LPIPS backbone weights (AlexNet or VGG16, safetensors or .pth); without them LPIPS "
+                             "is reported as unavailable")
+    parser.add_argument("--device", default="cpu")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--take", required=True, help="a take folder (exo.mp4 and/or ego.mp4 + camera files)")
+    parser.add_argument("--out", required=True, help="output folder")
+    add_generation_arguments(parser)
+
+
+def progress_callback(desc: str):
+    """A tqdm bar fed by the sampler's per-step callback; returns (callback, bar)."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def callback(info: dict) -> None:
+        bar.total = info["total"]
+        bar.n = info["step"]
+        bar.refresh()
+
+    return callback, bar
+
+
+def run_one(take_dir, out, args, direction: str, model=None) -> dict:
+    from ..data.takes import load_take
+    from ..generation import generate_take, write_result
+    from ..pipeline import load_model
+
+    model = model or load_model(args.model, device=args.device)
+    take = load_take(take_dir)
+    callback, bar = progress_callback(f"{direction} {take.name}")
+    try:
+        result = generate_take(take, model, direction, steps=args.steps, scheduling=args.scheduling,
+                               guidance=args.guidance, guidance_scale=args.guidance_scale, seed=args.seed,
+                               n_transition=args.transition_frames, callback=callback,
+                               lpips_weights=args.lpips_weights)
+    finally:
+        bar.close()
+    paths = write_result(result, out, extra={"model": str(model.path), "steps": args.steps, "seed": args.seed,
+                                             "guidance": args.guidance, "guidance_scale": args.guidance_scale})
+    m = result.metrics
+    summary = ("no ground truth" if m is None else
+               f"PSNR {m['psnr']['mean']:.2f} dB, SSIM {m['ssim']['mean']:.4f}")
+    print(f"{take.name}: {len(result.generated)} {direction[-3:]} frames -> {paths['video']} ({summary})")
+    return {"result": result, "paths": paths}
+
+
+def run(args) -> int:
+    run_one(Path(args.take), Path(args.out), args, args.command)
+    return 0

@@ -1,0 +1,119 @@
+"""Evaluation over many takes: the model (samples and conditional mean) against trivial baselines.
+
+Scores are on the generated view only (ego for exo2ego), at the model's resolution, per frame, then per
+take (clip) means, then the mean over takes with a 95% Student-t interval. Comparisons between methods
+are paired per take. Baselines, all computed from what the model sees:
+
+``copy_last``   the last source frame, repeated for every target frame;
+``flat_color``  a flat image of the last source frame's mean colour;
+``mean_target`` the mean target-view frame of the training data (when the model's training world is known).
+
+"Own minus other" compares a method's PSNR against its own take's ground truth with the PSNR against the
+next take's ground truth: a method that only transfers the palette gains little from being on its own take.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .metrics import evaluate_frames, mean_ci, paired_difference, psnr, ssim
+
+BASELINES = ("copy_last", "flat_color", "mean_target")
+
+
+def baseline_frames(name: str, source: Tensor, n: int, mean_target: Tensor | None = None) -> Tensor | None:
+    """[n, 3, h, w] frames of a trivial baseline from the source view [Ts, 3, h, w]."""
+    last = source[-1]
+    if name == "copy_last":
+        return last.expand(n, -1, -1, -1).clone()
+    if name == "flat_color":
+        return last.mean(dim=(-1, -2), keepdim=True).expand(n, -1, *last.shape[-2:]).clone()
+    if name == "mean_target":
+        if mean_target is None:
+            return None
+        return mean_target.expand(n, -1, -1, -1).clone()
+    raise KeyError(name)
+
+
+def training_mean_target(model, direction: str = "exo2ego", takes: int = 256) -> Tensor | None:
+    """The mean target-view frame [3, h, w] of the synthetic world a model was trained on (None if unknown)."""
+    data = model.data
+    if not data:
+        return None
+    from .data.synthetic import SyntheticConfig, render_takes
+
+    cfg = SyntheticConfig(size=data.get("size", model.size[0]), supersample=data.get("supersample", 2),
+                          exo_frames=data.get("exo_frames", 8), ego_frames=data.get("ego_frames", 8))
+    total, count = 0, 0
+    for start in range(0, takes, 32):
+        b = render_takes(list(range(start, min(takes, start + 32))), cfg)
+        frames = b.ego_frames if direction == "exo2ego" else b.exo_frames
+        total = total + frames.sum(dim=(0, 1))
+        count += frames.shape[0] * frames.shape[1]
+    return total / count
+
+
+@dataclass
+class TakeScores:
+    name: str
+    per_method: dict  # method -> evaluate_frames report
+    own_psnr: dict    # method -> clip PSNR vs own GT
+    other_psnr: dict  # method -> clip PSNR vs the next take's GT
+
+
+def score_methods(predictions: dict[str, Tensor], target: Tensor, other_target: Tensor | None,
+                  lpips_weights=None) -> tuple[dict, dict, dict]:
+    reports, own, other = {}, {}, {}
+    for method, pred in predictions.items():
+        reports[method] = evaluate_frames(pred, target, lpips_weights)
+        own[method] = float(psnr(pred, target).mean())
+        if other_target is not None:
+            n = min(len(pred), len(other_target))
+            other[method] = float(psnr(pred[:n], other_target[:n]).mean())
+    return reports, own, other
+
+
+def summarize(scores: list[TakeScores], reference: str = "sample") -> dict:
+    """Mean over takes with CIs per method and metric, paired differences vs ``reference``, own-other gaps."""
+    methods = list(scores[0].per_method)
+    out = {"takes": len(scores), "methods": {}, "paired_vs_" + reference: {}, "own_minus_other_psnr": {}}
+    for m in methods:
+        entry = {}
+        for metric in ("psnr", "ssim"):
+            entry[metric] = mean_ci([s.per_method[m][metric]["mean"] for s in scores]).to_dict()
+        for metric in ("lpips_alex", "lpips_vgg"):
+            v = scores[0].per_method[m].get(metric)
+            entry[metric] = v if isinstance(v, str) else mean_ci(
+                [s.per_method[m][metric]["mean"] for s in scores]).to_dict()
+        out["methods"][m] = entry
+        if all(m in s.other_psnr for s in scores):
+            out["own_minus_other_psnr"][m] = paired_difference([s.own_psnr[m] for s in scores],
+                                                               [s.other_psnr[m] for s in scores]).to_dict()
+    if reference in methods:
+        for m in methods:
+            if m == reference:
+                continue
+            out["paired_vs_" + reference][m] = {
+                metric: paired_difference([s.per_method[reference][metric]["mean"] for s in scores],
+                                          [s.per_method[m][metric]["mean"] for s in scores]).to_dict()
+                for metric in ("psnr", "ssim")}
+    return out
+
+
+def format_table(summary: dict, reference: str = "sample") -> str:
+    """A plain-text table of a :func:`summarize` result."""
+    lines = [f"{summary['takes']} takes; mean over takes with 95% CI",
+             f"{'method':<14} {'PSNR dB':>22} {'SSIM':>24} {'own-other PSNR':>22} {reference + ' - method (PSNR)':>26}"]
+    for m, e in summary["methods"].items():
+        p, s = e["psnr"], e["ssim"]
+        gap = summary["own_minus_other_psnr"].get(m)
+        diff = summary["paired_vs_" + reference].get(m, {}).get("psnr")
+
+        def fmt(d, digits):
+            return "-" if d is None else f"{d['mean']:.{digits}f} [{d['ci_low']:.{digits}f}, {d['ci_high']:.{digits}f}]"
+
+        lines.append(f"{m:<14} {fmt(p, 2):>22} {fmt(s, 4):>24} {fmt(gap, 2):>22} {fmt(diff, 2):>26}")
+    return "\n".join(lines)
