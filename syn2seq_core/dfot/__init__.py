@@ -1,0 +1,1 @@
+"""DFoT: diffusion-forcing video transformers (networks, noise schedule, sampler, checkpoints)."""

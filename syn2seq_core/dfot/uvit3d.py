@@ -1,0 +1,385 @@
+"""U-ViT3D-Pose: the network of the public DFoT RealEstate10K checkpoint (``kiwhansong/DFoT``, DFoT_RE10K).
+
+Written from the architecture of DFoT's ``algorithms/dfot/backbones/u_vit/`` (MIT, Kiwhan Song,
+Boyuan Chen) — a Simple Diffusion / SiD2 "residual U-ViT" — with the same module and parameter names,
+so DFoT's backbone state dict loads with the identity key mapping once the Lightning prefix
+``diffusion_model.model.`` (and a ``_orig_mod.`` left by ``torch.compile``) is stripped
+(:func:`syn2seq_core.dfot.convert.dfot_key_to_uvit`). Parameter registration order also follows DFoT, so
+``model.named_parameters()`` lists the same names in the same order as DFoT's backbone.
+
+Layout (RE10K: channels [128, 256, 576, 1152], emb 1024, patch 2, heads 9, updown [3, 3, 6], mid 20):
+``embed_input`` (p x p conv) -> level 0..2 down: blocks + ``Downsample`` (avg-pool 2, conv 3x3) ->
+``mid_blocks`` -> up: ``Upsample`` (conv 3x3, nearest x2), ``x = up(x - h_after) + h_before``, blocks ->
+``project_output`` (zero-init transposed p x p conv). ResBlocks (GroupNorm 32, SiLU, conv, FiLM from a
+1x1 conv of the embedding map) at the convolutional levels; TransformerBlocks (parallel attention + MLP
+from one fused projection, RMS QK-norm, 3D RoPE, FiLM-conditioned RMSNorm, zero-init outputs) attend over
+all ``T h w`` tokens of a level.
+
+Conditioning: the per-frame noise-level embedding (Fourier features of ``0.125 logSNR``, dim 256 ->
+1024) plus the camera embedding, a p x p patch conv of the 180-channel ray encoding
+(:func:`~syn2seq_core.dfot.embeddings.dfot_ray_encoding`) -> a spatial embedding map
+``[B T, 1024, H / p, W / p]``, average-pooled by ``2^level`` for each level. Without a pose (``rays=None``
+or pose dropout) the camera embedding is zero and the map is constant in space, which the forward pass
+uses to FiLM per frame instead of per token.
+
+Forward protocol: as :class:`~syn2seq_core.dfot.model.DiT3D` (``v = model(x_t, logsnr, rays)``), with
+``rays`` = ``model.camera_rays(K, c2w)``: [B, T, H, W, 180]. Frames are normalised by the RE10K
+per-channel mean / std (``config.data_mean`` / ``data_std``) by the caller. T may be below
+``max_frames`` (RoPE positions of the first T frames); the released model was trained with T = 8.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from ..errors import Syn2SeqInputError, check_choice, require
+from .embeddings import NoiseLevelEmbedding, RMSNorm, apply_rope, dfot_ray_encoding, rope_3d_axis_dims, rope_3d_tables
+from .ops import resolve
+
+BLOCK_TYPES = ("ResBlock", "TransformerBlock")
+
+
+@dataclass(frozen=True)
+class UViT3DPoseConfig:
+    """Configuration of :class:`UViT3DPose`; defaults are the DFoT RealEstate10K checkpoint's.
+
+    channels: per level; block_types: per level ("ResBlock" / "TransformerBlock"); block_dropouts: MLP
+    dropout per level (training only); num_updown_blocks: blocks per down / up level (all but the last);
+    num_mid_blocks: blocks at the last level; num_heads: heads of every transformer level;
+    emb_channels: conditioning width; noise_features: Fourier features of the noise level;
+    ray_channels: the pose input (180 = DFoT ray encoding); max_frames: the window.
+    """
+
+    arch: ClassVar[str] = "uvit3d_pose"
+
+    height: int = 256
+    width: int = 256
+    in_channels: int = 3
+    channels: tuple[int, ...] = (128, 256, 576, 1152)
+    emb_channels: int = 1024
+    patch_size: int = 2
+    block_types: tuple[str, ...] = ("ResBlock", "ResBlock", "TransformerBlock", "TransformerBlock")
+    block_dropouts: tuple[float, ...] = (0.0, 0.0, 0.1, 0.1)
+    num_updown_blocks: tuple[int, ...] = (3, 3, 6)
+    num_mid_blocks: int = 20
+    num_heads: int = 9
+    max_frames: int = 8
+    rope_theta: float = 10000.0
+    ray_channels: int = 180
+    ray_format: str = "dfot_ray_encoding"
+    pose_dropout: float = 0.1
+    noise_scale: float = 0.125
+    noise_features: int = 256
+    data_mean: tuple[float, ...] = (0.577, 0.517, 0.461)
+    data_std: tuple[float, ...] = (0.249, 0.249, 0.268)
+
+    def __post_init__(self):
+        levels = len(self.channels)
+        require(levels >= 2, "channels", "at least 2 levels", self.channels)
+        require(len(self.block_types) == levels and len(self.block_dropouts) == levels, "block_types, block_dropouts",
+                f"{levels} entries each (one per level)", (self.block_types, self.block_dropouts))
+        require(len(self.num_updown_blocks) == levels - 1, "num_updown_blocks", f"{levels - 1} entries",
+                self.num_updown_blocks)
+        for t in self.block_types:
+            check_choice(t, BLOCK_TYPES, "block_types entry")
+        scale = self.patch_size * 2 ** (levels - 1)
+        require(self.height % scale == 0 and self.width % scale == 0, "height, width",
+                f"multiples of patch_size * 2^(levels - 1) = {scale}", (self.height, self.width))
+        for level, (ch, kind) in enumerate(zip(self.channels, self.block_types)):
+            if kind == "ResBlock":
+                require(ch % 32 == 0, f"channels[{level}]", "a multiple of 32 (GroupNorm(32))", ch)
+            else:
+                require(ch % self.num_heads == 0, f"channels[{level}]", f"a multiple of num_heads {self.num_heads}", ch)
+                rope_3d_axis_dims(ch // self.num_heads)
+        require(len(self.data_mean) == self.in_channels and len(self.data_std) == self.in_channels,
+                "data_mean, data_std", f"{self.in_channels} values each", (self.data_mean, self.data_std))
+
+    def level_grid(self, level: int) -> tuple[int, int]:
+        s = self.patch_size * 2 ** level
+        return self.height // s, self.width // s
+
+    def replace(self, **changes) -> "UViT3DPoseConfig":
+        return dataclasses.replace(self, **changes)
+
+
+UVIT3D_PRESETS: dict[str, UViT3DPoseConfig] = {
+    # DFoT_RE10K.ckpt (configurations/algorithm/backbone/u_vit3d_pose.yaml + realestate10k overrides).
+    "re10k": UViT3DPoseConfig(),
+    # The base yaml of u_vit3d_pose (smaller experiments).
+    "base": UViT3DPoseConfig(channels=(128, 256, 512, 1024), num_updown_blocks=(3, 3, 3), num_mid_blocks=16,
+                             num_heads=4),
+}
+
+
+# --- blocks (names follow DFoT's u_vit_blocks.py) ------------------------------------------------------
+class EmbedInput(nn.Module):
+    def __init__(self, in_channels: int, dim: int, patch_size: int, ops, device=None, dtype=None):
+        super().__init__()
+        self.proj = ops.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x)
+
+
+class ProjectOutput(nn.Module):
+    def __init__(self, dim: int, out_channels: int, patch_size: int, ops, device=None, dtype=None):
+        super().__init__()
+        self.proj = ops.ConvTranspose2d(dim, out_channels, kernel_size=patch_size, stride=patch_size,
+                                        device=device, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv, FiLM ``(1 + scale), shift`` from a 1x1 conv of the embedding map, SiLU, zero conv."""
+
+    def __init__(self, channels: int, emb_dim: int, ops, device=None, dtype=None):
+        super().__init__()
+        kw = dict(device=device, dtype=dtype)
+        self.emb_layer = ops.Conv2d(emb_dim, 2 * channels, kernel_size=1, **kw)
+        self.in_layers = nn.Sequential(ops.GroupNorm(32, channels, eps=1e-6, affine=True, **kw), nn.SiLU(),
+                                       ops.Conv2d(channels, channels, kernel_size=3, padding=1, **kw))
+        self.out_norm = ops.GroupNorm(32, channels, eps=1e-6, affine=True, **kw)
+        self.out_rest = nn.Sequential(nn.SiLU(), ops.Conv2d(channels, channels, kernel_size=3, padding=1, **kw))
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        """x: [N, C, h, w]; emb: [N, E, h, w] or [N, E, 1, 1] -> [N, C, h, w]."""
+        h = self.in_layers(x)
+        scale, shift = self.emb_layer(emb).chunk(2, dim=1)
+        h = torch.addcmul(shift, self.out_norm(h), 1 + scale)
+        return x + self.out_rest(h)
+
+
+class NormalizeWithCond(nn.Module):
+    """RMSNorm then FiLM ``(1 + scale), shift`` from a linear map of the embedding."""
+
+    def __init__(self, dim: int, emb_dim: int, ops, device=None, dtype=None):
+        super().__init__()
+        self.emb_layer = ops.Linear(emb_dim, 2 * dim, device=device, dtype=dtype)
+        self.norm = RMSNorm(dim, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        scale, shift = self.emb_layer(emb).chunk(2, dim=-1)
+        return torch.addcmul(shift, self.norm(x), 1 + scale)
+
+
+class TransformerBlock(nn.Module):
+    """Parallel attention + MLP (ViT-22B): one fused projection to (qkv, mlp hidden), QK RMS norm, RoPE."""
+
+    def __init__(self, dim: int, heads: int, emb_dim: int, dropout: float, ops, device=None, dtype=None):
+        super().__init__()
+        kw = dict(device=device, dtype=dtype)
+        self.heads = heads
+        self.norm = NormalizeWithCond(dim, emb_dim, ops, **kw)
+        self.fused_dims = (3 * dim, 4 * dim)
+        self.fused_attn_mlp_proj = ops.Linear(dim, sum(self.fused_dims), bias=True, **kw)
+        self.q_norm = RMSNorm(dim // heads, **kw)
+        self.k_norm = RMSNorm(dim // heads, **kw)
+        self.attn_out = ops.Linear(dim, dim, bias=True, **kw)
+        self.mlp_out = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), ops.Linear(4 * dim, dim, bias=True, **kw))
+
+    def forward(self, x: Tensor, emb: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+        """x: [B, T, S, C] (attention over all T S tokens); emb: [B, T, S or 1, E]; rope: cos, sin [T S, d/2]."""
+        T = x.shape[1]
+        qkv, mlp_h = self.fused_attn_mlp_proj(self.norm(x, emb)).split(self.fused_dims, dim=-1)
+        q, k, v = rearrange(qkv, "b t s (qkv h d) -> qkv b h (t s) d", qkv=3, h=self.heads).unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        cos, sin = (t.to(q.dtype) for t in rope)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        o = rearrange(F.scaled_dot_product_attention(q, k, v), "b h (t s) d -> b t s (h d)", t=T)
+        x = x + self.attn_out(o)
+        return x + self.mlp_out(mlp_h)
+
+
+class Downsample(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, ops, device=None, dtype=None):
+        super().__init__()
+        self.conv = ops.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.avg_pool2d(x, kernel_size=2, stride=2))
+
+
+class Upsample(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, ops, device=None, dtype=None):
+        super().__init__()
+        self.conv = ops.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.interpolate(self.conv(x), scale_factor=2, mode="nearest")
+
+
+class _PatchEmbedder(nn.Module):
+    """timm ``PatchEmbed`` without flattening: a stride-p conv (parameter names ``proj.*``)."""
+
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int, ops, device=None, dtype=None):
+        super().__init__()
+        self.proj = ops.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size, bias=True,
+                               device=device, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x)
+
+
+class PoseEmbedding(nn.Module):
+    """DFoT's ``RandomDropoutPatchEmbed``: rays [B, T, C', H, W] -> [B, T, E, H / p, W / p]."""
+
+    def __init__(self, ray_channels: int, emb_dim: int, patch_size: int, ops, device=None, dtype=None):
+        super().__init__()
+        self.patch_embedder = _PatchEmbedder(ray_channels, emb_dim, patch_size, ops, device, dtype)
+
+    def forward(self, rays: Tensor) -> Tensor:
+        B = rays.shape[0]
+        out = self.patch_embedder(rearrange(rays, "b t c h w -> (b t) c h w"))
+        return rearrange(out, "(b t) c h w -> b t c h w", b=B)
+
+
+# --- the network -------------------------------------------------------------------------------------------
+class UViT3DPose(nn.Module):
+    """U-ViT3D with camera-ray conditioning. See the module docstring."""
+
+    def __init__(self, config: UViT3DPoseConfig, operations=None, device=None, dtype=None):
+        super().__init__()
+        self.config = config
+        ops = resolve(operations)
+        c = config
+        kw = dict(device=device, dtype=dtype)
+        levels = len(c.channels)
+        self.is_transformer = [t == "TransformerBlock" for t in c.block_types]
+        # Registration order follows DFoT: noise embedding, pose embedding, in/out, down, mid, up.
+        self.noise_level_pos_embedding = NoiseLevelEmbedding(c.noise_features, c.emb_channels, ops, **kw)
+        self.external_cond_embedding = PoseEmbedding(c.ray_channels, c.emb_channels, c.patch_size, ops, **kw)
+        self.embed_input = EmbedInput(c.in_channels, c.channels[0], c.patch_size, ops, **kw)
+        self.project_output = ProjectOutput(c.channels[0], c.in_channels, c.patch_size, ops, **kw)
+
+        def block(level: int) -> nn.Module:
+            ch = c.channels[level]
+            if self.is_transformer[level]:
+                return TransformerBlock(ch, c.num_heads, c.emb_channels, c.block_dropouts[level], ops, **kw)
+            return ResBlock(ch, c.emb_channels, ops, **kw)
+
+        self.down_blocks = nn.ModuleList(
+            nn.ModuleList([block(level) for _ in range(c.num_updown_blocks[level])]
+                          + [Downsample(c.channels[level], c.channels[level + 1], ops, **kw)])
+            for level in range(levels - 1))
+        self.mid_blocks = nn.ModuleList(block(levels - 1) for _ in range(c.num_mid_blocks))
+        self.up_blocks = nn.ModuleList(
+            nn.ModuleList([Upsample(c.channels[level + 1], c.channels[level], ops, **kw)]
+                          + [block(level) for _ in range(c.num_updown_blocks[level])])
+            for level in reversed(range(levels - 1)))
+        if not (device is not None and torch.device(device).type == "meta"):
+            self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Zero the output projections (each block starts as the identity, the network outputs 0)."""
+        zero = [self.project_output.proj]
+        for m in self.modules():
+            if isinstance(m, ResBlock):
+                zero.append(m.out_rest[1])
+            elif isinstance(m, TransformerBlock):
+                zero += [m.attn_out, m.mlp_out[2]]
+        for layer in zero:
+            for p in layer.parameters():
+                p.zero_()
+
+    def camera_rays(self, K: Tensor, c2w: Tensor) -> Tensor:
+        """DFoT ray encoding, relative to frame 0: K [B, T, 4], c2w [B, T, 4, 4] -> [B, T, H, W, 180]."""
+        return dfot_ray_encoding(K, c2w, self.config.height, self.config.width)
+
+    def _check(self, x_t, logsnr, rays, pose_mask) -> None:
+        c = self.config
+        if x_t.ndim != 5 or tuple(x_t.shape[2:]) != (c.in_channels, c.height, c.width) or not (
+                1 <= x_t.shape[1] <= c.max_frames):
+            raise Syn2SeqInputError("x_t", f"[B, T<={c.max_frames}, {c.in_channels}, {c.height}, {c.width}]",
+                                    tuple(x_t.shape))
+        B, T = x_t.shape[:2]
+        require(tuple(logsnr.shape) == (B, T), "logsnr", f"[B, T] = {(B, T)}", tuple(logsnr.shape))
+        if rays is not None:
+            want = (B, T, c.height, c.width, c.ray_channels)
+            require(tuple(rays.shape) == want, "rays", f"{list(want)} ({c.ray_format})", tuple(rays.shape))
+        if pose_mask is not None:
+            require(tuple(pose_mask.shape) == (B,), "pose_mask", f"[B] = ({B},)", tuple(pose_mask.shape))
+
+    def _pose_keep(self, B: int, device, pose_mask, generator) -> Tensor | None:
+        drop = None if pose_mask is None else pose_mask.to(device=device, dtype=torch.bool)
+        if self.training and self.config.pose_dropout > 0:
+            gen_device = generator.device if generator is not None else device
+            random_drop = torch.rand(B, generator=generator, device=gen_device).to(device) < self.config.pose_dropout
+            drop = random_drop if drop is None else drop | random_drop
+        return None if drop is None else (~drop).float()
+
+    def _level_rope(self, level: int, frames: int, device) -> tuple[Tensor, Tensor]:
+        c = self.config
+        cos, sin = rope_3d_tables(c.channels[level] // c.num_heads, frames, *c.level_grid(level),
+                                  theta=c.rope_theta, device=device)
+        return cos.flatten(0, 2), sin.flatten(0, 2)  # [(t h w), d / 2]
+
+    def _run_level(self, blocks, x: Tensor, emb: Tensor, level: int, frames: int) -> Tensor:
+        """x: [(B T), C, h, w]; emb: [(B T), E, h, w], or [(B T), E, 1, 1] when constant in space."""
+        if not self.is_transformer[level]:
+            for blk in blocks:
+                x = blk(x, emb)
+            return x
+        h, w = x.shape[-2:]
+        x = rearrange(x, "(b t) c h w -> b t (h w) c", t=frames)
+        e = rearrange(emb, "(b t) c h w -> b t (h w) c", t=frames)
+        rope = self._level_rope(level, frames, x.device)
+        for blk in blocks:
+            x = blk(x, e, rope)
+        return rearrange(x, "b t (h w) c -> (b t) c h w", h=h, w=w)
+
+    def forward(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None = None, *,
+                pose_mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """x_t: [B, T, C, H, W]; logsnr: [B, T]; rays: [B, T, H, W, ray_channels] | None -> v [B, T, C, H, W]."""
+        self._check(x_t, logsnr, rays, pose_mask)
+        c = self.config
+        B, T = x_t.shape[:2]
+        levels = len(c.channels)
+        x = rearrange(x_t, "b t c h w -> (b t) c h w")
+        weight = self.embed_input.proj.weight
+        if weight.is_floating_point() and not torch.is_autocast_enabled(x.device.type):
+            x = x.to(weight.dtype)
+        x = self.embed_input(x)
+
+        emb = self.noise_level_pos_embedding(c.noise_scale * logsnr)  # [B, T, E]
+        keep = None if rays is None else self._pose_keep(B, x.device, pose_mask, generator)
+        if rays is not None and (keep is None or bool(keep.any())):
+            rays = rearrange(rays, "b t h w c -> b t c h w")
+            if weight.is_floating_point() and not torch.is_autocast_enabled(x.device.type):
+                rays = rays.to(weight.dtype)
+            pose = self.external_cond_embedding(rays)
+            if keep is not None:
+                pose = pose * keep.to(pose.dtype)[:, None, None, None, None]
+            emb = rearrange(emb[..., None, None] + pose, "b t c h w -> (b t) c h w")
+            embs = [emb if level == 0 else F.avg_pool2d(emb, 2 ** level) for level in range(levels)]
+        else:
+            emb = rearrange(emb, "b t c -> (b t) c 1 1")
+            embs = [emb] * levels
+
+        hs_before, hs_after = [], []
+        for level, down in enumerate(self.down_blocks):
+            x = self._run_level(down[:-1], x, embs[level], level, T)
+            hs_before.append(x)
+            x = down[-1](x)
+            hs_after.append(x)
+        x = self._run_level(self.mid_blocks, x, embs[-1], levels - 1, T)
+        for i, up in enumerate(self.up_blocks):
+            level = levels - 2 - i
+            x = up[0](x - hs_after.pop()) + hs_before.pop()
+            x = self._run_level(up[1:], x, embs[level], level, T)
+        out = rearrange(self.project_output(x), "(b t) c h w -> b t c h w", b=B)
+        return out.to(x_t.dtype)
+
+
+def uvit3d_preset(name: str, **overrides) -> UViT3DPoseConfig:
+    check_choice(name, UVIT3D_PRESETS, "U-ViT3D-Pose preset")
+    return UVIT3D_PRESETS[name].replace(**overrides)
