@@ -98,9 +98,11 @@ def _check_pair(pred: Tensor, target: Tensor, channels: int | None = None) -> tu
             raise Syn2SeqInputError(name, "a tensor [..., 3, H, W]", type(x).__name__)
         require(x.ndim >= 3, name, "shape [..., C, H, W]", tuple(x.shape))
         require(x.is_floating_point(), name, "float values in [0, 1]", x.dtype)
-    require(pred.shape == target.shape, "pred/target", "the same shape", f"{tuple(pred.shape)} vs {tuple(target.shape)}")
+    require(pred.shape == target.shape, "pred/target", "the same shape",
+            f"{tuple(pred.shape)} vs {tuple(target.shape)}")
     if channels is not None:
-        require(pred.shape[-3] == channels, "pred", f"{channels} channels in [..., {channels}, H, W]", tuple(pred.shape))
+        require(pred.shape[-3] == channels, "pred", f"{channels} channels in [..., {channels}, H, W]",
+                tuple(pred.shape))
     for name, x in (("pred", pred), ("target", target)):
         bad = ~torch.isfinite(x)
         if bool(bad.any()):
@@ -206,7 +208,7 @@ class LPIPSNet(nn.Module):
         x0 = ((x0 * 2 - 1) - self.shift) / self.scale
         x1 = ((x1 * 2 - 1) - self.shift) / self.scale
         total = 0.0
-        for lin, f0, f1 in zip(self.lins, self._taps(x0), self._taps(x1)):
+        for lin, f0, f1 in zip(self.lins, self._taps(x0), self._taps(x1), strict=True):
             total = total + lin((f0 - f1).square()).mean(dim=(-2, -1))
         return total[:, 0]
 
@@ -226,7 +228,8 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
         if isinstance(sd, Mapping) and key in sd and isinstance(sd[key], Mapping):
             sd = sd[key]
     if not isinstance(sd, Mapping):
-        raise Syn2SeqInputError("LPIPS weights", "a state dict (name -> tensor)", f"'{path}' holding {type(sd).__name__}")
+        raise Syn2SeqInputError("LPIPS weights", "a state dict (name -> tensor)",
+                                f"'{path}' holding {type(sd).__name__}")
     return {str(k): v for k, v in sd.items() if isinstance(v, Tensor)}
 
 

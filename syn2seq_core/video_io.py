@@ -270,18 +270,20 @@ def _decode_selected(path, info: VideoInfo, frames: range, plan: ResizePlan, see
     interpolation = "AREA" if plan.resize_w * plan.resize_h < info.width * info.height else "BICUBIC"
     native = (plan.resize_w, plan.resize_h) == info.size
     crop = (slice(plan.top, plan.top + plan.height), slice(plan.left, plan.left + plan.width))
+    first, last, step = frames.start, frames[-1], frames.step
     container, stream = _open_input(path)
+    index = -1
     try:
-        first = _seek_to(container, stream, frames.start) if seek and frames.start > 0 else 0
-        wanted = set(frames)
-        last = frames[-1]
-        index = first - 1
         try:
-            for frame in container.decode(stream):
-                index += 1
+            decoded, index_of = _start_decoding(container, stream, first if seek else 0)
+            for frame in decoded:
+                # After a seek, frame indices come from timestamps (robust to frames the decoder drops
+                # around the keyframe); otherwise they are counted from the first frame.
+                i = index_of(frame) if index_of is not None and frame.pts is not None else index + 1
+                index = max(i, index + 1)
                 if index > last:
                     break
-                if index not in wanted:
+                if index < first or (index - first) % step:
                     continue
                 if native:
                     array = frame.to_ndarray(format="rgb24")
@@ -296,35 +298,40 @@ def _decode_selected(path, info: VideoInfo, frames: range, plan: ResizePlan, see
         container.close()
 
 
-def _seek_to(container, stream, start: int) -> int:
-    """Seek to the keyframe at or before frame ``start`` of a constant-frame-rate stream.
+def _start_decoding(container, stream, start: int):
+    """A frame iterator positioned at or before frame ``start``, and how to number its frames.
 
-    Returns the index of the next frame the decoder will produce, or 0 after rewinding when the
-    stream's timestamps cannot be trusted for frame indices (variable rate, no timestamps).
+    For ``start > 0`` in a constant-frame-rate stream, seek to the keyframe before ``start`` and number
+    frames by timestamp (returns ``(frames, index_of)``). Otherwise, or when the timestamps cannot be
+    trusted (variable rate, missing, or the seek landed after ``start``), decode from the beginning and
+    count frames (returns ``(frames, None)``).
     """
+    import itertools
+
     import av
 
     fps = _stream_fps(stream)
-    cfr = stream.average_rate and stream.base_rate and stream.average_rate == stream.base_rate
-    if not cfr or stream.start_time is None or not stream.time_base or fps <= 0:
-        return 0
-    tb = float(stream.time_base)
-    t0 = stream.start_time * tb
-    try:
-        container.seek(int(round(stream.start_time + (start / fps) / tb)), stream=stream, backward=True)
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                break
-            i = (frame.pts * tb - t0) * fps
-            if abs(i - round(i)) > 0.25 or round(i) > start:
-                break
-            # Re-seek so that the decoder delivers this keyframe again as the first frame.
-            container.seek(frame.pts, stream=stream, backward=True)
-            return int(round(i))
-    except av.FFmpegError:
-        pass
-    container.seek(stream.start_time, stream=stream, backward=True)
-    return 0
+    cfr = bool(stream.average_rate and stream.base_rate and stream.average_rate == stream.base_rate)
+    if start > 0 and cfr and stream.start_time is not None and stream.time_base and fps > 0:
+        tb = float(stream.time_base)
+        t0 = stream.start_time * tb
+
+        def index_of(frame) -> int:
+            return int(round((frame.pts * tb - t0) * fps))
+
+        try:
+            container.seek(int(round(stream.start_time + (start / fps) / tb)), stream=stream, backward=True)
+            decoded = container.decode(stream)
+            head = next(decoded, None)
+            if head is not None and head.pts is not None:
+                i = (head.pts * tb - t0) * fps
+                if abs(i - round(i)) <= 0.25 and round(i) <= start:
+                    return itertools.chain([head], decoded), index_of
+        except av.FFmpegError:
+            pass
+    if start > 0:
+        container.seek(stream.start_time or 0, stream=stream, backward=True)
+    return container.decode(stream), None
 
 
 def _to_float(arrays: list[np.ndarray]) -> Tensor:

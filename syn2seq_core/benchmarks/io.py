@@ -56,10 +56,11 @@ def run(args) -> int:
         for size in args.sizes:
             frames = synthetic_frames(args.frames, size)
             path = Path(tmp) / f"clip_{size}.mp4"
-            enc = _best(lambda: write_video(path, frames, fps=30, crf=args.crf, preset=args.preset), args.repeats)
-            dec = _best(lambda: read_video(path), args.repeats)
-            stream = _best(lambda: [None for _ in iter_video_chunks(path, args.chunk)], args.repeats)
-            half = _best(lambda: read_video(path, size=size // 2), args.repeats)
+            enc = _best(lambda p=path, f=frames: write_video(p, f, fps=30, crf=args.crf, preset=args.preset),
+                        args.repeats)
+            dec = _best(lambda p=path: read_video(p), args.repeats)
+            stream = _best(lambda p=path: [None for _ in iter_video_chunks(p, args.chunk)], args.repeats)
+            half = _best(lambda p=path, s=size: read_video(p, size=s // 2), args.repeats)
             rows.append((size, args.frames, args.frames / enc, args.frames / dec, args.frames / stream,
                          args.frames / half, path.stat().st_size / 1024))
     print(f"video I/O, H.264 crf {args.crf} preset {args.preset}, {torch.get_num_threads()} torch threads")

@@ -48,7 +48,6 @@ Aria RGB orientation
 from __future__ import annotations
 
 import csv
-import io
 import math
 import os
 from dataclasses import replace
@@ -130,7 +129,8 @@ def _first_tracking_us(trajectory: Path) -> float:
         reader = csv.reader(f)
         header = [c.strip() for c in next(reader, [])]
         if "tracking_timestamp_us" not in header:
-            raise Syn2SeqInputError(str(trajectory), "a CSV with a tracking_timestamp_us column", f"columns {header[:12]}")
+            raise Syn2SeqInputError(str(trajectory), "a CSV with a tracking_timestamp_us column",
+                                    f"columns {header[:12]}")
         i = header.index("tracking_timestamp_us")
         for row in reader:
             if len(row) > i and row[i].strip():

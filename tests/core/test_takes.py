@@ -13,7 +13,7 @@ from syn2seq_core.data.takes import find_takes, load_take, write_take
 from syn2seq_core.errors import Syn2SeqInputError
 from syn2seq_core.geometry.cameras import Cameras, look_at
 from syn2seq_core.geometry.pose_io import save_cameras
-from syn2seq_core.video_io import read_video, write_video
+from syn2seq_core.video_io import write_video
 
 FAST = {"preset": "ultrafast"}
 
