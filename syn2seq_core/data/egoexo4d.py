@@ -105,7 +105,7 @@ def _aliases(camera: str) -> list[str]:
     return [camera]
 
 
-def exo_cameras(path, resolution: str = "auto") -> list[str]:
+def list_exo_cameras(path, resolution: str = "auto") -> list[str]:
     """Names of the exo videos of a take (``cam01`` ...), in the first video folder that has any."""
     for folder in _video_dirs(Path(path), check_choice(resolution, RESOLUTIONS, "resolution")):
         names = sorted(p.stem for p in folder.glob("*.mp4") if not p.stem.startswith("aria"))
@@ -228,8 +228,9 @@ def load_egoexo4d_take(path, camera: str = "cam01", *, resolution: str = "auto",
     exo_video = next((d / f"{name}.mp4" for d in dirs for name in _aliases(camera) if (d / f"{name}.mp4").is_file()),
                      None)
     if exo_video is None:
-        raise Syn2SeqInputError("camera", f"one of the exo videos of '{take.name}': {exo_cameras(take, resolution)}",
-                                repr(camera), f"Looked in {[str(d.relative_to(take)) for d in dirs]}")
+        known = list_exo_cameras(take, resolution)
+        raise Syn2SeqInputError("camera", f"one of the exo videos of '{take.name}': {known}", repr(camera),
+                                f"Looked in {[str(d.relative_to(take)) for d in dirs]}")
     exo_info = probe_video(exo_video)
     calib = take.joinpath(*GOPRO_CALIBS)
     if not calib.is_file():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from syn2seq_core.data.egoexo4d import exo_cameras, find_egoexo4d_takes, load_egoexo4d_take, rotate90
+from syn2seq_core.data.egoexo4d import find_egoexo4d_takes, list_exo_cameras, load_egoexo4d_take, rotate90
 from syn2seq_core.data.takes import find_takes, load_take, write_take
 from syn2seq_core.errors import Syn2SeqInputError
 from syn2seq_core.geometry.cameras import Cameras, look_at
@@ -278,7 +278,7 @@ def test_egoexo4d_reader_builds_a_take(egoexo_take):
 
 
 def test_egoexo4d_camera_names_resolution_and_alignment_options(egoexo_take, tmp_path):
-    assert exo_cameras(egoexo_take) == ["cam01", "cam02"]
+    assert list_exo_cameras(egoexo_take) == ["cam01", "cam02"]
     take = load_egoexo4d_take(egoexo_take, "cam02", align="trajectory_start")
     assert take.meta["meta"]["exo_calibration_uid"] == "gp02"  # the calibration calls cam02 gp02
     assert torch.allclose(take.exo_cameras.centers[0], torch.tensor([0.2, 3.1, 1.5], dtype=torch.float64))
