@@ -191,8 +191,6 @@ class LPIPSNet(nn.Module):
         self.taps = _TAPS[net]
         self.tap_channels = [channels[t] for t in self.taps]
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in self.tap_channels)
-        self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1), persistent=False)
 
     def _taps(self, x: Tensor) -> list[Tensor]:
         out, last = [], self.taps[-1]
@@ -205,8 +203,10 @@ class LPIPSNet(nn.Module):
         return out
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        x0 = ((x0 * 2 - 1) - self.shift) / self.scale
-        x1 = ((x1 * 2 - 1) - self.shift) / self.scale
+        shift = torch.tensor(_SHIFT, dtype=x0.dtype, device=x0.device).view(1, 3, 1, 1)
+        scale = torch.tensor(_SCALE, dtype=x0.dtype, device=x0.device).view(1, 3, 1, 1)
+        x0 = ((x0 * 2 - 1) - shift) / scale
+        x1 = ((x1 * 2 - 1) - shift) / scale
         total = 0.0
         for lin, f0, f1 in zip(self.lins, self._taps(x0), self._taps(x1), strict=True):
             total = total + lin((f0 - f1).square()).mean(dim=(-2, -1))
@@ -301,7 +301,8 @@ def load_lpips(net: str = "alex", weights=None, heads=None) -> LPIPSNet:
 
 @functools.lru_cache(maxsize=4)
 def _load_lpips_cached(net, weights, _w_mtime, heads, _h_mtime) -> LPIPSNet:
-    model = LPIPSNet(net)
+    with torch.device("meta"):  # no random initialisation: every parameter comes from the files
+        model = LPIPSNet(net)
     sd = {}
     for k, v in _read_state_dict(Path(weights)).items():
         ck = _canonical_key(k)
@@ -328,7 +329,7 @@ def _load_lpips_cached(net, weights, _w_mtime, heads, _h_mtime) -> LPIPSNet:
             raise Syn2SeqInputError(f"LPIPS weights '{k}'", f"shape {tuple(v.shape)} for {net}",
                                     f"{tuple(sd[k].shape)} in '{weights}'",
                                     "AlexNet and VGG16 weights are not interchangeable")
-    model.load_state_dict({k: sd[k].float() for k in expected})
+    model.load_state_dict({k: sd[k].float().contiguous() for k in expected}, assign=True)
     return model.eval().requires_grad_(False)
 
 
@@ -380,11 +381,21 @@ class MeanCI:
         return f"{self.mean:.4f} (n={self.n}, no CI)"
 
 
+def _as_values(values) -> Tensor:
+    """[n] float64 from a tensor or a sequence of numbers (the report strings "inf"/"nan" included)."""
+    if isinstance(values, Tensor):
+        return values.detach().to(torch.float64).flatten()
+    try:
+        return torch.tensor([float(x) for x in values], dtype=torch.float64)
+    except (TypeError, ValueError):
+        raise Syn2SeqInputError("values", "numbers (per-clip means)", repr(list(values))[:80]) from None
+
+
 def mean_ci(values, confidence: float = DEFAULT_CONFIDENCE) -> MeanCI:
     """Mean of ``values`` (e.g. one mean per clip) with a Student-t confidence interval."""
     from scipy import stats
 
-    v = torch.as_tensor(values, dtype=torch.float64).flatten()
+    v = _as_values(values)
     require(v.numel() > 0, "values", "at least one value", "none")
     require(0 < confidence < 1, "confidence", "a level in (0, 1)", confidence)
     n = v.numel()
@@ -401,8 +412,7 @@ def paired_difference(a, b, confidence: float = DEFAULT_CONFIDENCE) -> MeanCI:
 
     a, b: [n] per-clip values of two methods on the same clips, in the same order.
     """
-    a = torch.as_tensor(a, dtype=torch.float64).flatten()
-    b = torch.as_tensor(b, dtype=torch.float64).flatten()
+    a, b = _as_values(a), _as_values(b)
     require(a.shape == b.shape, "a/b", "per-clip values for the same clips", f"{a.numel()} vs {b.numel()} values")
     return mean_ci(a - b, confidence)
 
