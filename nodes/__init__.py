@@ -1,0 +1,30 @@
+"""The Syn2Seq ComfyUI nodes (V3 API, ``comfy_api.latest``).
+
+Each node is a thin wrapper over one ``syn2seq_core`` function: convert ComfyUI types (``convert.py``),
+call the core, convert back. Importing this package is cheap: it registers the ``models/syn2seq`` folder
+and defines classes; ``syn2seq_core`` and its dependencies load when node schemas list the core's
+registries or when a node runs.
+"""
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import cameras, evaluate, interpolation, model, paths, sequence, takes
+
+paths.register_model_folder()
+
+NODES: list[type[io.ComfyNode]] = [
+    *takes.NODES,
+    *cameras.NODES,
+    *interpolation.NODES,
+    *sequence.NODES,
+    *model.NODES,
+    *evaluate.NODES,
+]
+
+
+class Syn2SeqExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+__all__ = ["NODES", "Syn2SeqExtension"]

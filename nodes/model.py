@@ -1,0 +1,99 @@
+"""Model nodes: load a DFoT generator, and the diffusion-forcing sampler."""
+
+from __future__ import annotations
+
+import os
+
+from comfy_api.latest import io
+
+from . import convert, paths, progress
+from ._core import core, input_error
+from .sockets import CATEGORY, Model, Sequence
+
+_MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+class Syn2SeqLoadModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="Syn2SeqLoadModel",
+            display_name="Syn2Seq Load Model",
+            category=f"{CATEGORY}/model",
+            description="Load a Syn2Seq DFoT model (.safetensors) from ComfyUI/models/syn2seq/, or the small model "
+                        "bundled with the pack (trained on procedural ego/exo scenes; runs on CPU). Width and "
+                        "height are the frame size the model generates: feed them to the take loader.",
+            inputs=[io.Combo.Input("model", options=paths.list_models(), default=paths.BUNDLED_MODEL)],
+            outputs=[
+                Model.Output("model_out", display_name="model"),
+                io.Int.Output("width", display_name="width"),
+                io.Int.Output("height", display_name="height"),
+                io.Int.Output("transition_frames", display_name="transition_frames",
+                              tooltip="Transition length the model was trained with."),
+            ],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, model, **kwargs):
+        if model == paths.BUNDLED_MODEL:
+            return model
+        try:
+            p = paths.resolve_model_file(model)
+            st = os.stat(p)
+            return (str(p), st.st_size, st.st_mtime_ns)
+        except (OSError, ValueError):
+            return model
+
+    @classmethod
+    def execute(cls, model) -> io.NodeOutput:
+        import comfy.model_management
+
+        path = None if model == paths.BUNDLED_MODEL else paths.resolve_model_file(model)
+        loaded = core("pipeline").load_model(path, device=comfy.model_management.get_torch_device())
+        height, width = loaded.size
+        return io.NodeOutput(loaded, width, height, loaded.transition_frames)
+
+
+class Syn2SeqSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        matrices = sorted(core("dfot.scheduling").SCHEDULING_MATRICES)
+        guidance = sorted(core("dfot.guidance").HISTORY_GUIDANCE)
+        return io.Schema(
+            node_id="Syn2SeqSampler",
+            display_name="Syn2Seq Sampler (Diffusion Forcing)",
+            category=f"{CATEGORY}/model",
+            description="Generate the frames a sequence marks for generation (transition and target view), with the "
+                        "source view as clean context and the whole camera track as Plücker rays. Long sequences "
+                        "are generated window by window. Cancel stops it at the next step.",
+            inputs=[
+                Model.Input("model"),
+                Sequence.Input("sequence"),
+                io.Int.Input("steps", default=25, min=1, max=1000, tooltip="Denoising steps."),
+                io.Combo.Input("scheduling", options=matrices,
+                               default="full_sequence" if "full_sequence" in matrices else matrices[0],
+                               tooltip="Scheduling matrix: the noise level of every frame at every step."),
+                io.Combo.Input("history_guidance", options=guidance,
+                               default="conditional" if "conditional" in guidance else guidance[0],
+                               tooltip="conditional: no guidance; vanilla / fractional: DFoT history guidance."),
+                io.Float.Input("guidance_scale", default=1.0, min=0.0, max=20.0, step=0.05,
+                               tooltip="History guidance weight (1 = none)."),
+                io.Int.Input("seed", default=0, min=0, max=_MAX_SEED, control_after_generate=True),
+            ],
+            outputs=[
+                Sequence.Output("sequence_out", display_name="sequence"),
+                io.Image.Output("frames", display_name="frames", tooltip="All frames of the generated sequence."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, sequence, steps, scheduling, history_guidance, guidance_scale, seed) -> io.NodeOutput:
+        if model is None or sequence is None:
+            raise input_error("model/sequence", "a model and a sequence", "None")
+        generated = model.generate(sequence, steps=int(steps), scheduling=scheduling, guidance=history_guidance,
+                                   guidance_scale=float(guidance_scale), seed=int(seed),
+                                   callback=progress.step_callback(int(steps)))
+        return io.NodeOutput(generated, convert.frames_to_image(generated.frames))
+
+
+NODES = [Syn2SeqLoadModel, Syn2SeqSampler]

@@ -1,0 +1,143 @@
+"""Where the nodes read files: ComfyUI's input folder, ``models/syn2seq/`` and the pack's bundled assets.
+
+Every path that comes from a node input is resolved and checked to lie inside one of those folders, so a
+workflow cannot make the server read an arbitrary file (``../../etc/passwd`` or a symlink out of the
+folder are refused with a clear message). Listings are cheap (no decoding, no torch) because ComfyUI
+calls ``define_schema`` on every ``/object_info`` request.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import folder_paths
+
+from ._core import PACK_ROOT, input_error
+
+MODEL_FOLDER = "syn2seq"
+MODEL_EXTENSIONS = {".safetensors"}  # never unpickle: weights are safetensors only
+BUNDLED_MODEL = "bundled"
+BUNDLED_PREFIX = "(bundled) "
+ASSETS_DIR = PACK_ROOT / "syn2seq_core" / "assets"
+CAMERA_SUFFIXES = (".json", ".txt", ".csv")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
+_MAX_DEPTH = 3  # how deep listings look below the input folder
+
+
+def register_model_folder() -> None:
+    """Register ``models/syn2seq/`` (and any paths the user set for it) with safetensors only."""
+    default = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
+    folder_paths.add_model_folder_path(MODEL_FOLDER, default, is_default=False)
+    paths, extensions = folder_paths.folder_names_and_paths[MODEL_FOLDER]
+    folder_paths.folder_names_and_paths[MODEL_FOLDER] = (paths, set(extensions) | MODEL_EXTENSIONS)
+
+
+def input_dir() -> Path:
+    return Path(folder_paths.get_input_directory())
+
+
+def inside(root: Path, relative: str, what: str) -> Path:
+    """``root / relative`` resolved, refused unless it stays inside ``root``."""
+    if not isinstance(relative, str) or not relative or os.path.isabs(relative) or "\x00" in relative:
+        raise input_error(what, f"a name relative to '{root}'", repr(relative))
+    base = root.resolve()
+    p = (base / relative).resolve()
+    if p != base and base not in p.parents:
+        raise input_error(what, f"a path inside '{base}'", repr(relative),
+                          "Put the files into ComfyUI's input or models folder")
+    if not p.exists():
+        raise input_error(what, f"an existing file or folder inside '{base}'", repr(relative),
+                          "Press 'Refresh' (R) after adding files")
+    return p
+
+
+def _walk(root: Path):
+    """(folder, dirnames, filenames) below ``root`` to ``_MAX_DEPTH`` levels, hidden entries skipped, sorted."""
+    if not root.is_dir():
+        return
+    root_depth = len(root.parts)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if len(here.parts) - root_depth >= _MAX_DEPTH:
+            dirnames[:] = []
+        yield here, dirnames, sorted(f for f in filenames if not f.startswith("."))
+
+
+def _is_take(folder: Path, filenames: list[str]) -> bool:
+    # A take has a take.json or an exo/ego video (syn2seq_core.data.takes.is_take, without importing torch).
+    names = set(filenames)
+    return "take.json" in names or any(f"{v}{s}" in names for v in ("exo", "ego") for s in VIDEO_SUFFIXES)
+
+
+def _bundled_takes() -> list[str]:
+    out = []
+    if ASSETS_DIR.is_dir():
+        for p in sorted(ASSETS_DIR.iterdir()):
+            if p.is_dir() and not p.name.startswith(".") and _is_take(p, os.listdir(p)):
+                out.append(BUNDLED_PREFIX + p.name)
+    return out
+
+
+def list_takes() -> list[str]:
+    """Take folders in the input folder (relative, '/'-separated) after the bundled sample takes."""
+    found = []
+    root = input_dir()
+    for here, dirnames, filenames in _walk(root):
+        if here != root and _is_take(here, filenames):
+            found.append(here.relative_to(root).as_posix())
+            dirnames[:] = []
+    return _bundled_takes() + found
+
+
+def resolve_take(name: str) -> Path:
+    if isinstance(name, str) and name.startswith(BUNDLED_PREFIX):
+        return inside(ASSETS_DIR, name[len(BUNDLED_PREFIX):], "take")
+    return inside(input_dir(), name, "take")
+
+
+def list_camera_files() -> list[str]:
+    """Camera files (.json/.txt/.csv) and COLMAP text models in the input folder, after the bundled ones."""
+    out = []
+    for take in _bundled_takes():
+        folder = ASSETS_DIR / take[len(BUNDLED_PREFIX):]
+        out += [f"{take}/{f}" for f in sorted(os.listdir(folder)) if "cameras" in f and f.endswith(CAMERA_SUFFIXES)]
+    root = input_dir()
+    for here, _, filenames in _walk(root):
+        rel = here.relative_to(root).as_posix()
+        if here != root and {"cameras.txt", "images.txt"} <= set(filenames):
+            out.append(rel)  # a COLMAP text model folder
+            continue
+        for f in filenames:
+            if f.lower().endswith(CAMERA_SUFFIXES):
+                out.append(f if here == root else f"{rel}/{f}")
+    return out
+
+
+def resolve_camera_file(name: str) -> Path:
+    if isinstance(name, str) and name.startswith(BUNDLED_PREFIX):
+        return inside(ASSETS_DIR, name[len(BUNDLED_PREFIX):], "cameras file")
+    return inside(input_dir(), name, "cameras file")
+
+
+def list_models() -> list[str]:
+    return [BUNDLED_MODEL] + folder_paths.get_filename_list(MODEL_FOLDER)
+
+
+def list_lpips_weights() -> list[str]:
+    return ["none"] + [f for f in folder_paths.get_filename_list(MODEL_FOLDER) if "lpips" in f.lower()]
+
+
+def resolve_model_file(name: str) -> Path:
+    """A file of the ``syn2seq`` model folder, checked to lie inside one of its registered paths."""
+    full = folder_paths.get_full_path(MODEL_FOLDER, name)
+    if full is None:
+        raise input_error("model", f"a file in {folder_paths.get_folder_paths(MODEL_FOLDER)}", repr(name),
+                          "Put .safetensors files into ComfyUI/models/syn2seq/ and press 'Refresh' (R)")
+    for root in folder_paths.get_folder_paths(MODEL_FOLDER):
+        try:
+            return inside(Path(root), os.path.relpath(full, root), "model")
+        except ValueError:
+            continue
+    raise input_error("model", "a file inside the syn2seq model folders", repr(name))

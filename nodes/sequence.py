@@ -1,0 +1,90 @@
+"""Sequence nodes: build a Syn2Seq [source | transition | target] sequence, and split one into IMAGE batches."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from . import convert
+from ._core import core, input_error
+from .sockets import CATEGORY, Cameras, Sequence
+
+
+class Syn2SeqBuildSequence(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        seq = core("sequence")
+        return io.Schema(
+            node_id="Syn2SeqBuildSequence",
+            display_name="Syn2Seq Build Sequence",
+            category=f"{CATEGORY}/sequence",
+            description="Stitch [exo | transition | ego] (or [ego | transition | exo] for ego2exo) into one sequence "
+                        "with one camera track: transition cameras by SLERP, transition frames from an "
+                        "interpolator if connected. The source view's frames are the context; the target view's "
+                        "frames, if connected, are ground truth (training data). Modes: exo2ego, ego2exo, direct "
+                        "(no transition), video_only (transition frames without transition poses).",
+            inputs=[
+                Cameras.Input("exo_cameras"),
+                Cameras.Input("ego_cameras"),
+                io.Combo.Input("mode", options=list(seq.MODES), default="exo2ego"),
+                io.Int.Input("n_transition", default=seq.DEFAULT_TRANSITION_FRAMES, min=0, max=1024,
+                             tooltip="Transition frames when no transition_frames are connected (ignored otherwise; "
+                                     "0 in direct mode)."),
+                io.Image.Input("exo_frames", optional=True),
+                io.Image.Input("ego_frames", optional=True),
+                io.Image.Input("transition_frames", optional=True,
+                               tooltip="From Syn2SeqInterpolate or Syn2SeqWanFramesToTransition (training data)."),
+            ],
+            outputs=[
+                Sequence.Output("sequence", display_name="sequence"),
+                io.Image.Output("frames", display_name="frames",
+                                tooltip="All frames of the sequence; frames still to generate are black."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, exo_cameras, ego_cameras, mode, n_transition, exo_frames=None, ego_frames=None,
+                transition_frames=None) -> io.NodeOutput:
+        for name, cams in (("exo_cameras", exo_cameras), ("ego_cameras", ego_cameras)):
+            if cams is None:
+                raise input_error(name, "a camera track", "None (the take has no such view)")
+        tr = convert.optional_frames(transition_frames, "transition_frames")
+        sequence = core("sequence").build_sequence(
+            exo_cameras, ego_cameras,
+            exo_frames=convert.optional_frames(exo_frames, "exo_frames"),
+            ego_frames=convert.optional_frames(ego_frames, "ego_frames"),
+            transition_frames=tr,
+            n_transition=None if tr is not None or mode == "direct" else int(n_transition),
+            mode=mode,
+        )
+        ui = convert.ui_camera_path(convert.sequence_path(sequence))
+        return io.NodeOutput(sequence, convert.frames_to_image(sequence.frames), ui=ui)
+
+
+class Syn2SeqSplitSequence(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="Syn2SeqSplitSequence",
+            display_name="Syn2Seq Split Sequence",
+            category=f"{CATEGORY}/sequence",
+            description="The exo, transition and ego frames of a sequence as three IMAGE batches (a missing part "
+                        "is an empty batch).",
+            inputs=[Sequence.Input("sequence")],
+            outputs=[
+                io.Image.Output("exo_frames", display_name="exo_frames"),
+                io.Image.Output("transition_frames", display_name="transition_frames"),
+                io.Image.Output("ego_frames", display_name="ego_frames"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, sequence) -> io.NodeOutput:
+        if sequence is None:
+            raise input_error("sequence", "a Syn2Seq sequence", "None")
+        C = core("conventions")
+        parts = [convert.frames_to_image(sequence.frames[sequence.indices(role)])
+                 for role in (C.ROLE_EXO, C.ROLE_TRANSITION, C.ROLE_EGO)]
+        return io.NodeOutput(*parts)
+
+
+NODES = [Syn2SeqBuildSequence, Syn2SeqSplitSequence]

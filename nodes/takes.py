@@ -1,0 +1,107 @@
+"""Syn2SeqLoadTake: a take folder (exo/ego videos + camera files) -> IMAGE batches, cameras and fps."""
+
+from __future__ import annotations
+
+import os
+
+from comfy_api.latest import io
+
+from . import convert, paths
+from ._core import core
+from .sockets import CATEGORY, Cameras
+
+_MAX_SIZE = 8192
+_MAX_FRAMES = 1_000_000
+
+
+def size_arg(width: int, height: int):
+    """Node widgets -> the ``size`` argument of the core readers (None = native size)."""
+    return (int(width), int(height)) if width and height else None
+
+
+def size_problem(width, height) -> str | None:
+    if width is None or height is None:  # linked inputs are checked when they arrive
+        return None
+    if (width == 0) != (height == 0):
+        return f"width and height: expected both 0 (native size) or both > 0, got {width}x{height}"
+    if width < 0 or height < 0 or width > _MAX_SIZE or height > _MAX_SIZE:
+        return f"width and height: expected values in [0, {_MAX_SIZE}], got {width}x{height}"
+    return None
+
+
+def frame_range(start: int, frames: int, stride: int) -> tuple[int, int | None, int]:
+    """(start, stop, stride) of ``frames`` frames from ``start`` every ``stride`` (0 frames = to the end)."""
+    stop = start + (frames - 1) * stride + 1 if frames else None
+    return int(start), stop, int(stride)
+
+
+def fingerprint_folder(folder: str) -> tuple:
+    """Names, sizes and modification times of a folder's files: re-run the node when any changes."""
+    try:
+        with os.scandir(folder) as it:
+            return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in it if e.is_file()))
+    except OSError:
+        return ()
+
+
+class Syn2SeqLoadTake(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="Syn2SeqLoadTake",
+            display_name="Syn2Seq Load Take",
+            category=f"{CATEGORY}/io",
+            description="Load a take folder from ComfyUI's input folder: exo.mp4 and/or ego.mp4 with their camera "
+                        "files (exo_cameras.*, ego_cameras.*). A view without a video (the view to generate) "
+                        "gives an empty IMAGE batch and its cameras.",
+            inputs=[
+                io.Combo.Input("take", options=paths.list_takes(),
+                               tooltip="A folder under ComfyUI/input holding exo.mp4 / ego.mp4 and camera files; "
+                                       "'(bundled)' entries ship with the pack."),
+                io.Int.Input("width", default=0, min=0, max=_MAX_SIZE, step=8,
+                             tooltip="Output width; 0 with height 0 keeps the native size. Frames are scaled to "
+                                     "cover width x height and centre-cropped; the cameras follow."),
+                io.Int.Input("height", default=0, min=0, max=_MAX_SIZE, step=8),
+                io.Int.Input("start", default=0, min=0, max=_MAX_FRAMES, tooltip="First frame to read."),
+                io.Int.Input("frames", default=0, min=0, max=_MAX_FRAMES, tooltip="Frames to read; 0 = to the end."),
+                io.Int.Input("stride", default=1, min=1, max=1000, tooltip="Read every stride-th frame."),
+            ],
+            outputs=[
+                io.Image.Output("exo_frames", display_name="exo_frames"),
+                io.Image.Output("ego_frames", display_name="ego_frames"),
+                Cameras.Output("exo_cameras", display_name="exo_cameras"),
+                Cameras.Output("ego_cameras", display_name="ego_cameras"),
+                io.Float.Output("fps", display_name="fps", tooltip="Frame rate of the frames read (take fps / stride)."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, width=None, height=None) -> bool | str:
+        return size_problem(width, height) or True
+
+    @classmethod
+    def fingerprint_inputs(cls, take, **kwargs):
+        try:
+            return fingerprint_folder(str(paths.resolve_take(take)))
+        except ValueError:
+            return take
+
+    @classmethod
+    def execute(cls, take, width, height, start, frames, stride) -> io.NodeOutput:
+        takes = core("data.takes")
+        loaded = takes.load_take(paths.resolve_take(take))
+        size = size_arg(width, height)
+        start, stop, stride = frame_range(start, frames, stride)
+        images, cameras = {}, {}
+        for view in takes.VIEWS:
+            if loaded.has_video(view):
+                f, cameras[view] = loaded.read_view(view, size=size, start=start, stop=stop, stride=stride)
+                images[view] = convert.frames_to_image(f)
+            elif loaded.cameras(view) is not None:
+                cameras[view] = loaded.view_cameras(view, size=size, start=start, stop=stop, stride=stride)
+                images[view] = convert.empty_image(cameras[view].height, cameras[view].width)
+            else:
+                cameras[view], images[view] = None, convert.empty_image(1, 1)
+        ui = convert.ui_camera_path(convert.camera_path({"exo": cameras["exo"], "ego": cameras["ego"]}))
+        return io.NodeOutput(images["exo"], images["ego"], cameras["exo"], cameras["ego"], loaded.fps / stride, ui=ui)
+NODES = [Syn2SeqLoadTake]

@@ -1,0 +1,163 @@
+"""The shipped workflows as graphs: one definition gives ``workflows/NAME.json`` (UI) and ``NAME_api.json``.
+
+Edit here, then run ``python -m tests.nodes.make_workflows`` to rewrite the files. Node ids and input names
+used here are the pack's public interface: renaming one breaks users' saved workflows.
+"""
+
+from __future__ import annotations
+
+from .workflow_format import Link as L
+from .workflow_format import Node
+
+SAMPLE_TAKE = "(bundled) sample_take"
+BUNDLED_MODEL = "bundled"
+
+# Combo inputs whose options are files on the user's machine: their values are not checked against the
+# snapshot's option lists (which depend on where the snapshot was taken).
+DYNAMIC_COMBOS = {
+    ("Syn2SeqLoadTake", "take"), ("Syn2SeqLoadCameras", "file"), ("Syn2SeqLoadModel", "model"),
+    ("Syn2SeqEvaluate", "lpips_weights"), ("UNETLoader", "unet_name"), ("CLIPLoader", "clip_name"),
+    ("VAELoader", "vae_name"), ("CLIPVisionLoader", "clip_name"),
+}
+
+
+def exo2ego() -> list[Node]:
+    """The workflow users open first: exo video + both camera tracks -> generated ego video (+ metrics)."""
+    return [
+        Node(1, "Syn2SeqLoadModel", {"model": BUNDLED_MODEL}, pos=(40, 60), size=(300, 130)),
+        Node(2, "Syn2SeqLoadTake", {"take": SAMPLE_TAKE, "width": L(1, 1), "height": L(1, 2)},
+             pos=(40, 240), size=(380, 420)),
+        Node(3, "Syn2SeqBuildSequence", {"exo_cameras": L(2, 2), "ego_cameras": L(2, 3), "mode": "exo2ego",
+                                         "n_transition": L(1, 3), "exo_frames": L(2, 0)},
+             pos=(470, 60), size=(380, 420)),
+        Node(4, "Syn2SeqSampler", {"model": L(1, 0), "sequence": L(3, 0), "steps": 25,
+                                   "scheduling": "full_sequence", "history_guidance": "conditional",
+                                   "guidance_scale": 1.0, "seed": 0},
+             pos=(900, 60), size=(330, 260)),
+        Node(5, "Syn2SeqSplitSequence", {"sequence": L(4, 0)}, pos=(900, 370), size=(300, 100)),
+        Node(6, "CreateVideo", {"images": L(5, 2), "fps": L(2, 4)}, pos=(1280, 60), size=(270, 80)),
+        Node(7, "SaveVideo", {"video": L(6, 0), "filename_prefix": "syn2seq/exo2ego_ego"},
+             pos=(1600, 60), size=(420, 380)),
+        Node(8, "CreateVideo", {"images": L(4, 1), "fps": L(2, 4)}, pos=(1280, 500), size=(270, 80)),
+        Node(9, "SaveVideo", {"video": L(8, 0), "filename_prefix": "syn2seq/exo2ego_sequence"},
+             pos=(1600, 500), size=(420, 380)),
+        Node(10, "Syn2SeqEvaluate", {"generated": L(5, 2), "ground_truth": L(2, 1), "lpips_weights": "none"},
+             pos=(1280, 640), size=(300, 330)),
+    ]
+
+
+def ego2exo() -> list[Node]:
+    """The reverse: ego video + both camera tracks -> generated exo video (+ metrics)."""
+    return [
+        Node(1, "Syn2SeqLoadModel", {"model": BUNDLED_MODEL}, pos=(40, 60), size=(300, 130)),
+        Node(2, "Syn2SeqLoadTake", {"take": SAMPLE_TAKE, "width": L(1, 1), "height": L(1, 2)},
+             pos=(40, 240), size=(380, 420)),
+        Node(3, "Syn2SeqBuildSequence", {"exo_cameras": L(2, 2), "ego_cameras": L(2, 3), "mode": "ego2exo",
+                                         "n_transition": L(1, 3), "ego_frames": L(2, 1)},
+             pos=(470, 60), size=(380, 420)),
+        Node(4, "Syn2SeqSampler", {"model": L(1, 0), "sequence": L(3, 0), "steps": 25,
+                                   "scheduling": "full_sequence", "history_guidance": "conditional",
+                                   "guidance_scale": 1.0, "seed": 0},
+             pos=(900, 60), size=(330, 260)),
+        Node(5, "Syn2SeqSplitSequence", {"sequence": L(4, 0)}, pos=(900, 370), size=(300, 100)),
+        Node(6, "CreateVideo", {"images": L(5, 0), "fps": L(2, 4)}, pos=(1280, 60), size=(270, 80)),
+        Node(7, "SaveVideo", {"video": L(6, 0), "filename_prefix": "syn2seq/ego2exo_exo"},
+             pos=(1600, 60), size=(420, 380)),
+        Node(8, "Syn2SeqEvaluate", {"generated": L(5, 0), "ground_truth": L(2, 0), "lpips_weights": "none"},
+             pos=(1280, 500), size=(300, 330)),
+    ]
+
+
+def build_training_sequence() -> list[Node]:
+    """Training data: exo clip + WFLF transition (optical flow here) + ego clip -> one sequence video."""
+    return [
+        Node(1, "Syn2SeqLoadTake", {"take": SAMPLE_TAKE}, pos=(40, 60), size=(380, 420)),
+        Node(2, "Syn2SeqInterpolate", {"first": L(1, 0), "last": L(1, 1), "n": 8, "backend": "flow"},
+             pos=(470, 60), size=(320, 130)),
+        Node(3, "Syn2SeqBuildSequence", {"exo_cameras": L(1, 2), "ego_cameras": L(1, 3), "mode": "exo2ego",
+                                         "n_transition": 8, "exo_frames": L(1, 0), "ego_frames": L(1, 1),
+                                         "transition_frames": L(2, 0)},
+             pos=(840, 60), size=(380, 420)),
+        Node(4, "CreateVideo", {"images": L(3, 1), "fps": L(1, 4)}, pos=(1270, 60), size=(270, 80)),
+        Node(5, "SaveVideo", {"video": L(4, 0), "filename_prefix": "syn2seq/training_sequence"},
+             pos=(1590, 60), size=(420, 380)),
+        Node(6, "PreviewImage", {"images": L(2, 0)}, pos=(470, 240), size=(320, 260)),
+    ]
+
+
+WAN_NOTE = """## Wan 2.1 first-last-frame (FLF2V) as the transition interpolator
+
+This workflow needs the Wan 2.1 FLF2V weights (a GPU with about 24 GB for the 14B model; not runnable on CPU).
+Put these files into ComfyUI's models folders (names as in ComfyUI's own Wan FLF2V template):
+
+- `models/diffusion_models/wan2.1_flf2v_720p_14B_fp16.safetensors`
+- `models/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors`
+- `models/vae/wan_2.1_vae.safetensors`
+- `models/clip_vision/clip_vision_h.safetensors`
+
+The last exo frame is the start image and the first ego frame the end image. Wan makes `length` = 4k+1 frames;
+**Syn2Seq Wan Frames To Transition** drops the two endpoints and resamples the rest to `n` transition
+frames. Keep the take's width/height equal to Wan's width/height (multiples of 16).
+"""
+
+
+def wflf_wan_flf2v() -> list[Node]:
+    """WFLF with ComfyUI's native Wan FLF2V nodes (needs Wan weights; validated but never run in tests)."""
+    size = 480
+    return [
+        Node(1, "Syn2SeqLoadTake", {"take": SAMPLE_TAKE, "width": size, "height": size},
+             pos=(40, 60), size=(380, 420)),
+        Node(2, "ImageFromBatch", {"image": L(1, 0), "batch_index": 4095, "length": 1},
+             pos=(470, 60), size=(270, 100), title="last exo frame"),
+        Node(3, "ImageFromBatch", {"image": L(1, 1), "batch_index": 0, "length": 1},
+             pos=(470, 200), size=(270, 100), title="first ego frame"),
+        Node(4, "UNETLoader", {"unet_name": "wan2.1_flf2v_720p_14B_fp16.safetensors", "weight_dtype": "default"},
+             pos=(40, 540), size=(380, 90)),
+        Node(5, "CLIPLoader", {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan",
+                               "device": "default"}, pos=(40, 680), size=(380, 110)),
+        Node(6, "VAELoader", {"vae_name": "wan_2.1_vae.safetensors"}, pos=(40, 840), size=(380, 60)),
+        Node(7, "CLIPVisionLoader", {"clip_name": "clip_vision_h.safetensors"}, pos=(40, 950), size=(380, 60)),
+        Node(8, "CLIPVisionEncode", {"clip_vision": L(7, 0), "image": L(2, 0), "crop": "none"},
+             pos=(470, 340), size=(270, 80)),
+        Node(9, "CLIPVisionEncode", {"clip_vision": L(7, 0), "image": L(3, 0), "crop": "none"},
+             pos=(470, 460), size=(270, 80)),
+        Node(10, "CLIPTextEncode", {"clip": L(5, 0), "text": "a smooth continuous camera move from a third-person "
+                                    "view of a person into their own first-person view, same scene, same moment"},
+             pos=(470, 580), size=(400, 160), title="positive prompt"),
+        Node(11, "CLIPTextEncode", {"clip": L(5, 0), "text": "jump cut, scene change, static, blurry, distorted, "
+                                    "low quality"}, pos=(470, 780), size=(400, 160), title="negative prompt"),
+        Node(12, "ModelSamplingSD3", {"model": L(4, 0), "shift": 8.0}, pos=(920, 540), size=(270, 60)),
+        Node(13, "WanFirstLastFrameToVideo", {"positive": L(10, 0), "negative": L(11, 0), "vae": L(6, 0),
+                                              "width": size, "height": size, "length": 33, "batch_size": 1,
+                                              "clip_vision_start_image": L(8, 0), "clip_vision_end_image": L(9, 0),
+                                              "start_image": L(2, 0), "end_image": L(3, 0)},
+             pos=(920, 60), size=(340, 330)),
+        Node(14, "KSampler", {"model": L(12, 0), "positive": L(13, 0), "negative": L(13, 1),
+                              "latent_image": L(13, 2), "seed": 0, "steps": 20, "cfg": 3.0,
+                              "sampler_name": "uni_pc", "scheduler": "simple", "denoise": 1.0},
+             pos=(1310, 60), size=(320, 470)),
+        Node(15, "VAEDecode", {"samples": L(14, 0), "vae": L(6, 0)}, pos=(1680, 60), size=(210, 50)),
+        Node(16, "Syn2SeqWanFramesToTransition", {"wan_frames": L(15, 0), "n": 8}, pos=(1680, 160), size=(320, 80)),
+        Node(17, "Syn2SeqBuildSequence", {"exo_cameras": L(1, 2), "ego_cameras": L(1, 3), "mode": "exo2ego",
+                                          "n_transition": 8, "exo_frames": L(1, 0), "ego_frames": L(1, 1),
+                                          "transition_frames": L(16, 0)},
+             pos=(2050, 60), size=(380, 420)),
+        Node(18, "CreateVideo", {"images": L(17, 1), "fps": L(1, 4)}, pos=(2480, 60), size=(270, 80)),
+        Node(19, "SaveVideo", {"video": L(18, 0), "filename_prefix": "syn2seq/wflf_wan_sequence"},
+             pos=(2800, 60), size=(420, 380)),
+        Node(20, "MarkdownNote", pos=(920, 640), size=(520, 380), title="Read me", text=WAN_NOTE),
+    ]
+
+
+WORKFLOWS = {
+    "exo2ego": exo2ego,
+    "ego2exo": ego2exo,
+    "build_training_sequence": build_training_sequence,
+    "wflf_wan_flf2v": wflf_wan_flf2v,
+}
+# Workflows the server tests run end to end on CPU, and the files each must produce (SaveVideo prefixes).
+RUNNABLE = {
+    "exo2ego": ["syn2seq/exo2ego_ego", "syn2seq/exo2ego_sequence"],
+    "ego2exo": ["syn2seq/ego2exo_exo"],
+    "build_training_sequence": ["syn2seq/training_sequence"],
+}
