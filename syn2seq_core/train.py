@@ -190,6 +190,25 @@ def load_checkpoint(out: Path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def weights_digest(model) -> float:
+    """A float64 fingerprint of all parameters (equal weights give equal digests)."""
+    with torch.no_grad():
+        return float(sum((p.detach().double() * (i + 1)).sum() for i, p in enumerate(model.parameters())))
+
+
+def _check_ranks_agree(model, dist: Dist, log, step: int) -> None:
+    """DDP keeps replicas identical; verify it at the end and record the per-rank digests in the log."""
+    digests = [None] * dist.world
+    torch.distributed.all_gather_object(digests, weights_digest(model))
+    agree = all(d == digests[0] for d in digests)
+    if log:
+        log.write(json.dumps({"step": step, "ranks": dist.world, "weight_digests": digests, "ranks_agree": agree})
+                  + "\n")
+        log.flush()
+    if not agree:
+        raise RuntimeError(f"DDP ranks disagree on the weights after step {step}: {digests}")
+
+
 # --- the loop --------------------------------------------------------------------------------------------
 def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, max_steps: int | None = None,
           progress: bool = True) -> dict:
@@ -292,8 +311,9 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
         bar.close()
         if dist.main and step > 0:
             save_checkpoint(out, cfg, model, ema, optimizer, step, elapsed)
+        if dist.world > 1:
+            _check_ranks_agree(model, dist, log, step)
+            torch.distributed.destroy_process_group()
         if log:
             log.close()
-        if dist.world > 1:
-            torch.distributed.destroy_process_group()
     return {"step": step, "elapsed_s": elapsed, "loss_ema": running, "out": str(out)}
