@@ -112,10 +112,29 @@ def rope_3d_tables(head_dim: int, frames: int, height: int, width: int, theta: f
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate interleaved pairs: x: [..., D]; cos, sin broadcastable to [..., D / 2]. Returns x's shape."""
-    pairs = x.unflatten(-1, (-1, 2))
-    x0, x1 = pairs[..., 0], pairs[..., 1]
-    return torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), -1).flatten(-2)
+    """Rotate interleaved pairs: x: [..., D]; cos, sin broadcastable to [..., D / 2]. Returns x's shape.
+
+    ``(x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin)`` for every pair, computed as one complex product
+    (several times faster on CPU than the six real ops); bf16 / fp16 inputs go through float32.
+    """
+    return apply_rope_complex(x, torch.complex(cos.float(), sin.float()))
+
+
+def rope_rotation(cos: Tensor, sin: Tensor) -> Tensor:
+    """The complex rotation ``cos + i sin`` (float32 parts) used by :func:`apply_rope_complex`."""
+    return torch.complex(cos.float(), sin.float())
+
+
+def apply_rope_complex(x: Tensor, rotation: Tensor) -> Tensor:
+    """:func:`apply_rope` with a precomputed complex ``rotation`` broadcastable to [..., D / 2]."""
+    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    if work.dtype == torch.float64:
+        rotation = rotation.to(torch.complex128)
+    pairs = work.unflatten(-1, (-1, 2))
+    if pairs.stride(-1) != 1 or pairs.storage_offset() % 2 or any(st % 2 for st in pairs.stride()[:-1]):
+        pairs = pairs.contiguous()
+    out = torch.view_as_real(torch.view_as_complex(pairs) * rotation).flatten(-2)
+    return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
 def rope_reference(x: Tensor, positions: Tensor, head_dim: int, theta: float = 10000.0) -> Tensor:

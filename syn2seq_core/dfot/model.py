@@ -35,7 +35,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..errors import Syn2SeqInputError, check_choice, require
-from .embeddings import NoiseLevelEmbedding, RayPatchEmbed, RMSNorm, apply_rope, layer_norm, rope_3d_axis_dims, rope_3d_tables
+from .embeddings import (NoiseLevelEmbedding, RayPatchEmbed, RMSNorm, apply_rope_complex, layer_norm, rope_3d_axis_dims,
+                         rope_3d_tables, rope_rotation)
 from .ops import resolve
 
 ATTENTION_KINDS = ("full", "factorized")
@@ -136,17 +137,16 @@ class SelfAttention(nn.Module):
         self.q_norm = RMSNorm(head_dim, device=device, dtype=dtype) if qk_norm else None
         self.k_norm = RMSNorm(head_dim, device=device, dtype=dtype) if qk_norm else None
 
-    def _qkv(self, x: Tensor, rope: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+    def _qkv(self, x: Tensor, rope: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """x: [B, T, S, D] -> q, k, v: [B, T, S, heads, head_dim] each (views where possible)."""
         q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, -1)).unbind(-3)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        if rope is not None:
-            cos, sin = (t.to(q.dtype) for t in rope)  # [T, S, 1, head_dim / 2]
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if rope is not None:  # complex rotation [T, S, 1, head_dim / 2]
+            q, k = apply_rope_complex(q, rope), apply_rope_complex(k, rope)
         return q, k, v
 
-    def forward(self, x: Tensor, mode: str, rope: tuple[Tensor, Tensor] | None) -> Tensor:
+    def forward(self, x: Tensor, mode: str, rope: Tensor | None) -> Tensor:
         """x: [B, T, S, D]; mode "full" | "spatial" | "temporal" -> [B, T, S, D]."""
         B, T, S, _ = x.shape
         q, k, v = self._qkv(x, rope)
@@ -201,7 +201,7 @@ class DiTBlock(nn.Module):
             x = torch.addcmul(x, mods[2], self.attn(_modulate(x, mods[0], mods[1]), "full", rope))
             shift, scale, gate = mods[3:6]
         h = self.mlp_in(_modulate(x, shift, scale))
-        return torch.addcmul(x, gate, self.mlp_out(F.gelu(h, approximate="tanh")))
+        return torch.addcmul(x, gate, self.mlp_out(F.gelu(h)))
 
 
 class DiT3D(nn.Module):
@@ -285,13 +285,13 @@ class DiT3D(nn.Module):
             drop = random_drop if drop is None else drop | random_drop
         return None if drop is None else (~drop).float()
 
-    def rope(self, frames: int, device, dtype) -> tuple[Tensor, Tensor] | None:
-        """cos, sin tables [T, S, 1, head_dim / 2] for ``frames`` frames (None without RoPE)."""
+    def rope(self, frames: int, device) -> Tensor | None:
+        """Complex RoPE rotations [T, S, 1, head_dim / 2] for ``frames`` frames (None without RoPE)."""
         c = self.config
         if c.pos_emb != "rope3d":
             return None
-        cos, sin = rope_3d_tables(c.head_dim, frames, *c.grid, theta=c.rope_theta, device=device, dtype=dtype)
-        return cos.flatten(1, 2)[:, :, None], sin.flatten(1, 2)[:, :, None]
+        cos, sin = rope_3d_tables(c.head_dim, frames, *c.grid, theta=c.rope_theta, device=device)
+        return rope_rotation(cos, sin).flatten(1, 2)[:, :, None]
 
     def forward(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None = None, *,
                 pose_mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
@@ -312,7 +312,7 @@ class DiT3D(nn.Module):
         if c.pos_emb == "learned":
             x = x + self.pos_frame[:T, None] + self.pos_patch
         emb = F.silu(self.noise_embedding(c.noise_scale * logsnr))  # [B, T, D]
-        rope = self.rope(T, x.device, torch.float32)
+        rope = self.rope(T, x.device)
         for block in self.blocks:
             x = block(x, emb, rope)
         shift, scale = self.final_modulation(emb)[:, :, None].chunk(2, -1)

@@ -40,7 +40,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..errors import Syn2SeqInputError, check_choice, require
-from .embeddings import NoiseLevelEmbedding, RMSNorm, apply_rope, dfot_ray_encoding, rope_3d_axis_dims, rope_3d_tables
+from .embeddings import (NoiseLevelEmbedding, RMSNorm, apply_rope_complex, dfot_ray_encoding, rope_3d_axis_dims,
+                         rope_3d_tables, rope_rotation)
 from .ops import resolve
 
 BLOCK_TYPES = ("ResBlock", "TransformerBlock")
@@ -186,14 +187,13 @@ class TransformerBlock(nn.Module):
         self.attn_out = ops.Linear(dim, dim, bias=True, **kw)
         self.mlp_out = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), ops.Linear(4 * dim, dim, bias=True, **kw))
 
-    def forward(self, x: Tensor, emb: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
-        """x: [B, T, S, C] (attention over all T S tokens); emb: [B, T, S or 1, E]; rope: cos, sin [T S, d/2]."""
+    def forward(self, x: Tensor, emb: Tensor, rope: Tensor) -> Tensor:
+        """x: [B, T, S, C] (attention over all T S tokens); emb: [B, T, S or 1, E]; rope: complex [T S, d/2]."""
         T = x.shape[1]
         qkv, mlp_h = self.fused_attn_mlp_proj(self.norm(x, emb)).split(self.fused_dims, dim=-1)
         q, k, v = rearrange(qkv, "b t s (qkv h d) -> qkv b h (t s) d", qkv=3, h=self.heads).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
-        cos, sin = (t.to(q.dtype) for t in rope)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope_complex(q, rope), apply_rope_complex(k, rope)
         o = rearrange(F.scaled_dot_product_attention(q, k, v), "b h (t s) d -> b t s (h d)", t=T)
         x = x + self.attn_out(o)
         return x + self.mlp_out(mlp_h)
@@ -317,11 +317,11 @@ class UViT3DPose(nn.Module):
             drop = random_drop if drop is None else drop | random_drop
         return None if drop is None else (~drop).float()
 
-    def _level_rope(self, level: int, frames: int, device) -> tuple[Tensor, Tensor]:
+    def _level_rope(self, level: int, frames: int, device) -> Tensor:
         c = self.config
         cos, sin = rope_3d_tables(c.channels[level] // c.num_heads, frames, *c.level_grid(level),
                                   theta=c.rope_theta, device=device)
-        return cos.flatten(0, 2), sin.flatten(0, 2)  # [(t h w), d / 2]
+        return rope_rotation(cos, sin).flatten(0, 2)  # complex [(t h w), d / 2]
 
     def _run_level(self, blocks, x: Tensor, emb: Tensor, level: int, frames: int) -> Tensor:
         """x: [(B T), C, h, w]; emb: [(B T), E, h, w], or [(B T), E, 1, 1] when constant in space."""

@@ -275,3 +275,15 @@ def test_presets_build():
     assert count_parameters(DiT3D(dit3d_preset("large"), device="meta")) > 3e8
     with pytest.raises(Syn2SeqInputError, match="preset"):
         dit3d_preset("huge")
+
+
+@pytest.mark.parametrize("attention", ["full", "factorized"])
+def test_bench_flop_count_includes_attention_and_matches_the_analytic_count(attention):
+    from syn2seq_core.benchmarks.sampler import step_flops
+    from syn2seq_core.dfot.model import transformer_flops
+
+    config = MICRO.replace(attention=attention)
+    x, logsnr, rays = inputs(config, T=4)
+    counted = step_flops(DiT3D(config).eval(), x, logsnr, rays)
+    analytic = transformer_flops(config, frames=4, batch=2)
+    assert abs(counted - analytic) / analytic < 0.1
