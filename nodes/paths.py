@@ -57,7 +57,7 @@ def _walk(root: Path):
     if not root.is_dir():
         return
     root_depth = len(root.parts)
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(root):  # symlinks out of the folder are refused anyway
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         if len(here.parts) - root_depth >= _MAX_DEPTH:

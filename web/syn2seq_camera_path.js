@@ -66,7 +66,7 @@ export function drawCameraPath(canvas, payload) {
     const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
     // World x to the right, world y up on screen (a top-down view).
     const toScreen = ([x, y]) => [w / 2 + (x - cx) * scale, (h - legend) / 2 - (y - cy) * scale];
-    const arrow = 0.08 * span;
+    const arrow = 0.12 * span;
 
     for (const seg of segments) {
         ctx.strokeStyle = seg.color;
@@ -87,7 +87,7 @@ export function drawCameraPath(canvas, payload) {
             if (!p) continue;
             const [sx, sy] = toScreen(p);
             ctx.beginPath();
-            ctx.arc(sx, sy, 2, 0, 2 * Math.PI);
+            ctx.arc(sx, sy, 2.5, 0, 2 * Math.PI);
             ctx.fill();
             if (!f) continue;
             const n = Math.hypot(f[0], f[1]);

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .comfy import ComfyServer, find_comfyui
+from .harness import ComfyServer, find_comfyui
 
 
 @pytest.fixture(scope="session")

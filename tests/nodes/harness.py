@@ -210,7 +210,7 @@ def output_files(entry: dict) -> list[dict]:
     return files
 
 
-if __name__ == "__main__":  # python -m tests.nodes.comfy: start a server with the pack and keep it up
+if __name__ == "__main__":  # python -m tests.nodes.harness: start a server with the pack and keep it up
     found = find_comfyui()
     if isinstance(found, str):
         sys.exit(found)

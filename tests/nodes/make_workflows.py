@@ -1,6 +1,6 @@
 """Write the shipped workflows, and refresh the node-definition snapshot from a real ComfyUI.
 
-    python -m tests.nodes.make_workflows              # workflows/NAME.json + NAME_api.json from graphs.py
+    python -m tests.nodes.make_workflows              # workflows/*.json from graphs.py, docs/nodes.md
     python -m tests.nodes.make_workflows --snapshot   # first re-read /object_info (needs COMFYUI_PATH)
 
 The snapshot (``tests/nodes/object_info_snapshot.json``) holds the real ``/object_info`` entries of every
@@ -17,11 +17,15 @@ import tempfile
 from pathlib import Path
 
 from . import graphs
-from .comfy import PACK_ROOT, ComfyServer, find_comfyui
+from .harness import PACK_ROOT, ComfyServer, find_comfyui
 from .workflow_format import FRONTEND_ONLY, SNAPSHOT, build, load_snapshot, write_json
 
 WORKFLOW_DIR = PACK_ROOT / "workflows"
+DOCS = PACK_ROOT / "docs" / "nodes.md"
 PACK_PREFIX = "Syn2Seq"
+DOC_ORDER = ["Syn2SeqLoadTake", "Syn2SeqLoadCameras", "Syn2SeqTransitionPoses", "Syn2SeqPluckerRays",
+             "Syn2SeqInterpolate", "Syn2SeqWanFramesToTransition", "Syn2SeqBuildSequence", "Syn2SeqSplitSequence",
+             "Syn2SeqLoadModel", "Syn2SeqSampler", "Syn2SeqEvaluate"]
 
 
 def used_core_nodes() -> set[str]:
@@ -75,6 +79,61 @@ def write_workflows() -> None:
         print(f"wrote workflows/{name}.json and workflows/{name}_api.json")
 
 
+def _input_doc(spec) -> str:
+    o = spec.options
+    if spec.type == "COMBO":
+        if o.get("dynamic"):
+            kind = "choice of files"
+        else:
+            kind = "one of " + ", ".join(f"`{v}`" for v in o.get("options", []))
+    else:
+        kind = spec.type
+    bits = [kind]
+    if "default" in o and not o.get("dynamic"):
+        bits.append(f"default `{o['default']}`")
+    if "min" in o and "max" in o and spec.type in ("INT", "FLOAT"):
+        bits.append(f"{o['min']}..{o['max']}")
+    if spec.optional:
+        bits.append("optional")
+    tip = f" — {o['tooltip']}" if o.get("tooltip") else ""
+    return f"`{spec.name}` ({'; '.join(bits)}){tip}"
+
+
+def render_docs(schemas: dict) -> str:
+    """docs/nodes.md from the node definitions ComfyUI reports (the snapshot)."""
+    from .workflow_format import input_specs, outputs
+
+    nodes = [k for k in DOC_ORDER if k in schemas] + sorted(
+        k for k in schemas if k.startswith(PACK_PREFIX) and k not in DOC_ORDER)
+    lines = ["# Syn2Seq nodes", "",
+             "Generated from ComfyUI's `/object_info` by `python -m tests.nodes.make_workflows` (do not edit by hand).",
+             "Node ids and input names are stable: saved workflows refer to them. Frames travel as ComfyUI `IMAGE`",
+             "batches; `SYN2SEQ_CAMERAS`, `SYN2SEQ_SEQUENCE`, `SYN2SEQ_MODEL` and `SYN2SEQ_RAYS` carry the core",
+             "library's objects between Syn2Seq nodes. Save videos with ComfyUI's own `CreateVideo` + `SaveVideo`.",
+             "", "| node | category | what it does |", "| --- | --- | --- |"]
+    for k in nodes:
+        first = schemas[k]["description"].split(". ")[0].rstrip(".")
+        lines.append(f"| `{k}` | {schemas[k]['category']} | {first.replace('|', '/')}. |")
+    for k in nodes:
+        s = schemas[k]
+        lines += ["", f"## {s['display_name']} (`{k}`)", "", s["description"], "", "Inputs:", ""]
+        lines += [f"- {_input_doc(spec)}" for spec in input_specs(s)]
+        lines += ["", "Outputs:", ""]
+        tips = s.get("output_tooltips") or [None] * len(s["output"])
+        for (name, type_), tip in zip(outputs(s), tips):
+            lines.append(f"- `{name}` ({type_})" + (f" — {tip}" if tip else ""))
+    return "\n".join(lines) + "\n"
+
+
+def write_docs() -> None:
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    text = render_docs(load_snapshot())
+    tmp = DOCS.with_name(f".{DOCS.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(DOCS)
+    print(f"wrote {DOCS.relative_to(PACK_ROOT)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--snapshot", action="store_true", help="re-read /object_info from $COMFYUI_PATH first")
@@ -82,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.snapshot:
         refresh_snapshot()
     write_workflows()
+    write_docs()
     return 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from . import graphs
-from .comfy import PACK_ROOT
+from .harness import PACK_ROOT
 from .workflow_format import FRONTEND_ONLY, build, input_specs, load_snapshot, outputs, strip_meta, ui_to_api
 
 WORKFLOW_DIR = PACK_ROOT / "workflows"
@@ -165,6 +165,12 @@ def test_snapshot_lists_exactly_the_pack_nodes_with_their_inputs(schemas):
     for node_id, ids in source.items():
         assert [s.name for s in input_specs(snap[node_id])] == ids["inputs"], node_id
         assert len(outputs(snap[node_id])) == len(ids["outputs"]), node_id
+
+
+def test_node_docs_are_generated_from_the_snapshot(schemas):
+    from .make_workflows import DOCS, render_docs
+
+    assert DOCS.read_text(encoding="utf-8") == render_docs(schemas), "run `python -m tests.nodes.make_workflows`"
 
 
 def test_pack_node_ids_are_prefixed():

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Make a ComfyUI checkout ready to run this pack and its ComfyUI tests (developers; needs PyPI, not GitHub).
+#
+#   scripts/setup_comfyui.sh COMFY_DIR
+#
+# COMFY_DIR must already hold a ComfyUI checkout (git clone https://github.com/Comfy-Org/ComfyUI, or any copy
+# of it); this script does not download ComfyUI. It
+#   1. makes a separate virtual environment COMFY_DIR/.venv (ComfyUI's own, not the pack's .venv);
+#   2. installs torch + torchvision (TORCH_SPEC, default the pair this project was tested with; override for
+#      your platform, e.g. TORCH_SPEC="torch torchvision" or a CPU index through PIP_INDEX_URL);
+#   3. installs ComfyUI's requirements with torch held at the installed version (torchaudio is skipped:
+#      ComfyUI only loses its audio nodes without it), plus `requests` (ComfyUI 0.3.x imports it at start);
+#   4. installs this pack's requirements.txt (what ComfyUI-Manager would install);
+#   5. links the pack into COMFY_DIR/custom_nodes/syn2seq (skipped if something else is there).
+# Then:
+#   cd COMFY_DIR && .venv/bin/python main.py --cpu                 # the server with the pack
+#   COMFYUI_PATH=COMFY_DIR .venv/bin/python -m pytest tests/nodes  # from the pack: the ComfyUI tests
+set -euo pipefail
+
+if [[ $# -ne 1 ]]; then
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+fi
+COMFY_DIR=$(cd "$1" && pwd)
+PACK_DIR=$(cd "$(dirname "$0")/.." && pwd)
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
+
+if [[ ! -f "$COMFY_DIR/main.py" || ! -d "$COMFY_DIR/comfy_api" ]]; then
+    echo "error: $COMFY_DIR is not a ComfyUI checkout (expected main.py and comfy_api/)" >&2
+    exit 1
+fi
+
+if [[ ! -x "$COMFY_DIR/.venv/bin/python" ]]; then
+    echo "==> creating $COMFY_DIR/.venv"
+    "$PYTHON" -m venv "$COMFY_DIR/.venv"
+fi
+PIP=("$COMFY_DIR/.venv/bin/python" -m pip)
+"${PIP[@]}" install -q --upgrade pip
+
+echo "==> torch: $TORCH_SPEC"
+# shellcheck disable=SC2086
+"${PIP[@]}" install $TORCH_SPEC
+
+TORCH_VERSION=$("$COMFY_DIR/.venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+grep -v -E '^\s*torchaudio\b' "$COMFY_DIR/requirements.txt" > "$TMP/comfy-requirements.txt"
+echo "torch==$TORCH_VERSION" > "$TMP/constraints.txt"
+
+echo "==> ComfyUI requirements (torch held at $TORCH_VERSION, torchaudio skipped)"
+"${PIP[@]}" install -r "$TMP/comfy-requirements.txt" -c "$TMP/constraints.txt" requests
+
+echo "==> pack requirements ($PACK_DIR/requirements.txt)"
+"${PIP[@]}" install -r "$PACK_DIR/requirements.txt" -c "$TMP/constraints.txt"
+
+LINK="$COMFY_DIR/custom_nodes/syn2seq"
+if [[ -L "$LINK" || ! -e "$LINK" ]]; then
+    ln -sfn "$PACK_DIR" "$LINK"
+    echo "==> linked $LINK -> $PACK_DIR"
+else
+    echo "==> $LINK exists and is not a link; left as it is"
+fi
+
+echo "done. Start ComfyUI:  cd $COMFY_DIR && .venv/bin/python main.py --cpu"
+echo "      Run the tests:  cd $PACK_DIR && COMFYUI_PATH=$COMFY_DIR .venv/bin/python -m pytest tests/nodes"

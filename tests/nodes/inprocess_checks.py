@@ -1,0 +1,230 @@
+"""Checks of the node code inside a real ComfyUI process (no server), run with ComfyUI's own Python:
+
+    $COMFYUI_PATH/.venv/bin/python tests/nodes/inprocess_checks.py COMFYUI_PATH WORK_DIR
+
+Imports ComfyUI's ``folder_paths`` / ``comfy`` / ``comfy_api`` and this pack exactly as ComfyUI does (the pack
+folder as a package), calls node helpers and ``execute`` directly, and prints one JSON object
+``{check_name: {"ok": bool, "detail": str}}``. ``test_comfyui_inprocess.py`` runs it and asserts each check.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+PACK = Path(__file__).resolve().parents[2]
+CHECKS = {}
+
+
+def check(fn):
+    CHECKS[fn.__name__] = fn
+    return fn
+
+
+def setup(comfy: str, work: Path):
+    here = str(Path(__file__).resolve().parent)
+    sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != Path(here)]  # tests/nodes is not a root
+    sys.path.insert(0, comfy)
+    os.chdir(comfy)
+    from comfy.cli_args import args
+
+    args.cpu = True  # before comfy.model_management is imported: no CUDA probing
+    import folder_paths
+
+    (work / "input").mkdir(parents=True, exist_ok=True)
+    (work / "models").mkdir(parents=True, exist_ok=True)
+    folder_paths.set_input_directory(str(work / "input"))
+    spec = importlib.util.spec_from_file_location("syn2seq_pack", PACK / "__init__.py",
+                                                  submodule_search_locations=[str(PACK)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["syn2seq_pack"] = module
+    spec.loader.exec_module(module)
+    import syn2seq_pack.nodes  # noqa: F401  (registers the model folder)
+
+
+def raises(fn, *args) -> str | None:
+    """The message of the Syn2SeqInputError ``fn(*args)`` raises, or None if it does not raise one."""
+    try:
+        fn(*args)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def _cameras(n: int, x0: float = 0.0):
+    import torch
+    from syn2seq_pack.nodes._core import core
+
+    Cameras, look_at = core("geometry").Cameras, core("geometry").look_at
+
+    eye = torch.stack([torch.tensor([x0 + i * 0.1, -2.0, 1.5]) for i in range(n)]).double()
+    return Cameras(look_at(eye, torch.zeros(n, 3).double()), torch.tensor([0.8, 0.8, 0.5, 0.5]), 64, 48)
+
+
+@check
+def paths_stay_inside_the_input_folder(work: Path):
+    from syn2seq_pack.nodes import paths
+
+    inp = work / "input"
+    take = inp / "takes" / "t1"
+    take.mkdir(parents=True, exist_ok=True)
+    (take / "exo.mp4").write_bytes(b"")
+    outside = work / "outside_take"
+    outside.mkdir(exist_ok=True)
+    (outside / "exo.mp4").write_bytes(b"")
+    link = inp / "escape"
+    if not link.exists():
+        link.symlink_to(outside, target_is_directory=True)
+    listed = paths.list_takes()
+    problems = []
+    if "takes/t1" not in listed:
+        problems.append(f"takes/t1 not listed: {listed}")
+    if "escape" in listed:
+        problems.append("a symlink out of the input folder is listed")
+    if paths.resolve_take("takes/t1") != take.resolve():
+        problems.append("takes/t1 does not resolve to its folder")
+    for bad in ("../outside_take", "escape", str(outside), "takes/../../outside_take", ""):
+        msg = raises(paths.resolve_take, bad)
+        if msg is None:
+            problems.append(f"{bad!r} was accepted")
+        elif "expected" not in msg:
+            problems.append(f"{bad!r}: unclear message {msg!r}")
+    return not problems, "; ".join(problems) or f"listed {listed}"
+
+
+@check
+def model_folder_is_registered_for_safetensors_only(work: Path):
+    import folder_paths
+
+    paths_, exts = folder_paths.folder_names_and_paths["syn2seq"]
+    ok = any(p.endswith(os.path.join("models", "syn2seq")) for p in paths_) and exts == {".safetensors"}
+    return ok, f"paths {paths_}, extensions {exts}"
+
+
+@check
+def image_batches_convert_both_ways(work: Path):
+    import torch
+    from syn2seq_pack.nodes import convert
+
+    rgba = torch.rand(5, 6, 7, 4)
+    frames = convert.image_to_frames(rgba, "x")
+    back = convert.frames_to_image(frames)
+    ok = (tuple(frames.shape) == (5, 3, 6, 7) and torch.equal(back, rgba[..., :3])
+          and convert.optional_frames(torch.zeros(0, 6, 7, 3), "x") is None
+          and convert.optional_frames(None, "x") is None
+          and raises(convert.image_to_frames, torch.rand(6, 7), "x") is not None)
+    return ok, f"frames {tuple(frames.shape)}, back {tuple(back.shape)}"
+
+
+@check
+def cameras_fit_frames_like_the_video_reader(work: Path):
+    import torch
+    from syn2seq_pack.nodes import convert
+
+    cams = _cameras(1)  # a static 64x48 camera
+    fitted = convert.fit_cameras_to_frames(cams, torch.zeros(4, 3, 24, 32))  # same aspect, half size
+    cropped = convert.fit_cameras_to_frames(cams, torch.zeros(4, 3, 32, 32))  # centre-cropped square
+    wrong = raises(convert.fit_cameras_to_frames, _cameras(3), torch.zeros(4, 3, 24, 32))
+    ok = (len(fitted) == 4 and fitted.size == (32, 24) and torch.allclose(fitted.K[0], cams.K[0])
+          and cropped.size == (32, 32) and abs(float(cropped.K[0, 0]) - 0.8 * round(64 * 32 / 48) / 32) < 1e-6 and wrong is not None)
+    return ok, f"fitted K {fitted.K[0].tolist()}, cropped K {cropped.K[0].tolist()}, count error: {wrong}"
+
+
+@check
+def transition_node_returns_slerp_cameras_and_a_path(work: Path):
+    from syn2seq_pack.nodes.cameras import Syn2SeqTransitionPoses
+
+    out = Syn2SeqTransitionPoses.execute(_cameras(3), _cameras(2, x0=2.0), 5)
+    cams = out.result[0]
+    payload = out.ui["syn2seq_camera_path"][0]
+    roles = [s["role"] for s in payload["segments"]]
+    counts = [s["count"] for s in payload["segments"]]
+    ok = len(cams) == 5 and roles == ["source", "transition", "target"] and counts == [3, 5, 2]
+    return ok, f"roles {roles}, counts {counts}"
+
+
+@check
+def plucker_preview_shows_unit_directions(work: Path):
+    import torch
+    from syn2seq_pack.nodes.cameras import Syn2SeqPluckerRays
+
+    out = Syn2SeqPluckerRays.execute(_cameras(2), 16, 12, "dm", True)
+    rays, preview = out.result
+    d = rays[..., :3].float()
+    ok = (tuple(rays.shape) == (2, 12, 16, 6) and tuple(preview.shape) == (2, 12, 16, 3)
+          and torch.allclose(d.norm(dim=-1), torch.ones(2, 12, 16), atol=1e-5)
+          and torch.allclose(preview, d * 0.5 + 0.5))
+    return ok, f"rays {tuple(rays.shape)}, preview range [{float(preview.min()):.3f}, {float(preview.max()):.3f}]"
+
+
+@check
+def build_and_split_sequence_round_trip(work: Path):
+    import torch
+    from syn2seq_pack.nodes.sequence import Syn2SeqBuildSequence, Syn2SeqSplitSequence
+
+    exo = torch.rand(3, 48, 64, 3)
+    ego = torch.rand(2, 48, 64, 3)
+    built = Syn2SeqBuildSequence.execute(_cameras(3), _cameras(2, x0=2.0), "exo2ego", 4, exo_frames=exo,
+                                         ego_frames=ego)
+    seq, frames = built.result
+    e, t, g = Syn2SeqSplitSequence.execute(seq).result
+    video_only = Syn2SeqBuildSequence.execute(_cameras(3), _cameras(2, x0=2.0), "video_only", 4, exo_frames=exo)
+    vo_roles = [s["role"] for s in video_only.ui["syn2seq_camera_path"][0]["segments"]]
+    ok = (len(seq) == 9 and tuple(frames.shape) == (9, 48, 64, 3) and torch.allclose(e, exo, atol=1e-6)
+          and t.shape[0] == 4 and float(t.abs().max()) == 0.0 and torch.allclose(g, ego, atol=1e-6)
+          and vo_roles == ["exo", "ego"])
+    return ok, f"sequence {len(seq)} frames; split {e.shape[0]}/{t.shape[0]}/{g.shape[0]}; video_only path {vo_roles}"
+
+
+@check
+def sampler_callback_cancels_on_interrupt(work: Path):
+    import comfy.model_management as mm
+    from syn2seq_pack.nodes import progress
+
+    callback = progress.step_callback(10)
+    callback({"step": 1, "total": 10})
+    mm.interrupt_current_processing(True)
+    try:
+        callback({"step": 2, "total": 10})
+        raised = None
+    except mm.InterruptProcessingException as e:
+        raised = type(e).__name__
+    finally:
+        mm.interrupt_current_processing(False)
+    return raised == "InterruptProcessingException", f"raised {raised}"
+
+
+@check
+def evaluate_reports_metrics_and_lpips_unavailable(work: Path):
+    import torch
+    from syn2seq_pack.nodes.evaluate import Syn2SeqEvaluate
+
+    gt = torch.rand(3, 32, 32, 3)
+    noisy = (gt + 0.05 * torch.randn_like(gt)).clamp(0, 1)
+    out = Syn2SeqEvaluate.execute(noisy, gt, "none")
+    text, plot = out.result
+    ok = ("psnr:" in text and "ssim:" in text and "lpips_alex: unavailable" in text
+          and plot.ndim == 4 and plot.shape[-1] == 3 and out.ui["text"] == [text])
+    return ok, text.replace("\n", " | ")
+
+
+def main(argv: list[str]) -> int:
+    comfy, work = argv[1], Path(argv[2])
+    setup(comfy, work)
+    results = {}
+    for name, fn in CHECKS.items():
+        try:
+            ok, detail = fn(work)
+            results[name] = {"ok": bool(ok), "detail": str(detail)}
+        except Exception:
+            results[name] = {"ok": False, "detail": traceback.format_exc()}
+    print("SYN2SEQ_RESULTS " + json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

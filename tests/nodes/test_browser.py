@@ -1,0 +1,94 @@
+"""The exo2ego workflow in ComfyUI's real frontend, in headless Chromium.
+
+Opens ``workflows/exo2ego.json`` the way the template browser does (``app.loadGraphData``), checks that no
+node type is missing and that the frontend's own "Export (API)" of it equals ``exo2ego_api.json``, queues
+it from the page, waits until the camera-path widgets have drawn the path the nodes sent, saves a
+screenshot (``outputs/test_artifacts/exo2ego_camera_path.png``, or ``$SYN2SEQ_ARTIFACTS``), then cancels
+the run. Skipped, with the reason, when Chromium, websocket-client or ComfyUI is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from .cdp import Browser, find_chromium
+from .harness import PACK_ROOT
+from .workflow_format import strip_meta
+
+WORKFLOW = PACK_ROOT / "workflows" / "exo2ego.json"
+API_TWIN = PACK_ROOT / "workflows" / "exo2ego_api.json"
+ARTIFACTS = Path(os.environ.get("SYN2SEQ_ARTIFACTS", PACK_ROOT / "outputs" / "test_artifacts"))
+APP = "window.comfyAPI.app.app"
+
+
+@pytest.fixture(scope="module")
+def browser(comfy_server):
+    exe = find_chromium()
+    if exe is None:
+        pytest.skip("no Chromium (Debian: apt-get install -y chromium)")
+    pytest.importorskip("websocket", reason="websocket-client is not installed")
+    with Browser(exe) as b:
+        b.navigate(comfy_server.url)
+        b.wait_for(f"!!(window.comfyAPI && {APP} && {APP}.graph && window.LiteGraph "
+                   "&& LiteGraph.registered_node_types['Syn2SeqLoadTake'])", timeout=180)
+        yield b
+
+
+def _dialog_texts(browser) -> list[str]:
+    return browser.evaluate("[...document.querySelectorAll('.p-dialog')].map(d => d.textContent)") or []
+
+
+def test_exo2ego_opens_exports_runs_and_draws_the_camera_path(browser, comfy_server):
+    workflow = json.loads(WORKFLOW.read_text(encoding="utf-8"))
+    types = sorted({n["type"] for n in workflow["nodes"]})
+    missing = browser.evaluate(f"{json.dumps(types)}.filter(t => !LiteGraph.registered_node_types[t])")
+    assert missing == [], f"node types the frontend does not know: {missing}"
+
+    browser.evaluate(f"{APP}.loadGraphData({json.dumps(workflow)}, true, true, 'exo2ego').then(() => true)")
+    time.sleep(1.0)
+    dialogs = _dialog_texts(browser)
+    assert not [d for d in dialogs if "not found" in d.lower() or "missing" in d.lower()], dialogs
+    assert browser.evaluate(f"{APP}.graph._nodes.length") == len(workflow["nodes"])
+
+    exported = browser.evaluate(f"{APP}.graphToPrompt().then(p => p.output)")
+    assert strip_meta(exported) == strip_meta(json.loads(API_TWIN.read_text(encoding="utf-8")))
+
+    # Two camera-path widgets (take loader, sequence builder) exist before running, showing a hint.
+    assert browser.evaluate("document.querySelectorAll('canvas[data-syn2seq-camera-path]').length") == 2
+
+    browser.evaluate(f"{APP}.canvas.ds.scale = 0.62; {APP}.canvas.ds.offset = [30, 20]; "
+                     f"{APP}.canvas.setDirty(true, true); true")
+    browser.evaluate(f"{APP}.queuePrompt(0, 1).then(() => true)")
+    try:
+        browser.wait_for("document.querySelectorAll('canvas[data-syn2seq-camera-path=\"drawn\"]').length === 2",
+                         timeout=300)
+        # The drawing has the exo (blue) and ego (red) strokes on it.
+        colours = browser.evaluate("""
+            [...document.querySelectorAll('canvas[data-syn2seq-camera-path="drawn"]')].map(c => {
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let blue = 0, red = 0;
+                for (let i = 0; i < d.length; i += 4) {
+                    if (d[i] < 110 && d[i + 2] > 200) blue++;
+                    if (d[i] > 200 && d[i + 1] < 110 && d[i + 2] < 130) red++;
+                }
+                return [blue, red];
+            })""")
+        time.sleep(0.5)
+        shot = browser.screenshot(ARTIFACTS / "exo2ego_camera_path.png")
+        print(f"\n[syn2seq] screenshot: {shot}")
+    finally:
+        comfy_server.interrupt()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            queue = comfy_server.get("/queue")
+            if not queue["queue_running"] and not queue["queue_pending"]:
+                break
+            time.sleep(0.5)
+    assert all(blue > 20 and red > 20 for blue, red in colours), colours
+    errors = [c for c in browser.console if "syn2seq" in c.lower() and ("error" in c.lower() or "exception" in c)]
+    assert not errors, errors

@@ -1,0 +1,46 @@
+"""Node code inside a real ComfyUI process (its folder_paths, comfy, comfy_api), without a server.
+
+Runs ``inprocess_checks.py`` once with ComfyUI's own Python and asserts each of its checks.
+Skipped, with the reason, when no ComfyUI checkout is configured (``COMFYUI_PATH``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from .harness import PACK_ROOT
+
+SCRIPT = PACK_ROOT / "tests" / "nodes" / "inprocess_checks.py"
+CHECK_NAMES = [
+    "paths_stay_inside_the_input_folder",
+    "model_folder_is_registered_for_safetensors_only",
+    "image_batches_convert_both_ways",
+    "cameras_fit_frames_like_the_video_reader",
+    "transition_node_returns_slerp_cameras_and_a_path",
+    "plucker_preview_shows_unit_directions",
+    "build_and_split_sequence_round_trip",
+    "sampler_callback_cancels_on_interrupt",
+    "evaluate_reports_metrics_and_lpips_unavailable",
+]
+
+
+@pytest.fixture(scope="module")
+def results(comfy_install, tmp_path_factory):
+    work = tmp_path_factory.mktemp("inprocess")
+    proc = subprocess.run([str(comfy_install.python), str(SCRIPT), str(comfy_install.root), str(work)],
+                          capture_output=True, text=True, timeout=300)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("SYN2SEQ_RESULTS ")]
+    assert lines, f"the checks did not report (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return json.loads(lines[-1].removeprefix("SYN2SEQ_RESULTS "))
+
+
+def test_every_check_ran(results):
+    assert sorted(results) == sorted(CHECK_NAMES)
+
+
+@pytest.mark.parametrize("name", CHECK_NAMES)
+def test_check(results, name):
+    assert results[name]["ok"], results[name]["detail"]
