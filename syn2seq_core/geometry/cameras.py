@@ -18,6 +18,18 @@ from ..errors import Syn2SeqInputError, check_finite, require
 _GL_TO_CV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
 
 
+def full_precision(fn):
+    """Run camera maths with autocast disabled (conventions: never bf16/fp16 for poses and rays)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _as_float(x, name: str) -> Tensor:
     t = torch.as_tensor(x)
     if not t.is_floating_point():
@@ -27,6 +39,7 @@ def _as_float(x, name: str) -> Tensor:
     return t
 
 
+@full_precision
 def check_rotations(c2w: Tensor, name: str = "c2w") -> None:
     """Refuse non-finite, non-orthonormal or reflecting rotations, and a bad bottom row. c2w: [N, 4, 4]."""
     check_finite(c2w, name)
@@ -231,6 +244,7 @@ class Cameras:
         rw, rh = max(out_w, round(w * scale)), max(out_h, round(h * scale))
         return self.resize(rw, rh).center_crop(out_w, out_h)
 
+    @full_precision
     def relative_to(self, reference: Tensor | None = None) -> "Cameras":
         """Re-express every pose in the frame of ``reference`` (a c2w [4, 4]; default: the first camera).
 
@@ -248,6 +262,7 @@ class Cameras:
 
 
 # --- free functions ------------------------------------------------------------------------------
+@full_precision
 def invert_pose(T: Tensor) -> Tensor:
     """Inverse of a rigid transform. T: [..., 4, 4] -> [..., 4, 4] (exact, no general matrix inverse)."""
     R = T[..., :3, :3]
@@ -260,6 +275,7 @@ def invert_pose(T: Tensor) -> Tensor:
     return out
 
 
+@full_precision
 def opengl_to_opencv(c2w: Tensor) -> Tensor:
     """Convert c2w between OpenGL and OpenCV camera axes (flip camera y and z). c2w: [..., 4, 4]."""
     return c2w @ _GL_TO_CV.to(dtype=c2w.dtype, device=c2w.device)

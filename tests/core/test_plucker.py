@@ -125,3 +125,12 @@ def test_bad_inputs_named():
         plucker_rays(torch.ones(4) * 0.5, torch.eye(4), 2, 2, order="xy")
     with pytest.raises(Syn2SeqInputError, match="K"):
         plucker_rays(torch.ones(3), torch.eye(4), 2, 2)
+
+
+def test_camera_maths_ignore_autocast():
+    c2w = random_c2w(4).float()
+    cams = Cameras(c2w, [0.7, 0.8, 0.5, 0.5], 8, 8)
+    ref = cams.relative_to().c2w
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rel = cams.relative_to().c2w
+    torch.testing.assert_close(rel, ref)

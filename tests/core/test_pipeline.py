@@ -1,0 +1,152 @@
+"""The generator as users call it: model files, generate(), takes in and videos/metrics out, the CLI."""
+
+import json
+
+import pytest
+import torch
+
+from syn2seq_core import conventions as C
+from syn2seq_core.cli import main
+from syn2seq_core.data.synthetic import SyntheticConfig, render_take
+from syn2seq_core.data.takes import load_take, write_take
+from syn2seq_core.dfot.checkpoint import save_model
+from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.generation import generate_take, write_result
+from syn2seq_core.pipeline import build_network, load_model
+from syn2seq_core.sequence import build_sequence
+from syn2seq_core.video_io import probe_video
+
+SIZE = 16
+MODEL = {"preset": "tiny", "height": SIZE, "width": SIZE, "patch_size": 4, "dim": 48, "depth": 2, "heads": 2,
+         "max_frames": 8}
+DATA = {"size": SIZE, "exo_frames": 3, "ego_frames": 3, "transition_frames": 2}
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    torch.manual_seed(0)
+    net = build_network(MODEL)
+    # Non-zero outputs, so that generated frames depend on the model (zero-init would give v = 0).
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    info = {"config": {"noise_shift": 1.0, "data": DATA, "model": MODEL}, "step": 0}
+    save_model(path, net, extra_metadata={"training": json.dumps(info)})
+    return path
+
+
+@pytest.fixture(scope="module")
+def takes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("takes")
+    cfg = SyntheticConfig(size=32, supersample=1, exo_frames=3, ego_frames=3)
+    for i in range(2):
+        t = render_take(1000 + i, cfg)
+        write_take(root / f"take_{i}", t.exo_frames, t.exo_cameras, t.ego_frames, t.ego_cameras, fps=8)
+    return root
+
+
+def small_sequence(n_ego=3, n_exo=3):
+    t = render_take(7, SyntheticConfig(size=SIZE, supersample=1, exo_frames=n_exo, ego_frames=n_ego))
+    return build_sequence(t.exo_cameras, t.ego_cameras, exo_frames=t.exo_frames, n_transition=2)
+
+
+def test_model_file_round_trip_keeps_schedule_and_training_info(model_path):
+    model = load_model(model_path)
+    assert model.size == (SIZE, SIZE) and model.window == 8
+    assert model.schedule.shift == 1.0 and model.transition_frames == 2
+
+
+def test_generate_keeps_context_and_fills_the_rest(model_path):
+    model = load_model(model_path)
+    seq = small_sequence()
+    calls = []
+    out = model.generate(seq, steps=4, seed=1, callback=calls.append)
+    assert [c["step"] for c in calls] == [1, 2, 3, 4] and calls[0]["total"] == 4
+    assert torch.equal(out.frames[:3], seq.frames[:3])
+    assert out.known.all() and (out.context_mask[3:] == C.MASK_GENERATED_CONTEXT).all()
+    assert out.frames.min() >= 0 and out.frames.max() <= 1 and out.frames[3:].std() > 0
+    again = model.generate(seq, steps=4, seed=1)
+    assert torch.equal(out.frames, again.frames)
+    assert not torch.equal(out.frames, model.generate(seq, steps=4, seed=2).frames)
+
+
+def test_generate_is_cancellable_from_the_callback(model_path):
+    model = load_model(model_path)
+
+    def cancel(info):
+        if info["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.generate(small_sequence(), steps=5, callback=cancel)
+
+
+def test_long_sequences_roll_out_in_windows(model_path):
+    model = load_model(model_path)
+    seq = small_sequence(n_ego=6)  # 3 + 2 + 6 = 11 frames > window 8
+    out = model.generate(seq, steps=3, guidance="vanilla", guidance_scale=2.0)
+    assert len(out) == 11 and out.known.all() and torch.equal(out.frames[:3], seq.frames[:3])
+
+
+def test_mean_prediction_and_wrong_size(model_path):
+    model = load_model(model_path)
+    seq = small_sequence()
+    a, b = model.predict_mean(seq), model.predict_mean(seq)
+    assert torch.equal(a.frames, b.frames)
+    t = render_take(7, SyntheticConfig(size=8, supersample=1, exo_frames=3, ego_frames=3))
+    wrong = build_sequence(t.exo_cameras, t.ego_cameras, exo_frames=t.exo_frames)
+    with pytest.raises(Syn2SeqInputError, match="model's size"):
+        model.generate(wrong)
+
+
+def test_missing_model_file_is_explained(tmp_path):
+    with pytest.raises(Syn2SeqInputError, match="models/syn2seq"):
+        load_model(tmp_path / "nope.safetensors")
+
+
+@pytest.mark.parametrize("direction", ["exo2ego", "ego2exo"])
+def test_take_in_video_and_metrics_out(model_path, takes, tmp_path, direction):
+    model = load_model(model_path)
+    take = load_take(takes / "take_0")
+    result = generate_take(take, model, direction, steps=2)
+    paths = write_result(result, tmp_path / direction)
+    tgt = direction[-3:]
+    info = probe_video(paths["video"])
+    gt = probe_video(takes / "take_0" / f"{tgt}.mp4")
+    assert (info.frames, info.width, info.height) == (gt.frames, gt.width, gt.height)
+    report = json.loads(paths["metrics"].read_text())
+    assert report["metrics"]["frames"] == 3 and isinstance(report["metrics"]["psnr"]["mean"], float)
+    assert report["metrics"]["lpips_alex"].startswith("unavailable")
+    assert probe_video(paths["side_by_side"]).frames == 3
+    assert not list((tmp_path / direction).glob(".*"))  # no partial files left behind
+
+
+def test_take_without_ground_truth(model_path, takes, tmp_path):
+    src = load_take(takes / "take_1")
+    frames, cams = src.read_view("exo")
+    write_take(tmp_path / "inference", frames, cams, None, src.cameras("ego"), fps=8)
+    result = generate_take(load_take(tmp_path / "inference"), load_model(model_path), steps=2)
+    assert result.target is None and result.metrics is None
+    paths = write_result(result, tmp_path / "out")
+    assert "unavailable" in json.loads(paths["metrics"].read_text())["metrics"]
+    assert probe_video(paths["video"]).frames == 3
+
+
+def test_cli_exo2ego_and_eval(model_path, takes, tmp_path, capsys):
+    assert main(["exo2ego", "--take", str(takes / "take_0"), "--model", str(model_path), "--out",
+                 str(tmp_path / "cli"), "--steps", "2"]) == 0
+    assert (tmp_path / "cli" / "ego_generated.mp4").exists()
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--takes", str(takes), "--model", str(model_path), "--steps", "2", "--mean",
+                 "--out", str(report)]) == 0
+    data = json.loads(report.read_text())["summary"]
+    assert data["takes"] == 2
+    assert set(data["methods"]) >= {"sample", "mean", "copy_last", "flat_color", "mean_target"}
+    assert "copy_last" in data["paired_vs_sample"]
+    assert "PSNR" in capsys.readouterr().out
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
+    assert main(["exo2ego", "--take", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "error" in capsys.readouterr().err
