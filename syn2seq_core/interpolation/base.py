@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
@@ -91,15 +92,15 @@ def check_frames(x, name: str, ndims=(3, 4)) -> Tensor:
     require(x.is_floating_point(), name, "float values in [0, 1]", x.dtype,
             "Convert uint8 images with x.float() / 255")
     require(x.shape[-1] >= 2 and x.shape[-2] >= 2, name, "frames of at least 2x2 pixels", tuple(x.shape))
-    bad = ~torch.isfinite(x)
-    if bool(bad.any()):
-        raise Syn2SeqInputError(name, "finite values", f"{int(bad.sum())} NaN/inf entries")
-    if x.numel():
-        lo, hi = float(x.min()), float(x.max())
-        if lo < -RANGE_SLACK or hi > 1 + RANGE_SLACK:
-            raise Syn2SeqInputError(name, "values in [0, 1]", f"range [{lo:.3g}, {hi:.3g}]",
-                                    "Rescale [-1, 1] frames with (x + 1) / 2 and [0, 255] frames with x / 255")
-    return x.clamp(0.0, 1.0)
+    if not x.numel():
+        return x
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))  # one pass; NaN and inf show up here
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise Syn2SeqInputError(name, "finite values", f"{int((~torch.isfinite(x)).sum())} NaN/inf entries")
+    if lo < -RANGE_SLACK or hi > 1 + RANGE_SLACK:
+        raise Syn2SeqInputError(name, "values in [0, 1]", f"range [{lo:.3g}, {hi:.3g}]",
+                                "Rescale [-1, 1] frames with (x + 1) / 2 and [0, 255] frames with x / 255")
+    return x if 0.0 <= lo and hi <= 1.0 else x.clamp(0.0, 1.0)
 
 
 def check_count(n, name: str = "n") -> int:

