@@ -173,6 +173,13 @@ def memory_of_step(**spec) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _step(model, x, logsnr, rays, bf16: bool) -> None:
+    import torch
+
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        model(x, logsnr, rays)
+
+
 # --- the benchmark -------------------------------------------------------------------------------------------
 def run(args) -> int:
     import torch
@@ -199,12 +206,8 @@ def run(args) -> int:
                "attention": config.attention, "params_m": count_parameters(model) / 1e6, "gflop": flops / 1e9}
         for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             peak = matmul_gflops(dtype, device, reps=3 if args.quick else 5)
-
-            def step():
-                with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=label == "bf16"):
-                    model(x, logsnr, rays)
-
-            seconds = _median_time(step, device, reps, budget_s=4 if args.quick else 15)
+            seconds = _median_time(lambda: _step(model, x, logsnr, rays, bf16=label == "bf16"), device, reps,
+                                   budget_s=4 if args.quick else 15)
             row[label] = {"s": seconds, "fps": args.batch * frames / seconds, "gflops": flops / seconds / 1e9,
                           "peak": peak, "ratio": flops / seconds / 1e9 / peak}
         if not args.no_memory and not args.quick:

@@ -26,6 +26,14 @@ from ..errors import require
 from .ops import resolve
 
 
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (False for device types autocast does not know, e.g. meta)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return False
+
+
 # --- noise level --------------------------------------------------------------------------------------
 class FourierFeatures(nn.Module):
     """``sqrt(2) cos(2 pi (x f) + 2 pi phi)`` with frozen ``f ~ N(0, 1)``, ``phi ~ U(0, 1)``. x: [...] -> [..., C].
@@ -69,7 +77,7 @@ class NoiseLevelEmbedding(nn.Module):
     def forward(self, noise: Tensor) -> Tensor:
         features = self.timesteps(noise)
         weight = self.embedding.linear_1.weight
-        if weight.is_floating_point() and not torch.is_autocast_enabled(weight.device.type):
+        if weight.is_floating_point() and not autocast_enabled(weight.device.type):
             features = features.to(weight.dtype)
         return self.embedding(features)
 
@@ -187,7 +195,7 @@ class RayPatchEmbed(nn.Module):
         p = self.patch_size
         patches = rearrange(rays, "b t (h p1) (w p2) c -> b t (h w) (p1 p2 c)", p1=p, p2=p)
         weight = self.proj.weight
-        if weight.is_floating_point() and not torch.is_autocast_enabled(weight.device.type):
+        if weight.is_floating_point() and not autocast_enabled(weight.device.type):
             patches = patches.to(weight.dtype)
         return self.proj(patches)
 

@@ -35,8 +35,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..errors import Syn2SeqInputError, check_choice, require
-from .embeddings import (NoiseLevelEmbedding, RayPatchEmbed, RMSNorm, apply_rope_complex, layer_norm, rope_3d_axis_dims,
-                         rope_3d_tables, rope_rotation)
+from .embeddings import (NoiseLevelEmbedding, RayPatchEmbed, RMSNorm, apply_rope_complex, autocast_enabled, layer_norm,
+                         rope_3d_axis_dims, rope_3d_tables, rope_rotation)
 from .ops import resolve
 
 ATTENTION_KINDS = ("full", "factorized")
@@ -302,7 +302,7 @@ class DiT3D(nn.Module):
         gh, gw = c.grid
         x = rearrange(x_t, "b t c (h p1) (w p2) -> b t (h w) (p1 p2 c)", p1=p, p2=p)
         weight = self.patch_embed.weight
-        if weight.is_floating_point() and not torch.is_autocast_enabled(x.device.type):
+        if weight.is_floating_point() and not autocast_enabled(x.device.type):
             x = x.to(weight.dtype)
         x = self.patch_embed(x)  # [B, T, S, D]
         if rays is not None:

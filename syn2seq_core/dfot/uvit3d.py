@@ -40,8 +40,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..errors import Syn2SeqInputError, check_choice, require
-from .embeddings import (NoiseLevelEmbedding, RMSNorm, apply_rope_complex, dfot_ray_encoding, rope_3d_axis_dims,
-                         rope_3d_tables, rope_rotation)
+from .embeddings import (NoiseLevelEmbedding, RMSNorm, apply_rope_complex, autocast_enabled, dfot_ray_encoding,
+                         rope_3d_axis_dims, rope_3d_tables, rope_rotation)
 from .ops import resolve
 
 BLOCK_TYPES = ("ResBlock", "TransformerBlock")
@@ -346,7 +346,7 @@ class UViT3DPose(nn.Module):
         levels = len(c.channels)
         x = rearrange(x_t, "b t c h w -> (b t) c h w")
         weight = self.embed_input.proj.weight
-        if weight.is_floating_point() and not torch.is_autocast_enabled(x.device.type):
+        if weight.is_floating_point() and not autocast_enabled(x.device.type):
             x = x.to(weight.dtype)
         x = self.embed_input(x)
 
@@ -354,7 +354,7 @@ class UViT3DPose(nn.Module):
         keep = None if rays is None else self._pose_keep(B, x.device, pose_mask, generator)
         if rays is not None and (keep is None or bool(keep.any())):
             rays = rearrange(rays, "b t h w c -> b t c h w")
-            if weight.is_floating_point() and not torch.is_autocast_enabled(x.device.type):
+            if weight.is_floating_point() and not autocast_enabled(x.device.type):
                 rays = rays.to(weight.dtype)
             pose = self.external_cond_embedding(rays)
             if keep is not None:

@@ -176,10 +176,12 @@ def test_key_mapping_and_config_inference():
     # The full RE10K layout infers the published configuration.
     re10k = dict(channels=(128, 256, 576, 1152), emb=1024, patch=2, rays=180, in_ch=3, updown=(3, 3, 6), mid=20,
                  heads=9, noise=256)
-    shapes = {n: torch.empty(s, device="meta") for n, s, _ in reference_backbone_entries(**re10k)}
+    entries = reference_backbone_entries(**re10k)
+    shapes = {n: torch.empty(s, device="meta") for n, s, _ in entries}
     assert infer_uvit3d_config(shapes) == UViT3DPoseConfig()
     expected = UViT3DPose(UViT3DPoseConfig(), device="meta").state_dict()
-    assert {k: tuple(v.shape) for k, v in expected.items()} == {k: tuple(v.shape) for k, v in shapes.items()}
+    # Same names, shapes and order as the reference state dict.
+    assert [(k, tuple(v.shape)) for k, v in expected.items()] == [(n, s) for n, s, _ in entries]
 
 
 class _RunsCode:
