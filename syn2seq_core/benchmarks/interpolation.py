@@ -33,8 +33,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--rife-weights", default=None, help="RIFE checkpoint (default: the usual search)")
     parser.add_argument("--comfyui", default=None, help="ComfyUI root to search for RIFE weights")
     parser.add_argument("--speed-pairs", type=int, default=24, help="pairs timed for flow at 256x256 (default 24)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch and OpenCV threads for this run (default: leave as they are)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch and OpenCV threads for this run (default 1: steady timings on a shared CPU; "
+                             "0 leaves the libraries' defaults)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
 
 
@@ -92,8 +93,8 @@ def run(args) -> int:
     from ..metrics import psnr, ssim
     from ..video_io import frames_per_second, read_video
 
-    if args.threads is not None:
-        require(args.threads >= 1, "--threads", "an int >= 1", args.threads)
+    require(args.threads >= 0, "--threads", "an int >= 0", args.threads)
+    if args.threads:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
 

@@ -34,6 +34,8 @@ DIS_PRESETS = {"ultrafast": "DISOPTICAL_FLOW_PRESET_ULTRAFAST", "fast": "DISOPTI
 DEFAULT_PRESET = "medium"
 # Forward-backward consistency thresholds (alpha_1 relative, alpha_2 in px^2) and the blur (px) of the mask.
 FB_ALPHA1, FB_ALPHA2, FB_BLUR = 0.01, 0.5, 1.0
+# DIS refuses images with both sides below 12 px; smaller images are edge-padded to this side for the flow.
+MIN_FLOW_SIDE = 16
 
 
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +67,12 @@ def dis_flow(a: np.ndarray, b: np.ndarray, preset: str = DEFAULT_PRESET) -> tupl
     check_choice(preset, DIS_PRESETS, "flow preset")
     dis = cv2.DISOpticalFlow_create(getattr(cv2, DIS_PRESETS[preset]))
     ga, gb = _grey_u8(a), _grey_u8(b)
-    return dis.calc(ga, gb, None), dis.calc(gb, ga, None)
+    h, w = ga.shape
+    pad_h, pad_w = max(0, MIN_FLOW_SIDE - h), max(0, MIN_FLOW_SIDE - w)
+    if pad_h or pad_w:
+        ga, gb = (cv2.copyMakeBorder(g, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE) for g in (ga, gb))
+    f_ab, f_ba = dis.calc(ga, gb, None), dis.calc(gb, ga, None)
+    return np.ascontiguousarray(f_ab[:h, :w]), np.ascontiguousarray(f_ba[:h, :w])
 
 
 def flows_to_time(f01: np.ndarray, f10: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +127,7 @@ class FlowInterpolator:
         b_all = rearrange(last.detach().float().cpu(), "b c h w -> b h w c").numpy()
         grid = _grid(*a_all.shape[1:3])
         out = np.empty((len(a_all), len(times), *a_all.shape[1:]), np.float32)
-        for i, (a, b) in enumerate(zip(a_all, b_all)):
+        for i, (a, b) in enumerate(zip(a_all, b_all, strict=True)):
             a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
             f01, f10 = dis_flow(a, b, self.preset)
             occ = (occlusion_mask(f01, f10, grid), occlusion_mask(f10, f01, grid)) if self.occlusion else None

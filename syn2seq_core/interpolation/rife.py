@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from einops import repeat
+from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from ..errors import Syn2SeqInputError, require
@@ -90,8 +90,9 @@ class RifeConfig:
 
     def describe(self) -> str:
         enc = "no encoder" if self.encoder == "none" else f"{self.encoder} encoder ({self.encoder_channels} ch)"
+        groups = "" if self.conv_groups == 1 else f" (groups {self.conv_groups})"
         return (f"{len(self.block_channels)} blocks c={list(self.block_channels)}, {self.activation}, "
-                f"{self.stack} x{self.conv_layers}{'' if self.conv_groups == 1 else f' (groups {self.conv_groups})'}, {self.head} head ({self.head_channels} ch), {enc}, "
+                f"{self.stack} x{self.conv_layers}{groups}, {self.head} head ({self.head_channels} ch), {enc}, "
                 f"{self.feature_channels} feature ch, scales {list(self.scales)}")
 
 
@@ -189,7 +190,7 @@ class IFNet(nn.Module):
     def __init__(self, cfg: RifeConfig):
         super().__init__()
         self.cfg = cfg
-        for i, (cin, c) in enumerate(zip(cfg.block_inputs(), cfg.block_channels)):
+        for i, (cin, c) in enumerate(zip(cfg.block_inputs(), cfg.block_channels, strict=True)):
             self.add_module(f"block{i}", IFBlock(cin, c, cfg))
         encoder = _encoder(cfg)
         if encoder is not None:
@@ -306,7 +307,8 @@ def rife_config(state_dict: dict[str, Tensor]) -> RifeConfig:
         scales = (32.0, 16.0, 8.0, 4.0, 1.0)
     else:
         scales = tuple(float(2 ** (n_blocks - 1 - i)) for i in range(n_blocks))
-    cfg = RifeConfig(channels, layers, groups, activation, stack, head, head_channels, encoder, width, enc_ch, feature, scales)
+    cfg = RifeConfig(channels, layers, groups, activation, stack, head, head_channels, encoder, width, enc_ch,
+                     feature, scales)
     if cfg.block_inputs() != inputs:
         raise _unknown(f"block input channels {list(inputs)}, expected {list(cfg.block_inputs())} for {cfg.describe()}")
     return cfg
@@ -367,7 +369,8 @@ class RifeInterpolator:
     def __call__(self, first: Tensor, last: Tensor, times: Tensor) -> Tensor:
         """first, last: [B, 3, H, W] in [0, 1]; times: [n] -> [B, n, 3, H, W]."""
         device = self.device or first.device
-        if next(self.net.parameters()).device != device:
+        held = next(self.net.parameters()).device
+        if held.type != device.type or (device.index is not None and held.index != device.index):
             self.net.to(device)
         b, _, h, w = first.shape
         n = len(times)
@@ -378,5 +381,5 @@ class RifeInterpolator:
         t = repeat(times.to(device, torch.float32), "n -> (b n)", b=b)
         with torch.inference_mode():
             frame, _, _ = self.net(img0, img1, t, self.scale)
-        frame = frame[..., :h, :w].reshape(b, n, 3, h, w)
+        frame = rearrange(frame[..., :h, :w], "(b n) c h w -> b n c h w", b=b)
         return frame.to(first.device, first.dtype).clamp(0.0, 1.0)

@@ -125,7 +125,8 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             obj = obj[key]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         found = type(obj).__name__ if not isinstance(obj, dict) else f"a dict with {len(obj)} entries, not all tensors"
-        raise Syn2SeqInputError("RIFE weights file", "a state dict (names -> tensors)", f"'{p}' holding {found}", _WHERE)
+        raise Syn2SeqInputError("RIFE weights file", "a state dict (names -> tensors)", f"'{p}' holding {found}",
+                                _WHERE)
     out = {}
     for k, v in obj.items():
         k = k.removeprefix("module.")

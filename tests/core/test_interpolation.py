@@ -67,6 +67,17 @@ def test_shape_range_dtype(name, texture, request):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
+def test_tiny_and_odd_sizes(name, request):
+    """Sizes below DIS's 12 px minimum and sizes that are no multiple of RIFE's 64 px grid come back whole."""
+    interp = backend(name, request.getfixturevalue("rife") if name == "rife" else None)
+    g = torch.Generator().manual_seed(0)
+    for h, w in ((2, 2), (5, 7), (33, 47)):
+        a, b = torch.rand(3, h, w, generator=g), torch.rand(3, h, w, generator=g)
+        out = interpolate(a, b, 2, interp)
+        assert out.shape == (2, 3, h, w) and 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+
+
+@pytest.mark.parametrize("name", BACKENDS)
 def test_zero_frames_is_an_empty_batch(name, texture, request):
     interp = backend(name, request.getfixturevalue("rife") if name == "rife" else None)
     a, b = shifted(texture, 0, 0, 32, 48), shifted(texture, 0, 4, 32, 48)
