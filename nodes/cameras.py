@@ -77,7 +77,8 @@ class Syn2SeqTransitionPoses(io.ComfyNode):
                         "by quaternion SLERP, camera centre and intrinsics by linear interpolation.",
             inputs=[
                 Cameras.Input("source_cameras", tooltip="The context view (exo for exo2ego); its last camera is used."),
-                Cameras.Input("target_cameras", tooltip="The generated view (ego for exo2ego); its first camera is used."),
+                Cameras.Input("target_cameras",
+                              tooltip="The generated view (ego for exo2ego); its first camera is used."),
                 io.Int.Input("n", default=4, min=0, max=1024, tooltip="Number of transition cameras."),
             ],
             outputs=[Cameras.Output("transition_cameras", display_name="transition_cameras")],
@@ -108,7 +109,8 @@ class Syn2SeqPluckerRays(io.ComfyNode):
                 io.Combo.Input("order", options=orders, default=orders[0],
                                tooltip="dm = (direction, moment) as DFoT; md = (moment, direction) as CameraCtrl."),
                 io.Boolean.Input("relative_to_first", default=True,
-                                 tooltip="Express every pose in the frame of the first camera (as the model sees them)."),
+                                 tooltip="Express every pose in the frame of the first camera (as the model "
+                                         "sees them)."),
             ],
             outputs=[
                 Rays.Output("rays", display_name="rays", tooltip="Tensor [N, H, W, 6]."),

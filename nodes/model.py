@@ -90,6 +90,11 @@ class Syn2SeqSampler(io.ComfyNode):
     def execute(cls, model, sequence, steps, scheduling, history_guidance, guidance_scale, seed) -> io.NodeOutput:
         if model is None or sequence is None:
             raise input_error("model/sequence", "a model and a sequence", "None")
+        height, width = model.size
+        if (sequence.height, sequence.width) != (height, width):
+            raise input_error("sequence", f"frames of {width}x{height} (the model's size)",
+                              f"{sequence.width}x{sequence.height}",
+                              "Connect the width and height outputs of Syn2Seq Load Model to the take loader")
         generated = model.generate(sequence, steps=int(steps), scheduling=scheduling, guidance=history_guidance,
                                    guidance_scale=float(guidance_scale), seed=int(seed),
                                    callback=progress.step_callback(int(steps)))

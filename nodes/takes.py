@@ -71,7 +71,8 @@ class Syn2SeqLoadTake(io.ComfyNode):
                 io.Image.Output("ego_frames", display_name="ego_frames"),
                 Cameras.Output("exo_cameras", display_name="exo_cameras"),
                 Cameras.Output("ego_cameras", display_name="ego_cameras"),
-                io.Float.Output("fps", display_name="fps", tooltip="Frame rate of the frames read (take fps / stride)."),
+                io.Float.Output("fps", display_name="fps",
+                                tooltip="Frame rate of the frames read (take fps / stride)."),
             ],
         )
 

@@ -39,7 +39,7 @@ class Browser:
         self._ids = itertools.count(1)
         self.console: list[str] = []
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:  # noqa: PYI034
         import websocket  # websocket-client
 
         self._profile = tempfile.TemporaryDirectory(prefix="syn2seq-chromium-")

@@ -81,7 +81,7 @@ class ComfyServer:
         return self.base / "models"
 
     # --- life cycle ---------------------------------------------------------------------------------
-    def start(self) -> "ComfyServer":
+    def start(self) -> ComfyServer:
         for sub in ("custom_nodes", "input", "output", "models", "user", "temp"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         link = self.base / "custom_nodes" / "syn2seq"
@@ -91,7 +91,7 @@ class ComfyServer:
                "--base-directory", str(self.base), "--preview-method", "none", *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.pop("PYTHONPATH", None)  # the test runner's path must not leak into ComfyUI's Python
-        self._log = open(self.log_path, "w", encoding="utf-8")
+        self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - open while the server runs
         self.process = subprocess.Popen(cmd, cwd=self.install.root, stdout=self._log, stderr=subprocess.STDOUT,
                                         env=env, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -117,7 +117,7 @@ class ComfyServer:
         if getattr(self, "_log", None):
             self._log.close()
 
-    def __enter__(self) -> "ComfyServer":
+    def __enter__(self) -> ComfyServer:  # noqa: PYI034
         return self.start()
 
     def __exit__(self, *exc) -> None:

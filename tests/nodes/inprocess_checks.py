@@ -130,7 +130,8 @@ def cameras_fit_frames_like_the_video_reader(work: Path):
     cropped = convert.fit_cameras_to_frames(cams, torch.zeros(4, 3, 32, 32))  # centre-cropped square
     wrong = raises(convert.fit_cameras_to_frames, _cameras(3), torch.zeros(4, 3, 24, 32))
     ok = (len(fitted) == 4 and fitted.size == (32, 24) and torch.allclose(fitted.K[0], cams.K[0])
-          and cropped.size == (32, 32) and abs(float(cropped.K[0, 0]) - 0.8 * round(64 * 32 / 48) / 32) < 1e-6 and wrong is not None)
+          and cropped.size == (32, 32) and abs(float(cropped.K[0, 0]) - 0.8 * round(64 * 32 / 48) / 32) < 1e-6
+          and wrong is not None)
     return ok, f"fitted K {fitted.K[0].tolist()}, cropped K {cropped.K[0].tolist()}, count error: {wrong}"
 
 
@@ -220,7 +221,7 @@ def main(argv: list[str]) -> int:
         try:
             ok, detail = fn(work)
             results[name] = {"ok": bool(ok), "detail": str(detail)}
-        except Exception:
+        except Exception:  # noqa: BLE001 - every check reports its own failure
             results[name] = {"ok": False, "detail": traceback.format_exc()}
     print("SYN2SEQ_RESULTS " + json.dumps(results))
     return 0

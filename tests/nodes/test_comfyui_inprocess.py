@@ -31,7 +31,7 @@ CHECK_NAMES = [
 def results(comfy_install, tmp_path_factory):
     work = tmp_path_factory.mktemp("inprocess")
     proc = subprocess.run([str(comfy_install.python), str(SCRIPT), str(comfy_install.root), str(work)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("SYN2SEQ_RESULTS ")]
     assert lines, f"the checks did not report (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return json.loads(lines[-1].removeprefix("SYN2SEQ_RESULTS "))

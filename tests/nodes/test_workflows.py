@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import ast
 import json
-from pathlib import Path
 
 import pytest
 
 from . import graphs
 from .harness import PACK_ROOT
-from .workflow_format import FRONTEND_ONLY, build, input_specs, load_snapshot, outputs, strip_meta, ui_to_api
+from .workflow_format import (
+    FRONTEND_ONLY,
+    build,
+    input_specs,
+    load_snapshot,
+    outputs,
+    strip_meta,
+    ui_to_api,
+)
 
 WORKFLOW_DIR = PACK_ROOT / "workflows"
 NAMES = sorted(graphs.WORKFLOWS)
