@@ -34,8 +34,10 @@ def used_core_nodes() -> set[str]:
 
 
 def comparable(schema: dict, node_type: str) -> dict:
-    """A node definition without machine-specific parts (the file lists of dynamic combos)."""
+    """A node definition without machine-specific parts (the file lists of dynamic combos, and the module
+    path, which names the folder the pack was installed into)."""
     s = copy.deepcopy(schema)
+    s.pop("python_module", None)
     for group in ("required", "optional"):
         for name, spec in s.get("input", {}).get(group, {}).items():
             if (node_type, name) in graphs.DYNAMIC_COMBOS:

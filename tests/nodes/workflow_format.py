@@ -84,6 +84,17 @@ def outputs(schema: dict) -> list[tuple[str, str]]:
     return [(str(n), t if isinstance(t, str) else "COMBO") for n, t in zip(names, types)]
 
 
+def signature(schema: dict) -> dict:
+    """What a workflow depends on in a node definition: inputs (name, type, required, widget range and
+    options) in order, and output types. Tooltips and display names are left out."""
+    ins = []
+    for s in input_specs(schema):
+        keep = {k: s.options[k] for k in ("default", "min", "max", "options", "control_after_generate")
+                if k in s.options}
+        ins.append([s.name, s.type, s.optional, keep])
+    return {"inputs": ins, "outputs": [t for _, t in outputs(schema)]}
+
+
 def default_value(spec: InputSpec):
     if "default" in spec.options:
         return spec.options["default"]
