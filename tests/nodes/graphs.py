@@ -1,4 +1,5 @@
-"""The shipped workflows as graphs: one definition gives ``workflows/NAME.json`` (UI) and ``NAME_api.json``.
+"""The shipped workflows as graphs: one definition gives ``workflows/NAME.json`` (UI format) and
+``workflows/api/NAME_api.json`` (API format).
 
 Edit here, then run ``python -m tests.nodes.make_workflows`` to rewrite the files. Node ids and input names
 used here are the pack's public interface: renaming one breaks users' saved workflows.

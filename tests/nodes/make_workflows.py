@@ -1,6 +1,6 @@
 """Write the shipped workflows, and refresh the node-definition snapshot from a real ComfyUI.
 
-    python -m tests.nodes.make_workflows              # workflows/*.json from graphs.py, docs/nodes.md
+    python -m tests.nodes.make_workflows              # workflows/ from graphs.py, docs/nodes.md
     python -m tests.nodes.make_workflows --snapshot   # first re-read /object_info (needs COMFYUI_PATH)
 
 The snapshot (``tests/nodes/object_info_snapshot.json``) holds the real ``/object_info`` entries of every
@@ -21,6 +21,9 @@ from .harness import PACK_ROOT, ComfyServer, find_comfyui
 from .workflow_format import FRONTEND_ONLY, SNAPSHOT, build, load_snapshot, write_json
 
 WORKFLOW_DIR = PACK_ROOT / "workflows"
+# API twins live one level down: ComfyUI lists every workflows/*.json as a template, and an API-format file
+# opened from the template browser fails to load.
+API_DIR = WORKFLOW_DIR / "api"
 DOCS = PACK_ROOT / "docs" / "nodes.md"
 PACK_PREFIX = "Syn2Seq"
 DOC_ORDER = ["Syn2SeqLoadTake", "Syn2SeqLoadCameras", "Syn2SeqTransitionPoses", "Syn2SeqPluckerRays",
@@ -77,8 +80,8 @@ def write_workflows() -> None:
     for name, make in graphs.WORKFLOWS.items():
         ui, api = build(make(), schemas, name)
         write_json(WORKFLOW_DIR / f"{name}.json", ui)
-        write_json(WORKFLOW_DIR / f"{name}_api.json", api)
-        print(f"wrote workflows/{name}.json and workflows/{name}_api.json")
+        write_json(API_DIR / f"{name}_api.json", api)
+        print(f"wrote workflows/{name}.json and workflows/api/{name}_api.json")
 
 
 def _input_doc(spec) -> str:

@@ -21,7 +21,7 @@ from .harness import PACK_ROOT
 from .workflow_format import strip_meta
 
 WORKFLOW = PACK_ROOT / "workflows" / "exo2ego.json"
-API_TWIN = PACK_ROOT / "workflows" / "exo2ego_api.json"
+API_TWIN = PACK_ROOT / "workflows" / "api" / "exo2ego_api.json"
 ARTIFACTS = Path(os.environ.get("SYN2SEQ_ARTIFACTS", PACK_ROOT / "outputs" / "test_artifacts"))
 APP = "window.comfyAPI.app.app"
 

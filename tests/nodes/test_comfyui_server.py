@@ -20,12 +20,12 @@ from .harness import PACK_ROOT, PromptRejected, output_files, status_messages
 from .make_workflows import comparable, used_core_nodes
 from .workflow_format import load_snapshot, signature
 
-WORKFLOW_DIR = PACK_ROOT / "workflows"
+API_DIR = PACK_ROOT / "workflows" / "api"
 TEST_STEPS = int(os.environ.get("SYN2SEQ_TEST_STEPS", "4"))
 
 
 def api_workflow(name: str, steps: int | None = None) -> dict:
-    prompt = json.loads((WORKFLOW_DIR / f"{name}_api.json").read_text(encoding="utf-8"))
+    prompt = json.loads((API_DIR / f"{name}_api.json").read_text(encoding="utf-8"))
     steps = TEST_STEPS if steps is None else steps
     for node in prompt.values():
         if node["class_type"] == "Syn2SeqSampler" and steps:
@@ -66,6 +66,13 @@ def test_live_definitions_match_the_snapshot_the_static_checks_use(object_info):
             stale.append(k)
     assert not stale, (f"definitions changed for {stale}; re-run `python -m tests.nodes.make_workflows --snapshot` "
                        "and review the workflow diff")
+
+
+def test_template_browser_lists_the_ui_workflows_only(comfy_server):
+    listed = comfy_server.get("/workflow_templates").get("syn2seq", [])
+    assert sorted(listed) == sorted(graphs.WORKFLOWS)
+    served = comfy_server.get("/api/workflow_templates/syn2seq/exo2ego.json")
+    assert served == json.loads((PACK_ROOT / "workflows" / "exo2ego.json").read_text(encoding="utf-8"))
 
 
 def test_pack_imports_fast_and_cleanly(comfy_server):
