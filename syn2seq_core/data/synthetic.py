@@ -22,11 +22,11 @@ Entry points
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-from einops import rearrange
 from torch import Tensor
 
 from ..errors import check_choice, require
@@ -49,6 +49,19 @@ CAMERA_PATH_KINDS = ("orbit", "dolly", "head", "exo_to_ego", "ego_to_exo")
 
 
 # --- rendering ---------------------------------------------------------------------------------------
+@contextmanager
+def _threads(n: int):
+    """Use n torch threads inside the block (0: unchanged)."""
+    before = torch.get_num_threads()
+    if n and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n and n != before:
+            torch.set_num_threads(before)
+
+
 def render_batch(scene: Scene, c2w: Tensor, K: Tensor, times: Tensor, size: int | tuple[int, int], *,
                  supersample: int = 2, near: float = 0.05, hidden=(), return_aux: bool = False,
                  chunk_rays: int = 32768):
@@ -73,6 +86,10 @@ def render_batch(scene: Scene, c2w: Tensor, K: Tensor, times: Tensor, size: int 
     require(times.shape == (B, N), "times", f"shape {(B, N)}", tuple(times.shape))
     require(int(supersample) == supersample and supersample >= 1, "supersample", "a positive integer", supersample)
     require(width >= 1 and height >= 1, "size", "positive width and height", (width, height))
+    centres = c2w[..., :3, 3]
+    inside = (centres > torch.tensor(ROOM_LO)) & (centres < torch.tensor(ROOM_HI))
+    require(bool(inside.all()), "c2w", f"camera centres inside the room {ROOM_LO} .. {ROOM_HI} (metres)",
+            f"{int((~inside.all(-1)).sum())} outside")
     s = int(supersample)
     with torch.inference_mode():
         tab = primitive_tables(scene, times, hidden)
@@ -203,9 +220,10 @@ def render_takes(seeds, config: SyntheticConfig = SyntheticConfig(), transition:
     s = transition_times(n, torch.float32)[None, :, None]
     tr_K = exo_K[:, -1:] + s * (ego_K[:, :1] - exo_K[:, -1:])
     tr_t = _transition_times(te[:, -1], tg[:, 0], n)
-    frames = render_batch(scene, torch.cat([exo, ego, tr], 1), torch.cat([exo_K, ego_K, tr_K], 1),
-                          torch.cat([te, tg, tr_t], 1), config.size, supersample=config.supersample,
-                          near=config.near, chunk_rays=config.chunk_rays)
+    with _threads(config.threads):
+        frames = render_batch(scene, torch.cat([exo, ego, tr], 1), torch.cat([exo_K, ego_K, tr_K], 1),
+                              torch.cat([te, tg, tr_t], 1), config.size, supersample=config.supersample,
+                              near=config.near, chunk_rays=config.chunk_rays)
     return SyntheticBatch(
         seeds=seeds, config=config, scene=scene,
         exo_frames=frames[:, :Te], exo_c2w=exo.contiguous(), exo_K=exo_K.contiguous(), exo_times=te.contiguous(),
@@ -363,8 +381,9 @@ def render_camera_path_clips(seeds, n_frames: int, config: SyntheticConfig = Syn
     c2w = torch.stack([p[0] for p in paths])
     K = torch.stack([p[1] for p in paths])
     tt = times[None].expand(len(seeds), -1).contiguous()
-    frames = render_batch(scene, c2w, K, tt, config.size, supersample=config.supersample, near=config.near,
-                          chunk_rays=config.chunk_rays)
+    with _threads(config.threads):
+        frames = render_batch(scene, c2w, K, tt, config.size, supersample=config.supersample, near=config.near,
+                              chunk_rays=config.chunk_rays)
     return CameraPathBatch(seeds, scene, frames, c2w, K, tt, [p[2] for p in paths])
 
 

@@ -81,6 +81,9 @@ class SyntheticConfig:
     objects: (min, max) number of objects on the table (2..6).
     near: hits closer than this to the camera (metres) are not drawn.
     chunk_rays: rays cast together (memory and cache locality, not results).
+    threads: torch threads while rendering takes and clips (0: leave torch's setting). The ray caster runs
+    many small ops; on a busy 2-core machine one thread is often faster than two (see ``syn2seq bench
+    render``). Setting it changes the process-wide thread count for the duration of each call.
     """
 
     size: int = 64
@@ -93,6 +96,7 @@ class SyntheticConfig:
     objects: tuple[int, int] = (2, 4)
     near: float = 0.05
     chunk_rays: int = 32768
+    threads: int = 0
 
     def __post_init__(self):
         require(int(self.size) == self.size and self.size >= 4, "size", "an integer >= 4", self.size)
@@ -110,6 +114,8 @@ class SyntheticConfig:
                 (lo, hi))
         require(0 < self.near < 1, "near", "a distance in (0, 1) metres", self.near)
         require(self.chunk_rays >= 256, "chunk_rays", "at least 256", self.chunk_rays)
+        require(int(self.threads) == self.threads and self.threads >= 0, "threads", "an integer >= 0 (0: unchanged)",
+                self.threads)
         object.__setattr__(self, "exo_fov_deg", tuple(float(x) for x in self.exo_fov_deg))
         object.__setattr__(self, "ego_fov_deg", tuple(float(x) for x in self.ego_fov_deg))
         object.__setattr__(self, "objects", tuple(int(x) for x in self.objects))

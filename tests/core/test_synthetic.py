@@ -233,7 +233,7 @@ def test_output_shapes_ranges_and_cameras():
     assert take.exo_frames.shape == (5, 3, 40, 40) and take.ego_frames.shape == (3, 3, 40, 40)
     for x in (take.exo_frames, take.ego_frames):
         assert x.dtype == torch.float32 and float(x.min()) >= 0.0 and float(x.max()) <= 1.0
-        assert float(x.std()) > 0.05  # not a flat image
+        assert bool(torch.isfinite(x).all()) and float(x.std()) > 0.05  # not a flat image
     assert isinstance(take.exo_cameras, Cameras) and len(take.exo_cameras) == 5 and len(take.ego_cameras) == 3
     assert take.exo_cameras.size == (40, 40)
     torch.testing.assert_close(take.ego_times, torch.arange(3) / 10.0)
@@ -295,6 +295,10 @@ def test_bad_inputs_are_refused_with_expected_and_found():
         render(take.scene, take.exo_cameras, torch.zeros(3))
     with pytest.raises(Syn2SeqInputError, match="kind"):
         render_camera_path_clip(0, 4, SMALL, kind="spiral")
+    outside = take.exo_cameras.c2w.clone()
+    outside[:, 0, 3] = 10.0
+    with pytest.raises(Syn2SeqInputError, match="inside the room"):
+        render(take.scene, Cameras(outside, take.exo_cameras.K, 32, 32), take.exo_times)
 
 
 # --- transitions ---------------------------------------------------------------------------------------------
