@@ -61,7 +61,7 @@ def test_exo2ego_opens_exports_runs_and_draws_the_camera_path(browser, comfy_ser
     # Two camera-path widgets (take loader, sequence builder) exist before running, showing a hint.
     assert browser.evaluate("document.querySelectorAll('canvas[data-syn2seq-camera-path]').length") == 2
 
-    browser.evaluate(f"{APP}.canvas.ds.scale = 0.62; {APP}.canvas.ds.offset = [30, 20]; "
+    browser.evaluate(f"{APP}.canvas.ds.scale = 1.0; {APP}.canvas.ds.offset = [10, 10]; "
                      f"{APP}.canvas.setDirty(true, true); true")
     browser.evaluate(f"{APP}.queuePrompt(0, 1).then(() => true)")
     try:
