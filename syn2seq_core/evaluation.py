@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
-from .metrics import evaluate_frames, mean_ci, paired_difference, psnr, ssim
+from .metrics import evaluate_frames, mean_ci, paired_difference, psnr
 
 BASELINES = ("copy_last", "flat_color", "mean_target")
 

@@ -6,7 +6,6 @@ The one function both the CLI (``syn2seq exo2ego|ego2exo|demo|eval``) and the Co
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,10 +124,6 @@ def write_result(result: TakeResult, out_dir: str | Path, extra: dict | None = N
 
 def write_json(path: Path, data) -> None:
     """Atomic JSON write."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from .atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")

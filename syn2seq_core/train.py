@@ -165,7 +165,9 @@ def learning_rate(cfg: OptimConfig, step: int, max_steps: int) -> float:
 
 # --- checkpoints ----------------------------------------------------------------------------------------
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from .atomic import temp_file_near
+
+    tmp = temp_file_near(path)
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)

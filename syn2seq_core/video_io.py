@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -454,11 +453,9 @@ def _fps_fraction(fps) -> Fraction:
 
 def atomic_output(path, suffix: str | None = None):
     """A hidden temporary path next to ``path`` (same folder, so os.replace is atomic)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=f".partial{suffix or p.suffix}")
-    os.close(fd)
-    return Path(tmp)
+    from .atomic import temp_file_near
+
+    return temp_file_near(path, suffix)
 
 
 def write_video(path, frames, fps: float = 30.0, *, crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
+from ..atomic import temp_dir_near
 from pathlib import Path
 
 from ..errors import Syn2SeqInputError, require
@@ -99,7 +99,7 @@ def write_frames_atomic(out: Path, frames, overwrite: bool = False) -> list[Path
     _check_out_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     digits = max(4, len(str(len(frames))))
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
+    tmp = temp_dir_near(out, "partial")
     old = None
     try:
         names = []
@@ -108,7 +108,7 @@ def write_frames_atomic(out: Path, frames, overwrite: bool = False) -> list[Path
             write_image(tmp / name, frame)
             names.append(name)
         if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+            old = temp_dir_near(out, "old")
             os.rmdir(old)
             os.rename(out, old)
         os.rename(tmp, out)

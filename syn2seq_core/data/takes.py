@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..atomic import temp_dir_near
 from ..errors import Syn2SeqInputError, check_choice, require
 from ..geometry.cameras import Cameras
 from ..video_io import (VideoInfo, broadcast_cameras, iter_video_chunks, probe_video, read_video, resize_plan,
@@ -410,7 +410,7 @@ def write_take(path, exo_frames=None, exo_cameras: Cameras | None = None, ego_fr
         doc["meta"] = meta
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.partial-"))
+    tmp = temp_dir_near(dest, "partial")
     backup = None
     try:
         for view in VIEWS:
@@ -436,7 +436,7 @@ def write_take(path, exo_frames=None, exo_cameras: Cameras | None = None, ego_fr
             raise Syn2SeqInputError(e.name.replace(tmp.name, dest.name), e.expected,
                                     str(e.found).replace(str(tmp), str(dest)), e.hint) from None
         if dest.exists():
-            backup = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
+            backup = temp_dir_near(dest, "old")
             os.rmdir(backup)
             os.rename(dest, backup)
         os.rename(tmp, dest)

@@ -1,0 +1,55 @@
+"""Atomic file output: write next to the destination under a hidden name, then rename into place.
+
+An interrupted write (error, Ctrl-C, kill) leaves the destination as it was, never half-written.
+Temporary files and folders get the permissions a plain ``open``/``mkdir`` would give (umask applied),
+not ``tempfile``'s private 0600/0700, so renamed outputs are readable like any other file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def temp_file_near(path, suffix: str | None = None) -> Path:
+    """A new hidden empty file in ``path``'s folder (created if needed); rename it onto ``path`` when done."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=f".partial{suffix or p.suffix}")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
+    return Path(tmp)
+
+
+def temp_dir_near(path, tag: str = "partial") -> Path:
+    """A new hidden folder next to ``path`` (for building a folder that is then renamed into place)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=p.parent, prefix=f".{p.name}.{tag}-"))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically, fsynced before the rename."""
+    target = Path(path)
+    tmp = temp_file_near(target, ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
