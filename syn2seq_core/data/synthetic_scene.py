@@ -204,8 +204,7 @@ class _Draw:
         return int(torch.randint(lo, hi + 1, (), generator=self.g))
 
     def choice(self, options, weights=None):
-        w = torch.ones(len(options), dtype=torch.float64) if weights is None else torch.tensor(weights,
-                                                                                                dtype=torch.float64)
+        w = torch.tensor([1.0] * len(options) if weights is None else weights, dtype=torch.float64)
         return options[int(torch.multinomial(w, 1, generator=self.g))]
 
     def perm(self, n: int) -> list[int]:

@@ -146,6 +146,11 @@ def test_unprojected_depth_lies_on_the_named_surfaces():
     cfg = SyntheticConfig(size=24, supersample=2, exo_frames=2, ego_frames=2)
     for seed in (3, 4):
         scene, views = _views(seed, cfg)
+        # and a non-square image of the same cameras (normalised K is unchanged by a resize)
+        cams, times = views["exo"][0].resize(36, 20), views["exo"][1]
+        frames, aux = render(scene, cams, times, supersample=2, return_aux=True)
+        assert frames.shape == (2, 3, 20, 36) and aux["id"].shape == (2, 40, 72)
+        views["exo_wide"] = (cams, times, frames, aux)
         for cams, times, _, aux in views.values():
             X = _unproject(cams, aux["depth"])
             ids = aux["id"]
