@@ -92,7 +92,7 @@ class SyntheticConfig:
     ego_frames: int = 8
     fps: float = 8.0
     exo_fov_deg: tuple[float, float] = (38.0, 50.0)
-    ego_fov_deg: tuple[float, float] = (75.0, 90.0)
+    ego_fov_deg: tuple[float, float] = (70.0, 85.0)
     objects: tuple[int, int] = (2, 4)
     near: float = 0.05
     chunk_rays: int = 32768
@@ -287,7 +287,7 @@ def _sample_one(seed: int, config: SyntheticConfig) -> dict:
     # the head leans forward over the table edge, so the ego camera sees the table rather than the chest
     head_base = world(ax, ay + 0.12 * s, 1.4 * s + 0.07 * s + head_r)
     shoulders = [world(ax + sx * (torso_r - 0.02 * s), ay + 0.03 * s, 1.35 * s) for sx in (-1.0, 1.0)]
-    arm_r, hand_r = 0.05 * s, 0.07 * s
+    arm_r, hand_r = 0.042 * s, 0.07 * s
     hand_rest = [world(ax + sx * 0.2 * s, -hy + 0.1, top + hand_r + 0.02) for sx in (-1.0, 1.0)]
     eye_offset = wvec(0.0, _EYE_FORWARD * s, _EYE_UP * s)
 
