@@ -40,11 +40,12 @@ def setup(comfy: str, work: Path):
     (work / "models").mkdir(parents=True, exist_ok=True)
     folder_paths.set_input_directory(str(work / "input"))
     # What ComfyUI has imported before it loads custom nodes, so the timing below is the pack's own cost.
-    import comfy.model_management  # noqa: F401
-    import comfy_api.latest  # noqa: F401
-    import kornia  # noqa: F401  (comfy_extras imports it at start-up)
     import asyncio
     import time
+
+    import comfy.model_management
+    import comfy_api.latest  # noqa: F401
+    import kornia  # noqa: F401  (comfy_extras imports it at start-up)
 
     before = set(sys.modules)
     t0 = time.perf_counter()
@@ -87,8 +88,8 @@ def pack_loads_through_its_entrypoint(work: Path):
     """The pack imports without touching syn2seq_core; the entrypoint and schemas load only its registries."""
     core = [m for m in LOAD["new_modules"] if m.startswith("syn2seq_core")]
     other = [m for m in LOAD["new_modules"] if not m.startswith("syn2seq_core")]
-    detail = (f"module {LOAD['module_ms']:.1f} ms, entrypoint + {LOAD['nodes']} schemas {LOAD['entrypoint_ms']:.0f} ms; "
-              f"core modules loaded by the schemas: {core}; other new modules: {other}")
+    detail = (f"module {LOAD['module_ms']:.1f} ms, entrypoint + {LOAD['nodes']} schemas "
+              f"{LOAD['entrypoint_ms']:.0f} ms; core modules loaded by the schemas: {core}; other new modules: {other}")
     return LOAD["nodes"] == 11, detail
 
 
