@@ -33,6 +33,12 @@ _SIGN = -(1 << 31)  # int32 0x80000000
 _ABS = (1 << 31) - 1  # int32 0x7fffffff
 
 
+# Columns holding a primitive's z coordinates in each group's table, and the height below which a primitive
+# counts as parked (primitive_tables moves absent and hidden primitives 1000 m below the floor).
+_TOP_Z = {"spheres": [2], "boxes": [5], "cylinders": [4], "capsules": [2, 5]}
+_PARKED = -500.0
+
+
 def _bits(x: Tensor) -> Tensor:
     return x.view(torch.int32)
 
@@ -233,6 +239,7 @@ def cast(tables: dict[str, Tensor], c2w: Tensor, K: Tensor, light: Tensor, ambie
         ids = torch.empty(F, P, dtype=torch.int64)
     groups = (("spheres", SPHERE_IDS, _spheres), ("boxes", BOX_IDS, _boxes),
               ("cylinders", CYLINDER_IDS, _cylinders), ("capsules", CAPSULE_IDS, _capsules))
+    room_pids = torch.arange(6, dtype=torch.int32)[None, :, None]  # the room's faces are primitives 0..5
     for s in range(0, F, per):
         e = min(F, s + per)
         f = e - s
@@ -245,15 +252,21 @@ def cast(tables: dict[str, Tensor], c2w: Tensor, K: Tensor, light: Tensor, ambie
         zfac = torch.rsqrt(dx * dx + dy * dy + dz * dz)  # z-depth per unit distance along the ray
         d = (dx.mul_(zfac)[:, None], dy.mul_(zfac)[:, None], dz.mul_(zfac)[:, None])  # [f, 1, P] planes
         inv = tuple(1.0 / x for x in d)
-        keys = torch.empty(f, NUM_PRIMITIVES, P, dtype=torch.int32)
-        room = _keys(_room(o, d, inv) - near) & ~_ID_MASK
-        for j in range(6):
-            torch.bitwise_or(room[:, j], j, out=keys[:, j])
+        # nearest hit: a running minimum of (distance bits | primitive id) over the groups
+        best = (_keys(_room(o, d, inv) - near) & ~_ID_MASK | room_pids).amin(1)
         for name, pids, fn in groups:
-            kg = fn(tables[name][s:e], o, d, inv, near) & ~_ID_MASK
-            for g, pid in enumerate(pids):
-                torch.bitwise_or(kg[:, g], pid, out=keys[:, pid])
-        best = keys.amin(1)
+            prm = tables[name][s:e]
+            # primitives parked below the floor in every frame of the chunk (absent objects, hidden parts)
+            # cannot be hit: skip them
+            active = (prm[..., _TOP_Z[name]].amax(-1) > _PARKED).any(0).tolist()
+            if not any(active):
+                continue
+            if not all(active):
+                keep = [g for g in range(len(pids)) if active[g]]
+                prm, pids = prm[:, keep], [pids[g] for g in keep]
+            pid_t = torch.tensor(pids, dtype=torch.int32)[None, :, None]
+            kg = (fn(prm, o, d, inv, near) & ~_ID_MASK | pid_t).amin(1)
+            torch.minimum(best, kg, out=best)
         pid = (best & _ID_MASK).to(torch.int64)
         t = (best & ~_ID_MASK).view(torch.float32) + near
         col = _shade(t, pid, o, d, tables["geometry"][s:e], tables["material"][s:e], light[s:e], ambient[s:e])
