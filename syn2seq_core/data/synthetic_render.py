@@ -5,9 +5,15 @@ One ray per sub-pixel centre (``supersample`` x ``supersample`` per output pixel
 hit among the room (inside of a box), spheres, axis-aligned boxes, vertical cylinders and capsules, Lambert
 shading with one directional light plus ambient, and two-colour procedural textures. No shadows.
 
-Speed notes (CPU): tensors are kept as separate x/y/z planes ("structure of arrays"); reductions over a
-last dimension of 3 (``F.normalize``, ``vector_norm``) are several times slower than ``x * rsqrt(x·x)``
-on planes. Rays are processed in chunks of whole frames (``chunk_rays``) so intermediates stay in cache.
+Speed notes (CPU, measured on the 2-core development machine):
+
+- tensors are kept as separate x/y/z planes ("structure of arrays"); reductions over a last dimension of 3
+  (``F.normalize``, ``vector_norm``) are several times slower than ``x * rsqrt(x·x)`` on planes;
+- ``torch.where`` / ``masked_fill`` and ``torch.sqrt`` of zeros or negatives run 10–20x slower than plain
+  arithmetic, so misses are carried in the sign bit (NaN included) and the nearest hit is an integer
+  minimum of (depth bits | primitive id), and square roots are ``x * rsqrt(x)``;
+- rays are processed in chunks of whole frames (``chunk_rays``, 32k rays is the sweet spot) so the
+  intermediates stay in cache; primitives absent from a whole chunk are skipped.
 """
 
 from __future__ import annotations
