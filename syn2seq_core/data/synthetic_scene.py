@@ -174,7 +174,7 @@ class Scene:
     def __len__(self) -> int:
         return self.batch_size
 
-    def __getitem__(self, index) -> "Scene":
+    def __getitem__(self, index) -> Scene:
         """Scene(s) ``index`` as a batch (an int gives a batch of one)."""
         if isinstance(index, int):
             n = self.batch_size
@@ -183,7 +183,7 @@ class Scene:
         return replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     @staticmethod
-    def cat(scenes: list["Scene"]) -> "Scene":
+    def cat(scenes: list[Scene]) -> Scene:
         """Concatenate batches of scenes."""
         require(len(scenes) > 0, "scenes", "at least one scene", "none")
         return Scene(**{f.name: torch.cat([getattr(s, f.name) for s in scenes]) for f in fields(Scene)})

@@ -48,7 +48,7 @@ def _project(cams: Cameras, X: torch.Tensor):
 def _unproject(cams: Cameras, depth: torch.Tensor) -> torch.Tensor:
     """World points [N, h, w, 3] of a z-depth map [N, h, w] at pixel centres, with the cameras' K and c2w
     (K is normalised, so it holds at the depth map's own resolution)."""
-    N, h, w = depth.shape
+    _, h, w = depth.shape
     K = cams.K.to(torch.float64)
     v, u = torch.meshgrid((torch.arange(h, dtype=torch.float64) + 0.5) / h,
                           (torch.arange(w, dtype=torch.float64) + 0.5) / w, indexing="ij")
@@ -195,7 +195,7 @@ def test_projected_points_land_on_the_object_drawn_there_in_exo_and_ego():
             for view, (cams, frames, aux) in per_view.items():
                 uv, z = _project(cams, X)
                 for f in range(len(cams)):
-                    i, jj = int(math.floor(uv[f, 0])), int(math.floor(uv[f, 1]))
+                    i, jj = math.floor(uv[f, 0]), math.floor(uv[f, 1])
                     if z[f] <= 0 or not (0 <= i < cfg.size and 0 <= jj < cfg.size):
                         continue
                     # stay off pixel borders, where the point's own pixel is ambiguous
