@@ -116,7 +116,7 @@ def _sphere_trace(prims, origin: torch.Tensor, dirs: torch.Tensor, steps: int = 
 
 def test_ray_caster_matches_sphere_traced_signed_distances():
     """Nearest hit and its id at every pixel agree with sphere tracing of the primitives' SDFs."""
-    cfg = SyntheticConfig(size=20, supersample=1, exo_frames=1, ego_frames=1)
+    cfg = SyntheticConfig(size=16, supersample=1, exo_frames=1, ego_frames=1)
     checked = agreed = 0
     for seed in (0, 1, 2):
         scene, views = _views(seed, cfg, hide_head_in_ego=True)
@@ -136,7 +136,7 @@ def test_ray_caster_matches_sphere_traced_signed_distances():
                 checked += int(ok.sum())
                 agreed += int(same.sum())
                 torch.testing.assert_close(dist[same], t_ref[same], atol=2e-4, rtol=1e-4)
-    assert checked > 0.9 * 3 * 2 * 20 * 20
+    assert checked > 0.9 * 3 * 2 * 16 * 16
     assert agreed / checked > 0.995
 
 
@@ -233,14 +233,14 @@ def test_takes_are_deterministic_per_seed_and_independent_of_the_batch():
 
 
 def test_output_shapes_ranges_and_cameras():
-    cfg = SyntheticConfig(size=40, supersample=2, exo_frames=5, ego_frames=3, fps=10.0)
+    cfg = SyntheticConfig(size=24, supersample=2, exo_frames=5, ego_frames=3, fps=10.0)
     take = render_take(2, cfg)
-    assert take.exo_frames.shape == (5, 3, 40, 40) and take.ego_frames.shape == (3, 3, 40, 40)
+    assert take.exo_frames.shape == (5, 3, 24, 24) and take.ego_frames.shape == (3, 3, 24, 24)
     for x in (take.exo_frames, take.ego_frames):
         assert x.dtype == torch.float32 and float(x.min()) >= 0.0 and float(x.max()) <= 1.0
         assert bool(torch.isfinite(x).all()) and float(x.std()) > 0.05  # not a flat image
     assert isinstance(take.exo_cameras, Cameras) and len(take.exo_cameras) == 5 and len(take.ego_cameras) == 3
-    assert take.exo_cameras.size == (40, 40)
+    assert take.exo_cameras.size == (24, 24)
     torch.testing.assert_close(take.ego_times, torch.arange(3) / 10.0)
     # the exo camera is static, the ego camera moves smoothly (a few cm per frame)
     assert torch.equal(take.exo_cameras.c2w[0], take.exo_cameras.c2w[-1])
@@ -248,7 +248,7 @@ def test_output_shapes_ranges_and_cameras():
     assert float(step.max()) < 0.05 and float(step.max()) > 0
     batch = render_takes([2, 3], cfg, transition=2)
     assert batch.exo_c2w.shape == (2, 5, 4, 4) and batch.exo_K.shape == (2, 5, 4)
-    assert batch.ego_frames.shape == (2, 3, 3, 40, 40) and batch.transition_frames.shape == (2, 2, 3, 40, 40)
+    assert batch.ego_frames.shape == (2, 3, 3, 24, 24) and batch.transition_frames.shape == (2, 2, 3, 24, 24)
     assert batch.transition_c2w.shape == (2, 2, 4, 4) and batch.transition_times.shape == (2, 2)
 
 
@@ -308,11 +308,11 @@ def test_bad_inputs_are_refused_with_expected_and_found():
 
 # --- transitions ---------------------------------------------------------------------------------------------
 def test_render_transition_follows_the_slerp_path_between_last_exo_and_first_ego():
-    cfg = SyntheticConfig(size=32, supersample=2, exo_frames=4, ego_frames=4, fps=8.0)
+    cfg = SyntheticConfig(size=24, supersample=2, exo_frames=4, ego_frames=4, fps=8.0)
     take = render_take(7, cfg)
     n = 5
     tr = render_transition(take.scene, take.exo_cameras, take.ego_cameras, n, fps=cfg.fps)
-    assert tr.frames.shape == (n, 3, 32, 32) and len(tr.cameras) == n
+    assert tr.frames.shape == (n, 3, 24, 24) and len(tr.cameras) == n
     a, b = take.exo_cameras.centers[-1], take.ego_cameras.centers[0]
     s = ((tr.cameras.centers - a) @ (b - a)) / (b - a).dot(b - a)
     torch.testing.assert_close(s, torch.arange(1, n + 1, dtype=s.dtype) / (n + 1), atol=1e-5, rtol=0)
