@@ -16,6 +16,7 @@ factorized <= 1/3 of full's memory at 32 frames.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch", type=int, default=2, help="videos per step (2 = conditional + guidance)")
     parser.add_argument("--frames", type=int, default=0, help="frames per video (0 = each config's window)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
 
 
@@ -187,10 +189,18 @@ def run(args) -> int:
     from ..dfot.model import DiT3D, count_parameters
 
     device = torch.device(args.device)
-    reps = 2 if args.quick else 5
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    reps = 2 if args.quick else 3
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
     print(f"syn2seq bench sampler: one denoising step (B={args.batch}), device {device}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if device.type == "cpu" and load > 0.5:
+        print(f"warning: other processes keep the CPU busy (1-min load {load:.1f} on {os.cpu_count()} cores). "
+              "Busy cores slow small multi-threaded ops far more than one big matmul (OpenMP threads spin-wait), "
+              "so ratios come out low; for a fair ratio rerun when idle, or with --threads 1 or "
+              "OMP_WAIT_POLICY=PASSIVE.")
     rows = []
     for name in names:
         base = _config(name, 0)
@@ -201,13 +211,14 @@ def run(args) -> int:
         torch.manual_seed(0)
         model = DiT3D(config).to(device).eval()
         x, logsnr, rays = _inputs(config, args.batch, frames, device)
-        flops = step_flops(model, x, logsnr, rays)
+        # FLOPs of the same network on the meta device: counted without computing anything.
+        flops = step_flops(DiT3D(config, device="meta").eval(), *(t.to("meta") for t in (x, logsnr, rays)))
         row = {"config": name, "frames": frames, "tokens": frames * config.grid[0] * config.grid[1],
                "attention": config.attention, "params_m": count_parameters(model) / 1e6, "gflop": flops / 1e9}
         for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             peak = matmul_gflops(dtype, device, reps=3 if args.quick else 5)
             seconds = _median_time(lambda: _step(model, x, logsnr, rays, bf16=label == "bf16"), device, reps,
-                                   budget_s=4 if args.quick else 15)
+                                   budget_s=4 if args.quick else 8)
             row[label] = {"s": seconds, "fps": args.batch * frames / seconds, "gflops": flops / seconds / 1e9,
                           "peak": peak, "ratio": flops / seconds / 1e9 / peak}
         if not args.no_memory and not args.quick:
