@@ -191,7 +191,7 @@ def run(args) -> int:
     device = torch.device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    reps = 2 if args.quick else 3
+    reps = 1 if args.quick else 3
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
     print(f"syn2seq bench sampler: one denoising step (B={args.batch}), device {device}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
