@@ -185,6 +185,20 @@ def save_checkpoint(out: Path, cfg: TrainConfig, model, ema, optimizer, step: in
         {"config": json.loads(cfg.to_json()), "step": step, "elapsed_s": round(elapsed, 1)})})
 
 
+def initial_weights(source: str | Path) -> dict:
+    """Weights to start from: a model ``.safetensors`` (EMA weights), a run's ``checkpoint.pt`` (its raw,
+    not-averaged weights) or a run folder (its checkpoint)."""
+    from .dfot.checkpoint import load_model
+
+    path = Path(source)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    require(path.exists(), "init_from", "an existing model file, checkpoint or run folder", str(path))
+    if path.suffix == ".pt":
+        return torch.load(path, map_location="cpu", weights_only=True)["model"]
+    return load_model(path).state_dict()
+
+
 def load_checkpoint(out: Path):
     path = out / CHECKPOINT_NAME
     if not path.exists():
@@ -222,7 +236,6 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
     from tqdm import tqdm
 
     from .data.training import batch_source
-    from .dfot.checkpoint import load_model
     from .dfot.schedule import NoiseSchedule
     from .pipeline import build_network, training_step_loss
 
@@ -233,10 +246,9 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
     torch.manual_seed(cfg.seed)
     model = build_network(cfg.model).to(dist.device)
     if cfg.init_from:
-        init = load_model(cfg.init_from)
-        missing = model.load_state_dict(init.state_dict(), strict=False)
+        model.load_state_dict(initial_weights(cfg.init_from))
         if dist.main:
-            print(f"initialised from {cfg.init_from} ({missing})", file=sys.stderr)
+            print(f"initialised from {cfg.init_from}", file=sys.stderr)
     ema = build_network(cfg.model).to(dist.device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
@@ -292,8 +304,10 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             optimizer.step()
             with torch.no_grad():
+                # EMA warm-up (decay grows with the step), so short runs are not dominated by the init.
+                decay = min(cfg.optim.ema_decay, (1 + step) / (10 + step))
                 for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.lerp_(pm, 1 - cfg.optim.ema_decay)
+                    pe.lerp_(pm, 1 - decay)
             step += 1
             now = time.perf_counter()
             elapsed += now - t_last

@@ -174,3 +174,17 @@ def test_bad_config_is_named(tmp_path):
     bad.write_text('name = "x"\n[data]\nsize = 16\ncolour = 3\n')
     with pytest.raises(Syn2SeqInputError, match=r"\[data\].*colour"):
         load_config(bad)
+
+
+def test_finetune_starts_from_a_pretrain_run(tmp_path):
+    from syn2seq_core.train import initial_weights
+
+    pre = load_config(write_config(tmp_path, "pretrain", steps=2, every=2))
+    train(pre, tmp_path / "pre", progress=False)
+    raw = load_checkpoint(tmp_path / "pre")["model"]
+    for key, value in initial_weights(tmp_path / "pre").items():
+        assert torch.equal(value, raw[key])
+    ema = initial_weights(tmp_path / "pre" / MODEL_NAME)
+    assert set(ema) == set(raw)
+    with pytest.raises(Syn2SeqInputError, match="init_from"):
+        initial_weights(tmp_path / "nowhere")
