@@ -101,6 +101,9 @@ class UViT3DPoseConfig:
                 rope_3d_axis_dims(ch // self.num_heads)
         require(len(self.data_mean) == self.in_channels and len(self.data_std) == self.in_channels,
                 "data_mean, data_std", f"{self.in_channels} values each", (self.data_mean, self.data_std))
+        check_choice(self.ray_format, ("dfot_ray_encoding",), "ray_format")
+        require(self.ray_channels == 180, "ray_channels", "180 (DFoT ray encoding: 15 frequencies of o and d)",
+                self.ray_channels, "DFoT's 6-channel 'ray' / 'plucker' pose inputs are not supported")
 
     def level_grid(self, level: int) -> tuple[int, int]:
         s = self.patch_size * 2 ** level
