@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=8, help="exo frames = ego frames per take (default 8)")
     parser.add_argument("--supersample", type=int, default=2, help="rays per pixel side (default 2)")
     parser.add_argument("--threads", type=int, nargs="+", default=None,
-                        help="torch thread counts to compare (default: 1 and the current count)")
+                        help="torch thread counts to compare (default: 1 and max(2, the current count))")
     parser.add_argument("--repeats", type=int, default=3, help="take the best of N runs (default 3)")
 
 
@@ -45,22 +45,17 @@ def run(args) -> int:
     require(args.takes >= 1 and args.frames >= 1 and args.repeats >= 1, "--takes/--frames/--repeats",
             "positive numbers", (args.takes, args.frames, args.repeats))
     require(all(s >= 4 for s in args.sizes), "--sizes", "sizes >= 4", args.sizes)
-    before = torch.get_num_threads()
-    threads = args.threads or sorted({1, before})
+    threads = args.threads or sorted({1, max(2, torch.get_num_threads())})
     require(all(t >= 1 for t in threads), "--threads", "positive thread counts", threads)
     n = args.takes * 2 * args.frames
     rows = []
-    try:
-        for size in args.sizes:
+    for size in args.sizes:
+        cells = []
+        for t in threads:  # the renderer sets (and restores) the thread count per call
             cfg = SyntheticConfig(size=size, supersample=args.supersample, exo_frames=args.frames,
-                                  ego_frames=args.frames)
-            cells = []
-            for t in threads:
-                torch.set_num_threads(t)
-                cells.append(_measure(cfg, args.takes, args.repeats, seed=size * 1000))
-            rows.append((size, cells))
-    finally:
-        torch.set_num_threads(before)
+                                  ego_frames=args.frames, threads=t)
+            cells.append(_measure(cfg, args.takes, args.repeats, seed=size * 1000))
+        rows.append((size, cells))
     print(f"synthetic render: batched takes ({args.takes} x {2 * args.frames} = {n} frames per batch), "
           f"supersample {args.supersample}x{args.supersample}; frames/s (frames per CPU-second)")
     header = ["size", "rays/frame"] + [f"{t} thread{'s' if t > 1 else ''}" for t in threads] + ["time vs first size"]

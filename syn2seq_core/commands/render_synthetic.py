@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
     parser.add_argument("--supersample", type=int, default=2, help="rays per pixel side (default 2)")
     parser.add_argument("--batch", type=int, default=8, help="takes rendered together (default 8)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads while rendering (default 1, the fastest on a busy 2-core machine; "
+                             "0: torch's setting)")
     parser.add_argument("--overwrite", action="store_true", help="replace takes that already exist")
 
 
@@ -37,9 +40,10 @@ def run(args) -> int:
     require(args.seed >= 0, "--seed", "a non-negative integer", args.seed)
     require(args.batch >= 1, "--batch", "a positive number", args.batch)
     config = SyntheticConfig(size=args.size, supersample=args.supersample, exo_frames=args.exo_frames,
-                             ego_frames=args.ego_frames, fps=args.fps)
+                             ego_frames=args.ego_frames, fps=args.fps, threads=args.threads)
     out = Path(args.out).expanduser()
-    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+                if k not in ("chunk_rays", "threads")}  # those change the speed, not the pixels
     render_s = 0.0
     frames = 0
     t0 = time.perf_counter()

@@ -82,8 +82,9 @@ class SyntheticConfig:
     near: hits closer than this to the camera (metres) are not drawn.
     chunk_rays: rays cast together (memory and cache locality, not results).
     threads: torch threads while rendering takes and clips (0: leave torch's setting). The ray caster runs
-    many small ops; on a busy 2-core machine one thread is often faster than two (see ``syn2seq bench
-    render``). Setting it changes the process-wide thread count for the duration of each call.
+    many small ops; on the shared 2-core machine one thread renders 1.2-1.5k frames/s at 32x32 while two
+    threads fall to 0.1-0.8k whenever other processes are busy (``syn2seq bench render``), hence 1. The
+    thread count is set for the duration of each render call and restored after it.
     """
 
     size: int = 64
@@ -96,7 +97,7 @@ class SyntheticConfig:
     objects: tuple[int, int] = (2, 4)
     near: float = 0.05
     chunk_rays: int = 32768
-    threads: int = 0
+    threads: int = 1
 
     def __post_init__(self):
         require(int(self.size) == self.size and self.size >= 4, "size", "an integer >= 4", self.size)
