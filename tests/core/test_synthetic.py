@@ -227,6 +227,11 @@ def test_takes_are_deterministic_per_seed_and_independent_of_the_batch():
     torch.testing.assert_close(batch.exo_frames[1], a.exo_frames, atol=1e-5, rtol=0)
     torch.testing.assert_close(batch.ego_frames[1], a.ego_frames, atol=1e-5, rtol=0)
     torch.testing.assert_close(batch.ego_c2w[1], a.ego_cameras.c2w, atol=1e-6, rtol=0)
+    # the thread count used for rendering changes nothing in the pixels and is restored afterwards
+    before = torch.get_num_threads()
+    two = render_takes([11], SyntheticConfig(size=32, supersample=1, exo_frames=4, ego_frames=4, threads=2))
+    assert torch.get_num_threads() == before
+    torch.testing.assert_close(two.exo_frames[0], a.exo_frames, atol=1e-6, rtol=0)
     c = render_take(12, SMALL)
     assert (a.exo_frames - c.exo_frames).abs().mean() > 0.02
     assert (a.ego_frames - c.ego_frames).abs().mean() > 0.02
