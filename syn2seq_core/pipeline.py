@@ -139,7 +139,14 @@ class Syn2SeqModel:
         return self.network(x_t, logsnr, rays, pose_mask=pose_mask)
 
     def _rays(self, sequence: Syn2SeqSequence, reference: int = 0) -> Tensor:
-        return sequence.rays(*self.size, reference=reference).to(torch.float32)
+        """[T, H, W, R] the camera input of this network: Plücker rays relative to the sequence's first
+        camera (zero where a pose is unknown), or the network's own encoding (DFoT's 180-channel rays)."""
+        fmt = getattr(self.config, "ray_format", "plucker_dm")
+        if fmt.startswith("plucker_"):
+            return sequence.rays(*self.size, order=fmt[-2:], reference=reference).to(torch.float32)
+        cams = sequence.cameras.relative_to(sequence.cameras.c2w[reference])
+        rays = self.network.camera_rays(cams.K[None].float(), cams.c2w[None].float())[0]
+        return rays * sequence.pose_known.to(rays.dtype)[:, None, None, None]
 
     def _check(self, sequence: Syn2SeqSequence) -> None:
         require(isinstance(sequence, Syn2SeqSequence), "sequence", "a Syn2SeqSequence", type(sequence).__name__)
