@@ -206,6 +206,18 @@ def load_checkpoint(out: Path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM (e.g. `kill`, a job scheduler's stop) into KeyboardInterrupt, so a checkpoint is written."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def handler(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, handler)
+
+
 def weights_digest(model) -> float:
     """A float64 fingerprint of all parameters (equal weights give equal digests)."""
     with torch.no_grad():
@@ -284,6 +296,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
                dynamic_ncols=True)
     t_start = time.perf_counter()
     t_last = t_start
+    _stop_on_sigterm()
     running = None
     model.train()
     try:

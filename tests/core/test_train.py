@@ -188,3 +188,17 @@ def test_finetune_starts_from_a_pretrain_run(tmp_path):
     assert set(ema) == set(raw)
     with pytest.raises(Syn2SeqInputError, match="init_from"):
         initial_weights(tmp_path / "nowhere")
+
+
+def test_sigterm_writes_a_checkpoint_of_the_current_step(tmp_path):
+    cfg_path = write_config(tmp_path, steps=400, every=1000)  # no periodic checkpoint before the signal
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "syn2seq_core", "train", "--config", str(cfg_path), "--out",
+                             str(out), "--no-progress"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / LOG_NAME).exists() and len(read_log(out)) >= 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    logged = read_log(out)[-1]["step"]
+    assert load_checkpoint(out)["step"] >= logged >= 3
