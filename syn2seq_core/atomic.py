@@ -53,3 +53,33 @@ def write_text_atomic(path, text: str) -> Path:
             os.unlink(tmp)
         raise
     return target
+
+
+@contextlib.contextmanager
+def building_dir(dest):
+    """Build a folder that replaces ``dest`` only when the ``with`` block completes.
+
+    Yields a hidden folder next to ``dest`` to fill. On success an existing ``dest`` is swapped out and
+    removed; on any error (Ctrl-C included) the partial folder is removed and ``dest`` is left as it was.
+    """
+    import shutil
+
+    dest = Path(dest)
+    tmp = temp_dir_near(dest, "partial")
+    backup = None
+    try:
+        yield tmp
+        if dest.exists():
+            backup = temp_dir_near(dest, "old")
+            os.rmdir(backup)
+            os.rename(dest, backup)
+        os.rename(tmp, dest)
+    except BaseException:
+        if backup is not None and not dest.exists():
+            with contextlib.suppress(OSError):
+                os.rename(backup, dest)  # put the earlier folder back
+            backup = None
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)

@@ -9,10 +9,8 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-from ..atomic import temp_dir_near
+from ..atomic import building_dir
 from pathlib import Path
 
 from ..errors import Syn2SeqInputError, require
@@ -99,27 +97,12 @@ def write_frames_atomic(out: Path, frames, overwrite: bool = False) -> list[Path
     _check_out_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     digits = max(4, len(str(len(frames))))
-    tmp = temp_dir_near(out, "partial")
-    old = None
-    try:
-        names = []
+    names = []
+    with building_dir(out) as tmp:
         for k, frame in enumerate(frames, start=1):
             name = f"{FRAME_PREFIX}{k:0{digits}d}.png"
             write_image(tmp / name, frame)
             names.append(name)
-        if out.exists():
-            old = temp_dir_near(out, "old")
-            os.rmdir(old)
-            os.rename(out, old)
-        os.rename(tmp, out)
-    except BaseException:
-        if old is not None and not out.exists():
-            os.rename(old, out)  # put the earlier frames back
-            old = None
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
     return [out / name for name in names]
 
 

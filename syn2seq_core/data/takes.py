@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..atomic import temp_dir_near
+from ..atomic import building_dir
 from ..errors import Syn2SeqInputError, check_choice, require
 from ..geometry.cameras import Cameras
 from ..video_io import (VideoInfo, broadcast_cameras, iter_video_chunks, probe_video, read_video, resize_plan,
@@ -410,9 +408,7 @@ def write_take(path, exo_frames=None, exo_cameras: Cameras | None = None, ego_fr
         doc["meta"] = meta
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir_near(dest, "partial")
-    backup = None
-    try:
+    with building_dir(dest) as tmp:
         for view in VIEWS:
             block = {}
             if frames[view] is not None:
@@ -435,18 +431,4 @@ def write_take(path, exo_frames=None, exo_cameras: Cameras | None = None, ego_fr
         except Syn2SeqInputError as e:
             raise Syn2SeqInputError(e.name.replace(tmp.name, dest.name), e.expected,
                                     str(e.found).replace(str(tmp), str(dest)), e.hint) from None
-        if dest.exists():
-            backup = temp_dir_near(dest, "old")
-            os.rmdir(backup)
-            os.rename(dest, backup)
-        os.rename(tmp, dest)
-    except BaseException:
-        if backup is not None and not dest.exists():
-            with suppress(OSError):
-                os.rename(backup, dest)
-            backup = None
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
     return load_take(dest)

@@ -204,7 +204,39 @@ class DiTBlock(nn.Module):
         return torch.addcmul(x, gate, self.mlp_out(F.gelu(h)))
 
 
-class DiT3D(nn.Module):
+class VideoDenoiser(nn.Module):
+    """What every network of the denoiser protocol shares: input checks and per-video pose dropout.
+    Subclasses set ``self.config`` (with height, width, in_channels, max_frames, ray_channels, ray_format,
+    pose_dropout)."""
+
+    def _check(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None, pose_mask: Tensor | None) -> None:
+        c = self.config
+        if x_t.ndim != 5 or tuple(x_t.shape[2:]) != (c.in_channels, c.height, c.width) or not (
+                1 <= x_t.shape[1] <= c.max_frames):
+            raise Syn2SeqInputError("x_t", f"[B, T<={c.max_frames}, {c.in_channels}, {c.height}, {c.width}]",
+                                    tuple(x_t.shape))
+        B, T = x_t.shape[:2]
+        require(tuple(logsnr.shape) == (B, T), "logsnr", f"[B, T] = {(B, T)}", tuple(logsnr.shape))
+        if rays is not None:
+            want = (B, T, c.height, c.width, c.ray_channels)
+            require(tuple(rays.shape) == want, "rays", f"{list(want)} ({c.ray_format})", tuple(rays.shape))
+        if pose_mask is not None:
+            require(tuple(pose_mask.shape) == (B,), "pose_mask", f"[B] = ({B},)", tuple(pose_mask.shape))
+
+    def _pose_keep(self, B: int, device, pose_mask, generator) -> Tensor | None:
+        """[B] float: 1 where the video keeps its pose, else 0; None when every video keeps it."""
+        drop = None
+        if pose_mask is not None:
+            drop = pose_mask.to(device=device, dtype=torch.bool)
+        if self.training and self.config.pose_dropout > 0:
+            gen_device = generator.device if generator is not None else device
+            u = torch.rand(B, generator=generator, device=gen_device).to(device)
+            random_drop = u < self.config.pose_dropout
+            drop = random_drop if drop is None else drop | random_drop
+        return None if drop is None else (~drop).float()
+
+
+class DiT3D(VideoDenoiser):
     """The diffusion-forcing video transformer. See the module docstring for the forward protocol."""
 
     def __init__(self, config: DiT3DConfig, operations=None, device=None, dtype=None):
@@ -259,32 +291,6 @@ class DiT3D(nn.Module):
         return plucker_rays(K, c2w, c.height, c.width, order=c.ray_format[-2:])
 
     # -- forward -------------------------------------------------------------------------------------
-    def _check(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None, pose_mask: Tensor | None) -> None:
-        c = self.config
-        if x_t.ndim != 5 or tuple(x_t.shape[2:]) != (c.in_channels, c.height, c.width) or not (
-                1 <= x_t.shape[1] <= c.max_frames):
-            raise Syn2SeqInputError("x_t", f"[B, T<={c.max_frames}, {c.in_channels}, {c.height}, {c.width}]",
-                                    tuple(x_t.shape))
-        B, T = x_t.shape[:2]
-        require(tuple(logsnr.shape) == (B, T), "logsnr", f"[B, T] = {(B, T)}", tuple(logsnr.shape))
-        if rays is not None:
-            want = (B, T, c.height, c.width, c.ray_channels)
-            require(tuple(rays.shape) == want, "rays", f"{list(want)} ({c.ray_format})", tuple(rays.shape))
-        if pose_mask is not None:
-            require(tuple(pose_mask.shape) == (B,), "pose_mask", f"[B] = ({B},)", tuple(pose_mask.shape))
-
-    def _pose_keep(self, B: int, device, pose_mask, generator) -> Tensor | None:
-        """[B] float: 1 where the video keeps its pose, else 0; None when every video keeps it."""
-        drop = None
-        if pose_mask is not None:
-            drop = pose_mask.to(device=device, dtype=torch.bool)
-        if self.training and self.config.pose_dropout > 0:
-            gen_device = generator.device if generator is not None else device
-            u = torch.rand(B, generator=generator, device=gen_device).to(device)
-            random_drop = u < self.config.pose_dropout
-            drop = random_drop if drop is None else drop | random_drop
-        return None if drop is None else (~drop).float()
-
     def rope(self, frames: int, device) -> Tensor | None:
         """Complex RoPE rotations [T, S, 1, head_dim / 2] for ``frames`` frames (None without RoPE)."""
         c = self.config

@@ -39,9 +39,10 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..errors import Syn2SeqInputError, check_choice, require
+from ..errors import check_choice, require
 from .embeddings import (NoiseLevelEmbedding, RMSNorm, apply_rope_complex, autocast_enabled, dfot_ray_encoding,
                          rope_3d_axis_dims, rope_3d_tables, rope_rotation)
+from .model import VideoDenoiser
 from .ops import resolve
 
 BLOCK_TYPES = ("ResBlock", "TransformerBlock")
@@ -246,7 +247,7 @@ class PoseEmbedding(nn.Module):
 
 
 # --- the network -------------------------------------------------------------------------------------------
-class UViT3DPose(nn.Module):
+class UViT3DPose(VideoDenoiser):
     """U-ViT3D with camera-ray conditioning. See the module docstring."""
 
     def __init__(self, config: UViT3DPoseConfig, operations=None, device=None, dtype=None):
@@ -297,28 +298,6 @@ class UViT3DPose(nn.Module):
     def camera_rays(self, K: Tensor, c2w: Tensor) -> Tensor:
         """DFoT ray encoding, relative to frame 0: K [B, T, 4], c2w [B, T, 4, 4] -> [B, T, H, W, 180]."""
         return dfot_ray_encoding(K, c2w, self.config.height, self.config.width)
-
-    def _check(self, x_t, logsnr, rays, pose_mask) -> None:
-        c = self.config
-        if x_t.ndim != 5 or tuple(x_t.shape[2:]) != (c.in_channels, c.height, c.width) or not (
-                1 <= x_t.shape[1] <= c.max_frames):
-            raise Syn2SeqInputError("x_t", f"[B, T<={c.max_frames}, {c.in_channels}, {c.height}, {c.width}]",
-                                    tuple(x_t.shape))
-        B, T = x_t.shape[:2]
-        require(tuple(logsnr.shape) == (B, T), "logsnr", f"[B, T] = {(B, T)}", tuple(logsnr.shape))
-        if rays is not None:
-            want = (B, T, c.height, c.width, c.ray_channels)
-            require(tuple(rays.shape) == want, "rays", f"{list(want)} ({c.ray_format})", tuple(rays.shape))
-        if pose_mask is not None:
-            require(tuple(pose_mask.shape) == (B,), "pose_mask", f"[B] = ({B},)", tuple(pose_mask.shape))
-
-    def _pose_keep(self, B: int, device, pose_mask, generator) -> Tensor | None:
-        drop = None if pose_mask is None else pose_mask.to(device=device, dtype=torch.bool)
-        if self.training and self.config.pose_dropout > 0:
-            gen_device = generator.device if generator is not None else device
-            random_drop = torch.rand(B, generator=generator, device=gen_device).to(device) < self.config.pose_dropout
-            drop = random_drop if drop is None else drop | random_drop
-        return None if drop is None else (~drop).float()
 
     def _level_rope(self, level: int, frames: int, device) -> Tensor:
         c = self.config
