@@ -43,6 +43,20 @@ def _dialog_texts(browser) -> list[str]:
     return browser.evaluate("[...document.querySelectorAll('.p-dialog')].map(d => d.textContent)") or []
 
 
+def _wait_until_drawn(browser, server, timeout: float) -> None:
+    """Until both camera-path widgets have drawn; fails at once if the run ends in an error."""
+    deadline = time.monotonic() + timeout
+    drawn = "document.querySelectorAll('canvas[data-syn2seq-camera-path=\"drawn\"]').length"
+    while time.monotonic() < deadline:
+        if browser.evaluate(drawn) == 2:
+            return
+        for entry in server.get("/history").values():
+            errors = [m[1] for m in entry.get("status", {}).get("messages", []) if m[0] == "execution_error"]
+            assert not errors, json.dumps(errors, indent=1)[:3000]
+        time.sleep(0.5)
+    raise TimeoutError("the camera-path widgets were not drawn")
+
+
 def test_exo2ego_opens_exports_runs_and_draws_the_camera_path(browser, comfy_server):
     workflow = json.loads(WORKFLOW.read_text(encoding="utf-8"))
     types = sorted({n["type"] for n in workflow["nodes"]})
@@ -65,8 +79,7 @@ def test_exo2ego_opens_exports_runs_and_draws_the_camera_path(browser, comfy_ser
                      f"{APP}.canvas.setDirty(true, true); true")
     browser.evaluate(f"{APP}.queuePrompt(0, 1).then(() => true)")
     try:
-        browser.wait_for("document.querySelectorAll('canvas[data-syn2seq-camera-path=\"drawn\"]').length === 2",
-                         timeout=300)
+        _wait_until_drawn(browser, comfy_server, timeout=300)
         # The drawing has the exo (blue) and ego (red) strokes on it.
         colours = browser.evaluate("""
             [...document.querySelectorAll('canvas[data-syn2seq-camera-path="drawn"]')].map(c => {
