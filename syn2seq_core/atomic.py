@@ -19,13 +19,18 @@ def _umask() -> int:
     return mask
 
 
+def default_file_mode() -> int:
+    """The mode ``open()`` would give a new file (0o666 minus the umask)."""
+    return 0o666 & ~_umask()
+
+
 def temp_file_near(path, suffix: str | None = None) -> Path:
     """A new hidden empty file in ``path``'s folder (created if needed); rename it onto ``path`` when done."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=f".partial{suffix or p.suffix}")
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, default_file_mode())
     return Path(tmp)
 
 

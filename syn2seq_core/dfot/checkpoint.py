@@ -80,10 +80,12 @@ def save_state_dict(path: str | Path, state_dict: dict[str, torch.Tensor], confi
     for key, value in (extra_metadata or {}).items():
         metadata[str(key)] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from ..atomic import default_file_mode, temp_file_near
+
+    tmp = temp_file_near(path)
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, default_file_mode())  # safetensors creates its file 0600
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
