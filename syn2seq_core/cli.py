@@ -63,5 +63,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"syn2seq {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"syn2seq {args.command}: interrupted; no partial output was kept", file=sys.stderr)
+        print(f"syn2seq {args.command}: interrupted", file=sys.stderr)
         return 130

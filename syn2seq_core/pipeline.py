@@ -79,14 +79,15 @@ class TrainingBatch:
                                                                        "roles")))
 
 
-def training_step_loss(net, batch: TrainingBatch, generator: torch.Generator | None = None, schedule=None):
+def training_step_loss(net, batch: TrainingBatch, generator: torch.Generator | None = None, schedule=None,
+                       weighting: str = "sigmoid"):
     """The diffusion-forcing loss of one batch. Returns (loss, {"loss_exo": ..., "loss_ego": ...})."""
     from .dfot.objective import diffusion_loss
 
     config = unwrap(net).config
     x0 = to_model_space(batch.frames, config)
     loss, info = diffusion_loss(net, x0, rays=batch.rays, noise_t=batch.noise_t, loss_mask=batch.loss_mask,
-                                schedule=schedule, generator=generator)
+                                schedule=schedule, generator=generator, weighting=weighting)
     parts = {}
     frame_loss = info["frame_loss"]
     for role, name in C.ROLE_NAMES.items():

@@ -82,6 +82,8 @@ class TrainConfig:
     # Shift of the shifted-cosine logSNR schedule (Simple Diffusion: base 32 / resolution; DFoT 0.125 at
     # 256x256). Training and sampling must agree: it is stored with the model.
     noise_shift: float = 0.125
+    # "sigmoid" (DFoT's eps-loss weighting) or "v" (v-MSE; keeps weight at high noise, see dfot/objective.py).
+    loss_weighting: str = "sigmoid"
     init_from: str | None = None
     model: dict = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
@@ -311,7 +313,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss, parts = training_step_loss(net, batch, g, schedule)
+                loss, parts = training_step_loss(net, batch, g, schedule, cfg.loss_weighting)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)

@@ -23,9 +23,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import require
+from ..errors import check_choice, require
 from .sampler import Denoiser, randn
 from .schedule import DEFAULT_SIGMOID_BIAS, NOISE_CLIP, NoiseSchedule, alpha_sigma, expand_like, sigmoid_weight
+
+
+LOSS_WEIGHTINGS = ("sigmoid", "v")
 
 
 def sample_noise_times(batch: int, frames: int, *, generator: torch.Generator | None = None,
@@ -47,6 +50,7 @@ def diffusion_loss(
     sigmoid_bias: float = DEFAULT_SIGMOID_BIAS,
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
+    weighting: str = "sigmoid",
 ) -> tuple[Tensor, dict]:
     """One training loss evaluation. Returns ``(loss, info)``.
 
@@ -55,6 +59,10 @@ def diffusion_loss(
     noise_t: [B, T] noise times in [0, 1]; default drawn by :func:`sample_noise_times` from ``generator``.
     loss_mask: [B, T] non-negative frame weights (0 = no loss: context or padding; fractions down-weight,
     e.g. synthetic transition frames); default all 1. noise: [B, T, C, H, W] to use instead of drawing.
+    weighting: ``"sigmoid"`` (DFoT: eps-MSE x sigmoid(bias - logsnr)) or ``"v"`` (plain v-MSE, i.e. eps-MSE /
+    alpha^2). The sigmoid weight vanishes like alpha^2 at high noise, so a short training run barely learns
+    the clean estimate there, and the first sampling steps then start from noise-like estimates; ``"v"``
+    keeps full weight on them.
 
     info (all detached): ``frame_loss`` [B, T] the weighted eps-MSE of each frame (before the mask),
     ``logsnr`` [B, T], ``x0_pred`` [B, T, C, H, W] the model's clean estimate.
@@ -88,7 +96,11 @@ def diffusion_loss(
     require(tuple(v_pred.shape) == tuple(x0.shape), "denoiser output", f"shape {tuple(x0.shape)}",
             tuple(v_pred.shape))
     eps_pred = sigma * x_t + alpha * v_pred
-    frame_loss = (eps_pred - noise).pow(2).flatten(2).mean(dim=2) * sigmoid_weight(logsnr, sigmoid_bias)  # [B, T]
+    check_choice(weighting, LOSS_WEIGHTINGS, "loss weighting")
+    if weighting == "sigmoid":
+        frame_loss = (eps_pred - noise).pow(2).flatten(2).mean(dim=2) * sigmoid_weight(logsnr, sigmoid_bias)
+    else:
+        frame_loss = (v_pred - (alpha * noise - sigma * x0)).pow(2).flatten(2).mean(dim=2)  # [B, T]
     weight = loss_mask.to(frame_loss.dtype)
     loss = (frame_loss * weight).sum() / weight.sum().clamp(min=1e-8)
     info = {
