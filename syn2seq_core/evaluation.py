@@ -64,11 +64,13 @@ class TakeScores:
 
 
 def score_methods(predictions: dict[str, Tensor], target: Tensor, other_target: Tensor | None,
-                  lpips_weights=None) -> tuple[dict, dict, dict]:
+                  lpips_weights=None, known: dict[str, dict] | None = None) -> tuple[dict, dict, dict]:
+    """Per-method reports, PSNR against the own and the other take's ground truth. ``known``: reports
+    already computed (``evaluate_frames`` against ``target``), reused instead of scoring again."""
     reports, own, other = {}, {}, {}
     for method, pred in predictions.items():
-        reports[method] = evaluate_frames(pred, target, lpips_weights)
-        own[method] = float(psnr(pred, target).mean())
+        reports[method] = (known or {}).get(method) or evaluate_frames(pred, target, lpips_weights)
+        own[method] = float(reports[method]["psnr"]["mean"])
         if other_target is not None:
             n = min(len(pred), len(other_target))
             other[method] = float(psnr(pred[:n], other_target[:n]).mean())

@@ -25,7 +25,8 @@ class TakeResult:
 
     source: [Ts, 3, h, w] the context view; generated: [Tg, 3, h, w] the generated view; target: [Tg, 3, h, w]
     its ground truth or None; sequence: the full generated sequence; metrics: evaluate_frames report or None;
-    output_size: (width, height) of the generated view's own video (or its cameras' image size).
+    output_size: (width, height) of the generated view's own video (or its cameras' image size);
+    mean: [Tg, 3, h, w] the model's one-shot conditional mean, when asked for.
     """
 
     take_name: str
@@ -37,6 +38,7 @@ class TakeResult:
     metrics: dict | None
     output_size: tuple[int, int]
     fps: float
+    mean: Tensor | None = None
 
 
 def views_of(direction: str) -> tuple[str, str]:
@@ -64,25 +66,23 @@ def take_sequence(take, model: Syn2SeqModel, direction: str = "exo2ego", *, n_tr
 def generate_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, steps: int = 25,
                   scheduling: str = "full_sequence", guidance: str = "conditional", guidance_scale: float = 1.0,
                   seed: int = 0, n_transition: int | None = None, callback=None, lpips_weights=None,
-                  mean_prediction: bool = False) -> TakeResult:
-    """Generate the other view of ``take`` (a ``data.takes.Take``). ``mean_prediction``: use the model's
-    one-shot conditional mean instead of a sample."""
+                  with_mean: bool = False) -> TakeResult:
+    """Generate the other view of ``take`` (a ``data.takes.Take``); the take is read once. ``with_mean``:
+    also the model's one-shot conditional mean (``result.mean``), next to the sample."""
     from .metrics import evaluate_frames
 
     src, tgt = views_of(direction)
     seq, target = take_sequence(take, model, direction, n_transition=n_transition)
-    if mean_prediction:
-        out = model.predict_mean(seq, seed=seed)
-    else:
-        out = model.generate(seq, steps=steps, scheduling=scheduling, guidance=guidance,
-                             guidance_scale=guidance_scale, seed=seed, callback=callback)
+    out = model.generate(seq, steps=steps, scheduling=scheduling, guidance=guidance,
+                         guidance_scale=guidance_scale, seed=seed, callback=callback)
+    mean = model.predict_mean(seq, seed=seed).target_frames() if with_mean else None
     generated = out.target_frames()
     metrics = evaluate_frames(generated, target, lpips_weights) if target is not None else None
     info = take.info(tgt)
     cams = take.cameras(tgt)
     size = (info.width, info.height) if info is not None else (cams.width, cams.height)
     return TakeResult(take.name, direction, out, seq.frames[seq.context_mask >= 1], generated, target, metrics,
-                      size, float(take.fps))
+                      size, float(take.fps), mean)
 
 
 def side_by_side(result: TakeResult) -> Tensor:

@@ -125,6 +125,9 @@ def load_config(path: str | Path) -> TrainConfig:
     cfg = _build(TrainConfig, {**raw, "data": data, "optim": optim}, str(path))
     check_choice(cfg.stage, STAGES, f"{path} stage")
     check_choice(cfg.data.transition, ("interpolator", "ideal", "none"), f"{path} [data] transition")
+    if cfg.data.transition == "ideal" and cfg.data.ego2exo_prob > 0:
+        raise Syn2SeqInputError(f"{path} [data] ego2exo_prob", "0 with transition = \"ideal\" (ideal "
+                                "in-betweens are rendered exo -> ego only)", cfg.data.ego2exo_prob)
     return cfg
 
 

@@ -217,8 +217,8 @@ def run(args) -> int:
                "attention": config.attention, "params_m": count_parameters(model) / 1e6, "gflop": flops / 1e9}
         for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             peak = matmul_gflops(dtype, device, reps=3 if args.quick else 5)
-            seconds = _median_time(lambda: _step(model, x, logsnr, rays, bf16=label == "bf16"), device, reps,
-                                   budget_s=4 if args.quick else 8)
+            step = lambda m=model, bf16=label == "bf16": _step(m, x, logsnr, rays, bf16=bf16)  # noqa: E731
+            seconds = _median_time(step, device, reps, budget_s=4 if args.quick else 8)
             row[label] = {"s": seconds, "fps": args.batch * frames / seconds, "gflops": flops / seconds / 1e9,
                           "peak": peak, "ratio": flops / seconds / 1e9 / peak}
         if not args.no_memory and not args.quick:

@@ -27,7 +27,7 @@ def run(args) -> int:
     from ..errors import Syn2SeqInputError
     from ..evaluation import (BASELINES, TakeScores, baseline_frames, format_table, score_methods, summarize,
                               training_mean_target)
-    from ..generation import generate_take, take_sequence, write_json, write_result
+    from ..generation import generate_take, views_of, write_json, write_result
     from ..pipeline import load_model
 
     takes = find_takes(args.takes)[: args.limit]
@@ -36,29 +36,33 @@ def run(args) -> int:
     model = load_model(args.model, device=args.device)
     mean_target = None if args.no_baselines else training_mean_target(model, args.direction)
     loaded = [load_take(t) for t in takes]
-    targets = []
+    _, tgt = views_of(args.direction)
     for take in loaded:
-        _, target = take_sequence(take, model, args.direction, n_transition=args.transition_frames)
-        if target is None:
+        if not take.has_video(tgt):
             raise Syn2SeqInputError(f"take '{take.name}'", "a ground-truth video of the generated view", "none")
-        targets.append(target)
+    results = []  # generate everything first: each take is scored against its neighbour's ground truth too
+    for take in tqdm(loaded, desc="eval", unit="take", file=sys.stderr, dynamic_ncols=True):
+        result = generate_take(take, model, args.direction, steps=args.steps, scheduling=args.scheduling,
+                               guidance=args.guidance, guidance_scale=args.guidance_scale, seed=args.seed,
+                               n_transition=args.transition_frames, lpips_weights=args.lpips_weights,
+                               with_mean=args.mean)
+        results.append(result)
+        if args.write_videos:
+            write_result(result, Path(args.write_videos) / take.name)
     scores = []
-    for i, take in enumerate(tqdm(loaded, desc="eval", unit="take", file=sys.stderr, dynamic_ncols=True)):
-        kw = dict(steps=args.steps, scheduling=args.scheduling, guidance=args.guidance,
-                  guidance_scale=args.guidance_scale, seed=args.seed, n_transition=args.transition_frames)
-        result = generate_take(take, model, args.direction, **kw)
+    for i, result in enumerate(results):
         preds = {"sample": result.generated}
-        if args.mean:
-            preds["mean"] = generate_take(take, model, args.direction, mean_prediction=True, **kw).generated
+        if result.mean is not None:
+            preds["mean"] = result.mean
         if not args.no_baselines:
             for name in BASELINES:
                 frames = baseline_frames(name, result.source, len(result.generated), mean_target)
                 if frames is not None:
                     preds[name] = frames
-        reports, own, other = score_methods(preds, targets[i], targets[(i + 1) % len(targets)], args.lpips_weights)
-        scores.append(TakeScores(take.name, reports, own, other))
-        if args.write_videos:
-            write_result(result, Path(args.write_videos) / take.name)
+        other = results[(i + 1) % len(results)].target
+        reports, own, other_psnr = score_methods(preds, result.target, other, args.lpips_weights,
+                                                 known={"sample": result.metrics})
+        scores.append(TakeScores(result.take_name, reports, own, other_psnr))
     summary = summarize(scores)
     print(format_table(summary))
     if args.out:

@@ -95,8 +95,6 @@ def finetune_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
             else:
                 first, last = exo_f[-1:], ego_f[:1]
                 ideal = takes.transition_frames[i][None] if n_ideal else None
-            if data.transition == "ideal" and reverse[i]:
-                raise ValueError("ideal transitions are rendered exo -> ego only: set ego2exo_prob = 0")
             tr = transition_frames(data, first, last, ideal)
             seq_mode = mode if not reverse[i] else ("ego2exo" if mode == "exo2ego" else mode)
             direction = "ego2exo" if reverse[i] else "exo2ego"
