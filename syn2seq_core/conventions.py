@@ -33,15 +33,7 @@ Sequence roles and context mask
 
 from __future__ import annotations
 
-# --- frames -----------------------------------------------------------------------------------
-FRAME_LAYOUT = "t c h w"
-FRAME_RANGE = (0.0, 1.0)
-COMFY_IMAGE_LAYOUT = "n h w c"
-
 # --- cameras ----------------------------------------------------------------------------------
-CAMERA_AXES = "opencv"  # x right, y down, z forward
-INTRINSICS_LAYOUT = ("fx/W", "fy/H", "cx/W", "cy/H")
-FISHEYE_MODEL = "kannala_brandt"  # (k1, k2, k3, k4)
 # Tolerance for accepting a rotation matrix as orthonormal (max |R^T R - I|).
 ROTATION_TOLERANCE = 1e-3
 # Plausible range of normalised intrinsics; values beyond mean pixel units were passed by mistake.
@@ -51,7 +43,6 @@ PRINCIPAL_POINT_RANGE = (-1.0, 2.0)
 # --- rays -------------------------------------------------------------------------------------
 PIXEL_CENTER_OFFSET = 0.5
 PLUCKER_ORDERS = ("dm", "md")
-PLUCKER_CHANNELS = 6
 
 # --- sequences --------------------------------------------------------------------------------
 ROLE_EXO = 0
