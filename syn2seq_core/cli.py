@@ -24,6 +24,7 @@ COMMANDS = {
     "render-synthetic": ("render_synthetic", "render procedural exo/ego takes with exact cameras"),
     "train": ("train", "train or finetune a DFoT model from a config file"),
     "eval": ("evaluate", "evaluate a model on a folder of takes (PSNR/SSIM/LPIPS on generated frames)"),
+    "compare": ("compare", "paired per-take differences between eval reports (ablations)"),
     "bench": ("bench", "speed and memory benchmarks (io, sampler, interpolation, render)"),
     "convert-dfot": ("convert_dfot", "convert a DFoT Lightning checkpoint to safetensors"),
     "download": ("download", "download published weights (needs internet; explicit only)"),

@@ -118,3 +118,60 @@ def format_table(summary: dict, reference: str = "sample") -> str:
 
         lines.append(f"{m:<14} {fmt(p, 2):>22} {fmt(s, 4):>24} {fmt(gap, 2):>22} {fmt(diff, 2):>26}")
     return "\n".join(lines)
+
+
+def compare_reports(reports: dict[str, dict], method: str = "sample", reference: str | None = None) -> dict:
+    """Paired per-take comparison of several ``syn2seq eval`` reports (e.g. the ablation's variants).
+
+    reports: label -> a report written by ``syn2seq eval --out`` on the same takes. For each label: the mean
+    of ``method`` ("sample", "mean" or a baseline) with its 95% CI; for each pair (or each label against
+    ``reference``): the mean per-take difference ``a - b`` with its paired 95% CI, for PSNR and SSIM.
+    """
+    from .errors import Syn2SeqInputError
+
+    labels = list(reports)
+    if len(labels) < 2:
+        raise Syn2SeqInputError("reports", "at least two eval reports", len(labels))
+    takes = {label: [t["take"] for t in r["per_take"]] for label, r in reports.items()}
+    first = labels[0]
+    for label in labels[1:]:
+        if takes[label] != takes[first]:
+            raise Syn2SeqInputError(f"report '{label}'", f"the same takes in the same order as '{first}' "
+                                    f"({len(takes[first])} takes)", f"{len(takes[label])} takes, other names "
+                                    "or order", "Evaluate every model on the same --takes folder")
+    for label, r in reports.items():
+        if method not in r["per_take"][0]["methods"]:
+            raise Syn2SeqInputError(f"report '{label}'", f"scores of method '{method}'",
+                                    sorted(r["per_take"][0]["methods"]),
+                                    "Use --mean in syn2seq eval to score the conditional mean")
+    if reference is not None and reference not in reports:
+        raise Syn2SeqInputError("reference", f"one of {labels}", reference)
+
+    def values(label: str, metric: str) -> list[float]:
+        return [t["methods"][method][metric]["mean"] for t in reports[label]["per_take"]]
+
+    out = {"takes": len(takes[first]), "method": method, "models": {}, "paired": {}}
+    for label in labels:
+        out["models"][label] = {"model": reports[label].get("model"),
+                                **{m: mean_ci(values(label, m)).to_dict() for m in ("psnr", "ssim")}}
+    pairs = ([(a, reference) for a in labels if a != reference] if reference is not None else
+             [(a, b) for i, a in enumerate(labels) for b in labels[i + 1:]])
+    for a, b in pairs:
+        out["paired"][f"{a} - {b}"] = {m: paired_difference(values(a, m), values(b, m)).to_dict()
+                                       for m in ("psnr", "ssim")}
+    return out
+
+
+def format_comparison(comparison: dict) -> str:
+    """A plain-text table of a :func:`compare_reports` result."""
+    def fmt(d, digits):
+        return f"{d['mean']:+.{digits}f} [{d['ci_low']:+.{digits}f}, {d['ci_high']:+.{digits}f}]"
+
+    lines = [f"{comparison['takes']} takes, method '{comparison['method']}'; mean with 95% CI",
+             f"{'model':<28} {'PSNR dB':>24} {'SSIM':>27}"]
+    for label, e in comparison["models"].items():
+        lines.append(f"{label:<28} {fmt(e['psnr'], 2):>24} {fmt(e['ssim'], 4):>27}")
+    lines.append(f"{'paired difference':<28} {'PSNR dB':>24} {'SSIM':>27}")
+    for pair, e in comparison["paired"].items():
+        lines.append(f"{pair:<28} {fmt(e['psnr'], 2):>24} {fmt(e['ssim'], 4):>27}")
+    return "\n".join(lines)

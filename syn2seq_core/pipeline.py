@@ -128,7 +128,21 @@ class Syn2SeqModel:
 
     @property
     def transition_frames(self) -> int:
+        """Transition frames the model was trained with (0 for a direct exo -> ego model)."""
+        if self.data.get("transition") == "none":
+            return 0
         return int(self.data.get("transition_frames", 4))
+
+    def sequence_mode(self, direction: str) -> str:
+        """The sequence layout this model was trained on, for ``direction``: the Syn2Seq mode itself
+        ("exo2ego"/"ego2exo"), or "video_only" for a model trained with transition frames but no transition
+        poses (the ablation; its transition frames get no rays at inference either), or "direct" for a model
+        trained without transition frames."""
+        if self.data.get("transition") == "none":
+            return "direct"
+        if self.data.get("pose_interpolation", True) is False:
+            return "video_only"
+        return direction
 
     @property
     def device(self) -> torch.device:

@@ -77,6 +77,9 @@ class TrainConfig:
     seed: int = 0
     max_steps: int = 1000
     checkpoint_every: int = 100
+    # Also keep the EMA model of every N-th step as <out>/snapshots/model_step<N>.safetensors (0 = never):
+    # comparisons at equal steps, learning curves.
+    snapshot_every: int = 0
     log_every: int = 10
     bf16: bool = True
     # Shift of the shifted-cosine logSNR schedule (Simple Diffusion: base 32 / resolution; DFoT 0.125 at
@@ -186,8 +189,25 @@ def save_checkpoint(out: Path, cfg: TrainConfig, model, ema, optimizer, step: in
     _atomic_torch_save({"config": cfg.to_json(), "step": step, "elapsed": elapsed,
                         "model": model.state_dict(), "ema": ema.state_dict(),
                         "optimizer": optimizer.state_dict()}, out / CHECKPOINT_NAME)
-    save_model(out / MODEL_NAME, ema, extra_metadata={"training": json.dumps(
-        {"config": json.loads(cfg.to_json()), "step": step, "elapsed_s": round(elapsed, 1)})})
+    save_model(out / MODEL_NAME, ema, extra_metadata=_training_record(cfg, step, elapsed))
+
+
+def _training_record(cfg: TrainConfig, step: int, elapsed: float) -> dict:
+    return {"training": json.dumps({"config": json.loads(cfg.to_json()), "step": step,
+                                    "elapsed_s": round(elapsed, 1)})}
+
+
+def snapshot_path(out: str | Path, step: int) -> Path:
+    return Path(out) / "snapshots" / f"model_step{step:06d}.safetensors"
+
+
+def save_snapshot(out: Path, cfg: TrainConfig, ema, step: int, elapsed: float) -> Path:
+    """Keep this step's EMA model (a loadable model file with its training record) beside the run."""
+    from .dfot.checkpoint import save_model
+
+    path = snapshot_path(out, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_model(path, ema, extra_metadata=_training_record(cfg, step, elapsed))
 
 
 def initial_weights(source: str | Path) -> dict:
@@ -341,6 +361,8 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
                 log.flush()
             if dist.main and step % cfg.checkpoint_every == 0:
                 save_checkpoint(out, cfg, model, ema, optimizer, step, elapsed)
+            if dist.main and cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                save_snapshot(out, cfg, ema, step, elapsed)
     finally:
         bar.close()
         if dist.main and step > 0:

@@ -150,3 +150,47 @@ def test_cli_exo2ego_and_eval(model_path, takes, tmp_path, capsys):
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert main(["exo2ego", "--take", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("data, mode, n_tr", [({"transition": "none"}, "direct", 0),
+                                              ({"pose_interpolation": False}, "video_only", 2),
+                                              ({}, "exo2ego", 2)])
+def test_takes_are_generated_in_the_layout_the_model_was_trained_on(tmp_path, takes, data, mode, n_tr):
+    # The ablation's models: a direct model must not get transition frames, a "video only" model must not
+    # get transition rays, at inference as in training.
+    torch.manual_seed(0)
+    path = tmp_path / "m.safetensors"
+    info = {"config": {"noise_shift": 1.0, "data": {**DATA, **data}, "model": MODEL}, "step": 0}
+    save_model(path, build_network(MODEL), extra_metadata={"training": json.dumps(info)})
+    model = load_model(path)
+    assert model.sequence_mode("exo2ego") == mode and model.transition_frames == n_tr
+    result = generate_take(load_take(takes / "take_0"), model, "exo2ego", steps=2)
+    seq = result.sequence
+    tr = seq.roles == C.ROLE_TRANSITION
+    assert int(tr.sum()) == n_tr and len(result.generated) == 3
+    rays = seq.rays(SIZE, SIZE)
+    if mode == "video_only":
+        assert not bool(seq.pose_known[tr].any()) and float(rays[tr].abs().max()) == 0.0
+    assert float(rays[~tr].abs().amax(dim=(1, 2, 3)).min()) > 0  # every real view keeps its rays
+
+
+def test_compare_reports_pairs_takes_and_refuses_different_takes(model_path, takes, tmp_path, capsys):
+    reports = []
+    for seed in (0, 1):
+        reports.append(tmp_path / f"r{seed}.json")
+        assert main(["eval", "--takes", str(takes), "--model", str(model_path), "--steps", "2", "--seed", str(seed),
+                     "--no-baselines", "--out", str(reports[-1])]) == 0
+    out = tmp_path / "cmp.json"
+    assert main(["compare", f"a={reports[0]}", f"b={reports[1]}", "--out", str(out)]) == 0
+    cmp = json.loads(out.read_text())
+    a, b = (json.loads(r.read_text())["per_take"] for r in reports)
+    diffs = [x["methods"]["sample"]["psnr"]["mean"] - y["methods"]["sample"]["psnr"]["mean"] for x, y in zip(a, b)]
+    assert cmp["paired"]["a - b"]["psnr"]["mean"] == pytest.approx(sum(diffs) / len(diffs))
+    assert "a - b" in capsys.readouterr().out
+    # Reports on different takes cannot be paired.
+    other = json.loads(reports[1].read_text())
+    other["per_take"] = other["per_take"][::-1]
+    (tmp_path / "rev.json").write_text(json.dumps(other))
+    assert main(["compare", str(reports[0]), str(tmp_path / "rev.json")]) == 2
+    assert "same takes in the same order" in capsys.readouterr().err
+    assert main(["compare", str(reports[0]), str(reports[1]), "--method", "mean"]) == 2

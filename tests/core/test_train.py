@@ -166,6 +166,22 @@ def test_torchrun_two_processes_agree_on_weights(tmp_path):
     assert load_checkpoint(out)["step"] == 3
 
 
+def test_snapshots_keep_the_ema_model_of_every_nth_step(tmp_path):
+    from syn2seq_core.pipeline import load_model
+    from syn2seq_core.train import snapshot_path
+
+    path = write_config(tmp_path, steps=4, every=4)
+    path.write_text(path.read_text().replace("checkpoint_every = 4", "checkpoint_every = 4\nsnapshot_every = 2"))
+    out = tmp_path / "run"
+    train(load_config(path), out, progress=False)
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == [snapshot_path(out, s).name for s in (2, 4)]
+    first, last, final = (load_model(p) for p in (snapshot_path(out, 2), snapshot_path(out, 4), out / MODEL_NAME))
+    assert first.info["step"] == 2 and last.info["step"] == 4
+    for key, value in final.network.state_dict().items():
+        assert torch.equal(value, last.network.state_dict()[key])
+    assert not all(torch.equal(v, first.network.state_dict()[k]) for k, v in final.network.state_dict().items())
+
+
 def test_bad_config_is_named(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\nstage = "warmup"\n')
