@@ -105,6 +105,15 @@ def _build(cls, values: dict, where: str):
     return cls(**values)
 
 
+def config_from_dict(raw: dict, where: str = "config") -> TrainConfig:
+    """A TrainConfig from its dict form (``to_json``); keys it lacks take their defaults, so a run saved by
+    an older version, before a field existed, still matches a config that leaves that field at its default."""
+    raw = dict(raw)
+    data = _build(DataConfig, raw.pop("data", {}), f"{where} [data]")
+    optim = _build(OptimConfig, raw.pop("optim", {}), f"{where} [optim]")
+    return _build(TrainConfig, {**raw, "data": data, "optim": optim}, where)
+
+
 def load_config(path: str | Path) -> TrainConfig:
     """Read a TOML (or JSON) training config: top-level keys of TrainConfig, tables [model], [data], [optim]."""
     path = Path(path)
@@ -122,10 +131,8 @@ def load_config(path: str | Path) -> TrainConfig:
         except tomllib.TOMLDecodeError as e:
             raise Syn2SeqInputError(str(path), "valid TOML", str(e)) from None
     raw = dict(raw)
-    data = _build(DataConfig, raw.pop("data", {}), f"{path} [data]")
-    optim = _build(OptimConfig, raw.pop("optim", {}), f"{path} [optim]")
     raw.setdefault("name", path.stem)
-    cfg = _build(TrainConfig, {**raw, "data": data, "optim": optim}, str(path))
+    cfg = config_from_dict(raw, str(path))
     check_choice(cfg.stage, STAGES, f"{path} stage")
     check_choice(cfg.data.transition, ("interpolator", "ideal", "none"), f"{path} [data] transition")
     if cfg.data.transition == "ideal" and cfg.data.ego2exo_prob > 0:
@@ -298,8 +305,11 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
     step, elapsed = 0, 0.0
     state = load_checkpoint(out)
     if state is not None:
-        saved = json.loads(state["config"])
-        if saved != json.loads(cfg.to_json()):
+        try:
+            saved = config_from_dict(json.loads(state["config"]), str(out / CHECKPOINT_NAME)).to_json()
+        except Syn2SeqInputError:  # a field this version no longer knows
+            saved = state["config"]
+        if saved != cfg.to_json():
             raise Syn2SeqInputError(str(out / CHECKPOINT_NAME), "a checkpoint of the same config",
                                     "a checkpoint of a different config",
                                     "Use a new --out folder, or the config the run was started with")

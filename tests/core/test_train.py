@@ -127,6 +127,19 @@ def test_resume_refuses_a_different_config(tmp_path):
         train(other, tmp_path / "run", progress=False)
 
 
+def test_resume_accepts_a_run_saved_before_a_config_field_existed(tmp_path):
+    # A later version adds a config field (e.g. snapshot_every): a run saved without it, resumed with the
+    # field at its default, is the same run.
+    cfg = load_config(write_config(tmp_path, steps=2, every=1))
+    train(cfg, tmp_path / "run", max_steps=1, progress=False)
+    state = load_checkpoint(tmp_path / "run")
+    old = json.loads(state["config"])
+    del old["snapshot_every"]
+    state["config"] = json.dumps(old)
+    torch.save(state, tmp_path / "run" / CHECKPOINT_NAME)
+    assert train(cfg, tmp_path / "run", progress=False)["step"] == 2
+
+
 def test_kill_9_then_restart_continues_from_the_last_checkpoint(tmp_path):
     cfg_path = write_config(tmp_path, steps=40, every=1)
     out = tmp_path / "run"
