@@ -67,16 +67,17 @@ def take_sequence(take, model: Syn2SeqModel, direction: str = "exo2ego", *, n_tr
 def generate_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, steps: int = 25,
                   scheduling: str = "full_sequence", guidance: str = "conditional", guidance_scale: float = 1.0,
                   seed: int = 0, n_transition: int | None = None, callback=None, lpips_weights=None,
-                  with_mean: bool = False) -> TakeResult:
+                  with_mean: bool = False, mean_draws: int = 8) -> TakeResult:
     """Generate the other view of ``take`` (a ``data.takes.Take``); the take is read once. ``with_mean``:
-    also the model's one-shot conditional mean (``result.mean``), next to the sample."""
+    also the model's conditional-mean estimate (``result.mean``; one-shot x0 averaged over ``mean_draws``
+    noise draws, see ``Syn2SeqModel.predict_mean``), next to the sample."""
     from .metrics import evaluate_frames
 
     src, tgt = views_of(direction)
     seq, target = take_sequence(take, model, direction, n_transition=n_transition)
     out = model.generate(seq, steps=steps, scheduling=scheduling, guidance=guidance,
                          guidance_scale=guidance_scale, seed=seed, callback=callback)
-    mean = model.predict_mean(seq, seed=seed).target_frames() if with_mean else None
+    mean = model.predict_mean(seq, seed=seed, draws=mean_draws).target_frames() if with_mean else None
     generated = out.target_frames()
     metrics = evaluate_frames(generated, target, lpips_weights) if target is not None else None
     info = take.info(tgt)

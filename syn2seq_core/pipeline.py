@@ -220,13 +220,21 @@ class Syn2SeqModel:
         return replace(sequence, frames=frames, known=torch.ones_like(sequence.known), context_mask=new_mask)
 
     @torch.no_grad()
-    def predict_mean(self, sequence: Syn2SeqSequence, seed: int = 0) -> Syn2SeqSequence:
-        """The model's one-shot x0 estimate with every generated frame at full noise (its conditional mean:
-        the diagnostic PSNR favours, next to single samples)."""
+    def predict_mean(self, sequence: Syn2SeqSequence, seed: int = 0, draws: int = 1) -> Syn2SeqSequence:
+        """The model's estimate of its conditional mean: the one-shot x0 prediction with every generated frame
+        at full noise, averaged over ``draws`` noise draws (seeds ``seed .. seed + draws - 1``). At full noise
+        the input carries no signal, so a converged model ignores it; an under-trained one leaks part of the
+        noise into x0, and the average removes that part. The estimate PSNR favours, next to single samples."""
         require(len(sequence) <= self.window, "sequence", f"at most {self.window} frames for predict_mean",
                 len(sequence))
+        require(int(draws) >= 1, "draws", "an integer >= 1", draws)
         one_step = torch.tensor([[1.0] * len(sequence), [0.0] * len(sequence)])
-        return self.generate(sequence, steps=1, scheduling=one_step, seed=seed)
+        outs = [self.generate(sequence, steps=1, scheduling=one_step, seed=seed + k) for k in range(int(draws))]
+        if len(outs) == 1:
+            return outs[0]
+        mean = torch.stack([o.frames for o in outs]).mean(dim=0)
+        ctx = (sequence.context_mask >= C.MASK_CONTEXT)[:, None, None, None]
+        return replace(outs[0], frames=torch.where(ctx, outs[0].frames, mean))  # context stays bit-identical
 
 
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> Syn2SeqModel:

@@ -15,7 +15,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N takes")
     parser.add_argument("--no-baselines", action="store_true", help="skip the trivial baselines")
     parser.add_argument("--mean", action="store_true",
-                        help="also score the model's one-shot conditional mean next to its samples")
+                        help="also score the model's conditional mean (one-shot x0 at full noise) next to its samples")
+    parser.add_argument("--mean-draws", type=int, default=8,
+                        help="noise draws the conditional mean averages (default 8; 1 = a single one-shot x0)")
     parser.add_argument("--write-videos", default=None, help="also write each take's outputs under this folder")
     add_generation_arguments(parser)
 
@@ -45,7 +47,7 @@ def run(args) -> int:
         result = generate_take(take, model, args.direction, steps=args.steps, scheduling=args.scheduling,
                                guidance=args.guidance, guidance_scale=args.guidance_scale, seed=args.seed,
                                n_transition=args.transition_frames, lpips_weights=args.lpips_weights,
-                               with_mean=args.mean)
+                               with_mean=args.mean, mean_draws=args.mean_draws)
         results.append(result)
         if args.write_videos:
             write_result(result, Path(args.write_videos) / take.name)
@@ -68,6 +70,7 @@ def run(args) -> int:
     if args.out:
         write_json(Path(args.out), {"summary": summary, "model": str(model.path), "steps": args.steps,
                                     "seed": args.seed, "direction": args.direction,
+                                    "mean_draws": args.mean_draws if args.mean else None,
                                     "per_take": [{"take": s.name, "methods": s.per_method, "own_psnr": s.own_psnr,
                                                   "other_psnr": s.other_psnr} for s in scores]})
         print(f"report: {args.out}")

@@ -6,6 +6,8 @@ import json
 import pytest
 
 from syn2seq_core.cli import main
+from syn2seq_core.commands.demo import SAMPLE_TAKE
+from syn2seq_core.data.takes import load_take
 from syn2seq_core.pipeline import BUNDLED_MODEL, HELDOUT_SEED_BASE, load_model
 
 SUBSET = BUNDLED_MODEL.with_suffix(".eval_subset.json")
@@ -14,7 +16,7 @@ pytestmark = pytest.mark.skipif(not BUNDLED_MODEL.exists(), reason=f"bundled mod
 
 def test_bundled_model_loads_with_its_training_record():
     model = load_model()
-    assert model.size == (64, 64)
+    assert model.size == tuple(json.loads(SUBSET.read_text())["model_size"])
     assert model.info["config"]["stage"] == "finetune" and model.info["step"] > 0
     assert BUNDLED_MODEL.stat().st_size <= 25 * 2**20
 
@@ -23,7 +25,8 @@ def test_demo_writes_video_side_by_side_and_metrics(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out)]) == 0
     report = json.loads((out / "metrics.json").read_text())
-    assert report["generated_frames"] == 8 and report["metrics"]["psnr"]["mean"] > 5
+    ego_frames = load_take(SAMPLE_TAKE).num_frames("ego")
+    assert report["generated_frames"] == ego_frames and report["metrics"]["psnr"]["mean"] > 5
     assert (out / "ego_generated.mp4").stat().st_size > 0 and (out / "side_by_side.mp4").stat().st_size > 0
 
 
@@ -31,8 +34,9 @@ def test_eval_on_heldout_subset_reproduces_the_card(tmp_path):
     recorded = json.loads(SUBSET.read_text())
     takes = tmp_path / "heldout"
     n = recorded["takes"]
+    # The held-out takes of the card (seeds 2^30 + 0..n-1), rendered as recorded (size, frames, supersample).
     assert main(["render-synthetic", "--out", str(takes), "--takes", str(n), "--seed", str(HELDOUT_SEED_BASE),
-                 "--size", "64", "--supersample", "1"]) == 0
+                 *recorded["render_args"]]) == 0
     report = tmp_path / "eval.json"
     assert main(["eval", "--takes", str(takes), "--steps", str(recorded["steps"]), "--seed", "0", "--mean",
                  "--out", str(report)]) == 0

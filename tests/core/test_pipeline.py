@@ -100,6 +100,19 @@ def test_mean_prediction_and_wrong_size(model_path):
         model.generate(wrong)
 
 
+def test_mean_over_draws_is_the_average_of_one_shot_predictions(model_path):
+    model = load_model(model_path)
+    seq = small_sequence()
+    singles = [model.predict_mean(seq, seed=s).frames for s in (5, 6, 7)]
+    avg = model.predict_mean(seq, seed=5, draws=3)
+    assert torch.allclose(avg.frames, torch.stack(singles).mean(0), atol=1e-6)
+    ctx = seq.context_mask >= C.MASK_CONTEXT
+    assert torch.equal(avg.frames[ctx], seq.frames[ctx])  # context frames untouched
+    assert not torch.equal(singles[0][~ctx], singles[1][~ctx])  # the draws differ where generated
+    with pytest.raises(Syn2SeqInputError, match="draws"):
+        model.predict_mean(seq, draws=0)
+
+
 def test_missing_model_file_is_explained(tmp_path):
     with pytest.raises(Syn2SeqInputError, match="models/syn2seq"):
         load_model(tmp_path / "nope.safetensors")
