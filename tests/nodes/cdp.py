@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -30,6 +32,14 @@ class JavaScriptError(RuntimeError):
     pass
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 class Browser:
     """One headless Chromium with one page. Use as a context manager."""
 
@@ -42,7 +52,7 @@ class Browser:
     def __enter__(self) -> Browser:  # noqa: PYI034
         import websocket  # websocket-client
 
-        self._profile = tempfile.TemporaryDirectory(prefix="syn2seq-chromium-")
+        self._profile = tempfile.TemporaryDirectory(prefix="syn2seq-chromium-", ignore_cleanup_errors=True)
         profile = Path(self._profile.name)
         self.process = subprocess.Popen(
             [self.executable, *FLAGS, f"--user-data-dir={profile}", f"--window-size={self.size[0]},{self.size[1]}",
@@ -68,13 +78,22 @@ class Browser:
     def close(self) -> None:
         if getattr(self, "ws", None):
             self.ws.close()
-        if self.process.poll() is None:
-            self.process.terminate()
+        # Chromium's helper processes (its own session: start_new_session) outlive the main process and keep
+        # writing into the profile; stop the whole group, then remove the profile.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+                continue
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and _group_alive(self.process.pid):
+                time.sleep(0.1)
+            if not _group_alive(self.process.pid):
+                break
         self._profile.cleanup()
 
     def call(self, method: str, **params) -> dict:
