@@ -2,19 +2,20 @@
 # The central ablation of MODEL_CARD.md: four Syn2Seq finetune variants from one pretrain run, equal budget,
 # evaluated on 64 held-out takes at equal wall time and at equal steps, compared per take with paired CIs.
 #
-#   scripts/ablation.sh [MINUTES]        (default 30 minutes of training per variant)
+#   scripts/ablation.sh [MINUTES]        (default 60 minutes of wall time, all four variants at once)
 #
 #   (a) direct exo -> ego, no transition          configs/ablation/ablation_a_direct.toml
 #   (b) flow transition frames, no SLERP cameras  configs/ablation/ablation_b_video_only.toml
 #   (c) flow transition frames + SLERP cameras    configs/synthetic_tiny.toml (the bundled model's stage 2)
 #   (d) ideal rendered transition + SLERP cameras configs/ablation/ablation_d_ideal.toml
 #
-# Variants train two at a time, one thread each (on a 2-core machine both then see the same contention);
-# each is stopped after MINUTES of wall time and its EMA model copied to runs/ablation/<variant>.safetensors.
+# The four variants train at the same time, one thread each, so that all see the same machine and the same
+# contention; each is stopped after MINUTES of wall time and its EMA model copied to
+# runs/ablation/<variant>.safetensors (equal wall time).
 # Equal steps: the largest snapshot step (configs: snapshot_every) that every variant reached. Resumable:
 # training resumes from its checkpoint, finished steps are skipped. Run it from the repository root.
 set -euo pipefail
-MINUTES=${1:-30}
+MINUTES=${1:-60}
 PY=${PY:-.venv/bin/python}
 S2S=("$PY" -m syn2seq_core)
 export OMP_NUM_THREADS=1
@@ -31,7 +32,7 @@ declare -A RUN=([a_direct]=runs/ablation_a_direct [b_video_only]=runs/ablation_b
 # 1. Pretrain (shared by all variants; its config's max_steps ends it).
 "${S2S[@]}" train --config configs/synthetic_tiny_pretrain.toml --out runs/synthetic_tiny_pretrain --no-progress
 
-# 2. Variants, two at a time, MINUTES each.
+# 2. Variants, all four at once, MINUTES each.
 train_variant() {
     local v=$1
     [[ -f "$OUT/$v.safetensors" ]] && return 0
@@ -39,10 +40,8 @@ train_variant() {
         > "$OUT/$v.train.log" 2>&1
     cp "${RUN[$v]}/model.safetensors" "$OUT/$v.safetensors"
 }
-for pair in "a_direct c_syn2seq" "b_video_only d_ideal"; do
-    for v in $pair; do train_variant "$v" & done
-    wait
-done
+for v in a_direct b_video_only c_syn2seq d_ideal; do train_variant "$v" & done
+wait
 
 # 3. Held-out takes: seeds 2^30 + 0..63, never drawn in training; the variants' frame layout.
 [[ -d "$HELDOUT" ]] || "${S2S[@]}" render-synthetic --out "$HELDOUT" --takes 64 --seed 1073741824 --size 32 \
