@@ -379,13 +379,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
             save_checkpoint(out, cfg, model, ema, optimizer, step, elapsed)
         if dist.world > 1:
             _check_ranks_agree(model, dist, log, step)
-            # Teardown order matters for gloo: the DDP reducer holds the process group, and a group freed
-            # late (at interpreter exit) can abort the process ("terminate called without an active
-            # exception", seen in CI). Drop the wrapper, wait for every rank, then destroy the group.
-            del net
-            import gc
-
-            gc.collect()
+            del net  # the DDP wrapper before its process group; every rank done before the group goes
             torch.distributed.barrier()
             torch.distributed.destroy_process_group()
         if log:
