@@ -2,7 +2,7 @@
 # The central ablation of MODEL_CARD.md: four Syn2Seq finetune variants from one pretrain run, equal budget,
 # evaluated on 64 held-out takes at equal wall time and at equal steps, compared per take with paired CIs.
 #
-#   scripts/ablation.sh [MINUTES]        (default 60 minutes of wall time, all four variants at once)
+#   scripts/ablation.sh [MINUTES]        (default 40 minutes of wall time, all four variants at once)
 #
 #   (a) direct exo -> ego, no transition          configs/ablation/ablation_a_direct.toml
 #   (b) flow transition frames, no SLERP cameras  configs/ablation/ablation_b_video_only.toml
@@ -15,7 +15,7 @@
 # Equal steps: the largest snapshot step (configs: snapshot_every) that every variant reached. Resumable:
 # training resumes from its checkpoint, finished steps are skipped. Run it from the repository root.
 set -euo pipefail
-MINUTES=${1:-60}
+MINUTES=${1:-40}
 PY=${PY:-.venv/bin/python}
 S2S=("$PY" -m syn2seq_core)
 export OMP_NUM_THREADS=1

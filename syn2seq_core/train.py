@@ -52,6 +52,11 @@ class DataConfig:
     clean_context_prob: float = 0.7
     # Probability that a finetune sequence runs ego -> exo instead of exo -> ego.
     ego2exo_prob: float = 0.0
+    # Probability that all frames to generate in a sequence share one noise level (as at inference, where
+    # full_sequence sampling starts them all at full noise) instead of independent levels. With independent
+    # levels alone, 4 ego frames are all above t = 0.8 in only 0.2^4 = 0.16% of sequences, so the model
+    # rarely practises what decides a sample's layout and colours: predicting the view from context alone.
+    shared_noise_prob: float = 0.0
     # Loss weight of transition frames (synthetic in-betweens, not real views).
     transition_loss_weight: float = 1.0
     # pretrain: frames per single-view clip (0 = the model window).

@@ -50,6 +50,17 @@ def transition_frames(data, exo_last: Tensor, ego_first: Tensor, ideal: Tensor |
     return interpolate(exo_last, ego_first, n, backend=data.interpolator)
 
 
+def draw_noise_levels(g: torch.Generator, shape: tuple[int, ...], shared_prob: float) -> Tensor:
+    """[..., T] noise times in [0, 1): independent per frame, or, with probability ``shared_prob`` per
+    sequence, one level for the whole sequence (context frames are set clean afterwards). No extra draws
+    when ``shared_prob`` is 0, so the batches of configs without it are unchanged."""
+    t = _uniform(g, *shape)
+    if shared_prob > 0:
+        shared = _uniform(g, *shape[:-1], 1) < shared_prob
+        t = torch.where(shared, t[..., :1].expand_as(t), t)
+    return t
+
+
 def pretrain_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
     data = cfg.data
     frames = data.clip_frames or int(cfg.model.get("max_frames", 20))
@@ -59,7 +70,7 @@ def pretrain_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
         clips = render_camera_path_clips(_seeds(g, batch), frames, world)
         c2w = invert_pose(clips.c2w[:, :1]) @ clips.c2w  # relative to each clip's first camera
         rays = plucker_rays(clips.K, c2w, data.size, data.size)
-        noise_t = _uniform(g, batch, frames)
+        noise_t = draw_noise_levels(g, (batch, frames), data.shared_noise_prob)
         loss_mask = torch.ones(batch, frames)
         # As at inference, the beginning of a clip is often clean context: no noise, no loss.
         with_context = _uniform(g, batch) < data.clean_context_prob
@@ -104,7 +115,7 @@ def finetune_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
             if window < len(seq):
                 seq, _ = decompose(seq, window, g)
             T = len(seq)
-            noise_t = _uniform(g, T)
+            noise_t = draw_noise_levels(g, (T,), data.shared_noise_prob)
             loss_mask = torch.ones(T)
             loss_mask[seq.roles == C.ROLE_TRANSITION] = data.transition_loss_weight
             if bool(_uniform(g, 1) < data.clean_context_prob):

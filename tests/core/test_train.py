@@ -231,3 +231,17 @@ def test_sigterm_writes_a_checkpoint_of_the_current_step(tmp_path):
     proc.wait(timeout=120)
     logged = read_log(out)[-1]["step"]
     assert load_checkpoint(out)["step"] >= logged >= 3
+
+
+def test_shared_noise_levels():
+    from syn2seq_core.data.training import draw_noise_levels
+
+    g = torch.Generator().manual_seed(0)
+    t = draw_noise_levels(g, (4000, 6), 0.5)
+    shared = (t == t[:, :1]).all(dim=1)
+    assert 0.45 < float(shared.float().mean()) < 0.55  # about half the sequences share one level
+    assert float(t[shared, 0].mean()) == pytest.approx(0.5, abs=0.03)  # and that level is uniform
+    assert (t >= 0).all() and (t < 1).all()
+    # Without sharing, the draws are exactly the plain uniform ones (old configs keep their batches).
+    plain = torch.rand(4000, 6, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(draw_noise_levels(torch.Generator().manual_seed(0), (4000, 6), 0.0), plain)
