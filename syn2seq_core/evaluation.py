@@ -164,8 +164,8 @@ def compare_reports(reports: dict[str, dict], method: str = "sample", reference:
 
 def format_comparison(comparison: dict) -> str:
     """A plain-text table of a :func:`compare_reports` result."""
-    def fmt(d, digits):
-        return f"{d['mean']:+.{digits}f} [{d['ci_low']:+.{digits}f}, {d['ci_high']:+.{digits}f}]"
+    def fmt(d, digits, sign=""):
+        return f"{d['mean']:{sign}.{digits}f} [{d['ci_low']:{sign}.{digits}f}, {d['ci_high']:{sign}.{digits}f}]"
 
     lines = [f"{comparison['takes']} takes, method '{comparison['method']}'; mean with 95% CI",
              f"{'model':<28} {'PSNR dB':>24} {'SSIM':>27}"]
@@ -173,5 +173,5 @@ def format_comparison(comparison: dict) -> str:
         lines.append(f"{label:<28} {fmt(e['psnr'], 2):>24} {fmt(e['ssim'], 4):>27}")
     lines.append(f"{'paired difference':<28} {'PSNR dB':>24} {'SSIM':>27}")
     for pair, e in comparison["paired"].items():
-        lines.append(f"{pair:<28} {fmt(e['psnr'], 2):>24} {fmt(e['ssim'], 4):>27}")
+        lines.append(f"{pair:<28} {fmt(e['psnr'], 2, '+'):>24} {fmt(e['ssim'], 4, '+'):>27}")
     return "\n".join(lines)
