@@ -93,14 +93,15 @@ def summarize(scores: list[TakeScores], reference: str = "sample") -> dict:
         if all(m in s.other_psnr for s in scores):
             out["own_minus_other_psnr"][m] = paired_difference([s.own_psnr[m] for s in scores],
                                                                [s.other_psnr[m] for s in scores]).to_dict()
-    if reference in methods:
-        for m in methods:
-            if m == reference:
-                continue
-            out["paired_vs_" + reference][m] = {
-                metric: paired_difference([s.per_method[reference][metric]["mean"] for s in scores],
+    # Paired differences against the sample and, when scored, against the conditional mean.
+    for ref in dict.fromkeys((reference, "mean")):
+        if ref not in methods:
+            continue
+        out["paired_vs_" + ref] = {
+            m: {metric: paired_difference([s.per_method[ref][metric]["mean"] for s in scores],
                                           [s.per_method[m][metric]["mean"] for s in scores]).to_dict()
                 for metric in ("psnr", "ssim")}
+            for m in methods if m != ref}
     return out
 
 
@@ -117,6 +118,10 @@ def format_table(summary: dict, reference: str = "sample") -> str:
             return "-" if d is None else f"{d['mean']:.{digits}f} [{d['ci_low']:.{digits}f}, {d['ci_high']:.{digits}f}]"
 
         lines.append(f"{m:<14} {fmt(p, 2):>22} {fmt(s, 4):>24} {fmt(gap, 2):>22} {fmt(diff, 2):>26}")
+    if summary.get("paired_vs_mean"):
+        lines.append(f"{'mean - method':<14} {'PSNR dB':>22} {'SSIM':>24}")
+        for m, d in summary["paired_vs_mean"].items():
+            lines.append(f"{m:<14} {fmt(d['psnr'], 2):>22} {fmt(d['ssim'], 4):>24}")
     return "\n".join(lines)
 
 

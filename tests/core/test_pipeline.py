@@ -157,6 +157,7 @@ def test_cli_exo2ego_and_eval(model_path, takes, tmp_path, capsys):
     assert data["takes"] == 2
     assert set(data["methods"]) >= {"sample", "mean", "copy_last", "flat_color", "mean_target"}
     assert "copy_last" in data["paired_vs_sample"]
+    assert set(data["paired_vs_mean"]) == {"sample", "copy_last", "flat_color", "mean_target"}
     assert "PSNR" in capsys.readouterr().out
 
 
