@@ -66,7 +66,7 @@ def take_sequence(take, model: Syn2SeqModel, direction: str = "exo2ego", *, n_tr
 
 def generate_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, steps: int = 25,
                   scheduling: str = "full_sequence", guidance: str = "conditional", guidance_scale: float = 1.0,
-                  seed: int = 0, n_transition: int | None = None, callback=None, lpips_weights=None,
+                  seed: int = 0, eta: float = 0.0, n_transition: int | None = None, callback=None, lpips_weights=None,
                   with_mean: bool = False, mean_draws: int = 8) -> TakeResult:
     """Generate the other view of ``take`` (a ``data.takes.Take``); the take is read once. ``with_mean``:
     also the model's conditional-mean estimate (``result.mean``; one-shot x0 averaged over ``mean_draws``
@@ -76,7 +76,7 @@ def generate_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, step
     src, tgt = views_of(direction)
     seq, target = take_sequence(take, model, direction, n_transition=n_transition)
     out = model.generate(seq, steps=steps, scheduling=scheduling, guidance=guidance,
-                         guidance_scale=guidance_scale, seed=seed, callback=callback)
+                         guidance_scale=guidance_scale, seed=seed, eta=eta, callback=callback)
     mean = model.predict_mean(seq, seed=seed, draws=mean_draws).target_frames() if with_mean else None
     generated = out.target_frames()
     metrics = evaluate_frames(generated, target, lpips_weights) if target is not None else None

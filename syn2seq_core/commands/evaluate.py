@@ -45,7 +45,7 @@ def run(args) -> int:
     results = []  # generate everything first: each take is scored against its neighbour's ground truth too
     for take in tqdm(loaded, desc="eval", unit="take", file=sys.stderr, dynamic_ncols=True):
         result = generate_take(take, model, args.direction, steps=args.steps, scheduling=args.scheduling,
-                               guidance=args.guidance, guidance_scale=args.guidance_scale, seed=args.seed,
+                               guidance=args.guidance, guidance_scale=args.guidance_scale, seed=args.seed, eta=args.eta,
                                n_transition=args.transition_frames, lpips_weights=args.lpips_weights,
                                with_mean=args.mean, mean_draws=args.mean_draws)
         results.append(result)
@@ -68,7 +68,7 @@ def run(args) -> int:
     summary = summarize(scores)
     print(format_table(summary))
     if args.out:
-        write_json(Path(args.out), {"summary": summary, "model": str(model.path), "steps": args.steps,
+        write_json(Path(args.out), {"summary": summary, "model": str(model.path), "steps": args.steps, "eta": args.eta,
                                     "seed": args.seed, "direction": args.direction,
                                     "mean_draws": args.mean_draws if args.mean else None,
                                     "per_take": [{"take": s.name, "methods": s.per_method, "own_psnr": s.own_psnr,

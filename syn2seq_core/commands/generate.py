@@ -19,6 +19,8 @@ def add_generation_arguments(parser) -> None:
                         help="history guidance (default conditional)")
     parser.add_argument("--guidance-scale", type=float, default=1.0, help="history guidance weight w")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eta", type=float, default=0.0,
+                        help="DDIM stochasticity: 0 deterministic (default), 1 ancestral DDPM")
     parser.add_argument("--transition-frames", type=int, default=None,
                         help="transition frames between the views (default: as the model was trained)")
     parser.add_argument("--lpips-weights", default=None,
@@ -57,7 +59,7 @@ def run_one(take_dir, out, args, direction: str, model=None) -> dict:
     callback, bar = progress_callback(f"{direction} {take.name}")
     try:
         result = generate_take(take, model, direction, steps=args.steps, scheduling=args.scheduling,
-                               guidance=args.guidance, guidance_scale=args.guidance_scale, seed=args.seed,
+                               guidance=args.guidance, guidance_scale=args.guidance_scale, seed=args.seed, eta=args.eta,
                                n_transition=args.transition_frames, callback=callback,
                                lpips_weights=args.lpips_weights)
     finally:

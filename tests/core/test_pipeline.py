@@ -193,7 +193,8 @@ def test_compare_reports_pairs_takes_and_refuses_different_takes(model_path, tak
     for seed in (0, 1):
         reports.append(tmp_path / f"r{seed}.json")
         assert main(["eval", "--takes", str(takes), "--model", str(model_path), "--steps", "2", "--seed", str(seed),
-                     "--no-baselines", "--out", str(reports[-1])]) == 0
+                     "--eta", str(seed), "--no-baselines", "--out", str(reports[-1])]) == 0
+    assert [json.loads(r.read_text())["eta"] for r in reports] == [0.0, 1.0]  # the sampler setting is recorded
     out = tmp_path / "cmp.json"
     assert main(["compare", f"a={reports[0]}", f"b={reports[1]}", "--out", str(out)]) == 0
     cmp = json.loads(out.read_text())
