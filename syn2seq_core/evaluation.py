@@ -105,6 +105,13 @@ def summarize(scores: list[TakeScores], reference: str = "sample") -> dict:
     return out
 
 
+def format_ci(d: dict | None, digits: int, sign: str = "") -> str:
+    """``mean [low, high]`` of a MeanCI dict (``sign="+"`` for differences); "-" for None."""
+    if d is None:
+        return "-"
+    return f"{d['mean']:{sign}.{digits}f} [{d['ci_low']:{sign}.{digits}f}, {d['ci_high']:{sign}.{digits}f}]"
+
+
 def format_table(summary: dict, reference: str = "sample") -> str:
     """A plain-text table of a :func:`summarize` result."""
     lines = [f"{summary['takes']} takes; mean over takes with 95% CI",
@@ -114,14 +121,11 @@ def format_table(summary: dict, reference: str = "sample") -> str:
         gap = summary["own_minus_other_psnr"].get(m)
         diff = summary["paired_vs_" + reference].get(m, {}).get("psnr")
 
-        def fmt(d, digits):
-            return "-" if d is None else f"{d['mean']:.{digits}f} [{d['ci_low']:.{digits}f}, {d['ci_high']:.{digits}f}]"
-
-        lines.append(f"{m:<14} {fmt(p, 2):>22} {fmt(s, 4):>24} {fmt(gap, 2):>22} {fmt(diff, 2):>26}")
+        lines.append(f"{m:<14} {format_ci(p, 2):>22} {format_ci(s, 4):>24} {format_ci(gap, 2):>22} {format_ci(diff, 2):>26}")
     if summary.get("paired_vs_mean"):
         lines.append(f"{'mean - method':<14} {'PSNR dB':>22} {'SSIM':>24}")
         for m, d in summary["paired_vs_mean"].items():
-            lines.append(f"{m:<14} {fmt(d['psnr'], 2):>22} {fmt(d['ssim'], 4):>24}")
+            lines.append(f"{m:<14} {format_ci(d['psnr'], 2):>22} {format_ci(d['ssim'], 4):>24}")
     return "\n".join(lines)
 
 
@@ -169,14 +173,11 @@ def compare_reports(reports: dict[str, dict], method: str = "sample", reference:
 
 def format_comparison(comparison: dict) -> str:
     """A plain-text table of a :func:`compare_reports` result."""
-    def fmt(d, digits, sign=""):
-        return f"{d['mean']:{sign}.{digits}f} [{d['ci_low']:{sign}.{digits}f}, {d['ci_high']:{sign}.{digits}f}]"
-
     lines = [f"{comparison['takes']} takes, method '{comparison['method']}'; mean with 95% CI",
              f"{'model':<28} {'PSNR dB':>24} {'SSIM':>27}"]
     for label, e in comparison["models"].items():
-        lines.append(f"{label:<28} {fmt(e['psnr'], 2):>24} {fmt(e['ssim'], 4):>27}")
+        lines.append(f"{label:<28} {format_ci(e['psnr'], 2):>24} {format_ci(e['ssim'], 4):>27}")
     lines.append(f"{'paired difference':<28} {'PSNR dB':>24} {'SSIM':>27}")
     for pair, e in comparison["paired"].items():
-        lines.append(f"{pair:<28} {fmt(e['psnr'], 2, '+'):>24} {fmt(e['ssim'], 4, '+'):>27}")
+        lines.append(f"{pair:<28} {format_ci(e['psnr'], 2, '+'):>24} {format_ci(e['ssim'], 4, '+'):>27}")
     return "\n".join(lines)

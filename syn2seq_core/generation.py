@@ -57,10 +57,9 @@ def take_sequence(take, model: Syn2SeqModel, direction: str = "exo2ego", *, n_tr
     if with_target and take.has_video(tgt):
         target, _ = take.read_view(tgt, size=(w, h))
     cams = {src: src_cams, tgt: tgt_cams}
-    mode = model.sequence_mode(direction)
     seq = build_sequence(cams["exo"], cams["ego"], **{f"{src}_frames": frames},
                          n_transition=model.transition_frames if n_transition is None else n_transition,
-                         mode=mode, direction=direction if mode in ("direct", "video_only") else None)
+                         mode=model.sequence_mode(direction), direction=direction)
     return seq, target
 
 
