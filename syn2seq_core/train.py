@@ -57,6 +57,12 @@ class DataConfig:
     # levels alone, 4 ego frames are all above t = 0.8 in only 0.2^4 = 0.16% of sequences, so the model
     # rarely practises what decides a sample's layout and colours: predicting the view from context alone.
     shared_noise_prob: float = 0.0
+    # finetune: probability that, in a sequence whose source view is clean context, every frame to generate
+    # is at pure noise (t = 1): the model then regresses the other view from the context alone (its
+    # conditional mean, and the first step of every sample). Uniform levels reach t > 0.9 for all generated
+    # frames in at most 10% of shared-level sequences; yet only there does the source view carry what the
+    # noisy frames themselves do not.
+    full_noise_prob: float = 0.0
     # Loss weight of transition frames (synthetic in-betweens, not real views).
     transition_loss_weight: float = 1.0
     # pretrain: frames per single-view clip (0 = the model window).
@@ -295,7 +301,12 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
     torch.manual_seed(cfg.seed)
     model = build_network(cfg.model).to(dist.device)
     if cfg.init_from:
-        model.load_state_dict(initial_weights(cfg.init_from))
+        weights = initial_weights(cfg.init_from)
+        if getattr(model.config, "attention", None) == "full":
+            from .dfot.model import full_attention_weights
+
+            weights = full_attention_weights(weights, model.config.dim)
+        model.load_state_dict(weights)
         if dist.main:
             print(f"initialised from {cfg.init_from}", file=sys.stderr)
     ema = build_network(cfg.model).to(dist.device)

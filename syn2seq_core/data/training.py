@@ -121,6 +121,8 @@ def finetune_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
             if bool(_uniform(g, 1) < data.clean_context_prob):
                 src = seq.roles == seq.source_role
                 noise_t[src], loss_mask[src] = 0.0, 0.0
+                if data.full_noise_prob > 0 and bool(_uniform(g, 1) < data.full_noise_prob):
+                    noise_t[~src] = 1.0
             out["frames"].append(seq.frames)
             out["rays"].append(seq.rays().float())
             out["noise_t"].append(noise_t)

@@ -327,6 +327,26 @@ class DiT3D(VideoDenoiser):
         return out.to(x_t.dtype) if x_t.is_floating_point() else out
 
 
+def full_attention_weights(state: dict, dim: int) -> dict:
+    """The weights of a factorized-attention DiT3D for the same network with ``attention = "full"``.
+
+    Each block keeps its spatial attention, which then attends over the tokens of every frame (3D RoPE still
+    tells frames apart), its MLP, and the modulation rows of both (shift/scale/gate 0-2 and 6-8 of 9); the
+    temporal attention and its rows 3-5 are dropped. A finetune starts from a model that differs from the
+    factorized one only in what each frame's attention may see, instead of from scratch. Full-attention
+    weights pass through unchanged.
+    """
+    out = {}
+    for key, value in state.items():
+        if ".temporal_attn." in key:
+            continue
+        if key.endswith(".modulation.weight") or key.endswith(".modulation.bias"):
+            if value.shape[0] == 9 * dim:
+                value = torch.cat([value[: 3 * dim], value[6 * dim:]])
+        out[key] = value
+    return out
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from syn2seq_core.dfot.embeddings import (apply_rope, dfot_ray_encoding, rope_3d_axis_dims, rope_3d_tables,
                                           rope_reference)
-from syn2seq_core.dfot.model import DiT3D, DiT3DConfig, count_parameters, dit3d_preset
+from syn2seq_core.dfot.model import DiT3D, DiT3DConfig, count_parameters, dit3d_preset, full_attention_weights
 from syn2seq_core.dfot.uvit3d import UViT3DPose, UViT3DPoseConfig, uvit3d_preset
 from syn2seq_core.errors import Syn2SeqInputError
 
@@ -131,6 +131,27 @@ def test_full_and_factorized_attention_are_different_networks():
     factorized = DiT3D(MICRO.replace(attention="factorized"))
     assert count_parameters(factorized) > count_parameters(full)
     assert any(name.startswith("blocks.0.temporal_attn") for name, _ in factorized.named_parameters())
+
+
+def test_full_attention_weights_keep_the_spatial_attention_and_mlp_of_a_factorized_model():
+    factorized = randomize(DiT3D(MICRO.replace(attention="factorized"))).eval()
+    dim = MICRO.dim
+    with torch.no_grad():  # close the temporal attention's gate (modulation rows 5 of 9)
+        for block in factorized.blocks:
+            block.modulation.weight[5 * dim: 6 * dim] = 0
+            block.modulation.bias[5 * dim: 6 * dim] = 0
+    full = DiT3D(MICRO.replace(attention="full")).eval()
+    full.load_state_dict(full_attention_weights(factorized.state_dict(), dim))  # strict: every key fits
+    # On one frame, full attention is the spatial attention: the same network, the same output.
+    x, logsnr, rays = inputs(MICRO, T=1)
+    with torch.no_grad():
+        torch.testing.assert_close(full(x, logsnr, rays), factorized(x, logsnr, rays))
+        # On more frames, the full model's attention also reaches the other frames.
+        x, logsnr, rays = inputs(MICRO, T=3)
+        assert not torch.allclose(full(x, logsnr, rays), factorized(x, logsnr, rays), atol=1e-4)
+    # Full-attention weights pass through unchanged.
+    same = full_attention_weights(full.state_dict(), dim)
+    assert all(torch.equal(same[k], v) for k, v in full.state_dict().items())
 
 
 def test_operations_namespace_is_used_for_weight_layers():

@@ -245,3 +245,33 @@ def test_shared_noise_levels():
     # Without sharing, the draws are exactly the plain uniform ones (old configs keep their batches).
     plain = torch.rand(4000, 6, generator=torch.Generator().manual_seed(0))
     assert torch.equal(draw_noise_levels(torch.Generator().manual_seed(0), (4000, 6), 0.0), plain)
+
+
+def test_full_noise_sequences_generate_everything_from_context_alone(tmp_path):
+    from dataclasses import replace
+
+    from syn2seq_core.data.training import batch_source
+
+    cfg = load_config(write_config(tmp_path))
+    cfg = replace(cfg, data=replace(cfg.data, clean_context_prob=1.0, full_noise_prob=1.0))
+    batch = batch_source(cfg)(torch.Generator().manual_seed(0), 3)
+    exo = batch.roles == 0
+    assert torch.equal(batch.noise_t[exo], torch.zeros(int(exo.sum())))  # clean context, as at inference
+    assert torch.equal(batch.noise_t[~exo], torch.ones(int((~exo).sum())))  # the rest at pure noise
+    assert (batch.loss_mask[~exo] > 0).all()
+    # Without context there is nothing to regress from: those sequences keep their drawn levels.
+    cfg = replace(cfg, data=replace(cfg.data, clean_context_prob=0.0))
+    batch = batch_source(cfg)(torch.Generator().manual_seed(0), 3)
+    assert (batch.noise_t < 1).all()
+
+
+def test_finetune_with_full_attention_starts_from_a_factorized_run(tmp_path):
+    from syn2seq_core.pipeline import load_model
+
+    pre = load_config(write_config(tmp_path, "pretrain", steps=2, every=2))
+    train(pre, tmp_path / "pre", progress=False)
+    text = TINY.format(stage="finetune", steps=1, every=1).replace('heads = 2', 'heads = 2\nattention = "full"')
+    path = tmp_path / "full.toml"
+    path.write_text(text.replace('name = "tiny"', f'name = "tiny"\ninit_from = "{(tmp_path / "pre").as_posix()}"'))
+    train(load_config(path), tmp_path / "full", progress=False)
+    assert load_model(tmp_path / "full" / MODEL_NAME).config.attention == "full"
