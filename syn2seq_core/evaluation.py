@@ -93,15 +93,22 @@ def summarize(scores: list[TakeScores], reference: str = "sample") -> dict:
         if all(m in s.other_psnr for s in scores):
             out["own_minus_other_psnr"][m] = paired_difference([s.own_psnr[m] for s in scores],
                                                                [s.other_psnr[m] for s in scores]).to_dict()
-    # Paired differences against the sample and, when scored, against the conditional mean.
+    # Paired differences against the sample and, when scored, against the conditional mean; with
+    # "own_minus_other": how much more take-specific ref is than m (difference of their own - other gaps).
+    gaps = {m: [s.own_psnr[m] - s.other_psnr[m] for s in scores] for m in out["own_minus_other_psnr"]}
     for ref in dict.fromkeys((reference, "mean")):
         if ref not in methods:
             continue
-        out["paired_vs_" + ref] = {
-            m: {metric: paired_difference([s.per_method[ref][metric]["mean"] for s in scores],
-                                          [s.per_method[m][metric]["mean"] for s in scores]).to_dict()
-                for metric in ("psnr", "ssim")}
-            for m in methods if m != ref}
+        paired = {}
+        for m in methods:
+            if m == ref:
+                continue
+            paired[m] = {metric: paired_difference([s.per_method[ref][metric]["mean"] for s in scores],
+                                                   [s.per_method[m][metric]["mean"] for s in scores]).to_dict()
+                         for metric in ("psnr", "ssim")}
+            if ref in gaps and m in gaps:
+                paired[m]["own_minus_other"] = paired_difference(gaps[ref], gaps[m]).to_dict()
+        out["paired_vs_" + ref] = paired
     return out
 
 
@@ -123,9 +130,10 @@ def format_table(summary: dict, reference: str = "sample") -> str:
 
         lines.append(f"{m:<14} {format_ci(p, 2):>22} {format_ci(s, 4):>24} {format_ci(gap, 2):>22} {format_ci(diff, 2):>26}")
     if summary.get("paired_vs_mean"):
-        lines.append(f"{'mean - method':<14} {'PSNR dB':>22} {'SSIM':>24}")
+        lines.append(f"{'mean - method':<14} {'PSNR dB':>22} {'SSIM':>24} {'own-other PSNR':>22}")
         for m, d in summary["paired_vs_mean"].items():
-            lines.append(f"{m:<14} {format_ci(d['psnr'], 2):>22} {format_ci(d['ssim'], 4):>24}")
+            lines.append(f"{m:<14} {format_ci(d['psnr'], 2, '+'):>22} {format_ci(d['ssim'], 4, '+'):>24} "
+                         f"{format_ci(d.get('own_minus_other'), 2, '+'):>22}")
     return "\n".join(lines)
 
 

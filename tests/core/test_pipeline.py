@@ -209,3 +209,20 @@ def test_compare_reports_pairs_takes_and_refuses_different_takes(model_path, tak
     assert main(["compare", str(reports[0]), str(tmp_path / "rev.json")]) == 2
     assert "same takes in the same order" in capsys.readouterr().err
     assert main(["compare", str(reports[0]), str(reports[1]), "--method", "mean"]) == 2
+
+
+def test_eval_summary_says_how_much_more_take_specific_the_mean_is_than_each_baseline():
+    from syn2seq_core.evaluation import TakeScores, summarize
+
+    def report(v):
+        return {"psnr": {"mean": v}, "ssim": {"mean": v / 100}, "lpips_alex": "unavailable", "lpips_vgg": "unavailable"}
+
+    # Own - other PSNR gaps: mean 3, 2, 4 dB; copy_last 1, 1, 1 dB -> the mean is 2 dB more specific.
+    scores = [TakeScores(f"t{i}", {"mean": report(20.0), "copy_last": report(15.0)},
+                         {"mean": 20.0, "copy_last": 15.0}, {"mean": 20.0 - g, "copy_last": 14.0})
+              for i, g in enumerate((3.0, 2.0, 4.0))]
+    summary = summarize(scores, reference="mean")
+    diff = summary["paired_vs_mean"]["copy_last"]
+    assert diff["own_minus_other"]["mean"] == pytest.approx(2.0)
+    assert diff["own_minus_other"]["ci_low"] < 2.0 < diff["own_minus_other"]["ci_high"]
+    assert diff["psnr"]["mean"] == pytest.approx(5.0)
