@@ -382,7 +382,7 @@ def test_nerf_camera_angle_forms_and_image_size_sources(tmp_path):
     path.write_text(json.dumps({"camera_angle_x": angle_x, "frames": frames}))
     expected = Cameras(cams.c2w, torch.tensor([fx_n, fx_n * 400 / 300, 0.5, 0.5], dtype=torch.float64), 400, 300)
     assert_same(load_cameras(path, width=400, height=300), expected)
-    with pytest.raises(Syn2SeqInputError, match=r"transforms_train.json: expected the image size.*width=") as info:
+    with pytest.raises(Syn2SeqInputError, match=r"transforms_train.json: expected the image size.*width="):
         load_cameras(path)
     (tmp_path / "train").mkdir()
     Image.new("RGB", (400, 300)).save(tmp_path / "train" / "r_0.png")
