@@ -26,7 +26,7 @@ class TakeResult:
     source: [Ts, 3, h, w] the context view; generated: [Tg, 3, h, w] the generated view; target: [Tg, 3, h, w]
     its ground truth or None; sequence: the full generated sequence; metrics: evaluate_frames report or None;
     output_size: (width, height) of the generated view's own video (or its cameras' image size);
-    mean: [Tg, 3, h, w] the model's one-shot conditional mean, when asked for.
+    mean: [Tg, 3, h, w] the model's one-shot conditional mean, when asked for; mean_metrics: its report.
     """
 
     take_name: str
@@ -39,6 +39,7 @@ class TakeResult:
     output_size: tuple[int, int]
     fps: float
     mean: Tensor | None = None
+    mean_metrics: dict | None = None
 
 
 def views_of(direction: str) -> tuple[str, str]:
@@ -79,11 +80,12 @@ def generate_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, step
     mean = model.predict_mean(seq, seed=seed, draws=mean_draws).target_frames() if with_mean else None
     generated = out.target_frames()
     metrics = evaluate_frames(generated, target, lpips_weights) if target is not None else None
+    mean_metrics = evaluate_frames(mean, target, lpips_weights) if target is not None and mean is not None else None
     info = take.info(tgt)
     cams = take.cameras(tgt)
     size = (info.width, info.height) if info is not None else (cams.width, cams.height)
     return TakeResult(take.name, direction, out, seq.frames[seq.context_mask >= 1], generated, target, metrics,
-                      size, float(take.fps), mean)
+                      size, float(take.fps), mean, mean_metrics)
 
 
 def side_by_side(result: TakeResult) -> Tensor:
@@ -100,7 +102,8 @@ def side_by_side(result: TakeResult) -> Tensor:
 
 def write_result(result: TakeResult, out_dir: str | Path, extra: dict | None = None) -> dict[str, Path]:
     """Write ``<view>_generated.mp4`` (the generated view at its own video's size), ``side_by_side.mp4``
-    and ``metrics.json`` into ``out_dir``; each file appears complete or not at all."""
+    and ``metrics.json`` into ``out_dir`` (and ``<view>_mean.mp4`` when the result has a conditional mean);
+    each file appears complete or not at all."""
     from .video_io import write_video
 
     out = Path(out_dir)
@@ -111,6 +114,9 @@ def write_result(result: TakeResult, out_dir: str | Path, extra: dict | None = N
              "metrics": out / "metrics.json"}
     big = resize_frames(result.generated, h + h % 2, w + w % 2)
     write_video(paths["video"], big, fps=result.fps)
+    if result.mean is not None:
+        paths["mean_video"] = out / f"{tgt}_mean.mp4"
+        write_video(paths["mean_video"], resize_frames(result.mean, h + h % 2, w + w % 2), fps=result.fps)
     sbs = side_by_side(result)
     scale = max(1, 256 // sbs.shape[-2])
     sbs = resize_frames(sbs, sbs.shape[-2] * scale, sbs.shape[-1] * scale)
@@ -118,6 +124,7 @@ def write_result(result: TakeResult, out_dir: str | Path, extra: dict | None = N
     report = {"take": result.take_name, "direction": result.direction, "generated_frames": len(result.generated),
               "generated_size": [w, h], "model_size": list(result.generated.shape[-2:][::-1]),
               "metrics": result.metrics if result.metrics is not None else "unavailable: no ground-truth video",
+              **({"mean_metrics": result.mean_metrics} if result.mean_metrics is not None else {}),
               **(extra or {})}
     write_json(paths["metrics"], report)
     return paths

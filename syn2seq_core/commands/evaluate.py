@@ -14,10 +14,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=None, help="write the JSON report here (default: print only)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N takes")
     parser.add_argument("--no-baselines", action="store_true", help="skip the trivial baselines")
-    parser.add_argument("--mean", action="store_true",
-                        help="also score the model's conditional mean (one-shot x0 at full noise) next to its samples")
-    parser.add_argument("--mean-draws", type=int, default=8,
-                        help="noise draws the conditional mean averages (default 8; 1 = a single one-shot x0)")
     parser.add_argument("--write-videos", default=None, help="also write each take's outputs under this folder")
     add_generation_arguments(parser)
 
@@ -63,7 +59,7 @@ def run(args) -> int:
                     preds[name] = frames
         other = results[(i + 1) % len(results)].target
         reports, own, other_psnr = score_methods(preds, result.target, other, args.lpips_weights,
-                                                 known={"sample": result.metrics})
+                                                 known={"sample": result.metrics, "mean": result.mean_metrics})
         scores.append(TakeScores(result.take_name, reports, own, other_psnr))
     summary = summarize(scores)
     print(format_table(summary))

@@ -21,6 +21,12 @@ def add_generation_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eta", type=float, default=0.0,
                         help="DDIM stochasticity: 0 deterministic (default), 1 ancestral DDPM")
+    parser.add_argument("--mean", action="store_true",
+                        help="also the model's conditional mean (its one-shot x0 at full noise, averaged over "
+                             "--mean-draws noise draws) next to the sample: <view>_mean.mp4, or scored as 'mean' "
+                             "by eval. A blur where the sample commits to details; what PSNR favours")
+    parser.add_argument("--mean-draws", type=int, default=8,
+                        help="noise draws the conditional mean averages (default 8; 1 = a single one-shot x0)")
     parser.add_argument("--transition-frames", type=int, default=None,
                         help="transition frames between the views (default: as the model was trained)")
     parser.add_argument("--lpips-weights", default=None,
@@ -61,7 +67,7 @@ def run_one(take_dir, out, args, direction: str, model=None) -> dict:
         result = generate_take(take, model, direction, steps=args.steps, scheduling=args.scheduling,
                                guidance=args.guidance, guidance_scale=args.guidance_scale, seed=args.seed, eta=args.eta,
                                n_transition=args.transition_frames, callback=callback,
-                               lpips_weights=args.lpips_weights)
+                               lpips_weights=args.lpips_weights, with_mean=args.mean, mean_draws=args.mean_draws)
     finally:
         bar.close()
     paths = write_result(result, out, extra={"model": str(model.path), "steps": args.steps, "seed": args.seed,
@@ -70,6 +76,10 @@ def run_one(take_dir, out, args, direction: str, model=None) -> dict:
     summary = ("no ground truth" if m is None else
                f"PSNR {m['psnr']['mean']:.2f} dB, SSIM {m['ssim']['mean']:.4f}")
     print(f"{take.name}: {len(result.generated)} {direction[-3:]} frames -> {paths['video']} ({summary})")
+    if "mean_video" in paths:
+        mm = result.mean_metrics
+        print(f"conditional mean -> {paths['mean_video']}"
+              + ("" if mm is None else f" (PSNR {mm['psnr']['mean']:.2f} dB, SSIM {mm['ssim']['mean']:.4f})"))
     return {"result": result, "paths": paths}
 
 

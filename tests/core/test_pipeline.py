@@ -148,8 +148,14 @@ def test_take_without_ground_truth(model_path, takes, tmp_path):
 
 def test_cli_exo2ego_and_eval(model_path, takes, tmp_path, capsys):
     assert main(["exo2ego", "--take", str(takes / "take_0"), "--model", str(model_path), "--out",
-                 str(tmp_path / "cli"), "--steps", "2"]) == 0
+                 str(tmp_path / "cli"), "--steps", "2", "--mean", "--mean-draws", "2"]) == 0
     assert (tmp_path / "cli" / "ego_generated.mp4").exists()
+    # --mean: the conditional mean as a video of the same size and frames, scored next to the sample.
+    mean_info, sample_info = (probe_video(tmp_path / "cli" / f"ego_{k}.mp4") for k in ("mean", "generated"))
+    assert (mean_info.frames, mean_info.width, mean_info.height) == (sample_info.frames, sample_info.width,
+                                                                     sample_info.height)
+    written = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert written["mean_metrics"]["psnr"]["mean"] != written["metrics"]["psnr"]["mean"]
     report = tmp_path / "eval.json"
     assert main(["eval", "--takes", str(takes), "--model", str(model_path), "--steps", "2", "--mean",
                  "--out", str(report)]) == 0
