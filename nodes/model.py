@@ -1,4 +1,4 @@
-"""Model nodes: load a DFoT generator, and the diffusion-forcing sampler."""
+"""Model nodes: load a DFoT generator, the diffusion-forcing sampler, and the model's conditional mean."""
 
 from __future__ import annotations
 
@@ -88,17 +88,56 @@ class Syn2SeqSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, sequence, steps, scheduling, history_guidance, guidance_scale, seed) -> io.NodeOutput:
-        if model is None or sequence is None:
-            raise input_error("model/sequence", "a model and a sequence", "None")
-        height, width = model.size
-        if (sequence.height, sequence.width) != (height, width):
-            raise input_error("sequence", f"frames of {width}x{height} (the model's size)",
-                              f"{sequence.width}x{sequence.height}",
-                              "Connect the width and height outputs of Syn2Seq Load Model to the take loader")
+        _check_inputs(model, sequence)
         generated = model.generate(sequence, steps=int(steps), scheduling=scheduling, guidance=history_guidance,
                                    guidance_scale=float(guidance_scale), seed=int(seed),
                                    callback=progress.step_callback(int(steps)))
         return io.NodeOutput(generated, convert.frames_to_image(generated.frames))
 
 
-NODES = [Syn2SeqLoadModel, Syn2SeqSampler]
+def _check_inputs(model, sequence) -> None:
+    if model is None or sequence is None:
+        raise input_error("model/sequence", "a model and a sequence", "None")
+    height, width = model.size
+    if (sequence.height, sequence.width) != (height, width):
+        raise input_error("sequence", f"frames of {width}x{height} (the model's size)",
+                          f"{sequence.width}x{sequence.height}",
+                          "Connect the width and height outputs of Syn2Seq Load Model to the take loader")
+
+
+class Syn2SeqConditionalMean(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="Syn2SeqConditionalMean",
+            display_name="Syn2Seq Conditional Mean",
+            category=f"{CATEGORY}/model",
+            description="The model's estimate of the average of the frames the sequence marks for generation, "
+                        "given the context: its one-shot prediction with those frames at full noise, averaged "
+                        "over several noise draws. A blur where the sampler commits to details; for the small "
+                        "bundled model it is the more faithful output (MODEL_CARD.md). Sequences up to the "
+                        "model's window.",
+            inputs=[
+                Model.Input("model"),
+                Sequence.Input("sequence"),
+                io.Int.Input("draws", default=8, min=1, max=256, tooltip="Noise draws to average."),
+                io.Int.Input("seed", default=0, min=0, max=_MAX_SEED),
+            ],
+            outputs=[
+                Sequence.Output("sequence_out", display_name="sequence"),
+                io.Image.Output("frames", display_name="frames", tooltip="All frames of the sequence, the "
+                                "generated ones replaced by the conditional mean."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, sequence, draws, seed) -> io.NodeOutput:
+        _check_inputs(model, sequence)
+        if len(sequence) > model.window:
+            raise input_error("sequence", f"at most {model.window} frames (this model's window)",
+                              f"{len(sequence)} frames", "Use Syn2Seq Sampler for longer sequences")
+        mean = model.predict_mean(sequence, seed=int(seed), draws=int(draws))
+        return io.NodeOutput(mean, convert.frames_to_image(mean.frames))
+
+
+NODES = [Syn2SeqLoadModel, Syn2SeqSampler, Syn2SeqConditionalMean]

@@ -90,7 +90,7 @@ def pack_loads_through_its_entrypoint(work: Path):
     other = [m for m in LOAD["new_modules"] if not m.startswith("syn2seq_core")]
     detail = (f"module {LOAD['module_ms']:.1f} ms, entrypoint + {LOAD['nodes']} schemas "
               f"{LOAD['entrypoint_ms']:.0f} ms; core modules loaded by the schemas: {core}; other new modules: {other}")
-    return LOAD["nodes"] == 11, detail
+    return LOAD["nodes"] == 12, detail
 
 
 @check
@@ -225,6 +225,36 @@ def sampler_callback_cancels_on_interrupt(work: Path):
     finally:
         mm.interrupt_current_processing(False)
     return raised == "InterruptProcessingException", f"raised {raised}"
+
+
+@check
+def conditional_mean_node_keeps_the_context_and_refuses_long_sequences(work: Path):
+    import torch
+    from syn2seq_pack.nodes import paths
+    from syn2seq_pack.nodes._core import core
+    from syn2seq_pack.nodes.model import Syn2SeqConditionalMean, Syn2SeqLoadModel
+
+    model, width, height, n_tr = Syn2SeqLoadModel.execute(paths.BUNDLED_MODEL).result
+    geometry = core("geometry")
+
+    def cams(n, x0):
+        eye = torch.stack([torch.tensor([x0 + i * 0.1, -2.0, 1.5]) for i in range(n)]).double()
+        return geometry.Cameras(geometry.look_at(eye, torch.zeros(n, 3).double()), torch.tensor([0.8, 0.8, 0.5, 0.5]),
+                                width, height)
+
+    exo = torch.rand(4, 3, height, width)
+    seq = core("sequence").build_sequence(cams(4, 0.0), cams(4, 2.0), exo_frames=exo, n_transition=n_tr)
+    out, frames = Syn2SeqConditionalMean.execute(model, seq, 2, 0).result
+    again = Syn2SeqConditionalMean.execute(model, seq, 2, 0).result[0]
+    generated = seq.context_mask == 0
+    long = core("sequence").build_sequence(cams(8, 0.0), cams(8, 2.0), exo_frames=torch.rand(8, 3, height, width),
+                                           n_transition=n_tr)
+    error = raises(Syn2SeqConditionalMean.execute, model, long, 2, 0)
+    ok = (torch.equal(out.frames[:4], exo) and torch.equal(out.frames, again.frames)
+          and not torch.equal(out.frames[generated], seq.frames[generated])
+          and tuple(frames.shape) == (len(seq), height, width, 3)
+          and error is not None and "window" in error)
+    return ok, f"{len(seq)} frames, {int(generated.sum())} generated; long sequence: {error}"
 
 
 @check

@@ -28,7 +28,7 @@ DOCS = PACK_ROOT / "docs" / "nodes.md"
 PACK_PREFIX = "Syn2Seq"
 DOC_ORDER = ["Syn2SeqLoadTake", "Syn2SeqLoadCameras", "Syn2SeqTransitionPoses", "Syn2SeqPluckerRays",
              "Syn2SeqInterpolate", "Syn2SeqWanFramesToTransition", "Syn2SeqBuildSequence", "Syn2SeqSplitSequence",
-             "Syn2SeqLoadModel", "Syn2SeqSampler", "Syn2SeqEvaluate"]
+             "Syn2SeqLoadModel", "Syn2SeqSampler", "Syn2SeqConditionalMean", "Syn2SeqEvaluate"]
 
 
 def used_core_nodes() -> set[str]:

@@ -24,6 +24,7 @@ CHECK_NAMES = [
     "plucker_preview_shows_unit_directions",
     "build_and_split_sequence_round_trip",
     "sampler_callback_cancels_on_interrupt",
+    "conditional_mean_node_keeps_the_context_and_refuses_long_sequences",
     "evaluate_reports_metrics_and_lpips_unavailable",
 ]
 
