@@ -18,7 +18,7 @@ $(BIN)/syn2seq: pyproject.toml
 setup: $(BIN)/syn2seq
 
 demo: setup
-	$(BIN)/syn2seq demo --out outputs/demo
+	$(BIN)/syn2seq demo --out outputs/demo --mean
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -89,12 +89,12 @@ def generate_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, step
 
 
 def side_by_side(result: TakeResult) -> Tensor:
-    """[T, 3, h, 3w] (or [T, 3, h, 2w] without ground truth): source | generated | ground truth per frame.
+    """[T, 3, h, k w]: source | generated | conditional mean (when computed) | ground truth (when known).
 
     Exo and ego are synchronous, so frame i of each panel is the same moment; a shorter panel holds its
     last frame.
     """
-    panels = [result.source, result.generated] + ([result.target] if result.target is not None else [])
+    panels = [result.source, result.generated] + [p for p in (result.mean, result.target) if p is not None]
     T = max(len(p) for p in panels)
     panels = [torch.cat([p, p[-1:].expand(T - len(p), -1, -1, -1)]) if len(p) < T else p for p in panels]
     return torch.cat(panels, dim=-1)

@@ -152,6 +152,10 @@ def test_cli_exo2ego_and_eval(model_path, takes, tmp_path, capsys):
     assert (tmp_path / "cli" / "ego_generated.mp4").exists()
     # --mean: the conditional mean as a video of the same size and frames, scored next to the sample.
     mean_info, sample_info = (probe_video(tmp_path / "cli" / f"ego_{k}.mp4") for k in ("mean", "generated"))
+    # [exo | sample | mean | ground truth] panels side by side, each at the model's size
+    h, w = load_model(model_path).size
+    sbs = probe_video(tmp_path / "cli" / "side_by_side.mp4")
+    assert sbs.width * h == 4 * w * sbs.height
     assert (mean_info.frames, mean_info.width, mean_info.height) == (sample_info.frames, sample_info.width,
                                                                      sample_info.height)
     written = json.loads((tmp_path / "cli" / "metrics.json").read_text())
