@@ -2,7 +2,10 @@
 # The central ablation of MODEL_CARD.md: four Syn2Seq finetune variants from one pretrain run, equal budget,
 # evaluated on 64 held-out takes at equal wall time and at equal steps, compared per take with paired CIs.
 #
-#   scripts/ablation.sh [MINUTES]        (default 40 minutes of wall time, all four variants at once)
+#   scripts/ablation.sh [MINUTES] [SET]  (default 40 minutes of wall time, all four variants at once)
+#
+# SET "shared" (default): the configs below, the stage-2 recipe. SET "full_noise": the same four with stage 3's
+# full_noise_prob = 0.3 (configs/ablation_full_noise/), into runs/ablation_full_noise*.
 #
 #   (a) direct exo -> ego, no transition          configs/ablation/ablation_a_direct.toml
 #   (b) flow transition frames, no SLERP cameras  configs/ablation/ablation_b_video_only.toml
@@ -21,13 +24,25 @@ S2S=("$PY" -m syn2seq_core)
 export OMP_NUM_THREADS=1
 HELDOUT=runs/heldout32
 OUT=runs/ablation
+SET=${2:-shared}
+case "$SET" in
+shared)
+    declare -A CONFIG=([a_direct]=configs/ablation/ablation_a_direct.toml
+                       [b_video_only]=configs/ablation/ablation_b_video_only.toml
+                       [c_syn2seq]=configs/synthetic_tiny.toml
+                       [d_ideal]=configs/ablation/ablation_d_ideal.toml)
+    declare -A RUN=([a_direct]=runs/ablation_a_direct [b_video_only]=runs/ablation_b_video_only
+                    [c_syn2seq]=runs/synthetic_tiny [d_ideal]=runs/ablation_d_ideal) ;;
+full_noise)
+    OUT=runs/ablation_full_noise
+    declare -A CONFIG RUN
+    for v in a_direct b_video_only c_syn2seq d_ideal; do
+        CONFIG[$v]=configs/ablation_full_noise/$v.toml
+        RUN[$v]=runs/ablation_full_noise_$v
+    done ;;
+*) echo "SET: expected 'shared' or 'full_noise', got '$SET'" >&2; exit 2 ;;
+esac
 mkdir -p "$OUT"
-declare -A CONFIG=([a_direct]=configs/ablation/ablation_a_direct.toml
-                   [b_video_only]=configs/ablation/ablation_b_video_only.toml
-                   [c_syn2seq]=configs/synthetic_tiny.toml
-                   [d_ideal]=configs/ablation/ablation_d_ideal.toml)
-declare -A RUN=([a_direct]=runs/ablation_a_direct [b_video_only]=runs/ablation_b_video_only
-                [c_syn2seq]=runs/synthetic_tiny [d_ideal]=runs/ablation_d_ideal)
 
 # 1. Pretrain (shared by all variants; its config's max_steps ends it).
 "${S2S[@]}" train --config configs/synthetic_tiny_pretrain.toml --out runs/synthetic_tiny_pretrain --no-progress
