@@ -146,6 +146,10 @@ def load_config(path: str | Path) -> TrainConfig:
     cfg = config_from_dict(raw, str(path))
     check_choice(cfg.stage, STAGES, f"{path} stage")
     check_choice(cfg.data.transition, ("interpolator", "ideal", "none"), f"{path} [data] transition")
+    for f in dataclasses.fields(cfg.data):
+        value = getattr(cfg.data, f.name)
+        if f.name.endswith("_prob") and not (isinstance(value, (int, float)) and 0 <= value <= 1):
+            raise Syn2SeqInputError(f"{path} [data] {f.name}", "a probability in [0, 1]", value)
     if cfg.data.transition == "ideal" and cfg.data.ego2exo_prob > 0:
         raise Syn2SeqInputError(f"{path} [data] ego2exo_prob", "0 with transition = \"ideal\" (ideal "
                                 "in-betweens are rendered exo -> ego only)", cfg.data.ego2exo_prob)

@@ -203,6 +203,9 @@ def test_bad_config_is_named(tmp_path):
     bad.write_text('name = "x"\n[data]\nsize = 16\ncolour = 3\n')
     with pytest.raises(Syn2SeqInputError, match=r"\[data\].*colour"):
         load_config(bad)
+    bad.write_text('name = "x"\n[data]\nfull_noise_prob = 30\n')  # a percentage where a probability goes
+    with pytest.raises(Syn2SeqInputError, match=r"\[data\] full_noise_prob: expected a probability in \[0, 1\]"):
+        load_config(bad)
 
 
 def test_finetune_starts_from_a_pretrain_run(tmp_path):
