@@ -112,11 +112,11 @@ def write_result(result: TakeResult, out_dir: str | Path, extra: dict | None = N
     w, h = result.output_size
     paths = {"video": out / f"{tgt}_generated.mp4", "side_by_side": out / "side_by_side.mp4",
              "metrics": out / "metrics.json"}
-    big = resize_frames(result.generated, h + h % 2, w + w % 2)
-    write_video(paths["video"], big, fps=result.fps)
     if result.mean is not None:
         paths["mean_video"] = out / f"{tgt}_mean.mp4"
-        write_video(paths["mean_video"], resize_frames(result.mean, h + h % 2, w + w % 2), fps=result.fps)
+    for key, frames in (("video", result.generated), ("mean_video", result.mean)):
+        if frames is not None:
+            write_video(paths[key], resize_frames(frames, h + h % 2, w + w % 2), fps=result.fps)
     sbs = side_by_side(result)
     scale = max(1, 256 // sbs.shape[-2])
     sbs = resize_frames(sbs, sbs.shape[-2] * scale, sbs.shape[-1] * scale)

@@ -55,6 +55,10 @@ def progress_callback(desc: str):
     return callback, bar
 
 
+def _metrics_text(m: dict | None) -> str:
+    return "no ground truth" if m is None else f"PSNR {m['psnr']['mean']:.2f} dB, SSIM {m['ssim']['mean']:.4f}"
+
+
 def run_one(take_dir, out, args, direction: str, model=None) -> dict:
     from ..data.takes import load_take
     from ..generation import generate_take, write_result
@@ -72,14 +76,10 @@ def run_one(take_dir, out, args, direction: str, model=None) -> dict:
         bar.close()
     paths = write_result(result, out, extra={"model": str(model.path), "steps": args.steps, "seed": args.seed,
                                              "guidance": args.guidance, "guidance_scale": args.guidance_scale})
-    m = result.metrics
-    summary = ("no ground truth" if m is None else
-               f"PSNR {m['psnr']['mean']:.2f} dB, SSIM {m['ssim']['mean']:.4f}")
-    print(f"{take.name}: {len(result.generated)} {direction[-3:]} frames -> {paths['video']} ({summary})")
+    print(f"{take.name}: {len(result.generated)} {direction[-3:]} frames -> {paths['video']} "
+          f"({_metrics_text(result.metrics)})")
     if "mean_video" in paths:
-        mm = result.mean_metrics
-        print(f"conditional mean -> {paths['mean_video']}"
-              + ("" if mm is None else f" (PSNR {mm['psnr']['mean']:.2f} dB, SSIM {mm['ssim']['mean']:.4f})"))
+        print(f"conditional mean -> {paths['mean_video']} ({_metrics_text(result.mean_metrics)})")
     return {"result": result, "paths": paths}
 
 

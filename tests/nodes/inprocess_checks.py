@@ -73,14 +73,14 @@ def raises(fn, *args) -> str | None:
     return None
 
 
-def _cameras(n: int, x0: float = 0.0):
+def _cameras(n: int, x0: float = 0.0, width: int = 64, height: int = 48):
     import torch
     from syn2seq_pack.nodes._core import core
 
     Cameras, look_at = core("geometry").Cameras, core("geometry").look_at
 
     eye = torch.stack([torch.tensor([x0 + i * 0.1, -2.0, 1.5]) for i in range(n)]).double()
-    return Cameras(look_at(eye, torch.zeros(n, 3).double()), torch.tensor([0.8, 0.8, 0.5, 0.5]), 64, 48)
+    return Cameras(look_at(eye, torch.zeros(n, 3).double()), torch.tensor([0.8, 0.8, 0.5, 0.5]), width, height)
 
 
 @check
@@ -235,12 +235,9 @@ def conditional_mean_node_keeps_the_context_and_refuses_long_sequences(work: Pat
     from syn2seq_pack.nodes.model import Syn2SeqConditionalMean, Syn2SeqLoadModel
 
     model, width, height, n_tr = Syn2SeqLoadModel.execute(paths.BUNDLED_MODEL).result
-    geometry = core("geometry")
 
     def cams(n, x0):
-        eye = torch.stack([torch.tensor([x0 + i * 0.1, -2.0, 1.5]) for i in range(n)]).double()
-        return geometry.Cameras(geometry.look_at(eye, torch.zeros(n, 3).double()), torch.tensor([0.8, 0.8, 0.5, 0.5]),
-                                width, height)
+        return _cameras(n, x0, width, height)
 
     exo = torch.rand(4, 3, height, width)
     seq = core("sequence").build_sequence(cams(4, 0.0), cams(4, 2.0), exo_frames=exo, n_transition=n_tr)
