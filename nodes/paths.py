@@ -2,8 +2,10 @@
 
 Every path that comes from a node input is resolved and checked to lie inside one of those folders, so a
 workflow cannot make the server read an arbitrary file (``../../etc/passwd`` or a symlink out of the
-folder are refused with a clear message). Listings are cheap (no decoding, no torch) because ComfyUI
-calls ``define_schema`` on every ``/object_info`` request.
+folder are refused with a clear message). The files a take then names must lie inside the take itself
+(``syn2seq_core.data.takes.load_take``); both use the core's one check, ``syn2seq_core.safe_paths``.
+Listings are cheap (no decoding, no torch) because ComfyUI calls ``define_schema`` on every
+``/object_info`` request.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import folder_paths
 
-from ._core import PACK_ROOT, input_error
+from ._core import PACK_ROOT, core, input_error
 
 MODEL_FOLDER = "syn2seq"
 MODEL_EXTENSIONS = {".safetensors"}  # never unpickle: weights are safetensors only
@@ -38,16 +40,15 @@ def input_dir() -> Path:
 
 
 def inside(root: Path, relative: str, what: str) -> Path:
-    """``root / relative`` resolved, refused unless it stays inside ``root``."""
-    if not isinstance(relative, str) or not relative or os.path.isabs(relative) or "\x00" in relative:
-        raise input_error(what, f"a name relative to '{root}'", repr(relative))
-    base = root.resolve()
-    p = (base / relative).resolve()
-    if p != base and base not in p.parents:
-        raise input_error(what, f"a path inside '{base}'", repr(relative),
-                          "Put the files into ComfyUI's input or models folder")
+    """``root / relative`` resolved, refused unless it stays inside ``root`` with every link followed.
+
+    The core's one containment check (:func:`syn2seq_core.safe_paths.resolve_inside`): absolute names, ``..``
+    that climb out and links that lead out are refused, naming where the name leads.
+    """
+    p = core("safe_paths").resolve_inside(root, relative, owner="node input", entry=what,
+                                          hint="Put the files into ComfyUI's input or models folder").resolve()
     if not p.exists():
-        raise input_error(what, f"an existing file or folder inside '{base}'", repr(relative),
+        raise input_error(what, f"an existing file or folder inside '{root.resolve()}'", repr(relative),
                           "Press 'Refresh' (R) after adding files")
     return p
 

@@ -38,6 +38,12 @@ Ego view and time alignment (an assumption the caller must choose)
     rotation of tens of degrees, which matters for Plücker rays. Intrinsics: ``ego_K`` (normalised),
     default an approximate pinhole stand-in for the Aria RGB fisheye (FISHEYE624 in reality).
 
+Files read
+    Every file read from the take folder (videos, CSVs) must resolve, links followed, inside it (see
+    :mod:`syn2seq_core.safe_paths`); a video or calibration that is a link out of the take is refused. The
+    ``ego_timestamps_us`` file is the caller's argument (often the capture's ``timesync.csv``, outside the
+    take) and is read where it is.
+
 Aria RGB orientation
     The Aria RGB frames are stored as the sensor sees them, rotated 90 degrees from upright (viewers
     rotate them clockwise; projectaria_tools tutorials use ``np.rot90(image, k=3)``). The reader keeps
@@ -58,6 +64,7 @@ from torch import Tensor
 
 from ..errors import Syn2SeqInputError, check_choice, require
 from ..geometry.cameras import Cameras
+from ..safe_paths import Folder, check_inside, check_not_a_playlist
 from ..video_io import probe_video
 from .takes import Take
 
@@ -77,7 +84,8 @@ def is_egoexo4d_take(path) -> bool:
 
 
 def find_egoexo4d_takes(root) -> list[Path]:
-    """Ego-Exo4D take folders under ``root`` (``root`` itself if it is one), sorted."""
+    """Ego-Exo4D take folders under ``root`` (``root`` itself if it is one), sorted. A take folder that is a
+    link leading out of ``root`` is refused, as in :func:`~syn2seq_core.data.takes.find_takes`."""
     r = Path(root).expanduser()
     require(r.is_dir(), "Ego-Exo4D root", "an existing folder", f"nothing at '{r}'")
     if is_egoexo4d_take(r):
@@ -87,6 +95,10 @@ def find_egoexo4d_takes(root) -> list[Path]:
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         hits = [d for d in dirnames if is_egoexo4d_take(here / d)]
+        for d in hits:
+            check_inside(r, here / d, owner=f"Ego-Exo4D root '{r}'",
+                         entry=f"take folder {(here / d).relative_to(r).as_posix()}",
+                         hint="Copy the take into the root, or read the folder it links to")
         out += [here / d for d in hits]
         dirnames[:] = [d for d in dirnames if d not in hits]
     return sorted(out)
@@ -224,6 +236,11 @@ def load_egoexo4d_take(path, camera: str = "cam01", *, resolution: str = "auto",
     require(isinstance(timesync_start_idx, int) and timesync_start_idx >= 0, "timesync_start_idx",
             "a row index >= 0", timesync_start_idx)
     dirs = _video_dirs(take, resolution)
+    # Every file read below must resolve, links followed, inside the take folder.
+    within = Folder(take, f"Ego-Exo4D take '{take.name}'")
+
+    def video(path: Path) -> Path:
+        return check_not_a_playlist(within.path(path), owner=within.owner, entry=within.relative(path))
 
     exo_video = next((d / f"{name}.mp4" for d in dirs for name in _aliases(camera) if (d / f"{name}.mp4").is_file()),
                      None)
@@ -231,16 +248,17 @@ def load_egoexo4d_take(path, camera: str = "cam01", *, resolution: str = "auto",
         known = list_exo_cameras(take, resolution)
         raise Syn2SeqInputError("camera", f"one of the exo videos of '{take.name}': {known}", repr(camera),
                                 f"Looked in {[str(d.relative_to(take)) for d in dirs]}")
-    exo_info = probe_video(exo_video)
+    exo_info = probe_video(video(exo_video))
     calib = take.joinpath(*GOPRO_CALIBS)
     if not calib.is_file():
         raise Syn2SeqInputError(f"Ego-Exo4D take '{take.name}'", "the exo calibration trajectory/gopro_calibs.csv",
                                 "no such file")
-    uids = _calib_uids(calib)
+    uids = _calib_uids(within.path(calib))
     uid = next((a for a in _aliases(camera) if a in uids), None)
     if uid is None:
         raise Syn2SeqInputError("camera", f"a camera calibrated in {calib}: {uids}", repr(camera))
-    exo_cams = load_cameras(calib, "egoexo4d_exo", camera=uid, width=exo_info.width, height=exo_info.height)
+    exo_cams = load_cameras(calib, "egoexo4d_exo", root=take, owner=within.owner, camera=uid, width=exo_info.width,
+                            height=exo_info.height)
 
     meta = {"source": "egoexo4d", "notes": f"Ego-Exo4D take {take.name}, exo camera {camera}",
             "meta": {"take_dir": str(take), "exo_camera": camera, "exo_calibration_uid": uid,
@@ -264,14 +282,15 @@ def load_egoexo4d_take(path, camera: str = "cam01", *, resolution: str = "auto",
             raise Syn2SeqInputError(f"Ego-Exo4D take '{take.name}'", "the Aria track "
                                     "trajectory/closed_loop_trajectory.csv", "no such file",
                                     "Pass ego=False to read the exo view only")
-        ego_info = probe_video(ego_video) if ego_video is not None else None
+        ego_info = probe_video(video(ego_video)) if ego_video is not None else None
         n = ego_info.frames if ego_info is not None else exo_info.frames
         fps = ego_info.fps if ego_info is not None and ego_info.fps > 0 else exo_info.fps
-        ts_us, how = _ego_times(n, fps, trajectory, aria_name, ego_timestamps_us, start_timestamp_us, align,
-                                timesync_start_idx)
+        ts_us, how = _ego_times(n, fps, within.path(trajectory), aria_name, ego_timestamps_us, start_timestamp_us,
+                                align, timesync_start_idx)
         size = ego_info.size if ego_info is not None else ARIA_RGB_DEFAULT_SIZE
-        ego_cams = load_cameras(trajectory, "egoexo4d_aria", timestamps_us=ts_us, width=size[0], height=size[1],
-                                K=ego_K, fisheye=ego_fisheye, T_device_camera=T_device_camera)
+        ego_cams = load_cameras(trajectory, "egoexo4d_aria", root=take, owner=within.owner, timestamps_us=ts_us,
+                                width=size[0], height=size[1], K=ego_K, fisheye=ego_fisheye,
+                                T_device_camera=T_device_camera)
         stamps["ego"] = ts_us / 1e6
         if n == exo_info.frames:
             stamps["exo"] = ts_us / 1e6

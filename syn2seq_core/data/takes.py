@@ -21,6 +21,10 @@ Rules
     * ``fps``: ``take.json`` ``fps``, else the exo video's, else the ego video's.
     * Per-view ``timestamps`` (seconds, one per frame) come from ``take.json`` or from the cameras file
       when it has them; otherwise frame ``i`` is at ``i / fps``.
+    * Every file the take names or holds (``take.json``, the videos, the camera files, the files of a
+      COLMAP folder) must resolve, links followed, inside the take folder: absolute names, ``..`` that
+      climb out and links that lead out are refused (:mod:`syn2seq_core.safe_paths`), naming the take, the
+      entry and where it leads. A video must be a binary container, not a text playlist / concat script.
 
 :func:`write_take` writes into a hidden temporary folder next to the destination and renames it into
 place only when every file is complete, so an interrupted write leaves no half take.
@@ -41,6 +45,7 @@ from torch import Tensor
 from ..atomic import building_dir
 from ..errors import Syn2SeqInputError, check_choice, require
 from ..geometry.cameras import Cameras
+from ..safe_paths import OutsideFolderError, check_inside, check_not_a_playlist, resolve_inside
 from ..video_io import (VideoInfo, broadcast_cameras, iter_video_chunks, probe_video, read_video, resize_plan,
                         select_frames, write_video)
 
@@ -203,10 +208,15 @@ class Take:
 
 
 # --- loading --------------------------------------------------------------------------------------
+def _owner(path: Path) -> str:
+    return f"take '{path.name}'"
+
+
 def _read_take_json(path: Path) -> dict:
     file = path / TAKE_JSON
     if not file.is_file():
         return {}
+    check_inside(path, file, owner=_owner(path), entry=TAKE_JSON)
     try:
         data = json.loads(file.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -247,22 +257,30 @@ def _visible(p: Path) -> bool:
 
 
 def _find_video(path: Path, view: str, block: dict) -> Path | None:
+    """The view's video: named in take.json or ``<view>.<ext>``; it must resolve inside the take folder."""
     if "video" in block:
-        p = path / block["video"]
+        entry = f"{TAKE_JSON} {view}.video"
+        p = resolve_inside(path, block["video"], owner=_owner(path), entry=entry)
         if not p.is_file():
             raise Syn2SeqInputError(f"take '{path.name}' {view} video", f"the file named in {TAKE_JSON}",
                                     f"no file at '{p}'")
-        return p
+        return check_not_a_playlist(p, owner=_owner(path), entry=entry)
     found = [path / f"{view}{s}" for s in VIDEO_SUFFIXES if (path / f"{view}{s}").is_file()]
     if len(found) > 1:
         raise Syn2SeqInputError(f"take '{path.name}' {view} video", "one video file",
                                 f"several: {[p.name for p in found]}", f"Name one in {TAKE_JSON}")
-    return found[0] if found else None
+    if not found:
+        return None
+    entry = f"{view} video {found[0].name}"
+    check_inside(path, found[0], owner=_owner(path), entry=entry)
+    return check_not_a_playlist(found[0], owner=_owner(path), entry=entry)
 
 
 def _find_cameras(path: Path, view: str, block: dict) -> Path | None:
+    """The view's cameras file or folder: named in take.json or ``<view>_cameras[.<ext>]``; it must resolve
+    inside the take folder (the files of a cameras folder are checked by the reader, against the take)."""
     if "cameras" in block:
-        p = path / block["cameras"]
+        p = resolve_inside(path, block["cameras"], owner=_owner(path), entry=f"{TAKE_JSON} {view}.cameras")
         if not p.exists():
             raise Syn2SeqInputError(f"take '{path.name}' {view} cameras", f"the file named in {TAKE_JSON}",
                                     f"no file at '{p}'")
@@ -273,7 +291,9 @@ def _find_cameras(path: Path, view: str, block: dict) -> Path | None:
     if len(found) > 1:
         raise Syn2SeqInputError(f"take '{path.name}' {view} cameras", f"one {stem}.<ext> file or {stem}/ folder",
                                 f"several: {[p.name for p in found]}", f"Name one in {TAKE_JSON}")
-    return found[0] if found else None
+    if not found:
+        return None
+    return check_inside(path, found[0], owner=_owner(path), entry=f"{view} cameras {found[0].name}")
 
 
 def is_take(path) -> bool:
@@ -315,8 +335,14 @@ def load_take(path) -> Take:
             options = dict(block.get("cameras_options", {}))
             if infos[view] is not None and "width" not in options and "height" not in options:
                 options.update(width=infos[view].width, height=infos[view].height)
-            try:
-                track = load_camera_track(cam_path, block.get("cameras_format", "auto"), **options)
+            reserved = sorted({"root", "owner"} & set(options))
+            require(not reserved, f"{p / TAKE_JSON} {view}.cameras_options", "options of the camera format",
+                    f"the reserved keys {reserved}")
+            try:  # every file the reader opens (a COLMAP folder's files, ...) must be inside the take too
+                track = load_camera_track(cam_path, block.get("cameras_format", "auto"), root=p, owner=_owner(p),
+                                          **options)
+            except OutsideFolderError:
+                raise
             except Syn2SeqInputError as e:
                 if str(cam_path) in e.name:
                     raise
@@ -336,7 +362,11 @@ def load_take(path) -> Take:
 
 
 def find_takes(root) -> list[Path]:
-    """Take folders under ``root`` (``root`` itself if it is one), sorted; hidden folders are skipped."""
+    """Take folders under ``root`` (``root`` itself if it is one), sorted; hidden folders are skipped.
+
+    A take folder that is a link leading out of ``root`` is refused (:class:`OutsideFolderError`), not
+    skipped: an evaluation must run on the takes the root shows, all of them, or say why it cannot.
+    """
     require(isinstance(root, (str, os.PathLike)), "root", "a folder path", type(root).__name__)
     r = Path(root).expanduser()
     if not r.is_dir():
@@ -351,6 +381,9 @@ def find_takes(root) -> list[Path]:
         keep = []
         for d in dirnames:
             if is_take(here / d):
+                rel = (here / d).relative_to(r).as_posix()
+                check_inside(r, here / d, owner=f"takes root '{r}'", entry=f"take folder {rel}",
+                             hint="Copy the take into the root, or evaluate the folder it links to")
                 out.append(here / d)
             else:
                 keep.append(d)

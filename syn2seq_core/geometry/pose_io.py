@@ -84,6 +84,7 @@ from torch import Tensor
 
 from .. import conventions as C
 from ..errors import Syn2SeqInputError, check_choice, require
+from ..safe_paths import Folder
 from .cameras import Cameras, check_rotations
 
 KNOWN_FORMATS = ("syn2seq", "re10k", "colmap", "nerf", "egoexo4d_exo", "egoexo4d_aria")
@@ -152,34 +153,42 @@ class _Parsed:
 
 
 # --- public API ----------------------------------------------------------------------------------
-def load_cameras(path, format: str = "auto", **options) -> Cameras:
+def load_cameras(path, format: str = "auto", *, root=None, owner: str | None = None, **options) -> Cameras:
     """Read a camera file (or a COLMAP model / take folder) into :class:`Cameras`.
 
     ``format`` is one of ``KNOWN_FORMATS`` or ``"auto"`` (detected from the content). ``options`` are the
     format's own (see the module docstring); an option the format does not take is an error. Times and image
     names: use :func:`load_camera_track`.
+
+    Files the reader finds through ``path`` (the files of a folder, the images a ``transforms.json`` names)
+    must resolve, links followed, inside ``root``: by default the folder ``path`` is, or the folder of the
+    file ``path``; a take passes its own folder (then ``path`` itself must be inside it too). ``owner``
+    names ``root`` in the refusal (:class:`~syn2seq_core.safe_paths.OutsideFolderError`).
     """
-    return load_camera_track(path, format, **options).cameras
+    return load_camera_track(path, format, root=root, owner=owner, **options).cameras
 
 
-def load_camera_track(path, format: str = "auto", **options) -> CameraTrack:
+def load_camera_track(path, format: str = "auto", *, root=None, owner: str | None = None,
+                      **options) -> CameraTrack:
     """Like :func:`load_cameras`, but also return the timestamps (seconds) and image names of the file."""
     p = _existing_path(path)
+    within = _folder_of(p, root, owner)
     if format == "auto":
-        fmt = _detect(p, options)
+        fmt = _detect(p, options, within)
     else:
         fmt = check_choice(format, KNOWN_FORMATS, "format")
     loader = _LOADERS[fmt]
-    accepted = [name for name in inspect.signature(loader).parameters if name != "path"]
+    accepted = [name for name in inspect.signature(loader).parameters if name not in ("path", "within")]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise Syn2SeqInputError(f"options for format {fmt!r}", f"only {accepted}", unknown)
-    return loader(p, **options)
+    return loader(p, within, **options)
 
 
 def detect_format(path) -> str:
     """The format of a camera file or folder, from its content. Raises if unknown or ambiguous."""
-    return _detect(_existing_path(path), {})
+    p = _existing_path(path)
+    return _detect(p, {}, _folder_of(p, None, None))
 
 
 def save_cameras(cams: Cameras, path, timestamps=None, names: Sequence[str] | None = None) -> Path:
@@ -232,6 +241,16 @@ def _existing_path(path) -> Path:
     p = Path(path).expanduser()
     require(p.exists(), str(p), "an existing camera file or folder", "nothing at that path")
     return p
+
+
+def _folder_of(p: Path, root, owner: str | None) -> Folder:
+    """The folder the files read through ``p`` must stay in (see :func:`load_cameras`)."""
+    if root is None:
+        folder = p if p.is_dir() else p.parent
+        return Folder(folder, owner or f"camera {'folder' if p.is_dir() else 'file'} '{p}'")
+    within = Folder(Path(root), owner or f"folder '{root}'")
+    within.path(p)
+    return within
 
 
 def _err(src, where: str | None, expected: str, found, hint: str | None = None) -> Syn2SeqInputError:
@@ -524,7 +543,7 @@ def _colmap_dir(p: Path) -> Path | None:
     return None
 
 
-def _folder_candidates(p: Path) -> list[str]:
+def _folder_candidates(p: Path, within: Folder) -> list[str]:
     found = []
     if _colmap_dir(p) is not None:
         found.append("colmap")
@@ -532,16 +551,17 @@ def _folder_candidates(p: Path) -> list[str]:
                      ("trajectory/gopro_calibs.csv", "egoexo4d_exo"), ("gopro_calibs.csv", "egoexo4d_exo"),
                      ("trajectory/closed_loop_trajectory.csv", "egoexo4d_aria"),
                      ("closed_loop_trajectory.csv", "egoexo4d_aria")):
-        if (p / rel).is_file() and fmt not in found and _sniff_file(p / rel) == [fmt]:
+        if (p / rel).is_file() and fmt not in found and _sniff_file(within.path(p / rel)) == [fmt]:
             found.append(fmt)
     return found
 
 
-def _detect(p: Path, options: dict) -> str:
-    candidates = _folder_candidates(p) if p.is_dir() else _sniff_file(p)
+def _detect(p: Path, options: dict, within: Folder) -> str:
+    candidates = _folder_candidates(p, within) if p.is_dir() else _sniff_file(p)
     if len(candidates) > 1 and options:
         # Let the options decide, e.g. a take folder with camera=... (exo) or timestamps_us=... (aria).
-        fitting = [f for f in candidates if set(options) <= set(inspect.signature(_LOADERS[f]).parameters)]
+        fitting = [f for f in candidates
+                   if set(options) <= set(inspect.signature(_LOADERS[f]).parameters) - {"path", "within"}]
         if fitting:
             candidates = fitting
     if len(candidates) == 1:
@@ -576,9 +596,10 @@ _COLMAP_BINARY_HINT = ("Only text models are read; convert with `colmap model_co
 
 
 # --- syn2seq cameras.json ------------------------------------------------------------------------
-def _load_syn2seq(path: Path, *, width: int | None = None, height: int | None = None) -> CameraTrack:
+def _load_syn2seq(path: Path, within: Folder, *, width: int | None = None,
+                  height: int | None = None) -> CameraTrack:
     size = _size_option(width, height, "syn2seq")
-    src = path / SYN2SEQ_FILENAME if path.is_dir() else path
+    src = within.path(path / SYN2SEQ_FILENAME) if path.is_dir() else path
     data = _read_json(src)
     if not isinstance(data, dict) or data.get("format") != SYN2SEQ_FORMAT_ID:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
@@ -629,7 +650,7 @@ def _load_syn2seq(path: Path, *, width: int | None = None, height: int | None = 
 
 
 # --- RealEstate10K -------------------------------------------------------------------------------
-def _load_re10k(path: Path, *, width: int | None = None, height: int | None = None) -> CameraTrack:
+def _load_re10k(path: Path, within: Folder, *, width: int | None = None, height: int | None = None) -> CameraTrack:
     w, h = _size_option(width, height, "re10k") or RE10K_DEFAULT_SIZE
     src = path
     rows, where = [], []
@@ -687,7 +708,7 @@ def _natural_key(name: str):
     return tuple(int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", name)))
 
 
-def _load_colmap(path: Path, *, width: int | None = None, height: int | None = None,
+def _load_colmap(path: Path, within: Folder, *, width: int | None = None, height: int | None = None,
                  on_distortion: str = "warn") -> CameraTrack:
     size = _size_option(width, height, "colmap")
     check_choice(on_distortion, DISTORTION_POLICIES, "on_distortion")
@@ -698,7 +719,7 @@ def _load_colmap(path: Path, *, width: int | None = None, height: int | None = N
         raise _err(folder, None, "a COLMAP text model (cameras.txt and images.txt)",
                    "a binary model (cameras.bin)" if binary else "no cameras.txt + images.txt here or in sparse/0",
                    _COLMAP_BINARY_HINT if binary else None)
-    cam_src = model_dir / "cameras.txt"
+    cam_src = within.path(model_dir / "cameras.txt")
     cameras = {}
     for lineno, raw in enumerate(_read_text(cam_src).splitlines(), 1):
         s = raw.strip()
@@ -720,7 +741,7 @@ def _load_colmap(path: Path, *, width: int | None = None, height: int | None = N
             raise _err(cam_src, at, "a positive image size", f"{w}x{h}")
         fx, fy, cx, cy, fish, dropped = _colmap_intrinsics(model, _floats(tok[4:], cam_src, at, "parameters"))
         cameras[cam_id] = (model, w, h, (fx / w, fy / h, cx / w, cy / h), fish, dropped)
-    img_src = model_dir / "images.txt"
+    img_src = within.path(model_dir / "images.txt")
     lines = _read_text(img_src).splitlines()
     images = []  # (name, lineno, q_xyzw, t, camera_id)
     i = 0
@@ -783,14 +804,17 @@ _NERF_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_an
 _GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
-def _image_size(folder: Path, file_path) -> tuple[int, int] | None:
-    if not isinstance(file_path, str):
+def _image_size(src: Path, file_path, within: Folder) -> tuple[int, int] | None:
+    """The size of the image ``file_path`` that ``src`` (a transforms.json) names, from its header."""
+    if not isinstance(file_path, str) or not file_path:
         return None
     from PIL import Image
 
-    base = folder / file_path
+    entry = f"{within.relative(src)} frames[0].file_path"
+    base = within.name(file_path, entry, base=src.parent)
     for candidate in (base, *(base.with_name(base.name + ext) for ext in (".png", ".jpg", ".jpeg"))):
         if candidate.is_file():
+            within.path(candidate, f"{entry} ({candidate.name})")
             try:
                 with Image.open(candidate) as im:
                     return im.size
@@ -799,11 +823,11 @@ def _image_size(folder: Path, file_path) -> tuple[int, int] | None:
     return None
 
 
-def _load_nerf(path: Path, *, width: int | None = None, height: int | None = None,
+def _load_nerf(path: Path, within: Folder, *, width: int | None = None, height: int | None = None,
                on_distortion: str = "warn") -> CameraTrack:
     size = _size_option(width, height, "nerf")
     check_choice(on_distortion, DISTORTION_POLICIES, "on_distortion")
-    src = path / "transforms.json" if path.is_dir() else path
+    src = within.path(path / "transforms.json") if path.is_dir() else path
     data = _read_json(src)
     if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
         raise _err(src, None, 'a JSON object with a "frames" list', type(data).__name__ if not isinstance(data, dict)
@@ -840,7 +864,7 @@ def _load_nerf(path: Path, *, width: int | None = None, height: int | None = Non
     elif size is not None:
         (w, h), resizable = size, False
     else:
-        found = _image_size(src.parent, frames[0].get("file_path")) if n else None
+        found = _image_size(src, frames[0].get("file_path"), within) if n else None
         if found is None:
             raise _err(src, None, 'the image size ("w", "h") in the file', "none",
                        "Pass width=... and height=... (the size of the frames)")
@@ -889,12 +913,12 @@ def _load_nerf(path: Path, *, width: int | None = None, height: int | None = Non
 
 
 # --- Ego-Exo4D -----------------------------------------------------------------------------------
-def _find_file(path: Path, filename: str) -> Path:
+def _find_file(path: Path, filename: str, within: Folder) -> Path:
     if path.is_file():
         return path
     for candidate in (path / "trajectory" / filename, path / filename):
         if candidate.is_file():
-            return candidate
+            return within.path(candidate)
     raise _err(path, None, f"a take folder with trajectory/{filename}", "no such file")
 
 
@@ -908,13 +932,13 @@ def _read_csv_header(src: Path, text: str, required: Sequence[str]) -> list[str]
     return header
 
 
-def _load_egoexo4d_exo(path: Path, *, camera: str | None = None, num_frames: int = 1,
+def _load_egoexo4d_exo(path: Path, within: Folder, *, camera: str | None = None, num_frames: int = 1,
                        frame_index: int | None = None, width: int | None = None,
                        height: int | None = None) -> CameraTrack:
     size = _size_option(width, height, "egoexo4d_exo")
     ok = isinstance(num_frames, (int, np.integer)) and not isinstance(num_frames, bool) and num_frames >= 1
     require(ok, "num_frames", "a positive integer", repr(num_frames))
-    src = _find_file(path, "gopro_calibs.csv")
+    src = _find_file(path, "gopro_calibs.csv", within)
     text = _read_text(src)
     header = _read_csv_header(src, text, _GOPRO_COLUMNS)
     col = {name: header.index(name) for name in _GOPRO_COLUMNS}
@@ -1010,7 +1034,7 @@ def _read_trajectory(src: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return t_us, q, trans
 
 
-def _load_egoexo4d_aria(path: Path, *, timestamps_us=None, K=None, width: int | None = None,
+def _load_egoexo4d_aria(path: Path, within: Folder, *, timestamps_us=None, K=None, width: int | None = None,
                         height: int | None = None, fisheye=None, T_device_camera=None) -> CameraTrack:
     from scipy.spatial.transform import Rotation
 
@@ -1021,7 +1045,7 @@ def _load_egoexo4d_aria(path: Path, *, timestamps_us=None, K=None, width: int | 
     t = _float64(timestamps_us, "timestamps_us")
     require(t.ndim == 1 and t.size > 0, "timestamps_us", "a non-empty 1-D array", tuple(t.shape))
     require(bool(np.isfinite(t).all()), "timestamps_us", "finite values", "NaN/inf")
-    src = _find_file(path, "closed_loop_trajectory.csv")
+    src = _find_file(path, "closed_loop_trajectory.csv", within)
     t_s, q_s, x_s = _read_trajectory(src)
     outside = (t < t_s[0]) | (t > t_s[-1])
     if outside.any():
