@@ -10,8 +10,6 @@ from . import convert, paths
 from ._core import core, input_error
 from .sockets import CATEGORY, Cameras, Rays
 
-_MAX_SIZE = 8192
-
 
 def _known_formats() -> list[str]:
     return ["auto", *core("geometry").KNOWN_FORMATS]
@@ -69,6 +67,7 @@ class Syn2SeqLoadCameras(io.ComfyNode):
 class Syn2SeqTransitionPoses(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
+        n = core("limits").LIMITS["transition_frames"]
         return io.Schema(
             node_id="Syn2SeqTransitionPoses",
             display_name="Syn2Seq Transition Poses (SLERP)",
@@ -79,7 +78,7 @@ class Syn2SeqTransitionPoses(io.ComfyNode):
                 Cameras.Input("source_cameras", tooltip="The context view (exo for exo2ego); its last camera is used."),
                 Cameras.Input("target_cameras",
                               tooltip="The generated view (ego for exo2ego); its first camera is used."),
-                io.Int.Input("n", default=4, min=0, max=1024, tooltip="Number of transition cameras."),
+                io.Int.Input("n", default=4, min=n.lo, max=n.hi, tooltip="Number of transition cameras."),
             ],
             outputs=[Cameras.Output("transition_cameras", display_name="transition_cameras")],
         )
@@ -96,6 +95,7 @@ class Syn2SeqPluckerRays(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         orders = list(core("conventions").PLUCKER_ORDERS)
+        size = core("limits").LIMITS["frame_size"]
         return io.Schema(
             node_id="Syn2SeqPluckerRays",
             display_name="Syn2Seq Plücker Rays",
@@ -104,8 +104,8 @@ class Syn2SeqPluckerRays(io.ComfyNode):
                         "preview of the ray directions as colours (d * 0.5 + 0.5).",
             inputs=[
                 Cameras.Input("cameras"),
-                io.Int.Input("width", default=0, min=0, max=_MAX_SIZE, tooltip="0 = the cameras' image width."),
-                io.Int.Input("height", default=0, min=0, max=_MAX_SIZE, tooltip="0 = the cameras' image height."),
+                io.Int.Input("width", default=0, min=size.lo, max=size.hi, tooltip="0 = the cameras' image width."),
+                io.Int.Input("height", default=0, min=size.lo, max=size.hi, tooltip="0 = the cameras' image height."),
                 io.Combo.Input("order", options=orders, default=orders[0],
                                tooltip="dm = (direction, moment) as DFoT; md = (moment, direction) as CameraCtrl."),
                 io.Boolean.Input("relative_to_first", default=True,

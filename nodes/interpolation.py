@@ -18,6 +18,7 @@ class Syn2SeqInterpolate(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         backends = _backends()
         default = core("interpolation.base").DEFAULT_BACKEND
+        n = core("limits").LIMITS["transition_frames"]
         return io.Schema(
             node_id="Syn2SeqInterpolate",
             display_name="Syn2Seq Interpolate (first-last frame)",
@@ -29,7 +30,7 @@ class Syn2SeqInterpolate(io.ComfyNode):
             inputs=[
                 io.Image.Input("first", tooltip="Frames before the transition; the last one is used."),
                 io.Image.Input("last", tooltip="Frames after the transition; the first one is used."),
-                io.Int.Input("n", default=4, min=0, max=1024, tooltip="Number of transition frames."),
+                io.Int.Input("n", default=4, min=n.lo, max=n.hi, tooltip="Number of transition frames."),
                 io.Combo.Input("backend", options=backends, default=default if default in backends else backends[0]),
             ],
             outputs=[io.Image.Output("transition_frames", display_name="transition_frames")],
@@ -53,6 +54,7 @@ class Syn2SeqInterpolate(io.ComfyNode):
 class Syn2SeqWanFramesToTransition(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
+        n = core("limits").LIMITS["transition_frames"]
         return io.Schema(
             node_id="Syn2SeqWanFramesToTransition",
             display_name="Syn2Seq Wan Frames To Transition",
@@ -62,7 +64,7 @@ class Syn2SeqWanFramesToTransition(io.ComfyNode):
                         "end_image) onto n transition frames; the two endpoint frames are dropped.",
             inputs=[
                 io.Image.Input("wan_frames", tooltip="The decoded Wan video, first and last frame included."),
-                io.Int.Input("n", default=4, min=0, max=1024, tooltip="Number of transition frames."),
+                io.Int.Input("n", default=4, min=n.lo, max=n.hi, tooltip="Number of transition frames."),
                 io.Combo.Input("mode", options=list(core("interpolation.wan").MODES), default="nearest",
                                tooltip="nearest: the Wan frame nearest to each transition time; linear: a blend "
                                        "of the two Wan frames around it."),

@@ -10,8 +10,6 @@ from . import convert, paths, progress
 from ._core import core, input_error
 from .sockets import CATEGORY, Model, Sequence
 
-_MAX_SEED = 0xFFFFFFFFFFFFFFFF
-
 
 class Syn2SeqLoadModel(io.ComfyNode):
     @classmethod
@@ -59,6 +57,8 @@ class Syn2SeqSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         matrices = sorted(core("dfot.scheduling").SCHEDULING_MATRICES)
         guidance = sorted(core("dfot.guidance").HISTORY_GUIDANCE)
+        limits = core("limits").LIMITS
+        steps, scale, seed = limits["steps"], limits["guidance_scale"], limits["seed"]
         return io.Schema(
             node_id="Syn2SeqSampler",
             display_name="Syn2Seq Sampler (Diffusion Forcing)",
@@ -69,16 +69,16 @@ class Syn2SeqSampler(io.ComfyNode):
             inputs=[
                 Model.Input("model"),
                 Sequence.Input("sequence"),
-                io.Int.Input("steps", default=25, min=1, max=1000, tooltip="Denoising steps."),
+                io.Int.Input("steps", default=25, min=steps.lo, max=steps.hi, tooltip="Denoising steps."),
                 io.Combo.Input("scheduling", options=matrices,
                                default="full_sequence" if "full_sequence" in matrices else matrices[0],
                                tooltip="Scheduling matrix: the noise level of every frame at every step."),
                 io.Combo.Input("history_guidance", options=guidance,
                                default="conditional" if "conditional" in guidance else guidance[0],
                                tooltip="conditional: no guidance; vanilla / fractional: DFoT history guidance."),
-                io.Float.Input("guidance_scale", default=1.0, min=0.0, max=20.0, step=0.05,
+                io.Float.Input("guidance_scale", default=1.0, min=scale.lo, max=scale.hi, step=0.05,
                                tooltip="History guidance weight (1 = none)."),
-                io.Int.Input("seed", default=0, min=0, max=_MAX_SEED, control_after_generate=True),
+                io.Int.Input("seed", default=0, min=seed.lo, max=seed.hi, control_after_generate=True),
             ],
             outputs=[
                 Sequence.Output("sequence_out", display_name="sequence"),
@@ -108,6 +108,8 @@ def _check_inputs(model, sequence) -> None:
 class Syn2SeqConditionalMean(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
+        limits = core("limits").LIMITS
+        draws, seed = limits["mean_draws"], limits["seed"]
         return io.Schema(
             node_id="Syn2SeqConditionalMean",
             display_name="Syn2Seq Conditional Mean",
@@ -120,8 +122,8 @@ class Syn2SeqConditionalMean(io.ComfyNode):
             inputs=[
                 Model.Input("model"),
                 Sequence.Input("sequence"),
-                io.Int.Input("draws", default=8, min=1, max=256, tooltip="Noise draws to average."),
-                io.Int.Input("seed", default=0, min=0, max=_MAX_SEED),
+                io.Int.Input("draws", default=8, min=draws.lo, max=draws.hi, tooltip="Noise draws to average."),
+                io.Int.Input("seed", default=0, min=seed.lo, max=seed.hi),
             ],
             outputs=[
                 Sequence.Output("sequence_out", display_name="sequence"),

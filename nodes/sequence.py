@@ -13,6 +13,7 @@ class Syn2SeqBuildSequence(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         seq = core("sequence")
+        n = core("limits").LIMITS["transition_frames"]
         return io.Schema(
             node_id="Syn2SeqBuildSequence",
             display_name="Syn2Seq Build Sequence",
@@ -26,7 +27,7 @@ class Syn2SeqBuildSequence(io.ComfyNode):
                 Cameras.Input("exo_cameras"),
                 Cameras.Input("ego_cameras"),
                 io.Combo.Input("mode", options=list(seq.MODES), default="exo2ego"),
-                io.Int.Input("n_transition", default=seq.DEFAULT_TRANSITION_FRAMES, min=0, max=1024,
+                io.Int.Input("n_transition", default=seq.DEFAULT_TRANSITION_FRAMES, min=n.lo, max=n.hi,
                              tooltip="Transition frames when no transition_frames are connected (ignored otherwise; "
                                      "0 in direct mode)."),
                 io.Image.Input("exo_frames", optional=True),

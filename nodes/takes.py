@@ -11,7 +11,6 @@ from ._core import core
 from .sockets import CATEGORY, Cameras
 
 _MAX_SIZE = 8192
-_MAX_FRAMES = 1_000_000
 
 
 def size_arg(width: int, height: int):
@@ -47,6 +46,8 @@ def fingerprint_folder(folder: str) -> tuple:
 class Syn2SeqLoadTake(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
+        limits = core("limits").LIMITS
+        size, start, count, stride = (limits[k] for k in ("frame_size", "start_frame", "frame_count", "frame_stride"))
         return io.Schema(
             node_id="Syn2SeqLoadTake",
             display_name="Syn2Seq Load Take",
@@ -58,13 +59,14 @@ class Syn2SeqLoadTake(io.ComfyNode):
                 io.Combo.Input("take", options=paths.list_takes(),
                                tooltip="A folder under ComfyUI/input holding exo.mp4 / ego.mp4 and camera files; "
                                        "'(bundled)' entries ship with the pack."),
-                io.Int.Input("width", default=0, min=0, max=_MAX_SIZE, step=8,
+                io.Int.Input("width", default=0, min=size.lo, max=size.hi, step=8,
                              tooltip="Output width; 0 with height 0 keeps the native size. Frames are scaled to "
                                      "cover width x height and centre-cropped; the cameras follow."),
-                io.Int.Input("height", default=0, min=0, max=_MAX_SIZE, step=8),
-                io.Int.Input("start", default=0, min=0, max=_MAX_FRAMES, tooltip="First frame to read."),
-                io.Int.Input("frames", default=0, min=0, max=_MAX_FRAMES, tooltip="Frames to read; 0 = to the end."),
-                io.Int.Input("stride", default=1, min=1, max=1000, tooltip="Read every stride-th frame."),
+                io.Int.Input("height", default=0, min=size.lo, max=size.hi, step=8),
+                io.Int.Input("start", default=0, min=start.lo, max=start.hi, tooltip="First frame to read."),
+                io.Int.Input("frames", default=0, min=count.lo, max=count.hi,
+                             tooltip="Frames to read; 0 = to the end."),
+                io.Int.Input("stride", default=1, min=stride.lo, max=stride.hi, tooltip="Read every stride-th frame."),
             ],
             outputs=[
                 io.Image.Output("exo_frames", display_name="exo_frames"),

@@ -13,8 +13,12 @@ from pathlib import Path
 def add_arguments(parser) -> None:
     parser.add_argument("input", type=Path, help="DFoT checkpoint (.ckpt), e.g. DFoT_RE10K.ckpt")
     parser.add_argument("output", type=Path, help="model file to write (.safetensors)")
-    parser.add_argument("--size", type=int, default=256, help="frame size the model was trained at (RE10K: 256)")
-    parser.add_argument("--max-frames", type=int, default=8, help="the model's window in frames (RE10K: 8)")
+    from .. import limits
+
+    parser.add_argument("--size", **limits.option("model_size", "frame size the model was trained at (RE10K: 256)",
+                                                  256))
+    parser.add_argument("--max-frames", **limits.option("model_window", "the model's window in frames (RE10K: 8)",
+                                                        8))
     parser.add_argument("--no-ema", action="store_true", help="take the training weights instead of the EMA")
     parser.add_argument("--dtype", default="keep", choices=("keep", "float32", "bfloat16", "float16"),
                         help="store the parameters in this dtype (default: as in the checkpoint)")

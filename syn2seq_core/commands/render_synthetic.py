@@ -14,19 +14,22 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .. import limits
+
     parser.add_argument("--out", required=True, help="folder to write the takes into")
-    parser.add_argument("--takes", type=int, required=True, help="number of takes")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first take (take i uses seed + i)")
-    parser.add_argument("--size", type=int, default=64, help="frame size in pixels, square (default 64)")
-    parser.add_argument("--exo-frames", type=int, default=8, help="exo frames per take (default 8)")
-    parser.add_argument("--ego-frames", type=int, default=8, help="ego frames per take (default 8)")
-    parser.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
-    parser.add_argument("--supersample", type=int, default=2, help="rays per pixel side (default 2)")
-    parser.add_argument("--batch", type=int, default=8, help="takes rendered together (default 8)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads while rendering (default 1, the fastest on a busy 2-core machine; "
-                             "0: torch's setting)")
+    parser.add_argument("--takes", required=True, **limits.option("synthetic_takes", "number of takes"))
+    parser.add_argument("--seed", **limits.option("seed", "seed of the first take (take i uses seed + i)", 0))
+    parser.add_argument("--size", **limits.option("synthetic_size", "frame size in pixels, square", 64))
+    parser.add_argument("--exo-frames", **limits.option("synthetic_frames", "exo frames per take", 8))
+    parser.add_argument("--ego-frames", **limits.option("synthetic_frames", "ego frames per take", 8))
+    parser.add_argument("--fps", **limits.option("fps", "frames per second", 8.0))
+    parser.add_argument("--supersample", **limits.option("supersample", "rays per pixel side", 2))
+    parser.add_argument("--batch", **limits.option("synthetic_batch", "takes rendered together", 8))
+    parser.add_argument("--threads", **limits.option(
+        "threads", "torch threads while rendering (1 is the fastest on a busy 2-core machine; 0: torch's setting)",
+        1))
     parser.add_argument("--overwrite", action="store_true", help="replace takes that already exist")
+    parser.set_defaults(_check_options=limits.check_render_synthetic_options)
 
 
 def run(args) -> int:
@@ -36,7 +39,6 @@ def run(args) -> int:
     from ..data.takes import write_take
     from ..errors import require
 
-    require(args.takes >= 1, "--takes", "a positive number", args.takes)
     require(args.seed >= 0, "--seed", "a non-negative integer", args.seed)
     require(args.batch >= 1, "--batch", "a positive number", args.batch)
     config = SyntheticConfig(size=args.size, supersample=args.supersample, exo_frames=args.exo_frames,
