@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from .metrics import evaluate_frames, mean_ci, paired_difference, psnr
+from .metrics import mean_ci, paired_difference, psnr
 
 BASELINES = ("copy_last", "flat_color", "mean_target")
 
@@ -63,18 +63,56 @@ class TakeScores:
     other_psnr: dict  # method -> clip PSNR vs the next take's GT
 
 
-def score_methods(predictions: dict[str, Tensor], target: Tensor, other_target: Tensor | None,
-                  lpips_weights=None, known: dict[str, dict] | None = None) -> tuple[dict, dict, dict]:
-    """Per-method reports, PSNR against the own and the other take's ground truth. ``known``: reports
-    already computed (``evaluate_frames`` against ``target``), reused instead of scoring again."""
-    reports, own, other = {}, {}, {}
-    for method, pred in predictions.items():
-        reports[method] = (known or {}).get(method) or evaluate_frames(pred, target, lpips_weights)
-        own[method] = float(reports[method]["psnr"]["mean"])
-        if other_target is not None:
-            n = min(len(pred), len(other_target))
-            other[method] = float(psnr(pred[:n], other_target[:n]).mean())
-    return reports, own, other
+def score_take(take, other, model, direction: str = "exo2ego", *, lpips_weights=None, baselines=BASELINES,
+               mean_target: Tensor | None = None, write_to=None, chunk: int = 16, **options) -> TakeScores:
+    """Generate ``take``'s other view and score it, its conditional mean (``with_mean``) and the ``baselines``
+    against its ground truth, and their PSNR against ``other``'s ground truth (another take), streaming
+    (:func:`syn2seq_core.generation.iter_take`): memory does not grow with the length of the takes.
+    ``write_to``: also write the take's result set there (as ``syn2seq exo2ego`` would). options: as iter_take."""
+    from contextlib import nullcontext
+
+    from .atomic import result_dir
+    from .generation import ResultWriter, _Held, iter_take, views_of
+    from .metrics import FrameScores
+
+    src, tgt = views_of(direction)
+    h, w = model.size
+    last = take.read_view(src, size=(w, h), start=take.num_frames(src) - 1)[0]
+    fixed = {name: baseline_frames(name, last, 1, mean_target) for name in baselines}
+    fixed = {name: f for name, f in fixed.items() if f is not None}
+    n_other = other.num_frames(tgt)
+    other_frames = _Held(other.iter_view(tgt, chunk, size=(w, h))[0])
+    scores: dict[str, FrameScores] = {}
+    other_values: dict[str, list[float]] = {}
+    with result_dir(write_to) if write_to is not None else nullcontext() as folder:
+        writer = None if folder is None else ResultWriter.for_take(folder, take, direction)
+        try:
+            for block in iter_take(take, model, direction, chunk=chunk, **options):
+                if writer is not None:
+                    writer.add(block)
+                k = block.scored
+                if not k:
+                    continue
+                preds = {"sample": block.generated[:k]}
+                if block.mean is not None:
+                    preds["mean"] = block.mean[:k]
+                preds.update({name: f.expand(k, -1, -1, -1) for name, f in fixed.items()})
+                j = max(0, min(k, n_other - block.start))
+                theirs = other_frames.take(k)[:j]
+                for method, pred in preds.items():
+                    scores.setdefault(method, FrameScores(lpips_weights)).add(pred, block.target[:k])
+                    if j:
+                        other_values.setdefault(method, []).extend(psnr(pred[:j], theirs).tolist())
+            reports = {method: s.report() for method, s in scores.items()}
+            if writer is not None:
+                writer.close(writer.report(take.name, model, reports["sample"], reports.get("mean")))
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+    own = {method: float(r["psnr"]["mean"]) for method, r in reports.items()}
+    other_psnr = {method: sum(v) / len(v) for method, v in other_values.items()}
+    return TakeScores(take.name, reports, own, other_psnr)
 
 
 def summarize(scores: list[TakeScores], reference: str = "sample") -> dict:

@@ -452,6 +452,35 @@ def evaluate_frames(pred: Tensor, target: Tensor, lpips_weights=None) -> dict:
     return report
 
 
+class FrameScores:
+    """:func:`evaluate_frames` of one clip that arrives in chunks: ``add(pred, target)`` per chunk, ``report()``
+    the same dict as one call on the whole clip would give (per-frame values in order, their mean), so a long
+    clip is scored without holding it in memory."""
+
+    def __init__(self, lpips_weights=None):
+        self.lpips_weights = lpips_weights
+        self._parts: list[dict] = []
+        self.frames = 0
+
+    def add(self, pred: Tensor, target: Tensor) -> None:
+        self._parts.append(evaluate_frames(pred, target, self.lpips_weights))
+        self.frames += self._parts[-1]["frames"]
+
+    def report(self) -> dict:
+        require(self.frames > 0, "FrameScores", "at least one scored frame", "none")
+        out: dict = {"frames": self.frames}
+        for name in (k for k in self._parts[0] if k != "frames"):
+            entries = [p[name] for p in self._parts]
+            bad = next((e for e in entries if isinstance(e, str)), None)
+            if bad is not None:
+                out[name] = bad
+                continue
+            values = [v for e in entries for v in e["per_frame"]]
+            mean = torch.tensor([float(v) for v in values], dtype=torch.float64).mean()
+            out[name] = {"per_frame": values, "mean": _json_float(mean)}
+        return out
+
+
 def summarize_clips(reports: Sequence[Mapping], confidence: float = DEFAULT_CONFIDENCE) -> dict:
     """Mean over clips with a CI per metric, from :func:`evaluate_frames` reports (one per clip).
 

@@ -10,6 +10,7 @@ normalisation in exactly the same way.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,6 +36,27 @@ def build_network(model_cfg: dict):
     preset = cfg.pop("preset", "tiny")
     cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
     return DiT3D(dit3d_preset(preset, **cfg))
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def default_autocast_dtype(device: torch.device) -> torch.dtype:
+    """Sampling's autocast dtype: bf16 where the hardware computes it natively (CUDA with bf16, a CPU with
+    AVX512-BF16 or AMX), else float32 (no autocast). An emulated bf16 is no saving: on an AVX2-only CPU a
+    bf16 linear layer runs about 10x slower than float32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cpu":
+        return torch.bfloat16 if _cpu_has_native_bf16() else torch.float32
+    return torch.float32
 
 
 def unwrap(net):
@@ -95,6 +117,17 @@ def training_step_loss(net, batch: TrainingBatch, generator: torch.Generator | N
         if bool(sel.any()):
             parts[f"loss_{name}"] = frame_loss[sel].mean().detach()
     return loss, parts
+
+
+def _check_sampling(steps, guidance_scale, eta, seed, matrix: bool = False) -> None:
+    """The sampling numbers a user gives, against :mod:`syn2seq_core.limits` (before any allocation)."""
+    from . import limits
+
+    if not matrix:
+        limits.check("steps", steps)
+    limits.check("guidance_scale", guidance_scale)
+    limits.check("eta", eta)
+    limits.check("seed", seed)
 
 
 class Syn2SeqModel:
@@ -179,45 +212,97 @@ class Syn2SeqModel:
         steps: denoising steps; scheduling: a registered scheduling matrix (or a matrix [S+1, T]); guidance: history guidance
         (``conditional``, ``vanilla``, ``fractional``) with ``guidance_scale`` and ``fractional_level``;
         seed: all noise; callback(info) once per step with "step"/"total" (raise in it to cancel);
-        dtype: autocast dtype (default bf16 on CPU/GPU where supported, else none).
+        dtype: autocast dtype (default :func:`default_autocast_dtype`: bf16 where native, else float32).
         """
         from .dfot.guidance import history_guidance
-        from .dfot.sampler import rollout, sample
+        from .dfot.sampler import sample
         from .dfot.scheduling import scheduling_matrix
 
         self._check(sequence)
-        require(int(steps) >= 1, "steps", "an integer >= 1", steps)
+        _check_sampling(steps, guidance_scale, eta, seed, matrix=isinstance(scheduling, Tensor))
+        T = len(sequence)
+        if T > self.window:  # window by window: collect the streamed rollout
+            frames = sequence.frames.clone()
+            for index, part in self.generate_stream(sequence, steps=steps, scheduling=scheduling, guidance=guidance,
+                                                    guidance_scale=guidance_scale, fractional_level=fractional_level,
+                                                    seed=seed, eta=eta, callback=callback, dtype=dtype):
+                frames[index] = part.to(frames.dtype)
+            return self._filled(sequence, frames)
         device = self.device
         config = self.config
         guide = history_guidance(guidance, scale=float(guidance_scale), fractional_level=float(fractional_level))
         g = torch.Generator(device=device).manual_seed(int(seed))
         context = to_model_space(sequence.frames.to(device, torch.float32), config)[None]
         mask = sequence.context_mask.to(device)[None]
-        T = len(sequence)
-        autocast_dtype = dtype if dtype is not None else torch.bfloat16
+        autocast_dtype = dtype if dtype is not None else default_autocast_dtype(device)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
-            if T <= self.window:
-                rays = self._rays(sequence).to(device)[None]
-                matrix = scheduling if isinstance(scheduling, Tensor) else scheduling_matrix(scheduling, int(steps), T)
-                x0 = sample(self.denoiser, tuple(context.shape), matrix,
-                            schedule=self.schedule, context=context, context_mask=mask, rays=rays,
-                            guidance=guide, eta=eta, generator=g, callback=callback)
-            else:
-                require(isinstance(scheduling, str), "scheduling", f"a registered name for sequences longer "
-                        f"than the model's window ({self.window})", "a matrix")
-
-                def window_rays(start: int, end: int) -> Tensor:
-                    # Relative to each window's first camera, as in training windows.
-                    return self._rays(sequence.window(start, end)).to(device)[None]
-
-                x0 = rollout(self.denoiser, context, mask, window=self.window, steps=int(steps),
-                             scheduling=scheduling, schedule=self.schedule, rays=window_rays, guidance=guide,
-                             eta=eta, generator=g, callback=callback)
+            rays = self._rays(sequence).to(device)[None]
+            matrix = scheduling if isinstance(scheduling, Tensor) else scheduling_matrix(scheduling, int(steps), T)
+            x0 = sample(self.denoiser, tuple(context.shape), matrix,
+                        schedule=self.schedule, context=context, context_mask=mask, rays=rays,
+                        guidance=guide, eta=eta, generator=g, callback=callback)
         frames = from_model_space(x0[0].float(), config).to(sequence.frames.dtype).cpu()
+        return self._filled(sequence, frames)
+
+    @staticmethod
+    def _filled(sequence: Syn2SeqSequence, frames: Tensor) -> Syn2SeqSequence:
+        """``sequence`` with its generated frames set from ``frames`` [T, 3, H, W] (context kept bit-identical)."""
         frames = torch.where((sequence.context_mask >= C.MASK_CONTEXT)[:, None, None, None], sequence.frames, frames)
         new_mask = torch.where(sequence.context_mask == C.MASK_GENERATE, C.MASK_GENERATED_CONTEXT,
                                sequence.context_mask)
         return replace(sequence, frames=frames, known=torch.ones_like(sequence.known), context_mask=new_mask)
+
+    @torch.no_grad()
+    def generate_stream(self, sequence: Syn2SeqSequence, *, read_frames=None, steps: int = 25,
+                        scheduling: str = "full_sequence", guidance: str = "conditional", guidance_scale: float = 1.0,
+                        fractional_level: float = 0.5, seed: int = 0, eta: float = 0.0, callback=None,
+                        dtype: torch.dtype | None = None) -> Iterator[tuple[list[int], Tensor]]:
+        """:meth:`generate`, frames yielded as they are finished: ``(indices, frames [n, 3, H, W])`` on the CPU in
+        [0, 1], indices increasing, each generated frame once. Memory is bounded by the model's window, whatever
+        the length of the sequence: known frames are read per window through ``read_frames(start, end) ->
+        [end - start, 3, H, W]`` (default: ``sequence.frames``; a sequence built without pixels,
+        ``build_sequence(size=...)``, streams its source view from a video this way). Sampling is the same as
+        :meth:`generate` (same windows, noise and rays); arguments as there.
+        """
+        from .dfot.guidance import history_guidance
+        from .dfot.sampler import rollout_stream
+
+        self._check(sequence)
+        _check_sampling(steps, guidance_scale, eta, seed)
+        read = read_frames or (lambda start, end: sequence.frames[start:end])
+        T = len(sequence)
+        if T <= self.window:
+            ctx = (sequence.context_mask >= C.MASK_CONTEXT)[:, None, None, None]
+            frames = torch.where(ctx, read(0, T).to(sequence.frames.dtype), torch.zeros((), dtype=sequence.frames.dtype))
+            out = self.generate(replace(sequence, frames=frames), steps=steps, scheduling=scheduling,
+                                guidance=guidance, guidance_scale=guidance_scale, fractional_level=fractional_level,
+                                seed=seed, eta=eta, callback=callback, dtype=dtype)
+            index = torch.nonzero(sequence.context_mask == C.MASK_GENERATE).flatten().tolist()
+            yield index, out.frames[index]
+            return
+        require(isinstance(scheduling, str), "scheduling", f"a registered name for sequences longer "
+                f"than the model's window ({self.window})", "a matrix")
+        device, config = self.device, self.config
+        guide = history_guidance(guidance, scale=float(guidance_scale), fractional_level=float(fractional_level))
+        g = torch.Generator(device=device).manual_seed(int(seed))
+        autocast_dtype = dtype if dtype is not None else default_autocast_dtype(device)
+
+        def denoiser(*a, **k):
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
+                return self.denoiser(*a, **k)
+
+        def read_context(start: int, end: int) -> Tensor:
+            return to_model_space(read(start, end).to(device, torch.float32), config)[None]
+
+        def window_rays(start: int, end: int) -> Tensor:
+            # Relative to each window's first camera, as in training windows.
+            return self._rays(sequence.window(start, end)).to(device)[None]
+
+        for index, x0 in rollout_stream(denoiser, read_context, sequence.context_mask.to(device),
+                                        frame_shape=(config.in_channels, *self.size), window=self.window,
+                                        steps=int(steps), scheduling=scheduling, schedule=self.schedule,
+                                        rays=window_rays, guidance=guide, eta=eta, generator=g, callback=callback):
+            yield index, from_model_space(x0[0].float(), config).cpu()
 
     @torch.no_grad()
     def predict_mean(self, sequence: Syn2SeqSequence, seed: int = 0, draws: int = 1) -> Syn2SeqSequence:
@@ -227,7 +312,10 @@ class Syn2SeqModel:
         noise into x0, and the average removes that part. The estimate PSNR favours, next to single samples."""
         require(len(sequence) <= self.window, "sequence", f"at most {self.window} frames for predict_mean",
                 len(sequence))
-        require(int(draws) >= 1, "draws", "an integer >= 1", draws)
+        from . import limits
+
+        draws = limits.check("mean_draws", draws, "draws")
+        limits.check_seed_span(seed, draws)
         one_step = torch.tensor([[1.0] * len(sequence), [0.0] * len(sequence)])
         outs = [self.generate(sequence, steps=1, scheduling=one_step, seed=seed + k) for k in range(int(draws))]
         if len(outs) == 1:

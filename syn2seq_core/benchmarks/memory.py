@@ -1,0 +1,116 @@
+"""Peak memory of the whole-video commands against the length of the take.
+
+For each length in ``--frames`` (default 50, 500, 2,000) a take is written into a temporary folder: a
+``--size`` square exo video and ego video (smooth moving patterns, streamed to disk), a static exo camera and
+a moving ego camera track. Then each command of ``--commands`` runs in its own process, as a user would run
+it, and its peak resident memory (``ru_maxrss`` of that child, from ``os.wait4``) is recorded. The table
+puts the lengths side by side and prints, per command, the ratio of the largest peak to the smallest: a
+command that streams stays near 1 (the target is <= 1.2); one that holds the take in memory grows with it.
+
+Commands: ``exo2ego`` and ``ego2exo`` (generate, score, write the result set, side-by-side included) and
+``interpolate`` (``--video`` mode, one in-between per frame pair). Generation uses the bundled model unless
+``--model`` is given; ``--steps`` only sets how long each run takes, not its memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .. import limits
+
+COMMANDS = ("exo2ego", "ego2exo", "interpolate")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--frames", type=limits.arg("synthetic_frames"), nargs="+", default=[50, 500, 2000],
+                        help="take lengths, frames per view (default 50 500 2000)")
+    parser.add_argument("--size", type=limits.arg("synthetic_size"), default=64,
+                        help="width and height of the take's videos (default 64)")
+    parser.add_argument("--steps", type=limits.arg("steps"), default=2, help="sampler steps (default 2)")
+    parser.add_argument("--commands", nargs="+", default=list(COMMANDS), choices=COMMANDS,
+                        help=f"commands to measure (default: {' '.join(COMMANDS)})")
+    parser.add_argument("--model", default=None, help="a .safetensors model (default: the bundled model)")
+
+
+def _frames(start: int, n: int, size: int, total: int, phase: float) -> torch.Tensor:
+    from .io import synthetic_frames
+
+    t = torch.arange(start, start + n, dtype=torch.float32) / max(total, 1)
+    base = synthetic_frames(1, size)[0]
+    shift = (0.25 * torch.sin(6.28 * (t + phase)))[:, None, None, None]
+    return (base[None] + shift).clamp(0, 1)
+
+
+def write_long_take(path: Path, frames: int, size: int) -> Path:
+    """A take of ``frames`` exo and ego frames at ``size`` x ``size``, written chunk by chunk."""
+    from ..data.takes import write_take
+    from ..geometry.cameras import Cameras
+
+    def chunks(phase: float):
+        for start in range(0, frames, 64):
+            yield _frames(start, min(64, frames - start), size, frames, phase)
+
+    K = torch.tensor([[1.0, 1.0, 0.5, 0.5]])
+    exo = Cameras(torch.eye(4)[None], K, size, size)
+    c2w = torch.eye(4).repeat(frames, 1, 1)
+    angle = torch.arange(frames, dtype=torch.float32) * (2 * math.pi / max(frames, 1))
+    c2w[:, 0, 3], c2w[:, 2, 3] = 0.5 * torch.cos(angle), 2.0 + 0.5 * torch.sin(angle)
+    ego = Cameras(c2w, K, size, size)
+    write_take(path, chunks(0.0), exo, chunks(0.3), ego, fps=30.0, preset="ultrafast")
+    return path
+
+
+def _peak_rss(cmd: list[str]) -> tuple[int, int]:
+    """(peak RSS in bytes, exit status) of ``cmd`` run as a child process."""
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.stderr.write(stderr.decode(errors="replace")[-2000:])
+    return usage.ru_maxrss * 1024, proc.returncode  # Linux reports kilobytes
+
+
+def _command(name: str, take: Path, out: Path, args) -> list[str]:
+    base = [sys.executable, "-m", "syn2seq_core"]
+    if name == "interpolate":
+        return base + ["interpolate", "--video", str(take / "exo.mp4"), "-n", "1", "--backend", "blend",
+                       "--out", str(out / "dense.mp4")]
+    return base + [name, "--take", str(take), "--out", str(out / name), "--steps", str(args.steps)] + \
+        (["--model", args.model] if args.model else [])
+
+
+def run(args) -> int:
+    peaks: dict[str, dict[int, int]] = {c: {} for c in args.commands}
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="syn2seq-bench-memory-") as tmp:
+        for n in args.frames:
+            take = write_long_take(Path(tmp) / f"take_{n}", n, args.size)
+            out = Path(tmp) / f"out_{n}"
+            out.mkdir()
+            for name in args.commands:
+                rss, code = _peak_rss(_command(name, take, out, args))
+                failed |= code != 0
+                peaks[name][n] = rss if code == 0 else -1
+                print(f"  {name} at {n} frames: {rss / 2**20:.0f} MiB" + ("" if code == 0 else f" (exit {code})"),
+                      file=sys.stderr)
+    width = max(len(c) for c in args.commands)
+    print(f"peak RSS (MiB) by take length, {args.size}x{args.size} videos, {args.steps} sampler steps")
+    print(f"{'command':<{width}}  " + "  ".join(f"{n:>7} fr" for n in args.frames) + "   max/min")
+    for name in args.commands:
+        values = [peaks[name][n] for n in args.frames]
+        ok = [v for v in values if v > 0]
+        ratio = f"{max(ok) / min(ok):.2f}" if len(ok) == len(values) else "failed"
+        print(f"{name:<{width}}  " + "  ".join(f"{v / 2**20:>10.0f}" if v > 0 else f"{'failed':>10}"
+                                             for v in values) + f"   {ratio:>7}")
+    print("target: max/min <= 1.2 (memory independent of the take's length)")
+    return 1 if failed else 0
