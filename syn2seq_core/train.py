@@ -1,10 +1,15 @@
 """Training: pretrain (single-view camera paths) and Syn2Seq finetune, single- or multi-process.
 
 ``syn2seq train --config configs/NAME.toml`` runs one stage. The loop is resumable: every
-``checkpoint_every`` steps (and on Ctrl-C / the time limit) it writes ``<out>/checkpoint.pt`` atomically
-(model, EMA, optimiser, step, elapsed time); a restart with the same config continues from it, also after
-``kill -9``. Data and noise are drawn from generators seeded by (seed, step, rank), so a resumed run sees
-exactly the batches an uninterrupted run would have seen.
+``checkpoint_every`` steps (and on Ctrl-C / SIGTERM / the time limit) it writes ``<out>/checkpoint.pt``
+(model, EMA, optimiser, step, elapsed time) and keeps the one before as ``<out>/checkpoint.prev.pt``. A new
+checkpoint goes to a hidden temporary file, is fsynced and read back (keys, types, step, zip CRCs) before
+it replaces anything, so a crash or ``kill -9`` at any moment leaves at least one good checkpoint. A restart
+with the same config continues from ``checkpoint.pt``, or, if that one is damaged (truncated, empty, not a
+checkpoint), from ``checkpoint.prev.pt`` with a warning naming the damaged file; the metrics log is cut back
+to the steps the checkpoint holds, so the steps redone after a kill are logged once. Data and noise are
+drawn from generators seeded by (seed, step, rank), so a resumed run sees exactly the batches an
+uninterrupted run would have seen.
 
 Multi-process: ``torchrun --nproc_per_node=N -m syn2seq_core train --config ...`` uses DDP (gloo on CPU,
 NCCL on GPU); each rank draws its own batches, rank 0 writes checkpoints and logs.
@@ -18,6 +23,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +33,7 @@ from .errors import Syn2SeqInputError, check_choice, require
 
 STAGES = ("pretrain", "finetune")
 CHECKPOINT_NAME = "checkpoint.pt"
+PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
 MODEL_NAME = "model.safetensors"
 LOG_NAME = "metrics.jsonl"
 
@@ -107,6 +114,27 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
+# The range (inclusive) of every count in a training config, by table ("" = top level), checked by
+# load_config. Generous but sane: a value outside is a typo (a missing or extra digit, a percentage, a float
+# where a count goes) or more than any machine here would run. seed < 2^32 keeps the per-step seed
+# ((seed * 1000003 + step) * 1009 + rank) inside torch.Generator's 64 bits for every step up to MAX_STEPS.
+# Zero means "off" or "the default" where a field's comment says so (snapshot_every, window, clip_frames).
+MAX_STEPS = 10**9
+MAX_FRAMES = 1024
+COUNT_RANGES: dict[str, dict[str, tuple[int, int]]] = {
+    "": {"seed": (0, 2**32 - 1), "max_steps": (1, MAX_STEPS), "checkpoint_every": (1, MAX_STEPS),
+         "snapshot_every": (0, MAX_STEPS), "log_every": (1, MAX_STEPS)},
+    "data": {"size": (8, 4096), "supersample": (1, 16), "exo_frames": (1, MAX_FRAMES),
+             "ego_frames": (1, MAX_FRAMES), "transition_frames": (0, MAX_FRAMES), "window": (0, MAX_FRAMES),
+             "clip_frames": (0, MAX_FRAMES)},
+    "optim": {"batch_size": (1, 4096), "warmup_steps": (0, MAX_STEPS)},
+    # DiT3DConfig fields (syn2seq_core/dfot/model.py); height/width must also be multiples of patch_size.
+    "model": {"height": (8, 4096), "width": (8, 4096), "patch_size": (1, 64), "in_channels": (1, 64),
+              "dim": (8, 16384), "depth": (1, 1024), "heads": (1, 1024), "max_frames": (1, MAX_FRAMES),
+              "ray_channels": (1, 64), "noise_features": (1, 65536)},
+}
+
+
 def _build(cls, values: dict, where: str):
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
@@ -144,16 +172,71 @@ def load_config(path: str | Path) -> TrainConfig:
     raw = dict(raw)
     raw.setdefault("name", path.stem)
     cfg = config_from_dict(raw, str(path))
-    check_choice(cfg.stage, STAGES, f"{path} stage")
-    check_choice(cfg.data.transition, ("interpolator", "ideal", "none"), f"{path} [data] transition")
+    check_config(cfg, str(path))
+    return cfg
+
+
+def _check_count(value, name: str, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise Syn2SeqInputError(name, f"an integer in [{lo}, {hi}]", repr(value))
+
+
+def check_config(cfg: TrainConfig, where: str = "config") -> None:
+    """Refuse a training config whose choices, probabilities or counts (:data:`COUNT_RANGES`) are out of
+    range, or whose model does not fit its data (frame size, frames per sequence), naming the key."""
+    check_choice(cfg.stage, STAGES, f"{where} stage")
+    check_choice(cfg.data.transition, ("interpolator", "ideal", "none"), f"{where} [data] transition")
+    tables = {"": vars(cfg), "data": vars(cfg.data), "optim": vars(cfg.optim), "model": cfg.model}
+    for table, ranges in COUNT_RANGES.items():
+        label = f"{where} [{table}] " if table else f"{where} "
+        for key, (lo, hi) in ranges.items():
+            if key in tables[table]:  # [model] keys not given take their preset's values
+                _check_count(tables[table][key], label + key, lo, hi)
     for f in dataclasses.fields(cfg.data):
         value = getattr(cfg.data, f.name)
         if f.name.endswith("_prob") and not (isinstance(value, (int, float)) and 0 <= value <= 1):
-            raise Syn2SeqInputError(f"{path} [data] {f.name}", "a probability in [0, 1]", value)
+            raise Syn2SeqInputError(f"{where} [data] {f.name}", "a probability in [0, 1]", value)
     if cfg.data.transition == "ideal" and cfg.data.ego2exo_prob > 0:
-        raise Syn2SeqInputError(f"{path} [data] ego2exo_prob", "0 with transition = \"ideal\" (ideal "
+        raise Syn2SeqInputError(f"{where} [data] ego2exo_prob", "0 with transition = \"ideal\" (ideal "
                                 "in-betweens are rendered exo -> ego only)", cfg.data.ego2exo_prob)
-    return cfg
+    _check_model_fits_data(cfg, where)
+
+
+def _training_frames(cfg: TrainConfig) -> tuple[int, str]:
+    """Frames per training sequence, as ``data.training`` draws them, and the config keys that set it."""
+    data = cfg.data
+    if cfg.stage == "pretrain":
+        if data.clip_frames:
+            return data.clip_frames, "[data] clip_frames"
+        return int(cfg.model.get("max_frames", 20)), "[data] clip_frames = 0 (then [model] max_frames, default 20)"
+    full = data.exo_frames + data.ego_frames + (0 if data.transition == "none" else data.transition_frames)
+    if data.window and data.window < full:
+        return data.window, "[data] window"
+    return full, "[data] exo_frames + transition_frames + ego_frames"
+
+
+def _check_model_fits_data(cfg: TrainConfig, where: str) -> None:
+    """The [model] table builds a DiT3DConfig whose frame size is [data] size and whose window holds a
+    training sequence (otherwise the first step fails inside the network)."""
+    from .dfot.model import DiT3DConfig, dit3d_preset
+
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.items() if k != "preset"}
+    known = {f.name for f in dataclasses.fields(DiT3DConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise Syn2SeqInputError(f"{where} [model]", f"keys among {sorted(known | {'preset'})}", unknown)
+    try:
+        model = dit3d_preset(cfg.model.get("preset", "tiny"), **overrides)
+    except Syn2SeqInputError as e:
+        raise Syn2SeqInputError(f"{where} [model] {e.name}", e.expected, e.found, e.hint) from None
+    data = cfg.data
+    if (model.height, model.width) != (data.size, data.size):
+        raise Syn2SeqInputError(f"{where} [data] size", f"the model's frame size ([model] height x width = "
+                                f"{model.height} x {model.width}; training frames are size x size)", data.size)
+    frames, key = _training_frames(cfg)
+    if frames > model.max_frames:
+        raise Syn2SeqInputError(f"{where} {key}", f"at most the model's window ([model] max_frames = "
+                                f"{model.max_frames}) frames per training sequence", frames)
 
 
 # --- distributed -------------------------------------------------------------------------------------
@@ -194,23 +277,202 @@ def learning_rate(cfg: OptimConfig, step: int, max_steps: int) -> float:
 
 
 # --- checkpoints ----------------------------------------------------------------------------------------
-def _atomic_torch_save(obj, path: Path) -> None:
+# What a training checkpoint holds, with the type each entry must have.
+CHECKPOINT_KEYS: dict[str, type | tuple[type, ...]] = {
+    "config": str, "step": int, "elapsed": (int, float), "model": dict, "ema": dict, "optimizer": dict}
+
+
+class _DamagedCheckpoint(Exception):
+    """A checkpoint file that cannot be used; the message says what is wrong with it."""
+
+
+def _type_names(kind) -> str:
+    return " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+
+
+def _read_checkpoint(path: Path, keys: dict = CHECKPOINT_KEYS, *, mmap: bool = False, crc: bool = True) -> dict:
+    """The state dict in checkpoint file ``path``, or :class:`_DamagedCheckpoint` saying what is wrong:
+    missing, empty, truncated or corrupt (zip CRCs when ``crc``), not a checkpoint, missing ``keys`` or an
+    entry of the wrong type. ``mmap``: map the tensors instead of reading them (a check of a fresh file)."""
+    import zipfile
+
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise _DamagedCheckpoint("missing") from None
+    if size == 0:
+        raise _DamagedCheckpoint("an empty file (0 bytes)")
+    if crc and zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except Exception as e:  # BadZipFile, EOFError, zlib errors ...: all mean a damaged archive
+            bad = f"{type(e).__name__}: {e}"
+        if bad is not None:
+            raise _DamagedCheckpoint(f"corrupt ({size} bytes; bad zip record {bad})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as e:  # PytorchStreamReader's RuntimeError, EOFError, UnpicklingError, ...
+        with open(path, "rb") as f:
+            zipped = f.read(2) == b"PK"
+        reason = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]  # torch's first sentence
+        kind = "truncated or corrupt" if zipped else "not a PyTorch checkpoint"
+        raise _DamagedCheckpoint(f"{kind} ({size} bytes; {type(e).__name__}: {reason})") from None
+    if not isinstance(state, dict):
+        raise _DamagedCheckpoint(f"not a training checkpoint (it holds a {type(state).__name__}, not a dict)")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise _DamagedCheckpoint(f"not a complete training checkpoint (no {', '.join(missing)})")
+    for key, kind in keys.items():
+        value = state[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise _DamagedCheckpoint(f"'{key}' is a {type(value).__name__}, expected {_type_names(kind)}")
+    for key in ("model", "ema"):
+        if key in keys and not all(isinstance(v, torch.Tensor) for v in state[key].values()):
+            raise _DamagedCheckpoint(f"'{key}' is not a state dict of tensors")
+    if "optimizer" in keys and not {"state", "param_groups"} <= set(state["optimizer"]):
+        raise _DamagedCheckpoint("'optimizer' is not an optimizer state dict (no state / param_groups)")
+    if "step" in keys and state["step"] < 0:
+        raise _DamagedCheckpoint(f"'step' is {state['step']}, expected >= 0")
+    return state
+
+
+def latest_checkpoint(out: str | Path, keys: dict = CHECKPOINT_KEYS, *,
+                      warn: bool = True) -> tuple[dict, Path] | None:
+    """``(state, path)`` of the newest good checkpoint in run folder ``out``: ``checkpoint.pt``, else
+    ``checkpoint.prev.pt`` (with a warning naming the damaged file and what is wrong with it); None when the
+    folder holds neither. Raises :class:`Syn2SeqInputError` naming each file and its problem when none is
+    readable."""
+    out = Path(out)
+    paths = [out / CHECKPOINT_NAME, out / PREVIOUS_CHECKPOINT_NAME]
+    if not any(p.exists() for p in paths):
+        return None
+    problems = []
+    for path in paths:
+        try:
+            state = _read_checkpoint(path, keys)
+        except _DamagedCheckpoint as e:
+            problems.append((path, str(e)))
+            continue
+        if problems and warn:
+            bad, problem = problems[0]
+            warnings.warn(f"{bad}: {problem}; using the previous checkpoint {path.name} "
+                          f"(step {state.get('step', '?')}) instead", stacklevel=2)
+        return state, path
+    raise Syn2SeqInputError(str(out), f"a readable training checkpoint ({CHECKPOINT_NAME} or "
+                            f"{PREVIOUS_CHECKPOINT_NAME})", "; ".join(f"{p.name}: {why}" for p, why in problems),
+                            f"Move {CHECKPOINT_NAME} and {PREVIOUS_CHECKPOINT_NAME} out of this folder to start "
+                            f"the run over from step 0 (its {LOG_NAME} then starts over too), or use a new --out "
+                            "folder")
+
+
+def load_checkpoint(out: str | Path):
+    """The state of the newest good checkpoint in run folder ``out`` (see :func:`latest_checkpoint`), or
+    None when it has none."""
+    found = latest_checkpoint(out)
+    return None if found is None else found[0]
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (POSIX; elsewhere a folder cannot be opened for this)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _readback_problem(path: Path, state: dict) -> str | None:
+    """What keeps the freshly written ``path`` from being ``state`` when read back (None: nothing)."""
+    try:
+        back = _read_checkpoint(path, mmap=True)
+    except _DamagedCheckpoint as e:
+        return str(e)
+    for key in ("step", "config"):
+        if back[key] != state[key]:
+            return f"it holds another {key}"
+    for key in ("model", "ema"):
+        if list(back[key]) != list(state[key]):
+            return f"its '{key}' holds other tensors"
+    return None
+
+
+def _good_step(path: Path) -> int | None:
+    """The step of the checkpoint at ``path`` if it is readable (structure only: it was verified when
+    written), else None."""
+    try:
+        return int(_read_checkpoint(path, mmap=True, crc=False)["step"])
+    except _DamagedCheckpoint:
+        return None
+
+
+def _keep_as_previous(current: Path, previous: Path) -> None:
+    """Make ``previous`` the file ``current`` is. With a hard link ``current`` stays in place throughout;
+    where the file system has none, ``current`` is renamed, and until the new one replaces it the folder
+    holds only ``previous`` (which loading then uses, with a warning)."""
+    link = previous.with_name(f".{previous.name}.{os.getpid()}.link")
+    try:
+        link.unlink(missing_ok=True)
+        try:
+            os.link(current, link)
+        except (OSError, NotImplementedError):
+            os.replace(current, previous)
+        else:
+            os.replace(link, previous)
+    finally:
+        link.unlink(missing_ok=True)
+
+
+def _write_checkpoint(out: Path, state: dict) -> Path:
+    """Write ``state`` as ``out/checkpoint.pt``, keeping the good checkpoint it replaces as
+    ``checkpoint.prev.pt``. The new file is written under a hidden name, fsynced and read back (keys,
+    types, step, zip CRCs) before anything is replaced, so a crash at any moment leaves at least one good
+    checkpoint. A file that does not read back raises ``RuntimeError`` and the earlier checkpoints stay."""
     from .atomic import temp_file_near
 
-    tmp = temp_file_near(path)
+    current, previous = out / CHECKPOINT_NAME, out / PREVIOUS_CHECKPOINT_NAME
+    tmp = temp_file_near(current)
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        problem = _readback_problem(tmp, state)
+        if problem is not None:
+            kept = [p.name for p in (current, previous) if p.exists()]
+            raise RuntimeError(f"{current}: the checkpoint of step {state['step']} did not read back after "
+                               f"writing ({problem}); kept {', '.join(kept) or 'no earlier checkpoint'}. Check "
+                               f"the disk under {out} (free space, errors)")
+        # A checkpoint of the same step (a rerun that trained nothing) replaces it and keeps the older one
+        # as the previous; a damaged current one is not kept.
+        if _good_step(current) not in (None, state["step"]):
+            _keep_as_previous(current, previous)
+        os.replace(tmp, current)
+        _fsync_dir(out)
     finally:
         tmp.unlink(missing_ok=True)
+    return current
+
+
+def _remove_partial_files(out: Path) -> None:
+    """Hidden temporary files of checkpoint, model and log writes that a killed run left in ``out``."""
+    patterns = [f".{Path(n).stem}.*.partial{Path(n).suffix}" for n in (CHECKPOINT_NAME, MODEL_NAME)]
+    patterns += [f".{Path(LOG_NAME).stem}.*.partial.tmp", f".{PREVIOUS_CHECKPOINT_NAME}.*.link"]
+    for pattern in patterns:
+        for path in out.glob(pattern):
+            path.unlink(missing_ok=True)
 
 
 def save_checkpoint(out: Path, cfg: TrainConfig, model, ema, optimizer, step: int, elapsed: float) -> None:
+    """Write ``out/checkpoint.pt`` (the one it replaces becomes ``checkpoint.prev.pt``) and
+    ``out/model.safetensors`` (the EMA model with its training record)."""
     from .dfot.checkpoint import save_model
 
-    _atomic_torch_save({"config": cfg.to_json(), "step": step, "elapsed": elapsed,
-                        "model": model.state_dict(), "ema": ema.state_dict(),
-                        "optimizer": optimizer.state_dict()}, out / CHECKPOINT_NAME)
+    _write_checkpoint(out, {"config": cfg.to_json(), "step": step, "elapsed": elapsed,
+                            "model": model.state_dict(), "ema": ema.state_dict(),
+                            "optimizer": optimizer.state_dict()})
     save_model(out / MODEL_NAME, ema, extra_metadata=_training_record(cfg, step, elapsed))
 
 
@@ -234,23 +496,53 @@ def save_snapshot(out: Path, cfg: TrainConfig, ema, step: int, elapsed: float) -
 
 def initial_weights(source: str | Path) -> dict:
     """Weights to start from: a model ``.safetensors`` (EMA weights), a run's ``checkpoint.pt`` (its raw,
-    not-averaged weights) or a run folder (its checkpoint)."""
+    not-averaged weights) or a run folder (its newest good checkpoint, see :func:`latest_checkpoint`)."""
     from .dfot.checkpoint import load_model
 
     path = Path(source)
+    hint = f"Point init_from at a good checkpoint, a run folder or a model file (a run's {MODEL_NAME})"
     if path.is_dir():
-        path = path / CHECKPOINT_NAME
+        require(any((path / n).exists() for n in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME)), "init_from",
+                "an existing model file, checkpoint or run folder", str(path / CHECKPOINT_NAME))
+        try:
+            return latest_checkpoint(path, {"model": dict})[0]["model"]
+        except Syn2SeqInputError as e:
+            raise Syn2SeqInputError(f"init_from {e.name}", e.expected, e.found, hint) from None
     require(path.exists(), "init_from", "an existing model file, checkpoint or run folder", str(path))
     if path.suffix == ".pt":
-        return torch.load(path, map_location="cpu", weights_only=True)["model"]
+        try:
+            return _read_checkpoint(path, {"model": dict})["model"]
+        except _DamagedCheckpoint as e:
+            raise Syn2SeqInputError("init_from", "a readable training checkpoint", f"{path}: {e}", hint) from None
     return load_model(path).state_dict()
 
 
-def load_checkpoint(out: Path):
-    path = out / CHECKPOINT_NAME
+# --- metrics log -----------------------------------------------------------------------------------------
+def _trim_log(path: Path, step: int) -> tuple[int, int]:
+    """Keep only the records of steps <= ``step`` (the checkpoint a run resumes from) in the metrics log:
+    a run killed after logging steps past its last checkpoint redoes them, and would log them twice. Drops
+    lines that are not a whole record too (the torn last line of a kill). Rewritten atomically, and only
+    when something goes. Returns (records after ``step`` dropped, torn lines dropped)."""
+    from .atomic import write_text_atomic
+
     if not path.exists():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+        return 0, 0
+    kept, later, torn = [], 0, 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True):
+        try:
+            record = json.loads(line) if line.endswith("\n") else None
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or isinstance(record.get("step"), bool) \
+                or not isinstance(record.get("step"), int):
+            torn += 1
+        elif record["step"] > step:
+            later += 1
+        else:
+            kept.append(line)
+    if later or torn:
+        write_text_atomic(path, "".join(kept))
+    return later, torn
 
 
 def _stop_on_sigterm() -> None:
@@ -284,6 +576,37 @@ def _check_ranks_agree(model, dist: Dist, log, step: int) -> None:
         raise RuntimeError(f"DDP ranks disagree on the weights after step {step}: {digests}")
 
 
+def _sync_log(log) -> None:
+    """Make the log durable up to the checkpoint about to be written (after a power cut it then holds every
+    step the checkpoint does)."""
+    if log:
+        log.flush()
+        os.fsync(log.fileno())
+
+
+def check_batch_memory(cfg: TrainConfig, device=None) -> None:
+    """Refuse a config whose training batch clearly does not fit: the rendered frames and the batch tensors
+    (frames + rays, float32) of one step, a lower bound of what a step needs (the network's activations
+    come on top), against the memory available now (on CPU, and on ``device`` when it is an accelerator)."""
+    from . import limits
+
+    data, batch = cfg.data, cfg.optim.batch_size
+    frames = _training_frames(cfg)[0]
+    if cfg.stage == "pretrain":
+        rendered = frames
+    else:  # whole takes are rendered (ideal in-betweens too), then cut to the window
+        rendered = data.exo_frames + data.ego_frames + (data.transition_frames if data.transition == "ideal" else 0)
+    tensors = limits.frames_bytes(batch * frames, data.size, data.size, channels=3 + 6)  # frames + rays
+    hint = (f"{batch} sequences of {frames} frames at {data.size}x{data.size}, supersample {data.supersample}: "
+            "lower [optim] batch_size, [data] size, the frame counts or [data] supersample")
+    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    cpu = ranks_here * (limits.synthetic_render_bytes(batch, rendered, data.size, data.supersample) + tensors)
+    what = f"{cfg.name}: one training batch" + (f" on each of {ranks_here} ranks" if ranks_here > 1 else "")
+    limits.require_memory(cpu, what, hint)
+    if device is not None and torch.device(device).type != "cpu":
+        limits.require_memory(tensors, f"{cfg.name}: one training batch on {device}", hint, device=device)
+
+
 # --- the loop --------------------------------------------------------------------------------------------
 def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, max_steps: int | None = None,
           progress: bool = True) -> dict:
@@ -300,8 +623,10 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
 
     dist = init_distributed()
     out = Path(out)
+    check_batch_memory(cfg, dist.device)
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
+        _remove_partial_files(out)
     torch.manual_seed(cfg.seed)
     model = build_network(cfg.model).to(dist.device)
     if cfg.init_from:
@@ -323,22 +648,30 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=cfg.optim.lr, betas=cfg.optim.betas)
     step, elapsed = 0, 0.0
-    state = load_checkpoint(out)
-    if state is not None:
+    found = latest_checkpoint(out, warn=dist.main)
+    if found is not None:
+        state, path = found
         try:
-            saved = config_from_dict(json.loads(state["config"]), str(out / CHECKPOINT_NAME)).to_json()
-        except Syn2SeqInputError:  # a field this version no longer knows
+            saved = config_from_dict(json.loads(state["config"]), str(path)).to_json()
+        except (ValueError, TypeError):  # a field this version no longer knows (Syn2SeqInputError)
             saved = state["config"]
         if saved != cfg.to_json():
-            raise Syn2SeqInputError(str(out / CHECKPOINT_NAME), "a checkpoint of the same config",
+            raise Syn2SeqInputError(str(path), "a checkpoint of the same config",
                                     "a checkpoint of a different config",
                                     "Use a new --out folder, or the config the run was started with")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed = int(state["step"]), float(state["elapsed"])
+        del state, found  # the loaded copy is not kept for the whole run
         if dist.main:
-            print(f"resuming {out} at step {step} ({elapsed / 60:.1f} min trained)", file=sys.stderr)
+            print(f"resuming {out} at step {step} ({elapsed / 60:.1f} min trained) from {path.name}",
+                  file=sys.stderr)
+    if dist.main:
+        later, torn = _trim_log(out / LOG_NAME, step)
+        if later or torn:
+            print(f"{out / LOG_NAME}: dropped {later} records of steps after {step} (they are redone) and "
+                  f"{torn} torn lines", file=sys.stderr)
     net = model
     if dist.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model)
@@ -390,12 +723,14 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
                                       **{k: float(v) for k, v in parts.items()}}) + "\n")
                 log.flush()
             if dist.main and step % cfg.checkpoint_every == 0:
+                _sync_log(log)
                 save_checkpoint(out, cfg, model, ema, optimizer, step, elapsed)
             if dist.main and cfg.snapshot_every and step % cfg.snapshot_every == 0:
                 save_snapshot(out, cfg, ema, step, elapsed)
     finally:
         bar.close()
         if dist.main and step > 0:
+            _sync_log(log)
             save_checkpoint(out, cfg, model, ema, optimizer, step, elapsed)
         if dist.world > 1:
             _check_ranks_agree(model, dist, log, step)

@@ -8,12 +8,18 @@ from pathlib import Path
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", required=True, help="a TOML training config (configs/*.toml)")
+    from .. import limits
+
+    parser.add_argument("--config", required=True, help="a TOML training config (configs/*.toml; the ranges "
+                                                        "of its counts: syn2seq_core.train.COUNT_RANGES)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<config name>); resumes if it "
-                                                    "holds a checkpoint of the same config")
-    parser.add_argument("--minutes", type=float, default=None,
-                        help="stop after this many minutes of this invocation (a checkpoint is written)")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop at this step (default: the config's)")
+                                                    "holds a checkpoint of the same config (checkpoint.pt, or "
+                                                    "checkpoint.prev.pt if that one is damaged)")
+    parser.add_argument("--minutes", **limits.option(
+        "train_minutes", "stop after this many minutes of this invocation (a checkpoint is written)",
+        default_text="default: no limit"))
+    parser.add_argument("--max-steps", **limits.option("train_max_steps", "stop at this step",
+                                                       default_text="default: the config's max_steps"))
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

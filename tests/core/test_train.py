@@ -140,8 +140,25 @@ def test_resume_accepts_a_run_saved_before_a_config_field_existed(tmp_path):
     assert train(cfg, tmp_path / "run", progress=False)["step"] == 2
 
 
+def logged_steps(out):
+    """Steps of the whole records of a metrics log that may be mid-write (a torn last line is skipped)."""
+    path = Path(out) / LOG_NAME
+    if not path.exists():
+        return []
+    steps = []
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            steps.append(json.loads(line)["step"])
+        except ValueError:
+            pass
+    return steps
+
+
 def test_kill_9_then_restart_continues_from_the_last_checkpoint(tmp_path):
-    cfg_path = write_config(tmp_path, steps=40, every=1)
+    # Checkpoints every 2 steps, a log record every step: killed while the log is ahead of the checkpoint,
+    # the resumed run redoes those steps, and the log must still hold each step once.
+    steps = 20
+    cfg_path = write_config(tmp_path, steps=steps, every=2)
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "syn2seq_core", "train", "--config", str(cfg_path), "--out", str(out),
            "--no-progress"]
@@ -149,18 +166,20 @@ def test_kill_9_then_restart_continues_from_the_last_checkpoint(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         state = load_checkpoint(out) if (out / CHECKPOINT_NAME).exists() else None
-        if state is not None and state["step"] >= 3:
+        if state is not None and state["step"] >= 3 and max(logged_steps(out), default=0) > state["step"]:
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = load_checkpoint(out)["step"]  # the atomic checkpoint is always complete
-    assert 3 <= killed_at < 40
-    assert not list(out.glob(".*tmp*")) or True  # a killed write leaves at most a hidden temp file
+    killed_at = load_checkpoint(out)["step"]  # the verified checkpoint is always complete
+    assert 3 <= killed_at < steps
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert f"resuming {out} at step {killed_at}" in r.stderr
-    assert load_checkpoint(out)["step"] == 40
+    assert load_checkpoint(out)["step"] == steps
+    # Each step logged once, in order, none missing (the records after the checkpoint were dropped on resume).
+    assert [rec["step"] for rec in read_log(out)] == list(range(1, steps + 1))
+    assert not list(out.glob(".*")), "a killed write leaves no hidden temporary file after the resume"
 
 
 def test_torchrun_two_processes_agree_on_weights(tmp_path):
@@ -206,6 +225,54 @@ def test_bad_config_is_named(tmp_path):
     bad.write_text('name = "x"\n[data]\nfull_noise_prob = 30\n')  # a percentage where a probability goes
     with pytest.raises(Syn2SeqInputError, match=r"\[data\] full_noise_prob: expected a probability in \[0, 1\]"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("batch_size = 2", "batch_size = 0", r"\[optim\] batch_size: expected an integer in \[1, 4096\], got 0"),
+    ("batch_size = 2", "batch_size = 2.5", r"\[optim\] batch_size: expected an integer in \[1, 4096\], got 2.5"),
+    ("max_steps = 4", "max_steps = 0", r"max_steps: expected an integer in \[1, 1000000000\], got 0"),
+    ("checkpoint_every = 2", "checkpoint_every = -1", r"checkpoint_every: expected an integer in \[1, "),
+    ("log_every = 1", 'log_every = "1"', r"log_every: expected an integer in \[1, 1000000000\], got '1'"),
+    ("seed = 3", "seed = 99999999999", r"seed: expected an integer in \[0, 4294967295\], got 99999999999"),
+    ("size = 16", "size = 4", r"\[data\] size: expected an integer in \[8, 4096\], got 4"),
+    ("exo_frames = 3", "exo_frames = 100000", r"\[data\] exo_frames: expected an integer in \[1, 1024\]"),
+    ("supersample = 1", "supersample = 0", r"\[data\] supersample: expected an integer in \[1, 16\], got 0"),
+    ("warmup_steps = 2", "warmup_steps = -5", r"\[optim\] warmup_steps: expected an integer in \[0, "),
+    ("depth = 2", "depth = 0", r"\[model\] depth: expected an integer in \[1, 1024\], got 0"),
+    ("depth = 2", "depth = true", r"\[model\] depth: expected an integer in \[1, 1024\], got True"),
+    # the model must fit the data
+    ("width = 16", "width = 18", r"\[model\] height, width: expected multiples of patch_size 4"),
+    ("size = 16", "size = 24", r"\[data\] size: expected the model's frame size \(\[model\] height x width = 16 x 16"),
+    ("max_frames = 8", "max_frames = 6", (r"\[data\] exo_frames \+ transition_frames \+ ego_frames: expected at "
+                                          r"most the model's window \(\[model\] max_frames = 6\) .*got 8")),
+    ("depth = 2", "depht = 2", r"\[model\]: expected keys among \[.*\], got \['depht'\]"),
+])
+def test_counts_in_a_config_are_checked_naming_key_range_and_value(tmp_path, old, new, message):
+    path = write_config(tmp_path)
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    with pytest.raises(Syn2SeqInputError, match=message):
+        load_config(path)
+
+
+def test_every_shipped_config_is_in_range():
+    configs = sorted((Path(__file__).parents[2] / "configs").rglob("*.toml"))
+    assert configs
+    for path in configs:
+        load_config(path)
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_refused_before_training(tmp_path, monkeypatch):
+    from syn2seq_core import limits
+
+    cfg = load_config(write_config(tmp_path))
+    monkeypatch.setattr(limits, "available_memory_bytes", lambda device=None: 100_000)
+    with pytest.raises(Syn2SeqInputError, match=r"tiny: one training batch: expected at most 100 kB \(the memory "
+                                                r"available on this machine now\), got an estimated .*lower \[optim\] "
+                                                r"batch_size"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_finetune_starts_from_a_pretrain_run(tmp_path):
