@@ -1,6 +1,8 @@
 """Exo2Ego / Ego2Exo on a take: read the source view, build the sequence, generate, score, write.
 
-The one function both the CLI (``syn2seq exo2ego|ego2exo|demo|eval``) and the ComfyUI nodes call.
+:func:`run_take` (``syn2seq exo2ego|ego2exo|demo``) and :func:`syn2seq_core.evaluation.score_take`
+(``syn2seq eval``) stream: :func:`iter_take` reads, generates and hands out a take in blocks, so memory does
+not grow with its length. :func:`generate_take` returns a whole (short) take's tensors for library callers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from . import conventions as C
 from .errors import check_choice, require
 from .pipeline import Syn2SeqModel, resize_frames
 from .sequence import DIRECTIONS, Syn2SeqSequence, build_sequence
+from .video_io import VideoWriter
 
 OTHER = {"exo": "ego", "ego": "exo"}
 
@@ -70,7 +73,8 @@ def generate_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, step
                   scheduling: str = "full_sequence", guidance: str = "conditional", guidance_scale: float = 1.0,
                   seed: int = 0, eta: float = 0.0, n_transition: int | None = None, callback=None, lpips_weights=None,
                   with_mean: bool = False, mean_draws: int = 8) -> TakeResult:
-    """Generate the other view of ``take`` (a ``data.takes.Take``); the take is read once. ``with_mean``:
+    """Generate the other view of ``take`` (a ``data.takes.Take``) in memory (for long takes, :func:`iter_take`
+    or :func:`run_take` stream); the take is read once. ``with_mean``:
     also the model's conditional-mean estimate (``result.mean``; one-shot x0 averaged over ``mean_draws``
     noise draws, see ``Syn2SeqModel.predict_mean``), next to the sample."""
     from .metrics import evaluate_frames
@@ -204,14 +208,11 @@ class ResultWriter:
     mean | ground truth, scaled up to about 256 pixels high) and, on :meth:`close`, ``metrics.json``."""
 
     def __init__(self, folder: str | Path, direction: str, output_size: tuple[int, int], fps: float):
-        from .video_io import VideoWriter
-
         self.folder, self.direction, self.output_size, self.fps = Path(folder), direction, output_size, fps
         _, self.tgt = views_of(direction)
         self.paths = {"video": self.folder / f"{self.tgt}_generated.mp4",
                       "side_by_side": self.folder / "side_by_side.mp4", "metrics": self.folder / "metrics.json"}
-        self._writers: dict = {}
-        self._new = VideoWriter
+        self._writers: dict[str, VideoWriter] = {}
         self.frames = 0
 
     @classmethod
@@ -224,7 +225,7 @@ class ResultWriter:
 
     def _writer(self, key: str):
         if key not in self._writers:
-            self._writers[key] = self._new(self.paths[key], fps=self.fps)
+            self._writers[key] = VideoWriter(self.paths[key], fps=self.fps)
         return self._writers[key]
 
     def add(self, block: TakeBlock) -> None:

@@ -23,6 +23,7 @@ from syn2seq_core.data.takes import load_take
 from syn2seq_core.dfot.checkpoint import save_model
 from syn2seq_core.errors import Syn2SeqInputError
 from syn2seq_core.generation import generate_take, iter_take, run_take
+from syn2seq_core.geometry.cameras import Cameras
 from syn2seq_core.metrics import FrameScores, evaluate_frames
 from syn2seq_core.pipeline import build_network, load_model
 from syn2seq_core.sequence import build_sequence
@@ -86,7 +87,7 @@ def test_frameless_sequence_streams_the_same_frames(model_path, long_take, n_src
 def test_rollout_keeps_only_what_later_windows_read(model_path):
     # A 60-frame target view: generated frames leave as they are finished; the stream holds one window.
     model = load_model(model_path)
-    cams = build_sequence(*[c for c in (load_take_cams(60))], size=(SIZE, SIZE), n_transition=2)
+    cams = build_sequence(*exo_ego_tracks(60), size=(SIZE, SIZE), n_transition=2)
     seen, last = 0, -1
     for index, part in model.generate_stream(cams, read_frames=lambda s, e: torch.rand(e - s, 3, SIZE, SIZE),
                                              steps=1):
@@ -95,9 +96,8 @@ def test_rollout_keeps_only_what_later_windows_read(model_path):
     assert seen == len(cams) - 1
 
 
-def load_take_cams(n):
-    from syn2seq_core.geometry.cameras import Cameras
-
+def exo_ego_tracks(n):
+    """A static exo camera and an ``n``-pose ego track."""
     K = torch.tensor([[1.0, 1.0, 0.5, 0.5]])
     c2w = torch.eye(4).repeat(n, 1, 1)
     c2w[:, 0, 3] = torch.linspace(0, 1, n)
