@@ -7,7 +7,8 @@ it, and its peak resident memory (``ru_maxrss`` of that child, from ``os.wait4``
 puts the lengths side by side and prints, per command, the ratio of the largest peak to the smallest: a
 command that streams stays near 1 (the target is <= 1.2); one that holds the take in memory grows with it.
 
-Commands: ``exo2ego`` and ``ego2exo`` (generate, score, write the result set, side-by-side included) and
+Commands: ``exo2ego`` and ``ego2exo`` (generate, score, write the result set, side-by-side included), ``eval``
+(two such takes, sample and baselines scored, each against the other take's ground truth too) and
 ``interpolate`` (``--video`` mode, one in-between per frame pair). Generation uses the bundled model unless
 ``--model`` is given; ``--steps`` only sets how long each run takes, not its memory.
 """
@@ -26,7 +27,7 @@ import torch
 
 from .. import limits
 
-COMMANDS = ("exo2ego", "ego2exo", "interpolate")
+COMMANDS = ("exo2ego", "ego2exo", "eval", "interpolate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,8 +50,9 @@ def _frames(start: int, n: int, size: int, total: int, phase: float) -> torch.Te
     return (base[None] + shift).clamp(0, 1)
 
 
-def write_long_take(path: Path, frames: int, size: int) -> Path:
-    """A take of ``frames`` exo and ego frames at ``size`` x ``size``, written chunk by chunk."""
+def write_long_take(path: Path, frames: int, size: int, phase: float = 0.0) -> Path:
+    """A take of ``frames`` exo and ego frames at ``size`` x ``size``, written chunk by chunk (``phase`` shifts
+    its content, for a second take that differs)."""
     from ..data.takes import write_take
     from ..geometry.cameras import Cameras
 
@@ -64,7 +66,7 @@ def write_long_take(path: Path, frames: int, size: int) -> Path:
     angle = torch.arange(frames, dtype=torch.float32) * (2 * math.pi / max(frames, 1))
     c2w[:, 0, 3], c2w[:, 2, 3] = 0.5 * torch.cos(angle), 2.0 + 0.5 * torch.sin(angle)
     ego = Cameras(c2w, K, size, size)
-    write_take(path, chunks(0.0), exo, chunks(0.3), ego, fps=30.0, preset="ultrafast")
+    write_take(path, chunks(phase), exo, chunks(phase + 0.3), ego, fps=30.0, preset="ultrafast")
     return path
 
 
@@ -82,11 +84,13 @@ def _peak_rss(cmd: list[str]) -> tuple[int, int]:
 
 def _command(name: str, take: Path, out: Path, args) -> list[str]:
     base = [sys.executable, "-m", "syn2seq_core"]
+    model = ["--model", args.model] if args.model else []
+    if name == "eval":
+        return base + ["eval", "--takes", str(take.parent), "--steps", str(args.steps)] + model
     if name == "interpolate":
         return base + ["interpolate", "--video", str(take / "exo.mp4"), "-n", "1", "--backend", "blend",
                        "--out", str(out / "dense.mp4")]
-    return base + [name, "--take", str(take), "--out", str(out / name), "--steps", str(args.steps)] + \
-        (["--model", args.model] if args.model else [])
+    return base + [name, "--take", str(take), "--out", str(out / name), "--steps", str(args.steps)] + model
 
 
 def run(args) -> int:
@@ -94,7 +98,9 @@ def run(args) -> int:
     failed = False
     with tempfile.TemporaryDirectory(prefix="syn2seq-bench-memory-") as tmp:
         for n in args.frames:
-            take = write_long_take(Path(tmp) / f"take_{n}", n, args.size)
+            take = write_long_take(Path(tmp) / f"takes_{n}" / "a", n, args.size)
+            if "eval" in args.commands:
+                write_long_take(take.parent / "b", n, args.size, phase=0.5)
             out = Path(tmp) / f"out_{n}"
             out.mkdir()
             for name in args.commands:
@@ -103,7 +109,7 @@ def run(args) -> int:
                 peaks[name][n] = rss if code == 0 else -1
                 print(f"  {name} at {n} frames: {rss / 2**20:.0f} MiB" + ("" if code == 0 else f" (exit {code})"),
                       file=sys.stderr)
-    width = max(len(c) for c in args.commands)
+    width = max(len("command"), *(len(c) for c in args.commands))
     print(f"peak RSS (MiB) by take length, {args.size}x{args.size} videos, {args.steps} sampler steps")
     print(f"{'command':<{width}}  " + "  ".join(f"{n:>7} fr" for n in args.frames) + "   max/min")
     for name in args.commands:
