@@ -22,18 +22,22 @@ MODEL = {"preset": "tiny", "height": SIZE, "width": SIZE, "patch_size": 4, "dim"
 DATA = {"size": SIZE, "exo_frames": 3, "ego_frames": 3, "transition_frames": 2}
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
+def write_random_model(path, model: dict, data: dict, noise: float = 0.02):
+    """A small random-weight model file with a training record (``model``/``data`` config tables)."""
     torch.manual_seed(0)
-    net = build_network(MODEL)
+    net = build_network(model)
     # Non-zero outputs, so that generated frames depend on the model (zero-init would give v = 0).
     with torch.no_grad():
         for p in net.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    info = {"config": {"noise_shift": 1.0, "data": DATA, "model": MODEL}, "step": 0}
+            p.add_(noise * torch.randn_like(p))
+    info = {"config": {"noise_shift": 1.0, "data": data, "model": model}, "step": 0}
     save_model(path, net, extra_metadata={"training": json.dumps(info)})
     return path
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return write_random_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", MODEL, DATA)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ the same frames as the whole sequence in memory. A run writes its result set int
 it into place at the end: a run that fails or is killed half-way leaves an earlier result folder byte-identical.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -20,14 +19,15 @@ from syn2seq_core.atomic import building_dir, check_result_dir, result_dir
 from syn2seq_core.benchmarks.memory import write_long_take
 from syn2seq_core.cli import main
 from syn2seq_core.data.takes import load_take
-from syn2seq_core.dfot.checkpoint import save_model
 from syn2seq_core.errors import Syn2SeqInputError
 from syn2seq_core.generation import generate_take, iter_take, run_take
 from syn2seq_core.geometry.cameras import Cameras
 from syn2seq_core.metrics import FrameScores, evaluate_frames
-from syn2seq_core.pipeline import build_network, load_model
+from syn2seq_core.pipeline import load_model
 from syn2seq_core.sequence import build_sequence
 from syn2seq_core.video_io import VideoWriter, probe_video
+
+from .test_pipeline import write_random_model
 
 SIZE = 16
 MODEL = {"preset": "tiny", "height": SIZE, "width": SIZE, "patch_size": 4, "dim": 32, "depth": 1, "heads": 2,
@@ -37,15 +37,7 @@ DATA = {"size": SIZE, "exo_frames": 2, "ego_frames": 2, "transition_frames": 2}
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    net = build_network(MODEL)
-    with torch.no_grad():  # non-zero outputs, so that generated frames depend on the model
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_model(path, net, extra_metadata={"training": json.dumps(
-        {"config": {"noise_shift": 1.0, "data": DATA, "model": MODEL}, "step": 0})})
-    return path
+    return write_random_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", MODEL, DATA, noise=0.05)
 
 
 @pytest.fixture(scope="module")
