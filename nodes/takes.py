@@ -10,9 +10,6 @@ from . import convert, paths
 from ._core import core
 from .sockets import CATEGORY, Cameras
 
-_MAX_SIZE = 8192
-
-
 def size_arg(width: int, height: int):
     """Node widgets -> the ``size`` argument of the core readers (None = native size)."""
     return (int(width), int(height)) if width and height else None
@@ -23,8 +20,9 @@ def size_problem(width, height) -> str | None:
         return None
     if (width == 0) != (height == 0):
         return f"width and height: expected both 0 (native size) or both > 0, got {width}x{height}"
-    if width < 0 or height < 0 or width > _MAX_SIZE or height > _MAX_SIZE:
-        return f"width and height: expected values in [0, {_MAX_SIZE}], got {width}x{height}"
+    r = core("limits").LIMITS["frame_size"]
+    if not (r.contains(width) and r.contains(height)):
+        return f"width and height: expected values in {r.interval}, got {width}x{height}"
     return None
 
 

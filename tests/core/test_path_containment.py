@@ -162,20 +162,14 @@ def test_cameras_options_cannot_move_the_folder_the_reader_keeps_to(world):
 
 
 # --- auto-discovered files that are links ----------------------------------------------------------------
-def test_symlinked_camera_file_out_of_the_take_is_refused(world):
+@pytest.mark.parametrize("name, target, entry", [("exo_cameras.json", "exo_cameras.json", "exo cameras"),
+                                                 ("exo.mp4", "private.mp4", "exo video")])
+def test_symlinked_file_out_of_the_take_is_refused(world, name, target, entry):
     take, secret = world["take"], world["secret"]
     (take / "take.json").unlink()  # the files are found by their default names
-    (take / "exo_cameras.json").unlink()
-    (take / "exo_cameras.json").symlink_to(secret / "exo_cameras.json")
-    refused(take, "exo cameras exo_cameras.json", secret / "exo_cameras.json", "a link leads out")
-
-
-def test_symlinked_video_out_of_the_take_is_refused(world):
-    take, secret = world["take"], world["secret"]
-    (take / "take.json").unlink()
-    (take / "exo.mp4").unlink()
-    (take / "exo.mp4").symlink_to(secret / "private.mp4")
-    refused(take, "exo video exo.mp4", secret / "private.mp4", "a link leads out")
+    (take / name).unlink()
+    (take / name).symlink_to(secret / target)
+    refused(take, f"{entry} {name}", secret / target, "a link leads out")
 
 
 def test_symlinked_colmap_files_are_refused(world):
