@@ -8,7 +8,7 @@ registries or when a node runs.
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import cameras, evaluate, interpolation, model, paths, sequence, takes
+from . import cameras, evaluate, interpolation, management, model, paths, sequence, takes
 
 paths.register_model_folder()
 
@@ -24,6 +24,9 @@ NODES: list[type[io.ComfyNode]] = [
 
 class Syn2SeqExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # ComfyUI 0.3.64 calls this once while loading packs, before the server adds its routes (it never calls
+        # ComfyExtension.on_load), so the pack's route is registered here.
+        management.register_routes()
         return NODES
 
 

@@ -71,7 +71,8 @@ def take_sequence(take, model: Syn2SeqModel, direction: str = "exo2ego", *, n_tr
 
 def generate_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, steps: int = 25,
                   scheduling: str = "full_sequence", guidance: str = "conditional", guidance_scale: float = 1.0,
-                  seed: int = 0, eta: float = 0.0, n_transition: int | None = None, callback=None, lpips_weights=None,
+                  stabilization: float = 0.0, seed: int = 0, eta: float = 0.0, n_transition: int | None = None,
+                  callback=None, lpips_weights=None,
                   with_mean: bool = False, mean_draws: int = 8) -> TakeResult:
     """Generate the other view of ``take`` (a ``data.takes.Take``) in memory (for long takes, :func:`iter_take`
     or :func:`run_take` stream); the take is read once. ``with_mean``:
@@ -82,7 +83,8 @@ def generate_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, step
     src, tgt = views_of(direction)
     seq, target = take_sequence(take, model, direction, n_transition=n_transition)
     out = model.generate(seq, steps=steps, scheduling=scheduling, guidance=guidance,
-                         guidance_scale=guidance_scale, seed=seed, eta=eta, callback=callback)
+                         guidance_scale=guidance_scale, stabilization=stabilization, seed=seed, eta=eta,
+                         callback=callback)
     mean = model.predict_mean(seq, seed=seed, draws=mean_draws).target_frames() if with_mean else None
     generated = out.target_frames()
     metrics = evaluate_frames(generated, target, lpips_weights) if target is not None else None
@@ -150,7 +152,8 @@ def _source_reader(take, view: str, size: tuple[int, int], n: int):
 
 def iter_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, steps: int = 25,
               scheduling: str = "full_sequence", guidance: str = "conditional", guidance_scale: float = 1.0,
-              seed: int = 0, eta: float = 0.0, n_transition: int | None = None, callback=None,
+              stabilization: float = 0.0, seed: int = 0, eta: float = 0.0, n_transition: int | None = None,
+              callback=None,
               with_mean: bool = False, mean_draws: int = 8, with_target: bool = True,
               chunk: int = 16) -> Iterator[TakeBlock]:
     """Generate the other view of ``take`` and stream it with its source, mean and ground truth in
@@ -170,8 +173,8 @@ def iter_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, steps: i
         require(len(seq) <= model.window, "--mean", f"a sequence within the model's window ({model.window} frames)",
                 f"{len(seq)} frames", "The conditional mean is one-shot; generate long takes without --mean")
     return _take_blocks(take, model, seq, read, src, tgt, n_src, dict(
-        steps=steps, scheduling=scheduling, guidance=guidance, guidance_scale=guidance_scale, seed=seed, eta=eta,
-        callback=callback), with_mean, mean_draws, with_target, chunk)
+        steps=steps, scheduling=scheduling, guidance=guidance, guidance_scale=guidance_scale,
+        stabilization=stabilization, seed=seed, eta=eta, callback=callback), with_mean, mean_draws, with_target, chunk)
 
 
 def _take_blocks(take, model, seq, read, src, tgt, n_src, sampling, with_mean, mean_draws, with_target, chunk):

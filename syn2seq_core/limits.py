@@ -87,6 +87,8 @@ LIMITS: dict[str, Range] = dict([
        "checks the last one too"),
     _r("guidance_scale", float, 0.0, 20.0, [f"{_GEN} --guidance-scale", "Syn2SeqSampler.guidance_scale"],
        "history guidance weight w; 1 = no guidance; large weights extrapolate far outside the data"),
+    _r("stabilization", float, 0.0, 0.99, [f"{_GEN} --stabilization", "Syn2SeqSampler.stabilization"],
+       "noise time of generated history (DFoT uses 0.02); at 1 the history would be pure noise, i.e. dropped"),
     _r("eta", float, 0.0, 1.0, [f"{_GEN} --eta"],
        "DDIM stochasticity: 0 deterministic, 1 ancestral DDPM; above 1 a step would add more noise than the "
        "noise level it lands on"),

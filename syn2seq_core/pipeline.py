@@ -119,13 +119,14 @@ def training_step_loss(net, batch: TrainingBatch, generator: torch.Generator | N
     return loss, parts
 
 
-def _check_sampling(steps, guidance_scale, eta, seed, matrix: bool = False) -> None:
+def _check_sampling(steps, guidance_scale, eta, seed, matrix: bool = False, stabilization: float = 0.0) -> None:
     """The sampling numbers a user gives, against :mod:`syn2seq_core.limits` (before any allocation)."""
     from . import limits
 
     if not matrix:
         limits.check("steps", steps)
     limits.check("guidance_scale", guidance_scale)
+    limits.check("stabilization", stabilization)
     limits.check("eta", eta)
     limits.check("seed", seed)
 
@@ -140,6 +141,9 @@ class Syn2SeqModel:
         self.schedule = schedule or NoiseSchedule()
         self.info = info or {}
         self.path = path
+        # Where sampling runs. None: where the network's weights are. A host that keeps part of the weights on
+        # an offload device and streams them per layer (ComfyUI's low-VRAM modes) sets its compute device.
+        self.execution_device: torch.device | None = None
 
     @property
     def config(self):
@@ -179,7 +183,32 @@ class Syn2SeqModel:
 
     @property
     def device(self) -> torch.device:
+        if self.execution_device is not None:
+            return torch.device(self.execution_device)
         return next(self.network.parameters()).device
+
+    def memory_required(self, frames: int, *, guidance: str = "conditional", guidance_scale: float = 1.0,
+                        samples: int = 1, dtype: torch.dtype | None = None) -> int:
+        """Bytes of working memory one sampling call needs on the device, beyond the weights, for a sequence of
+        ``frames`` frames (windows of at most :attr:`window`) under ``guidance`` at ``guidance_scale`` (its
+        branches are batched, so memory grows with their number): the network's activations at their peak (with a 20% margin), the
+        sampler's per-frame tensors, and the low-precision weight copies autocast keeps when ``dtype`` (default
+        :func:`default_autocast_dtype` of :attr:`device`) differs from the weights' dtype. A host (ComfyUI's
+        model management) makes this much room before sampling."""
+        from .dfot.guidance import history_guidance
+
+        T = max(1, min(int(frames), self.window))
+        batch = int(samples) * history_guidance(guidance, scale=float(guidance_scale)).nfe
+        c = self.config
+        activations = int(1.2 * self.network.activation_bytes(T, batch))
+        # state, context, x0, v, eps, update and two branch-stacked copies, float32; rays for every branch.
+        sampler = 4 * int(samples) * T * c.height * c.width * (8 * c.in_channels + 2 * batch * c.ray_channels)
+        autocast_dtype = dtype if dtype is not None else default_autocast_dtype(self.device)
+        copies = 0
+        if autocast_dtype != torch.float32:
+            copies = sum(p.numel() * autocast_dtype.itemsize for p in self.network.parameters()
+                         if p.is_floating_point() and p.dtype != autocast_dtype)
+        return activations + sampler + copies
 
     def denoiser(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None, *, pose_mask: Tensor | None = None
                  ) -> Tensor:
@@ -205,13 +234,14 @@ class Syn2SeqModel:
     @torch.no_grad()
     def generate(self, sequence: Syn2SeqSequence, *, steps: int = 25, scheduling: str = "full_sequence",
                  guidance: str = "conditional", guidance_scale: float = 1.0, fractional_level: float = 0.5,
-                 seed: int = 0, eta: float = 0.0, callback=None, dtype: torch.dtype | None = None,
-                 ) -> Syn2SeqSequence:
+                 stabilization: float = 0.0, seed: int = 0, eta: float = 0.0, callback=None,
+                 dtype: torch.dtype | None = None) -> Syn2SeqSequence:
         """Fill the frames of ``sequence`` whose context mask is 0. Returns a new sequence.
 
         steps: denoising steps; scheduling: a registered scheduling matrix (or a matrix [S+1, T]); guidance: history guidance
         (``conditional``, ``vanilla``, ``fractional``) with ``guidance_scale`` and ``fractional_level``;
-        seed: all noise; callback(info) once per step with "step"/"total" (raise in it to cancel);
+        stabilization: noise time at which generated history frames are shown (DFoT's stabilized guidance for
+        long rollouts, e.g. 0.02; 0 = clean); seed: all noise; callback(info) once per step with "step"/"total" (raise in it to cancel);
         dtype: autocast dtype (default :func:`default_autocast_dtype`: bf16 where native, else float32).
         """
         from .dfot.guidance import history_guidance
@@ -219,18 +249,21 @@ class Syn2SeqModel:
         from .dfot.scheduling import scheduling_matrix
 
         self._check(sequence)
-        _check_sampling(steps, guidance_scale, eta, seed, matrix=isinstance(scheduling, Tensor))
+        _check_sampling(steps, guidance_scale, eta, seed, matrix=isinstance(scheduling, Tensor),
+                        stabilization=stabilization)
         T = len(sequence)
         if T > self.window:  # window by window: collect the streamed rollout
             frames = sequence.frames.clone()
             for index, part in self.generate_stream(sequence, steps=steps, scheduling=scheduling, guidance=guidance,
                                                     guidance_scale=guidance_scale, fractional_level=fractional_level,
-                                                    seed=seed, eta=eta, callback=callback, dtype=dtype):
+                                                    stabilization=stabilization, seed=seed, eta=eta, callback=callback,
+                                                    dtype=dtype):
                 frames[index] = part.to(frames.dtype)
             return self._filled(sequence, frames)
         device = self.device
         config = self.config
-        guide = history_guidance(guidance, scale=float(guidance_scale), fractional_level=float(fractional_level))
+        guide = history_guidance(guidance, scale=float(guidance_scale), fractional_level=float(fractional_level),
+                                 stabilization=float(stabilization))
         g = torch.Generator(device=device).manual_seed(int(seed))
         context = to_model_space(sequence.frames.to(device, torch.float32), config)[None]
         mask = sequence.context_mask.to(device)[None]
@@ -255,8 +288,8 @@ class Syn2SeqModel:
     @torch.no_grad()
     def generate_stream(self, sequence: Syn2SeqSequence, *, read_frames=None, steps: int = 25,
                         scheduling: str = "full_sequence", guidance: str = "conditional", guidance_scale: float = 1.0,
-                        fractional_level: float = 0.5, seed: int = 0, eta: float = 0.0, callback=None,
-                        dtype: torch.dtype | None = None) -> Iterator[tuple[list[int], Tensor]]:
+                        fractional_level: float = 0.5, stabilization: float = 0.0, seed: int = 0, eta: float = 0.0,
+                        callback=None, dtype: torch.dtype | None = None) -> Iterator[tuple[list[int], Tensor]]:
         """:meth:`generate`, frames yielded as they are finished: ``(indices, frames [n, 3, H, W])`` on the CPU in
         [0, 1], indices increasing, each generated frame once. Memory is bounded by the model's window, whatever
         the length of the sequence: known frames are read per window through ``read_frames(start, end) ->
@@ -268,7 +301,7 @@ class Syn2SeqModel:
         from .dfot.sampler import rollout_stream
 
         self._check(sequence)
-        _check_sampling(steps, guidance_scale, eta, seed)
+        _check_sampling(steps, guidance_scale, eta, seed, stabilization=stabilization)
         read = read_frames or (lambda start, end: sequence.frames[start:end])
         T = len(sequence)
         if T <= self.window:
@@ -276,14 +309,15 @@ class Syn2SeqModel:
             frames = torch.where(ctx, read(0, T).to(sequence.frames.dtype), torch.zeros((), dtype=sequence.frames.dtype))
             out = self.generate(replace(sequence, frames=frames), steps=steps, scheduling=scheduling,
                                 guidance=guidance, guidance_scale=guidance_scale, fractional_level=fractional_level,
-                                seed=seed, eta=eta, callback=callback, dtype=dtype)
+                                stabilization=stabilization, seed=seed, eta=eta, callback=callback, dtype=dtype)
             index = torch.nonzero(sequence.context_mask == C.MASK_GENERATE).flatten().tolist()
             yield index, out.frames[index]
             return
         require(isinstance(scheduling, str), "scheduling", f"a registered name for sequences longer "
                 f"than the model's window ({self.window})", "a matrix")
         device, config = self.device, self.config
-        guide = history_guidance(guidance, scale=float(guidance_scale), fractional_level=float(fractional_level))
+        guide = history_guidance(guidance, scale=float(guidance_scale), fractional_level=float(fractional_level),
+                                 stabilization=float(stabilization))
         g = torch.Generator(device=device).manual_seed(int(seed))
         autocast_dtype = dtype if dtype is not None else default_autocast_dtype(device)
 
@@ -305,7 +339,8 @@ class Syn2SeqModel:
             yield index, from_model_space(x0[0].float(), config).cpu()
 
     @torch.no_grad()
-    def predict_mean(self, sequence: Syn2SeqSequence, seed: int = 0, draws: int = 1) -> Syn2SeqSequence:
+    def predict_mean(self, sequence: Syn2SeqSequence, seed: int = 0, draws: int = 1,
+                     dtype: torch.dtype | None = None) -> Syn2SeqSequence:
         """The model's estimate of its conditional mean: the one-shot x0 prediction with every generated frame
         at full noise, averaged over ``draws`` noise draws (seeds ``seed .. seed + draws - 1``). At full noise
         the input carries no signal, so a converged model ignores it; an under-trained one leaks part of the
@@ -317,7 +352,8 @@ class Syn2SeqModel:
         draws = limits.check("mean_draws", draws, "draws")
         limits.check_seed_span(seed, draws)
         one_step = torch.tensor([[1.0] * len(sequence), [0.0] * len(sequence)])
-        outs = [self.generate(sequence, steps=1, scheduling=one_step, seed=seed + k) for k in range(int(draws))]
+        outs = [self.generate(sequence, steps=1, scheduling=one_step, seed=seed + k, dtype=dtype)
+                for k in range(int(draws))]
         if len(outs) == 1:
             return outs[0]
         mean = torch.stack([o.frames for o in outs]).mean(dim=0)
@@ -325,8 +361,12 @@ class Syn2SeqModel:
         return replace(outs[0], frames=torch.where(ctx, outs[0].frames, mean))  # context stays bit-identical
 
 
-def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> Syn2SeqModel:
-    """Load a generator from a ``.safetensors`` file written by training (None = the bundled model)."""
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+               operations=None) -> Syn2SeqModel:
+    """Load a generator from a ``.safetensors`` file written by training (None = the bundled model).
+
+    dtype: the weights' dtype (default: as stored); operations: the layer namespace of the network
+    (:mod:`syn2seq_core.dfot.ops`; ComfyUI passes its weight-casting layers)."""
     from .dfot.checkpoint import load_model as load_network, read_metadata
 
     path = Path(path) if path is not None else BUNDLED_MODEL
@@ -336,7 +376,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
         raise Syn2SeqInputError("model", "an existing .safetensors model file", str(path), hint)
     from .dfot.schedule import NoiseSchedule
 
-    network = load_network(path, device=device)
+    network = load_network(path, device=device, dtype=dtype, operations=operations)
     meta = read_metadata(path)
     info = json.loads(meta["training"]) if "training" in meta else {}
     # Models without training metadata (e.g. converted DFoT checkpoints) use DFoT's 256x256 shift.

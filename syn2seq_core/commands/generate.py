@@ -19,6 +19,9 @@ def add_generation_arguments(parser) -> None:
     parser.add_argument("--guidance", default="conditional", choices=sorted(HISTORY_GUIDANCE),
                         help="history guidance (default conditional)")
     parser.add_argument("--guidance-scale", **limits.option("guidance_scale", "history guidance weight w", 1.0))
+    parser.add_argument("--stabilization", **limits.option(
+        "stabilization", "noise time at which generated history frames are shown to later windows "
+        "(DFoT's stabilized guidance for long rollouts, e.g. 0.02; 0 = clean)", 0.0))
     parser.add_argument("--seed", **limits.option("seed", "seed of all noise", 0))
     parser.add_argument("--eta", **limits.option("eta", "DDIM stochasticity: 0 deterministic, 1 ancestral DDPM",
                                                  0.0))
@@ -66,7 +69,7 @@ def _metrics_text(m: dict | None) -> str:
 def sampling_options(args) -> dict:
     """The sampling keyword arguments of :func:`syn2seq_core.generation.iter_take` from the shared options."""
     return dict(steps=args.steps, scheduling=args.scheduling, guidance=args.guidance,
-                guidance_scale=args.guidance_scale, seed=args.seed, eta=args.eta, n_transition=args.transition_frames,
+                guidance_scale=args.guidance_scale, stabilization=args.stabilization, seed=args.seed, eta=args.eta, n_transition=args.transition_frames,
                 with_mean=args.mean, mean_draws=args.mean_draws)
 
 
@@ -83,7 +86,8 @@ def run_one(take_dir, out, args, direction: str, model=None) -> dict:
     try:
         done = run_take(take, model, direction, out, callback=callback, lpips_weights=args.lpips_weights,
                         extra={"model": str(model.path), "steps": args.steps, "seed": args.seed,
-                               "guidance": args.guidance, "guidance_scale": args.guidance_scale},
+                               "guidance": args.guidance, "guidance_scale": args.guidance_scale,
+                               "stabilization": args.stabilization},
                         **sampling_options(args))
     finally:
         bar.close()

@@ -48,7 +48,9 @@ class FourierFeatures(nn.Module):
         self.register_buffer("phases", 2 * math.pi * torch.rand(num_channels, device=device))
 
     def forward(self, x: Tensor) -> Tensor:
-        y = x.float()[..., None] * self.freqs.float() + self.phases.float()
+        # .to(x.device): a host that keeps some weights on an offload device (ComfyUI's low-VRAM modes) moves
+        # only layer weights; buffers and bare parameters follow the input here.
+        y = x.float()[..., None] * self.freqs.to(x.device, torch.float32) + self.phases.to(x.device, torch.float32)
         return y.cos() * math.sqrt(2.0)
 
 
@@ -173,7 +175,7 @@ class RMSNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         xf = x.float()
         y = (xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.eps)).type_as(x)
-        return y * self.weight.to(y.dtype)
+        return y * self.weight.to(y.device, y.dtype)
 
 
 def layer_norm(x: Tensor, eps: float = 1e-6) -> Tensor:

@@ -209,6 +209,17 @@ class VideoDenoiser(nn.Module):
     Subclasses set ``self.config`` (with height, width, in_channels, max_frames, ray_channels, ray_format,
     pose_dropout)."""
 
+    # The dtype the forward computes in outside autocast; None = the dtype of the weights. A host whose layers
+    # cast their weights on the fly (ComfyUI's ``manual_cast`` operations) sets it, e.g. float32 compute over
+    # bfloat16 / float16 storage.
+    compute_dtype: torch.dtype | None = None
+
+    def _input_dtype(self, weight: Tensor, device_type: str) -> torch.dtype | None:
+        """The dtype to cast the network input to (None: leave it; autocast or integer weights decide)."""
+        if not weight.is_floating_point() or autocast_enabled(device_type):
+            return None
+        return self.compute_dtype or weight.dtype
+
     def _check(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None, pose_mask: Tensor | None) -> None:
         c = self.config
         if x_t.ndim != 5 or tuple(x_t.shape[2:]) != (c.in_channels, c.height, c.width) or not (
@@ -290,6 +301,16 @@ class DiT3D(VideoDenoiser):
 
         return plucker_rays(K, c2w, c.height, c.width, order=c.ray_format[-2:])
 
+    def activation_bytes(self, frames: int, batch: int = 1) -> int:
+        """Bytes of the tensors alive at the peak of one forward (no grad, fused attention, float32 activations)
+        over ``batch`` videos of ``frames`` frames, beyond the inputs: the residual stream and the widest sub-layer
+        (QKV or MLP hidden) per token, plus the patched input and the output. Checked against a count of live tensors."""
+        c = self.config
+        tokens = batch * frames * c.grid[0] * c.grid[1]
+        hidden = int(round(c.dim * c.mlp_ratio))
+        pixels = batch * frames * c.height * c.width * 2 * c.in_channels  # the patched input and the output
+        return 4 * (tokens * (4 * c.dim + 2 * hidden) + pixels)
+
     # -- forward -------------------------------------------------------------------------------------
     def rope(self, frames: int, device) -> Tensor | None:
         """Complex RoPE rotations [T, S, 1, head_dim / 2] for ``frames`` frames (None without RoPE)."""
@@ -307,16 +328,16 @@ class DiT3D(VideoDenoiser):
         B, T = x_t.shape[:2]
         gh, gw = c.grid
         x = rearrange(x_t, "b t c (h p1) (w p2) -> b t (h w) (p1 p2 c)", p1=p, p2=p)
-        weight = self.patch_embed.weight
-        if weight.is_floating_point() and not autocast_enabled(x.device.type):
-            x = x.to(weight.dtype)
+        dtype = self._input_dtype(self.patch_embed.weight, x.device.type)
+        if dtype is not None:
+            x = x.to(dtype)
         x = self.patch_embed(x)  # [B, T, S, D]
         if rays is not None:
             keep = self._pose_keep(B, x.device, pose_mask, generator)
             pose = self.ray_embed(rays)
             x = x + (pose if keep is None else pose * keep.to(pose.dtype)[:, None, None, None])
         if c.pos_emb == "learned":
-            x = x + self.pos_frame[:T, None] + self.pos_patch
+            x = x + self.pos_frame[:T, None].to(x.device, x.dtype) + self.pos_patch.to(x.device, x.dtype)
         emb = F.silu(self.noise_embedding(c.noise_scale * logsnr))  # [B, T, D]
         rope = self.rope(T, x.device)
         for block in self.blocks:

@@ -17,7 +17,8 @@ output); ``-1`` padding frames are fed as pure noise at ``t = 1``, never updated
 ``0`` frames are generated.
 
 Cancellation and progress: ``callback(info)`` is called after every step with ``{"step": i, "total": n,
-"x0": current clean estimate [B, T, C, H, W]}`` (``i`` from 1 to ``n``). An exception raised inside the
+"x0": current clean estimate [B, T, C, H, W], "generate": [B, T] bool, the frames this call generates}`` (``i``
+from 1 to ``n``). An exception raised inside the
 callback propagates out of the sampler unchanged, which is how a caller cancels a run.
 """
 
@@ -267,7 +268,7 @@ def sample(
         state = torch.where(update, new, state)
         if callback is not None:
             busy = expand_like((generate & (t_cur > 0)).to(state.device), state)
-            callback({"step": i + 1, "total": len(steps), "x0": torch.where(busy, x0, state)})
+            callback({"step": i + 1, "total": len(steps), "x0": torch.where(busy, x0, state), "generate": generate})
 
     return torch.where(expand_like(mask == MASK_PADDING, state), torch.zeros_like(state), state)
 

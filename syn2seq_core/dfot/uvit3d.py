@@ -40,7 +40,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..errors import check_choice, require
-from .embeddings import (NoiseLevelEmbedding, RMSNorm, apply_rope_complex, autocast_enabled, dfot_ray_encoding,
+from .embeddings import (NoiseLevelEmbedding, RMSNorm, apply_rope_complex, dfot_ray_encoding,
                          rope_3d_axis_dims, rope_3d_tables, rope_rotation)
 from .model import VideoDenoiser
 from .ops import resolve
@@ -295,6 +295,21 @@ class UViT3DPose(VideoDenoiser):
             for p in layer.parameters():
                 p.zero_()
 
+    def activation_bytes(self, frames: int, batch: int = 1) -> int:
+        """Bytes of the tensors alive at the peak of one forward (no grad, fused attention, float32 activations)
+        over ``batch`` videos of ``frames`` frames, beyond the inputs: the input's copy and the output, the
+        per-level pose embeddings, the skip connections of every level, and the working set of the widest level (a ResBlock's few maps of
+        ``C`` channels; a transformer block's fused projection, q/k/v and outputs). Checked against a count of
+        live tensors."""
+        c = self.config
+        levels = len(c.channels)
+        n = [batch * frames * h * w for h, w in (c.level_grid(level) for level in range(levels))]
+        pixels = batch * frames * c.height * c.width * 2 * c.in_channels  # the input's copy, the output
+        embs = c.emb_channels * (2 * n[0] + sum(n[1:]))
+        skips = sum(c.channels[level] * n[level] + c.channels[level + 1] * n[level + 1] for level in range(levels - 1))
+        work = max((16 if self.is_transformer[level] else 8) * c.channels[level] * n[level] for level in range(levels))
+        return 4 * (pixels + embs + skips + work)
+
     def camera_rays(self, K: Tensor, c2w: Tensor) -> Tensor:
         """DFoT ray encoding, relative to frame 0: K [B, T, 4], c2w [B, T, 4, 4] -> [B, T, H, W, 180]."""
         return dfot_ray_encoding(K, c2w, self.config.height, self.config.width)
@@ -327,17 +342,17 @@ class UViT3DPose(VideoDenoiser):
         B, T = x_t.shape[:2]
         levels = len(c.channels)
         x = rearrange(x_t, "b t c h w -> (b t) c h w")
-        weight = self.embed_input.proj.weight
-        if weight.is_floating_point() and not autocast_enabled(x.device.type):
-            x = x.to(weight.dtype)
+        dtype = self._input_dtype(self.embed_input.proj.weight, x.device.type)
+        if dtype is not None:
+            x = x.to(dtype)
         x = self.embed_input(x)
 
         emb = self.noise_level_pos_embedding(c.noise_scale * logsnr)  # [B, T, E]
         keep = None if rays is None else self._pose_keep(B, x.device, pose_mask, generator)
         if rays is not None and (keep is None or bool(keep.any())):
             rays = rearrange(rays, "b t h w c -> b t c h w")
-            if weight.is_floating_point() and not autocast_enabled(x.device.type):
-                rays = rays.to(weight.dtype)
+            if dtype is not None:
+                rays = rays.to(dtype)
             pose = self.external_cond_embedding(rays)
             if keep is not None:
                 pose = pose * keep.to(pose.dtype)[:, None, None, None, None]

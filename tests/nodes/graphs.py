@@ -25,7 +25,7 @@ DYNAMIC_COMBOS = {
 def exo2ego() -> list[Node]:
     """The workflow users open first: exo video + both camera tracks -> generated ego video (+ metrics)."""
     return [
-        Node(1, "Syn2SeqLoadModel", {"model": BUNDLED_MODEL}, pos=(40, 60), size=(300, 130)),
+        Node(1, "Syn2SeqLoadModel", {"model": BUNDLED_MODEL, "weight_dtype": "auto"}, pos=(40, 60), size=(300, 150)),
         Node(2, "Syn2SeqLoadTake", {"take": SAMPLE_TAKE, "width": L(1, 1), "height": L(1, 2)},
              pos=(40, 240), size=(380, 420)),
         Node(3, "Syn2SeqBuildSequence", {"exo_cameras": L(2, 2), "ego_cameras": L(2, 3), "mode": "exo2ego",
@@ -33,7 +33,7 @@ def exo2ego() -> list[Node]:
              pos=(470, 60), size=(380, 420)),
         Node(4, "Syn2SeqSampler", {"model": L(1, 0), "sequence": L(3, 0), "steps": 25,
                                    "scheduling": "full_sequence", "history_guidance": "conditional",
-                                   "guidance_scale": 1.0, "seed": 0},
+                                   "guidance_scale": 1.0, "seed": 0, "stabilization": 0.0},
              pos=(900, 60), size=(330, 260)),
         Node(5, "Syn2SeqSplitSequence", {"sequence": L(4, 0)}, pos=(900, 370), size=(300, 100)),
         Node(6, "CreateVideo", {"images": L(5, 2), "fps": L(2, 4)}, pos=(1280, 60), size=(270, 80)),
@@ -50,7 +50,7 @@ def exo2ego() -> list[Node]:
 def ego2exo() -> list[Node]:
     """The reverse: ego video + both camera tracks -> generated exo video (+ metrics)."""
     return [
-        Node(1, "Syn2SeqLoadModel", {"model": BUNDLED_MODEL}, pos=(40, 60), size=(300, 130)),
+        Node(1, "Syn2SeqLoadModel", {"model": BUNDLED_MODEL, "weight_dtype": "auto"}, pos=(40, 60), size=(300, 150)),
         Node(2, "Syn2SeqLoadTake", {"take": SAMPLE_TAKE, "width": L(1, 1), "height": L(1, 2)},
              pos=(40, 240), size=(380, 420)),
         Node(3, "Syn2SeqBuildSequence", {"exo_cameras": L(2, 2), "ego_cameras": L(2, 3), "mode": "ego2exo",
@@ -58,7 +58,7 @@ def ego2exo() -> list[Node]:
              pos=(470, 60), size=(380, 420)),
         Node(4, "Syn2SeqSampler", {"model": L(1, 0), "sequence": L(3, 0), "steps": 25,
                                    "scheduling": "full_sequence", "history_guidance": "conditional",
-                                   "guidance_scale": 1.0, "seed": 0},
+                                   "guidance_scale": 1.0, "seed": 0, "stabilization": 0.0},
              pos=(900, 60), size=(330, 260)),
         Node(5, "Syn2SeqSplitSequence", {"sequence": L(4, 0)}, pos=(900, 370), size=(300, 100)),
         Node(6, "CreateVideo", {"images": L(5, 0), "fps": L(2, 4)}, pos=(1280, 60), size=(270, 80)),

@@ -268,6 +268,151 @@ def evaluate_reports_metrics_and_lpips_unavailable(work: Path):
     return ok, text.replace("\n", " | ")
 
 
+
+def _sequence(width: int, height: int, n_transition: int, exo_frames: int = 4, ego_frames: int = 4, seed: int = 0):
+    import torch
+    from syn2seq_pack.nodes._core import core
+
+    g = torch.Generator().manual_seed(seed)
+    exo = torch.rand(exo_frames, 3, height, width, generator=g)
+    return core("sequence").build_sequence(_cameras(exo_frames, 0.0, width, height),
+                                           _cameras(ego_frames, 2.0, width, height), exo_frames=exo,
+                                           n_transition=n_transition)
+
+
+def _sample(model, seq, steps: int = 4, **options):
+    from syn2seq_pack.nodes.model import Syn2SeqSampler
+
+    options = {"scheduling": "full_sequence", "history_guidance": "conditional", "guidance_scale": 1.0, "seed": 0,
+               **options}
+    return Syn2SeqSampler.execute(model, seq, steps, options["scheduling"], options["history_guidance"],
+                                  options["guidance_scale"], options["seed"], options.get("stabilization", 0.0)).result
+
+
+@check
+def comfy_model_management_loads_offloads_and_reloads_the_network(work: Path):
+    import comfy.model_management as mm
+    from syn2seq_pack.nodes import management, paths
+    from syn2seq_pack.nodes.model import Syn2SeqLoadModel
+
+    mm.unload_all_models()
+    model, width, height, n_tr = Syn2SeqLoadModel.execute(paths.BUNDLED_MODEL, "fp32").result
+    before = management.loaded_models()  # loading alone puts nothing on the compute device
+    _sample(model, _sequence(width, height, n_tr))
+    held = [m.model for m in mm.current_loaded_models]
+    listed = management.loaded_models()
+    mm.unload_all_models()  # what POST /free with unload_models runs
+    after = management.loaded_models()
+    _sample(model, _sequence(width, height, n_tr))
+    again = management.loaded_models()
+    ok = (before == [] and model.patcher in held and len(listed) == 1 and after == [] and len(again) == 1
+          and listed[0]["loaded_bytes"] == listed[0]["model_bytes"] > 0)
+    return ok, f"before {before}; after sampling {listed}; after unload {after}; after a second run {again}"
+
+
+@check
+def each_weight_dtype_samples_close_to_float32(work: Path):
+    """Every weight_dtype runs, in the compute dtype of the policy, and stays close to an all-float32 run; the
+    detail also reports fp16 compute (not used) for comparison."""
+    import torch
+    from syn2seq_pack.nodes import management, paths
+    from syn2seq_pack.nodes.model import Syn2SeqLoadModel
+
+    def psnr(a, b):
+        return float(10 * torch.log10(1.0 / ((a - b) ** 2).mean().clamp_min(1e-12)))
+
+    ref_model = Syn2SeqLoadModel.execute(paths.BUNDLED_MODEL, "fp32").result[0]
+    width, height = ref_model.size[1], ref_model.size[0]
+    seq = _sequence(width, height, ref_model.model.transition_frames)
+    generated = seq.context_mask == 0
+    core_model = ref_model.ready(len(seq))
+    reference = core_model.generate(seq, steps=8, dtype=torch.float32).frames[generated]
+    fp16_compute = core_model.generate(seq, steps=8, dtype=torch.float16).frames[generated]
+    scores, ok = {}, True
+    for name in management.WEIGHT_DTYPES:
+        model = Syn2SeqLoadModel.execute(paths.BUNDLED_MODEL, name).result[0]
+        out = _sample(model, seq, steps=8)[0].frames[generated]
+        value = psnr(out, reference)
+        scores[f"{name} ({str(model.weight_dtype)[6:]} weights, {str(model.compute_dtype)[6:]} compute)"] = (
+            round(value, 1), float((out - reference).abs().max()))
+        ok = ok and bool(torch.isfinite(out).all()) and value >= 30.0
+    scores["fp32 weights, fp16 compute (not used)"] = (round(psnr(fp16_compute, reference), 1),
+                                                        float((fp16_compute - reference).abs().max()))
+    return ok, f"PSNR dB / max abs difference of the generated frames against all-fp32 (8 steps): {scores}"
+
+
+@check
+def low_vram_partial_load_samples_like_a_full_load(work: Path):
+    """With most weights left on the offload device and cast per layer (what --lowvram / --novram do), the
+    network gives what it gives fully loaded."""
+    import comfy.model_management as mm
+    import torch
+    from syn2seq_pack.nodes import paths
+    from syn2seq_pack.nodes.model import Syn2SeqLoadModel
+
+    model, width, height, n_tr = Syn2SeqLoadModel.execute(paths.BUNDLED_MODEL, "fp32").result
+    seq = _sequence(width, height, n_tr)
+    core_model = model.ready(len(seq))
+    full = core_model.generate(seq, steps=4, dtype=model.compute_dtype).frames
+    freed = model.patcher.partially_unload(model.patcher.offload_device, 10**12)
+    casting = sum(1 for m in model.patcher.model.modules() if getattr(m, "comfy_cast_weights", False))
+    partial = core_model.generate(seq, steps=4, dtype=model.compute_dtype).frames
+    low_vram = bool(core_model.network.model_lowvram)
+    mm.unload_all_models()
+    ok = casting > 0 and low_vram and torch.allclose(partial, full, atol=1e-5)
+    return ok, f"{freed} bytes offloaded, {casting} layers casting their weights; max difference " \
+               f"{float((partial - full).abs().max()):.2e}"
+
+
+@check
+def memory_need_grows_with_frames_and_resolution(work: Path):
+    from syn2seq_pack.nodes import management
+    from syn2seq_pack.nodes._core import core
+
+    sizes = {}
+    for side in (32, 64):
+        net = core("pipeline").build_network({"preset": "tiny", "height": side, "width": side, "max_frames": 16})
+        path = work / "models" / f"random_{side}.safetensors"
+        core("dfot.checkpoint").save_model(path, net)
+        model = management.load(path, "fp32", name=path.name)
+        sizes[side] = {frames: model.memory_required(frames) for frames in (4, 8, 16, 32)}
+    s, l = sizes[32], sizes[64]
+    # Linear in frames up to the window (16), flat beyond; per added frame, 4x the pixels cost ~4x the memory
+    # (the rest is the same for both: the weight copies of bf16 autocast).
+    ok = (s[4] < s[8] < s[16] == s[32] and abs((s[16] - s[8]) - 2 * (s[8] - s[4])) < 0.05 * (s[16] - s[8])
+          and all(l[f] - l[4] > 3.5 * (s[f] - s[4]) for f in (8, 16)))
+    mib = {side: {f: round(v / 2**20, 1) for f, v in d.items()} for side, d in sizes.items()}
+    return ok, f"MiB of working memory by frame side and frames (window 16): {mib}"
+
+
+@check
+def sampler_preview_is_a_strip_of_the_generated_frames(work: Path):
+    import torch
+    from comfy.cli_args import LatentPreviewMethod, args
+    from syn2seq_pack.nodes import progress
+    from syn2seq_pack.nodes._core import core
+
+    config = core("dfot.model").dit3d_preset("tiny")
+    x0 = torch.zeros(1, 12, 3, 32, 32)
+    x0[0, 5] = 1.0  # a white generated frame in model space
+    generate = torch.zeros(1, 12, dtype=torch.bool)
+    generate[0, 4:12] = True
+    strip = progress.x0_strip({"x0": x0, "generate": generate}, config)
+    pixels = torch.tensor(list(strip.getdata()), dtype=torch.float32).reshape(32, 8 * 32, 3)
+    none_generated = progress.x0_strip({"x0": x0, "generate": torch.zeros(1, 12, dtype=torch.bool)}, config)
+    saved = args.preview_method
+    try:
+        args.preview_method = LatentPreviewMethod.NoPreviews
+        off = progress.previews_enabled()
+        args.preview_method = LatentPreviewMethod.Auto
+        on = progress.previews_enabled()
+    finally:
+        args.preview_method = saved
+    ok = (strip.size == (8 * 32, 32) and float(pixels[:, 32:64].mean()) == 255.0
+          and float(pixels[:, :32].mean()) == 128.0 and none_generated is None and on and not off)
+    return ok, f"strip {strip.size}; previews with none: {off}, with auto: {on}"
+
+
 def main(argv: list[str]) -> int:
     comfy, work = argv[1], Path(argv[2])
     setup(comfy, work)

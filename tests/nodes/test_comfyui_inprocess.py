@@ -26,6 +26,11 @@ CHECK_NAMES = [
     "sampler_callback_cancels_on_interrupt",
     "conditional_mean_node_keeps_the_context_and_refuses_long_sequences",
     "evaluate_reports_metrics_and_lpips_unavailable",
+    "comfy_model_management_loads_offloads_and_reloads_the_network",
+    "each_weight_dtype_samples_close_to_float32",
+    "low_vram_partial_load_samples_like_a_full_load",
+    "memory_need_grows_with_frames_and_resolution",
+    "sampler_preview_is_a_strip_of_the_generated_frames",
 ]
 
 
