@@ -134,14 +134,13 @@ def loaded_models() -> list[dict]:
 def register_routes() -> None:
     """``GET /syn2seq/models``: JSON ``{"models": loaded_models()}``, which Syn2Seq networks ComfyUI holds where
     (for scripts and tests; the same list ComfyUI's memory manager offloads from). No-op without a server."""
-    try:
-        from aiohttp import web
-        from server import PromptServer
-    except ImportError:
-        return
-    server = getattr(PromptServer, "instance", None)
+    import sys
+
+    module = sys.modules.get("server")  # ComfyUI's server module, imported by main.py before packs load
+    server = getattr(getattr(module, "PromptServer", None), "instance", None)
     if server is None or getattr(register_routes, "done", False):
         return
+    from aiohttp import web
 
     @server.routes.get("/syn2seq/models")
     async def models(request):
