@@ -16,7 +16,9 @@ fp16 (``docs/comfyui.md`` gives the measured differences against fp32 and the re
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 import weakref
 
 from ._core import core
@@ -85,6 +87,29 @@ class ManagedModel:
         LOG.debug("syn2seq: %s on %s, %.1f MiB of weights loaded, %.1f MiB working memory requested",
                   self.name, self.patcher.load_device, self.patcher.loaded_size() / 2**20, need / 2**20)
         return self.model
+
+
+@contextlib.contextmanager
+def measured(model: ManagedModel, what: str):
+    """Log how long the sampling inside took per step and, on CUDA, its peak of allocated device memory (one INFO
+    line, e.g. for benchmarks reading ComfyUI's log). Yields ``tick()``, to be called once per step."""
+    import torch
+
+    device = torch.device(model.patcher.load_device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    steps = [0]
+    start = time.perf_counter()
+    yield lambda: steps.__setitem__(0, steps[0] + 1)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - start
+    peak = (f", peak {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB allocated on {device}"
+            if device.type == "cuda" else f" on {device}")
+    LOG.info("syn2seq: %s: %d steps in %.2f s (%.4f s/step), %s weights, %s compute%s", what, steps[0], elapsed,
+             elapsed / max(steps[0], 1), str(model.weight_dtype).removeprefix("torch."),
+             str(model.compute_dtype).removeprefix("torch."), peak)
 
 
 def load(path, weight_dtype: str = "auto", name: str = "") -> ManagedModel:

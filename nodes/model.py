@@ -103,10 +103,16 @@ class Syn2SeqSampler(io.ComfyNode):
                 stabilization=0.0) -> io.NodeOutput:
         _check_inputs(model, sequence)
         core_model = model.ready(len(sequence), history_guidance, float(guidance_scale))
-        generated = core_model.generate(sequence, steps=int(steps), scheduling=scheduling, guidance=history_guidance,
-                                        guidance_scale=float(guidance_scale), stabilization=float(stabilization),
-                                        seed=int(seed), dtype=model.compute_dtype,
-                                        callback=progress.step_callback(int(steps), core_model.config))
+        step = progress.step_callback(int(steps), core_model.config)
+        with management.measured(model, f"sampler ({len(sequence)} frames, {history_guidance})") as tick:
+            def callback(info: dict) -> None:
+                tick()
+                step(info)
+
+            generated = core_model.generate(sequence, steps=int(steps), scheduling=scheduling,
+                                            guidance=history_guidance, guidance_scale=float(guidance_scale),
+                                            stabilization=float(stabilization), seed=int(seed),
+                                            dtype=model.compute_dtype, callback=callback)
         return io.NodeOutput(generated, convert.frames_to_image(generated.frames))
 
 

@@ -57,13 +57,14 @@ def free_port() -> int:
 class ComfyServer:
     """A ComfyUI server in a subprocess with a private base directory. Use as a context manager."""
 
-    def __init__(self, install: ComfyInstall, base_dir: Path, extra_args: tuple[str, ...] = ()):
+    def __init__(self, install: ComfyInstall, base_dir: Path, extra_args: tuple[str, ...] = (), cpu: bool = True):
         self.install = install
         self.base = Path(base_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.base / "comfyui.log"
         self.extra_args = tuple(extra_args)
+        self.cpu = cpu  # False: ComfyUI's default device (a GPU where there is one)
         self.process: subprocess.Popen | None = None
         self.client_id = uuid.uuid4().hex
 
@@ -87,7 +88,8 @@ class ComfyServer:
         link = self.base / "custom_nodes" / "syn2seq"
         if not link.exists():
             link.symlink_to(PACK_ROOT, target_is_directory=True)
-        cmd = [str(self.install.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+        cmd = [str(self.install.python), "main.py", *(["--cpu"] if self.cpu else []), "--listen", "127.0.0.1",
+               "--port", str(self.port),
                "--base-directory", str(self.base), "--preview-method", "none", *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.pop("PYTHONPATH", None)  # the test runner's path must not leak into ComfyUI's Python
