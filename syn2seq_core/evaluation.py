@@ -10,14 +10,22 @@ are paired per take. Baselines, all computed from what the model sees:
 
 "Own minus other" compares a method's PSNR against its own take's ground truth with the PSNR against the
 next take's ground truth: a method that only transfers the palette gains little from being on its own take.
+
+Other systems' outputs are scored in the same harness: ``external`` videos (a folder per system, matched to
+takes by name, :func:`external_video`) are methods like the baselines. Takes carry a ``category``; reports give
+every summary overall and per category (:func:`summarize_categories`), and per frame index along the
+generated view (:func:`frame_curves`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from torch import Tensor
 
+from .errors import Syn2SeqInputError
 from .metrics import mean_ci, paired_difference, psnr
 
 BASELINES = ("copy_last", "flat_color", "mean_target")
@@ -61,27 +69,65 @@ class TakeScores:
     per_method: dict  # method -> evaluate_frames report
     own_psnr: dict    # method -> clip PSNR vs own GT
     other_psnr: dict  # method -> clip PSNR vs the next take's GT
+    category: str | None = None
+    # The middle generated frame [3, h, w] of every method, with "source" (the last source frame) and "target".
+    example: dict = field(default_factory=dict)
+
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
+
+
+def external_video(root, take: str, view: str, label: str) -> Path:
+    """The video another system generated for ``take``, inside ``root``: ``root/<take>/<view>_generated.mp4`` (what
+    ``eval --write-videos`` and ``exo2ego --out`` write), ``root/<take>/<view>.mp4`` or ``root/<take>.mp4``
+    (.mov / .mkv too), the first that exists."""
+    from .safe_paths import resolve_inside
+
+    names = [f"{take}/{view}_generated{s}" for s in VIDEO_SUFFIXES] + [f"{take}/{view}{s}" for s in VIDEO_SUFFIXES]
+    names += [f"{take}{s}" for s in VIDEO_SUFFIXES]
+    for name in names:
+        path = resolve_inside(root, name, owner=f"--videos {label}", entry=f"take {take!r}")
+        if path.is_file():
+            return path
+    raise Syn2SeqInputError(f"--videos {label}", f"a video for take '{take}' in '{root}'",
+                            f"none of {names[0]}, {names[len(VIDEO_SUFFIXES)]}, {names[2 * len(VIDEO_SUFFIXES)]} "
+                            "(or .mov / .mkv)",
+                            "Name each video after its take")
 
 
 def score_take(take, other, model, direction: str = "exo2ego", *, lpips_weights=None, baselines=BASELINES,
-               mean_target: Tensor | None = None, write_to=None, chunk: int = 16, **options) -> TakeScores:
-    """Generate ``take``'s other view and score it, its conditional mean (``with_mean``) and the ``baselines``
-    against its ground truth, and their PSNR against ``other``'s ground truth (another take), streaming
+               mean_target: Tensor | None = None, write_to=None, chunk: int = 16,
+               external: Mapping[str, Path] | None = None, category: str | None = None, **options) -> TakeScores:
+    """Generate ``take``'s other view and score it, its conditional mean (``with_mean``), the ``baselines`` and
+    the ``external`` videos (label -> a video of this take's generated view by another system, resized to the
+    model's size; it needs at least as many frames as the view, extra frames are ignored) against its ground
+    truth, and their PSNR against ``other``'s ground truth (another take), streaming
     (:func:`syn2seq_core.generation.iter_take`): memory does not grow with the length of the takes.
-    ``write_to``: also write the take's result set there (as ``syn2seq exo2ego`` would). options: as iter_take."""
+    ``write_to``: also write the take's result set there (as ``syn2seq exo2ego`` would). ``category``: the
+    take's category (default its own ``take.category``). options: as iter_take."""
     from contextlib import nullcontext
 
     from .atomic import result_dir
     from .generation import ResultWriter, _Held, iter_take, views_of
     from .metrics import FrameScores
+    from .video_io import iter_video_chunks, probe_video
 
     src, tgt = views_of(direction)
     h, w = model.size
     last = take.read_view(src, size=(w, h), start=take.num_frames(src) - 1)[0]
     fixed = {name: baseline_frames(name, last, 1, mean_target) for name in baselines}
     fixed = {name: f for name, f in fixed.items() if f is not None}
-    n_other = other.num_frames(tgt)
+    n_other, n_target = other.num_frames(tgt), take.num_frames(tgt)
     other_frames = _Held(other.iter_view(tgt, chunk, size=(w, h))[0])
+    outside = {}
+    for label, path in (external or {}).items():
+        frames = probe_video(path).frames
+        if frames < n_target:
+            raise Syn2SeqInputError(f"--videos {label} '{path}'", f"at least the {n_target} frames of take "
+                                    f"'{take.name}' {tgt}", f"{frames} frames")
+        outside[label] = _Held(iter_video_chunks(path, chunk, size=(w, h)))
+    middle = n_target // 2
+    example: dict = {}
     scores: dict[str, FrameScores] = {}
     other_values: dict[str, list[float]] = {}
     with result_dir(write_to) if write_to is not None else nullcontext() as folder:
@@ -97,6 +143,10 @@ def score_take(take, other, model, direction: str = "exo2ego", *, lpips_weights=
                 if block.mean is not None:
                     preds["mean"] = block.mean[:k]
                 preds.update({name: f.expand(k, -1, -1, -1) for name, f in fixed.items()})
+                preds.update({label: held.take(k) for label, held in outside.items()})
+                if block.start <= middle < block.start + k:
+                    i = middle - block.start
+                    example = {"source": last[0], **{m: p[i] for m, p in preds.items()}, "target": block.target[i]}
                 j = max(0, min(k, n_other - block.start))
                 theirs = other_frames.take(k)[:j]
                 for method, pred in preds.items():
@@ -112,7 +162,8 @@ def score_take(take, other, model, direction: str = "exo2ego", *, lpips_weights=
             raise
     own = {method: float(r["psnr"]["mean"]) for method, r in reports.items()}
     other_psnr = {method: sum(v) / len(v) for method, v in other_values.items()}
-    return TakeScores(take.name, reports, own, other_psnr)
+    return TakeScores(take.name, reports, own, other_psnr, category if category is not None else take.category,
+                      {k: v.clone() for k, v in example.items()})
 
 
 def summarize(scores: list[TakeScores], reference: str = "sample") -> dict:
@@ -125,6 +176,8 @@ def summarize(scores: list[TakeScores], reference: str = "sample") -> dict:
             entry[metric] = mean_ci([s.per_method[m][metric]["mean"] for s in scores]).to_dict()
         for metric in ("lpips_alex", "lpips_vgg"):
             v = scores[0].per_method[m].get(metric)
+            if v is None:
+                continue
             entry[metric] = v if isinstance(v, str) else mean_ci(
                 [s.per_method[m][metric]["mean"] for s in scores]).to_dict()
         out["methods"][m] = entry
@@ -147,6 +200,41 @@ def summarize(scores: list[TakeScores], reference: str = "sample") -> dict:
             if ref in gaps and m in gaps:
                 paired[m]["own_minus_other"] = paired_difference(gaps[ref], gaps[m]).to_dict()
         out["paired_vs_" + ref] = paired
+    return out
+
+
+UNCATEGORISED = "(none)"
+
+
+def summarize_categories(scores: list[TakeScores], reference: str = "sample") -> dict:
+    """:func:`summarize` over all takes (``"overall"``) and over the takes of each category (``"categories"``:
+    name -> summary, sorted; takes without one under :data:`UNCATEGORISED`; empty when no take has a category;
+    a category of one take has means without CIs)."""
+    groups: dict[str, list[TakeScores]] = {}
+    for s in scores:
+        groups.setdefault(s.category or UNCATEGORISED, []).append(s)
+    categorised = any(s.category for s in scores)
+    return {"overall": summarize(scores, reference),
+            "categories": {c: summarize(groups[c], reference) for c in sorted(groups)} if categorised else {}}
+
+
+def frame_curves(scores: list[TakeScores], metrics=("psnr", "ssim")) -> dict:
+    """Quality along the generated view: per method and metric, the mean over takes (95% CI) of the metric at
+    each frame index (0 = the first generated frame, next to the source view), over the takes that long."""
+    out: dict = {}
+    for method in scores[0].per_method:
+        for metric in metrics:
+            series = [s.per_method[method][metric]["per_frame"] for s in scores
+                      if isinstance(s.per_method.get(method, {}).get(metric), dict)]
+            if not series:
+                continue
+            entry = {"index": [], "mean": [], "ci_low": [], "ci_high": [], "n": []}
+            for i in range(max(len(v) for v in series)):
+                ci = mean_ci([v[i] for v in series if len(v) > i])
+                for key, value in (("index", i), ("mean", ci.mean), ("ci_low", ci.low), ("ci_high", ci.high),
+                                   ("n", ci.n)):
+                    entry[key].append(value)
+            out.setdefault(method, {})[metric] = entry
     return out
 
 

@@ -1,4 +1,5 @@
-"""``syn2seq eval --takes DIR --model M``: the model and trivial baselines over many takes (table + JSON)."""
+"""``syn2seq eval --takes DIR --model M``: the model, trivial baselines and other systems' videos over many takes,
+overall and per category (terminal table; with ``--out``: JSON, CSV / Markdown / LaTeX tables and plots)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--limit", **limits.option("eval_takes", "evaluate only the first N takes", None,
                                                    default_text="default: all"))
     parser.add_argument("--no-baselines", action="store_true", help="skip the trivial baselines")
+    parser.add_argument("--index", default=None,
+                        help="a take index (CSV with a header 'take,category,split', or JSON; docs/take_format.md): "
+                             "score these takes, with these categories")
+    parser.add_argument("--split", default=None, help="with --index: only the takes of this split (e.g. test)")
+    parser.add_argument("--videos", action="append", default=[], metavar="LABEL=DIR",
+                        help="also score another system's videos as method LABEL: DIR/<take>/<view>.mp4 or "
+                             "DIR/<take>.mp4 per take (repeatable)")
     parser.add_argument("--write-videos", default=None, help="also write each take's outputs under this folder")
     add_generation_arguments(parser)
 
@@ -27,16 +35,29 @@ def run(args) -> int:
     from ..atomic import check_result_dir
     from ..data.takes import find_takes, load_take
     from ..errors import Syn2SeqInputError
-    from ..evaluation import BASELINES, format_table, score_take, summarize, training_mean_target
+    from ..evaluation import (BASELINES, format_table, frame_curves, score_take, summarize_categories,
+                              training_mean_target)
     from ..generation import views_of, write_json
     from ..pipeline import load_model
+    from ..reports import write_plots, write_tables
     from .generate import sampling_options
 
-    takes = find_takes(args.takes)[: args.limit]
+    categories: dict[str, str | None] = {}
+    if args.index:
+        from ..data.index import read_index, select, take_folders
+
+        entries = select(read_index(args.index), args.split)
+        takes = take_folders(args.takes, entries, args.index)[: args.limit]
+        categories = {e.take: e.category for e in entries}
+    else:
+        if args.split:
+            raise Syn2SeqInputError("--split", "an --index that lists the splits", "no --index")
+        takes = find_takes(args.takes)[: args.limit]
     if len(takes) < 2:
         raise Syn2SeqInputError("--takes", "a folder with at least 2 takes", f"{len(takes)} in {args.takes}")
     loaded = [load_take(t) for t in takes]
     _, tgt = views_of(args.direction)
+    external = _external_videos(args.videos, loaded, tgt)
     for take in loaded:
         if not take.has_video(tgt):
             raise Syn2SeqInputError(f"take '{take.name}'", "a ground-truth video of the generated view", "none")
@@ -50,14 +71,53 @@ def run(args) -> int:
         scores.append(score_take(take, loaded[(i + 1) % len(loaded)], model, args.direction,
                                  lpips_weights=args.lpips_weights, baselines=() if args.no_baselines else BASELINES,
                                  mean_target=mean_target, **sampling_options(args),
+                                 external={label: paths[take.name] for label, paths in external.items()},
+                                 category=categories.get(take.name) or take.category,
                                  write_to=Path(args.write_videos) / take.name if args.write_videos else None))
-    summary = summarize(scores)
+    summaries = summarize_categories(scores)
+    summary = summaries["overall"]
     print(format_table(summary))
+    for category, part in summaries["categories"].items():
+        print(f"\ncategory {category}: " + format_table(part))
     if args.out:
-        write_json(Path(args.out), {"summary": summary, "model": str(model.path), "steps": args.steps, "eta": args.eta,
-                                    "seed": args.seed, "direction": args.direction,
-                                    "mean_draws": args.mean_draws if args.mean else None,
-                                    "per_take": [{"take": s.name, "methods": s.per_method, "own_psnr": s.own_psnr,
-                                                  "other_psnr": s.other_psnr} for s in scores]})
-        print(f"report: {args.out}")
+        out = Path(args.out)
+        write_json(out, {"summary": summary, "categories": summaries["categories"], "model": str(model.path),
+                         "steps": args.steps, "eta": args.eta, "seed": args.seed, "direction": args.direction,
+                         "mean_draws": args.mean_draws if args.mean else None, "index": args.index,
+                         "split": args.split, "external": {k: str(v) for k, v in _roots(args.videos).items()},
+                         "frame_curves": frame_curves(scores),
+                         "per_take": [{"take": s.name, "category": s.category, "methods": s.per_method,
+                                       "own_psnr": s.own_psnr, "other_psnr": s.other_psnr} for s in scores]})
+        stem = out.with_suffix("")
+        tables = write_tables(stem, summaries, caption=f"{args.direction}, {len(scores)} takes")
+        plots, skipped = write_plots(stem, scores, frame_curves(scores))
+        print(f"report: {out}; tables: {', '.join(str(p) for p in tables.values())}")
+        print(f"plots: {', '.join(str(p) for p in plots.values())}" if plots else f"plots skipped: {skipped}")
     return 0
+
+
+def _roots(specs: list[str]) -> dict[str, Path]:
+    """``LABEL=DIR`` options -> label -> folder (labels unique, not those of the built-in methods)."""
+    from ..errors import Syn2SeqInputError
+    from ..evaluation import BASELINES
+
+    out: dict[str, Path] = {}
+    for spec in specs:
+        label, sep, folder = spec.partition("=")
+        label = label.strip()
+        if not sep or not label or not folder:
+            raise Syn2SeqInputError("--videos", "LABEL=DIR (e.g. wan=outputs/wan)", repr(spec))
+        if label in out or label in ("sample", "mean", *BASELINES):
+            raise Syn2SeqInputError("--videos", "a label not used by another method", repr(label))
+        if not Path(folder).is_dir():
+            raise Syn2SeqInputError(f"--videos {label}", "a folder of videos", f"no folder '{folder}'")
+        out[label] = Path(folder)
+    return out
+
+
+def _external_videos(specs: list[str], takes, view: str) -> dict[str, dict[str, Path]]:
+    """label -> take name -> the video of that take in the label's folder (all found before any work)."""
+    from ..evaluation import external_video
+
+    return {label: {t.name: external_video(root, t.name, view, label) for t in takes}
+            for label, root in _roots(specs).items()}

@@ -54,7 +54,8 @@ TAKE_JSON = "take.json"
 TAKE_FORMAT_ID = "syn2seq.take"
 TAKE_FORMAT_VERSION = 1
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
-_TOP_KEYS = {"format", "version", "fps", "source", "notes", "meta", *VIEWS}
+_TOP_KEYS = {"format", "version", "fps", "source", "notes", "category", "meta", *VIEWS}
+CATEGORY_CHARS = 64  # a label for tables ("Cooking", "Bike"), not a description
 _VIEW_KEYS = {"video", "cameras", "cameras_format", "cameras_options", "timestamps"}
 
 
@@ -66,7 +67,8 @@ class Take:
     exo_cameras / ego_cameras: :class:`Cameras` with one pose per frame of the view, or None for a
     view the take does not have. fps: frames per second. timestamps: view -> ``[N]`` float64 seconds,
     for the views that have them. exo_info / ego_info: probed :class:`VideoInfo` (None without video).
-    meta: free-form ``source``, ``notes`` and ``meta`` of ``take.json`` (or of the reader that built it).
+    meta: free-form ``source``, ``notes``, ``category`` and ``meta`` of ``take.json`` (or of the reader that
+    built it); ``category`` (e.g. "Cooking") groups takes in ``syn2seq eval``'s tables.
     """
 
     name: str
@@ -143,6 +145,11 @@ class Take:
 
     def info(self, view: str) -> VideoInfo | None:
         return getattr(self, f"{check_choice(view, VIEWS, 'view')}_info")
+
+    @property
+    def category(self) -> str | None:
+        """The take's ``category`` label (``take.json``), or None."""
+        return self.meta.get("category")
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -233,6 +240,8 @@ def _read_take_json(path: Path) -> dict:
         fps = data["fps"]
         ok = isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0
         require(ok, f"{file} fps", "a positive number", repr(fps))
+    if "category" in data:
+        check_category(data["category"], f"{file} category")
     for view in VIEWS:
         block = data.get(view, {})
         require(isinstance(block, dict), f"{file} {view}", "an object", type(block).__name__)
@@ -250,6 +259,13 @@ def _read_take_json(path: Path) -> dict:
             ok = isinstance(ts, list) and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in ts)
             require(ok, f"{file} {view}.timestamps", "a list of seconds, one per frame", type(ts).__name__)
     return data
+
+
+def check_category(value, name: str) -> str:
+    """A take's category label: a non-empty string of at most :data:`CATEGORY_CHARS` printable characters."""
+    ok = isinstance(value, str) and 0 < len(value.strip()) and len(value) <= CATEGORY_CHARS and value.isprintable()
+    require(ok, name, f"a label of 1 to {CATEGORY_CHARS} printable characters (e.g. \"Cooking\")", repr(value)[:80])
+    return value.strip()
 
 
 def _visible(p: Path) -> bool:
@@ -356,7 +372,7 @@ def load_take(path) -> Take:
     fps = data.get("fps") or next((float(i.fps) for i in (infos["exo"], infos["ego"]) if i and i.fps > 0), None)
     if fps is None:
         raise Syn2SeqInputError(f"take '{p.name}' fps", f"a frame rate in {TAKE_JSON} or in the videos", "none")
-    meta = {k: data[k] for k in ("source", "notes", "meta") if k in data}
+    meta = {k: data[k] for k in ("source", "notes", "category", "meta") if k in data}
     return Take(p.name, p, videos["exo"], videos["ego"], cameras["exo"], cameras["ego"], float(fps), stamps,
                 infos["exo"], infos["ego"], meta)
 
@@ -406,7 +422,7 @@ def write_take(path, exo_frames=None, exo_cameras: Cameras | None = None, ego_fr
 
     exo_frames / ego_frames: ``[T, 3, H, W]`` in [0, 1], or an iterable of chunks, or None (a view with
     only cameras, e.g. the view to generate). exo_cameras / ego_cameras: one pose per frame (or one
-    static pose). meta: ``{"source": ..., "notes": ..., ...}`` (``source``/``notes`` go to the top of
+    static pose). meta: ``{"source": ..., "notes": ..., ...}`` (``source``/``notes``/``category`` go to the top of
     take.json, the rest under ``meta``). timestamps: view -> [N] seconds. An existing take at ``path``
     is replaced only with ``overwrite=True``.
     """
@@ -433,8 +449,10 @@ def write_take(path, exo_frames=None, exo_cameras: Cameras | None = None, ego_fr
     for view in stamps:
         check_choice(view, VIEWS, "timestamps view")
     meta = dict(meta or {})
+    if "category" in meta:
+        meta["category"] = check_category(meta["category"], "meta category")
     doc: dict[str, Any] = {"format": TAKE_FORMAT_ID, "version": TAKE_FORMAT_VERSION, "fps": float(fps)}
-    for key in ("source", "notes"):
+    for key in ("source", "notes", "category"):
         if key in meta:
             doc[key] = meta.pop(key)
     if meta:
