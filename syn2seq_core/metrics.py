@@ -14,16 +14,22 @@ SSIM
     ``structural_similarity(..., channel_axis=-1, data_range=1, gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False)``. Frames need at least 11x11 pixels.
 LPIPS
-    Zhang et al. 2018 (v0.1): inputs scaled to [-1, 1], shifted/scaled per channel, AlexNet or VGG16
-    features at five ReLU taps (AlexNet ``features.1, 4, 7, 9, 11``; VGG16 ``relu1_2 .. relu5_3`` =
-    ``features.3, 8, 15, 22, 29``), each unit-normalised over channels, squared difference, a 1x1
-    linear head per tap, spatial mean, summed over taps. The ImageNet backbone weights come ONLY from
-    a file the user supplies (``.safetensors`` or a ``torch.save`` state dict, loaded with
-    ``weights_only=True``; torchvision key names ``features.N.weight`` or the lpips package's
-    ``net.sliceK.N.weight``). The linear heads come from the same file (``lin0.model.1.weight`` or
-    ``lin0.weight`` ...), from ``heads=``, or from the files an installed ``lpips`` or ``torchmetrics``
-    package ships (found without importing either). Without weights, :func:`lpips` raises
-    :class:`LPIPSUnavailable` and reports carry ``"unavailable: <reason>"``: never a number.
+    Zhang et al. 2018 (v0.1), as the ``lpips`` package computes it: inputs scaled to [-1, 1], then
+    ``(x - shift) / scale`` per channel (its ScalingLayer), AlexNet or VGG16 trunks equal layer for layer
+    to torchvision's ``alexnet().features`` / ``vgg16().features``, five ReLU taps (AlexNet relu1 ..
+    relu5 = ``features.1, 4, 7, 9, 11``; VGG16 relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 =
+    ``features.3, 8, 15, 22, 29``), each unit-normalised over channels (``x / (sqrt(sum x^2) + 1e-10)``),
+    squared difference, a 1x1 linear head per tap (no bias), spatial mean, summed over taps. Frames need
+    at least 31x31 pixels (AlexNet) or 16x16 (VGG16). The ImageNet backbone weights come ONLY from a
+    file the user supplies: torchvision's published ``alexnet-owt-7be5be79.pth`` or
+    ``vgg16-397923af.pth`` (:data:`LPIPS_BACKBONE_URLS`) as downloaded, or the same weights as a
+    ``.safetensors`` or other ``torch.save`` state dict (``.pth`` is read with ``weights_only=True``),
+    under torchvision key names ``features.N.weight`` or the lpips package's ``net.sliceK.N.weight``.
+    The linear heads come from ``heads=`` (first), the same file (``lin0.model.1.weight`` or
+    ``lin0.weight`` ...), or the files an installed ``lpips`` (``weights/v0.1/alex.pth``) or
+    ``torchmetrics`` package ships (found without importing either). Without weights or heads,
+    :func:`lpips` raises :class:`LPIPSUnavailable` whose reason names the file needed and where to get
+    it, and reports carry ``"unavailable: <reason>"``: never a number.
 
 Aggregation
     Per-frame values, per-clip means (mean over the frames of a clip), and the mean over clips with a
@@ -153,8 +159,10 @@ def ssim(pred: Tensor, target: Tensor, *, window: int = SSIM_WINDOW, sigma: floa
 
 
 # --- LPIPS ----------------------------------------------------------------------------------------
-# (out_channels, kernel, stride, padding) of the convolutions, "M" = max-pool; indices follow
-# torchvision's ``features`` Sequential so that its state-dict keys load unchanged.
+# The trunks, layer for layer as torchvision's ``alexnet().features`` and ``vgg16().features`` (VGG
+# configuration "D") up to the last ReLU that LPIPS taps; indices follow those ``features`` Sequentials
+# so that their state-dict keys load unchanged. (out_channels, kernel, stride, padding) is a convolution,
+# "R" a ReLU, ("M", kernel, stride) a max-pool (no padding, floor mode).
 _ALEX = [(64, 11, 4, 2), "R", ("M", 3, 2), (192, 5, 1, 2), "R", ("M", 3, 2), (384, 3, 1, 1), "R",
          (256, 3, 1, 1), "R", (256, 3, 1, 1), "R"]
 _VGG16 = []
@@ -162,11 +170,19 @@ for _block, (_c, _n) in enumerate([(64, 2), (128, 2), (256, 3), (512, 3), (512, 
     if _block:
         _VGG16.append(("M", 2, 2))
     _VGG16 += [(_c, 3, 1, 1), "R"] * _n
-_TAPS = {"alex": (1, 4, 7, 9, 11), "vgg": (3, 8, 15, 22, 29)}
 _LAYOUTS = {"alex": _ALEX, "vgg": _VGG16}
-_SHIFT = (-0.030, -0.088, -0.188)
+# The ReLU outputs LPIPS compares: AlexNet relu1 .. relu5; VGG16 relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
+_TAPS = {"alex": (1, 4, 7, 9, 11), "vgg": (3, 8, 15, 22, 29)}
+_MIN_SIZE = {"alex": 31, "vgg": 16}  # smallest H and W for which every tap has at least one pixel
+_SHIFT = (-0.030, -0.088, -0.188)  # LPIPS ScalingLayer, applied to the input in [-1, 1]
 _SCALE = (0.458, 0.448, 0.450)
-_EPS = 1e-10
+_EPS = 1e-10  # unit normalisation over channels: x / (sqrt(sum_c x^2) + eps)
+_NET_NAMES = {"alex": "AlexNet", "vgg": "VGG16"}
+# torchvision's published ImageNet weights (AlexNet_Weights.IMAGENET1K_V1, VGG16_Weights.IMAGENET1K_V1),
+# the backbones the lpips package loads; and where the lpips package's v0.1 linear heads live.
+LPIPS_BACKBONE_URLS = {"alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+                       "vgg": "https://download.pytorch.org/models/vgg16-397923af.pth"}
+LPIPS_HEADS_URL = "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/{net}.pth"
 
 
 class LPIPSNet(nn.Module):
@@ -205,10 +221,10 @@ class LPIPSNet(nn.Module):
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         shift = torch.tensor(_SHIFT, dtype=x0.dtype, device=x0.device).view(1, 3, 1, 1)
         scale = torch.tensor(_SCALE, dtype=x0.dtype, device=x0.device).view(1, 3, 1, 1)
-        x0 = ((x0 * 2 - 1) - shift) / scale
-        x1 = ((x1 * 2 - 1) - shift) / scale
+        x = (torch.cat([x0, x1]) * 2 - 1 - shift) / scale  # one pass: identical inputs give identical features
         total = 0.0
-        for lin, f0, f1 in zip(self.lins, self._taps(x0), self._taps(x1), strict=True):
+        for lin, f in zip(self.lins, self._taps(x), strict=True):
+            f0, f1 = f.chunk(2)
             total = total + lin((f0 - f1).square()).mean(dim=(-2, -1))
         return total[:, 0]
 
@@ -236,8 +252,7 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
 def _canonical_key(key: str) -> str | None:
     """torchvision / lpips-package / our key -> our key (``features.N.*`` or ``lins.K.weight``), else None."""
     for prefix in ("module.", "_orig_mod."):
-        if key.startswith(prefix):
-            key = key[len(prefix):]
+        key = key.removeprefix(prefix)
     parts = key.split(".")
     if parts[0] == "features" and len(parts) == 3:
         return key
@@ -266,13 +281,26 @@ def _installed_heads(net: str) -> Path | None:
     return None
 
 
+def _backbone_howto(net: str) -> str:
+    url = LPIPS_BACKBONE_URLS[net]
+    return (f"download {url} (torchvision's published {_NET_NAMES[net]} ImageNet weights, "
+            f"{url.rsplit('/', 1)[1]}) on a machine with internet and pass --lpips-weights FILE "
+            "(Python: weights=FILE); a .safetensors copy of it works too")
+
+
+def _heads_howto(net: str) -> str:
+    return (f"pip install --no-deps lpips (it ships lpips/weights/v0.1/{net}.pth, which is read, never "
+            f"imported) or download {LPIPS_HEADS_URL.format(net=net)} and pass heads=FILE")
+
+
 def detect_lpips_net(weights) -> str:
     """'alex' or 'vgg', from the shape of the first convolution in a weights file."""
     sd = {_canonical_key(k): v for k, v in _read_state_dict(_check_path(weights, "LPIPS weights")).items()}
     first = sd.get("features.0.weight")
     if first is None:
         raise Syn2SeqInputError("LPIPS weights", "AlexNet or VGG16 backbone weights (features.0.weight, ...)",
-                                f"no backbone keys in '{weights}'")
+                                f"no backbone keys in '{weights}'",
+                                f"Torchvision publishes them: {' or '.join(LPIPS_BACKBONE_URLS.values())}")
     return "alex" if first.shape[-1] == 11 else "vgg"
 
 
@@ -286,35 +314,38 @@ def _check_path(path, name: str) -> Path:
 
 
 def load_lpips(net: str = "alex", weights=None, heads=None) -> LPIPSNet:
-    """Build LPIPS with backbone weights from ``weights`` (a path) and heads from it, ``heads`` or an
-    installed package. Raises :class:`LPIPSUnavailable` when weights are absent, and
-    :class:`Syn2SeqInputError` when a given file is missing or does not fit the network."""
+    """Build LPIPS with backbone weights from ``weights`` (a path) and heads from ``heads``, else from the
+    weights file, else from an installed package. Raises :class:`LPIPSUnavailable` (its reason says which
+    file is needed and how to get it) when weights or heads are absent, and :class:`Syn2SeqInputError`
+    when a given file is missing or does not fit the network."""
     check_choice(net, LPIPS_NETS, "net")
     if weights is None:
-        raise LPIPSUnavailable(f"no {'AlexNet' if net == 'alex' else 'VGG16'} ImageNet backbone weights given "
-                               "(no package ships them; pass a path to a .safetensors or .pth state dict)", net)
+        raise LPIPSUnavailable(f"no {_NET_NAMES[net]} ImageNet backbone weights given (no package ships them): "
+                               f"{_backbone_howto(net)}", net)
     w = _check_path(weights, "LPIPS weights")
     h = None if heads is None else _check_path(heads, "LPIPS heads")
     return _load_lpips_cached(net, str(w.resolve()), w.stat().st_mtime_ns,
                               None if h is None else str(h.resolve()), None if h is None else h.stat().st_mtime_ns)
 
 
+def _head_keys(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {ck: v for k, v in sd.items() if (ck := _canonical_key(k)) is not None and ck.startswith("lins.")}
+
+
 @functools.lru_cache(maxsize=4)
 def _load_lpips_cached(net, weights, _w_mtime, heads, _h_mtime) -> LPIPSNet:
     with torch.device("meta"):  # no random initialisation: every parameter comes from the files
         model = LPIPSNet(net)
-    sd = {}
-    for k, v in _read_state_dict(Path(weights)).items():
-        ck = _canonical_key(k)
-        if ck is not None:
-            sd[ck] = v
-    if not any(k.startswith("lins.") for k in sd):
-        head_file = Path(heads) if heads is not None else _installed_heads(net)
+    sd = {ck: v for k, v in _read_state_dict(Path(weights)).items() if (ck := _canonical_key(k)) is not None}
+    if heads is not None:  # an explicit heads file wins over heads inside the weights file
+        sd = {k: v for k, v in sd.items() if not k.startswith("lins.")} | _head_keys(_read_state_dict(Path(heads)))
+    elif not any(k.startswith("lins.") for k in sd):
+        head_file = _installed_heads(net)
         if head_file is None:
-            raise LPIPSUnavailable(f"no LPIPS linear heads: none in '{weights}', no heads= file given, and no "
-                                   "installed lpips or torchmetrics package ships them", net)
-        sd.update({ck: v for k, v in _read_state_dict(head_file).items()
-                   if (ck := _canonical_key(k)) is not None and ck.startswith("lins.")})
+            raise LPIPSUnavailable(f"no LPIPS v0.1 linear heads for {_NET_NAMES[net]}: none in '{weights}', no "
+                                   "heads= file given, and no installed lpips or torchmetrics package ships them: "
+                                   f"{_heads_howto(net)}", net)
+        sd.update(_head_keys(_read_state_dict(head_file)))
     expected = model.state_dict()
     missing = [k for k in expected if k not in sd]
     if missing:
@@ -322,6 +353,10 @@ def _load_lpips_cached(net, weights, _w_mtime, heads, _h_mtime) -> LPIPSNet:
         first = sd.get("features.0.weight")
         if first is not None and first.shape != expected["features.0.weight"].shape:
             hint = f"These look like {'VGG16' if first.shape[-1] == 3 else 'AlexNet'} weights: choose the other net"
+        elif missing[0].startswith("features."):
+            hint = f"To get the full backbone: {_backbone_howto(net)}"
+        else:
+            hint = f"To get the heads: {_heads_howto(net)}"
         raise Syn2SeqInputError("LPIPS weights", f"every {net} parameter", f"{len(missing)} missing in '{weights}' "
                                 f"(first: {missing[0]})", hint)
     for k, v in expected.items():
@@ -337,9 +372,15 @@ def _load_lpips_cached(net, weights, _w_mtime, heads, _h_mtime) -> LPIPSNet:
 def lpips(pred: Tensor, target: Tensor, net: str = "alex", weights=None, *, heads=None, batch: int = 16) -> Tensor:
     """LPIPS distance per frame. pred, target: [..., 3, H, W] in [0, 1] -> [...] float64.
 
-    Raises :class:`LPIPSUnavailable` when ``weights`` is None or no linear heads can be found.
+    Raises :class:`LPIPSUnavailable` when ``weights`` is None or no linear heads can be found, and
+    :class:`MetricUnavailable` for frames under 31x31 pixels (AlexNet) or 16x16 (VGG16), where a tap
+    would have no pixel left.
     """
     pred, target = _check_pair(pred, target, channels=3)
+    check_choice(net, LPIPS_NETS, "net")
+    if min(pred.shape[-2:]) < _MIN_SIZE[net]:
+        raise MetricUnavailable(f"lpips_{net}", f"frames of {pred.shape[-2]}x{pred.shape[-1]} pixels are smaller "
+                                f"than the {_MIN_SIZE[net]}x{_MIN_SIZE[net]} that {_NET_NAMES[net]} LPIPS needs")
     model = load_lpips(net, weights, heads).to(pred.device)
     lead = pred.shape[:-3]
     x0 = rearrange(pred.float(), "... c h w -> (...) c h w")

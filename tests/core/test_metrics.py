@@ -1,5 +1,5 @@
-"""Metrics: PSNR/SSIM against scikit-image on real frames, LPIPS availability and behaviour, and the
-aggregation over clips (t intervals, paired differences, unavailable metrics in reports)."""
+"""Metrics: PSNR/SSIM against scikit-image on real frames, and the aggregation over clips (t intervals,
+paired differences, unavailable metrics in reports). LPIPS is tested in test_lpips.py."""
 
 import json
 import math
@@ -8,12 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
-from syn2seq_core import metrics
 from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.metrics import (LPIPSNet, LPIPSUnavailable, evaluate_frames, lpips, mean_ci, paired_difference,
-                                  psnr, ssim, summarize_clips)
+from syn2seq_core.metrics import evaluate_frames, mean_ci, paired_difference, psnr, ssim, summarize_clips
 from syn2seq_core.video_io import read_video
 
 BIKES = Path(__file__).resolve().parents[1] / "fixtures" / "bikes_40f_320x136.mp4"
@@ -71,106 +68,6 @@ def test_bad_metric_inputs_are_refused():
         ssim(x[..., :8, :8], x[..., :8, :8])
     with pytest.raises(Syn2SeqInputError, match="finite"):
         psnr(x.clone().fill_(float("nan")), x)
-
-
-class _Payload:
-    """Stands for an arbitrary pickled object."""
-
-
-# --- LPIPS ------------------------------------------------------------------------------------------------
-def fake_weights(net: str, *, heads: bool = True, style: str = "torchvision", dtype=torch.float32) -> dict:
-    """A state dict of the right shapes with random values (not ImageNet weights)."""
-    g = torch.Generator().manual_seed(0)
-    with torch.device("meta"):  # shapes only
-        model = LPIPSNet(net)
-    model_sd = model.state_dict()
-    sd = {}
-    for k, v in model_sd.items():
-        value = torch.randn(v.shape, generator=g) * 0.05
-        if k.startswith("lins."):
-            if not heads:
-                continue
-            value = value.abs() * 20  # real LPIPS heads are non-negative, ~0.1-1 per channel
-            k = f"lin{k.split('.')[1]}.model.1.weight" if style != "ours" else k
-        elif style == "lpips":
-            idx = int(k.split(".")[1])
-            k = f"net.slice{1 + sum(idx > t for t in model.taps)}.{idx}.{k.split('.')[2]}"
-        sd[k] = value.to(dtype)
-    return sd
-
-
-def test_lpips_without_weights_is_unavailable_never_a_number():
-    x = torch.rand(2, 3, 32, 32)
-    with pytest.raises(LPIPSUnavailable) as info:
-        lpips(x, x, "alex")
-    assert "backbone weights" in info.value.reason and "AlexNet" in info.value.reason
-    report = evaluate_frames(x, x.flip(0))
-    for net in ("alex", "vgg"):
-        assert isinstance(report[f"lpips_{net}"], str) and report[f"lpips_{net}"].startswith("unavailable: ")
-    assert report["frames"] == 2 and len(report["psnr"]["per_frame"]) == 2
-    json.dumps(report, allow_nan=False)  # strict JSON
-
-
-def test_lpips_with_weights_is_zero_for_identical_frames_and_positive_otherwise(tmp_path, real_pairs):
-    save_file(fake_weights("alex"), str(tmp_path / "alex.safetensors"))
-    pred, target = real_pairs
-    pred, target = pred[3:6, :, :64, :96].contiguous(), target[3:6, :, :64, :96].contiguous()  # far-apart frames
-    same = lpips(pred, pred, "alex", tmp_path / "alex.safetensors")
-    diff = lpips(pred, target, "alex", tmp_path / "alex.safetensors")
-    assert same.shape == diff.shape == (3,)
-    assert torch.allclose(same, torch.zeros(3, dtype=torch.float64), atol=1e-7)
-    assert bool((diff > 1e-4).all())  # >= 1000x the tolerance of "zero" above
-    # A closer image is closer: a frame vs itself slightly perturbed < vs a different frame.
-    near = lpips(pred, (pred + 0.01 * torch.randn_like(pred)).clamp(0, 1), "alex", tmp_path / "alex.safetensors")
-    assert bool((near < diff).all())
-    # The same weights saved the lpips package's way (net.sliceK.N.*, torch.save) give the same numbers.
-    torch.save(fake_weights("alex", style="lpips"), tmp_path / "alex_lpips.pth")
-    assert torch.allclose(lpips(pred, target, "alex", tmp_path / "alex_lpips.pth"), diff)
-
-
-def test_lpips_vgg_and_heads_from_a_separate_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(metrics, "_installed_heads", lambda net: None)  # pretend no lpips/torchmetrics
-    torch.save(fake_weights("vgg", heads=False, dtype=torch.float16), tmp_path / "vgg16_features.pth")
-    x = torch.rand(2, 3, 32, 32)
-    y = torch.rand(2, 3, 32, 32)
-    with pytest.raises(LPIPSUnavailable, match="linear heads"):
-        lpips(x, y, "vgg", tmp_path / "vgg16_features.pth")
-    heads = {k: v for k, v in fake_weights("vgg").items() if k.startswith("lin")}
-    torch.save(heads, tmp_path / "vgg_heads.pth")
-    d = lpips(x, y, "vgg", tmp_path / "vgg16_features.pth", heads=tmp_path / "vgg_heads.pth")
-    assert bool((d > 0).all()) and torch.allclose(
-        lpips(x, x, "vgg", tmp_path / "vgg16_features.pth", heads=tmp_path / "vgg_heads.pth"),
-        torch.zeros(2, dtype=torch.float64), atol=1e-7)
-
-
-def test_lpips_weight_errors_are_clear(tmp_path):
-    save_file(fake_weights("alex"), str(tmp_path / "alex.safetensors"))
-    x = torch.rand(1, 3, 32, 32)
-    with pytest.raises(Syn2SeqInputError, match="AlexNet weights"):
-        lpips(x, x, "vgg", tmp_path / "alex.safetensors")
-    with pytest.raises(Syn2SeqInputError, match="no file"):
-        lpips(x, x, "alex", tmp_path / "missing.pth")
-    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(Syn2SeqInputError, match="junk.pth"):
-        lpips(x, x, "alex", tmp_path / "junk.pth")
-    # A pickle that needs arbitrary classes is refused (weights_only=True), not executed.
-    torch.save({"features.0.weight": torch.zeros(1), "payload": _Payload()}, tmp_path / "pickled.pth")
-    with pytest.raises(Syn2SeqInputError, match="pickled.pth"):
-        lpips(x, x, "alex", tmp_path / "pickled.pth")
-    with pytest.raises(Syn2SeqInputError, match="net"):
-        lpips(x, x, "resnet", tmp_path / "alex.safetensors")
-
-
-def test_evaluate_frames_reports_lpips_when_weights_are_given(tmp_path):
-    save_file(fake_weights("alex"), str(tmp_path / "alex.safetensors"))
-    pred, target = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
-    report = evaluate_frames(pred, target, lpips_weights=tmp_path / "alex.safetensors")  # net detected: alex
-    assert report["lpips_alex"]["mean"] == pytest.approx(np.mean(report["lpips_alex"]["per_frame"]))
-    assert report["lpips_vgg"].startswith("unavailable: ")
-    assert report["psnr"]["mean"] == pytest.approx(float(psnr(pred, target).mean()))
-    same = evaluate_frames(pred, pred)
-    assert same["psnr"]["mean"] == "inf" and same["ssim"]["mean"] == pytest.approx(1.0)
-    json.dumps(same, allow_nan=False)
 
 
 # --- aggregation ----------------------------------------------------------------------------------------
