@@ -126,8 +126,12 @@ def list_models() -> list[str]:
     return [BUNDLED_MODEL] + folder_paths.get_filename_list(MODEL_FOLDER)
 
 
+LPIPS_NAME_PARTS = ("lpips", "alexnet", "vgg16")  # ours, and torchvision's published backbone file names
+
+
 def list_lpips_weights() -> list[str]:
-    return ["none"] + [f for f in folder_paths.get_filename_list(MODEL_FOLDER) if "lpips" in f.lower()]
+    return ["none"] + [f for f in folder_paths.get_filename_list(MODEL_FOLDER)
+                       if any(part in f.lower() for part in LPIPS_NAME_PARTS)]
 
 
 def resolve_model_file(name: str) -> Path:

@@ -19,6 +19,7 @@ generated view (:func:`frame_curves`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,7 +243,10 @@ def format_ci(d: dict | None, digits: int, sign: str = "") -> str:
     """``mean [low, high]`` of a MeanCI dict (``sign="+"`` for differences); "-" for None."""
     if d is None:
         return "-"
-    return f"{d['mean']:{sign}.{digits}f} [{d['ci_low']:{sign}.{digits}f}, {d['ci_high']:{sign}.{digits}f}]"
+    mean, low, high = (float(d[k]) for k in ("mean", "ci_low", "ci_high"))  # JSON keeps NaN / inf as text
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{mean:{sign}.{digits}f} (n={d.get('n', '?')}, no CI)"
+    return f"{mean:{sign}.{digits}f} [{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
 
 
 def format_table(summary: dict, reference: str = "sample") -> str:

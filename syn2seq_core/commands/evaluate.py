@@ -40,7 +40,7 @@ def run(args) -> int:
     from ..generation import views_of, write_json
     from ..pipeline import load_model
     from ..reports import write_plots, write_tables
-    from .generate import sampling_options
+    from .generate import lpips_weights, sampling_options
 
     categories: dict[str, str | None] = {}
     if args.index:
@@ -64,12 +64,13 @@ def run(args) -> int:
     if args.write_videos:
         for take in loaded:
             check_result_dir(Path(args.write_videos) / take.name, "--write-videos")
+    lpips = lpips_weights(args)  # files checked before the model loads
     model = load_model(args.model, device=args.device)
     mean_target = None if args.no_baselines else training_mean_target(model, args.direction)
     scores = []  # each take is also scored against its neighbour's ground truth ("own minus other")
     for i, take in enumerate(tqdm(loaded, desc="eval", unit="take", file=sys.stderr, dynamic_ncols=True)):
         scores.append(score_take(take, loaded[(i + 1) % len(loaded)], model, args.direction,
-                                 lpips_weights=args.lpips_weights, baselines=() if args.no_baselines else BASELINES,
+                                 lpips_weights=lpips, baselines=() if args.no_baselines else BASELINES,
                                  mean_target=mean_target, **sampling_options(args),
                                  external={label: paths[take.name] for label, paths in external.items()},
                                  category=categories.get(take.name) or take.category,

@@ -34,9 +34,10 @@ def add_generation_arguments(parser) -> None:
     parser.add_argument("--transition-frames", **limits.option(
         "transition_frames", "transition frames between the views", None,
         default_text="default: as the model was trained"))
-    parser.add_argument("--lpips-weights", default=None,
-                        help="LPIPS backbone weights (AlexNet or VGG16, safetensors or .pth); without them LPIPS "
-                             "is reported as unavailable")
+    parser.add_argument("--lpips-weights", action="append", default=None, metavar="FILE",
+                        help="LPIPS backbone weights: torchvision's AlexNet (alexnet-owt-7be5be79.pth) and/or VGG16 "
+                             "(vgg16-397923af.pth) file, or a .safetensors copy; repeat the option for both (the "
+                             "network is detected from the file). Without them LPIPS is reported as unavailable")
     parser.add_argument("--device", default="cpu", type=limits.device_arg,
                         help="cpu, cuda, cuda:N, mps or xpu, one this machine has (default cpu)")
     parser.set_defaults(_check_options=limits.check_generation_options)
@@ -46,6 +47,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--take", required=True, help="a take folder (exo.mp4 and/or ego.mp4 + camera files)")
     parser.add_argument("--out", required=True, help="output folder")
     add_generation_arguments(parser)
+
+
+def lpips_weights(args) -> dict | None:
+    """``--lpips-weights`` files -> ``{"alex": path, "vgg": path}`` (each file's network detected), or None."""
+    from ..errors import Syn2SeqInputError
+    from ..metrics import detect_lpips_net
+
+    out: dict = {}
+    for path in args.lpips_weights or []:
+        net = detect_lpips_net(path)
+        if net in out:
+            raise Syn2SeqInputError("--lpips-weights", "one file per network (alex, vgg)",
+                                    f"two {net} files: {out[net]} and {path}")
+        out[net] = path
+    return out or None
 
 
 def progress_callback(desc: str):
@@ -84,7 +100,7 @@ def run_one(take_dir, out, args, direction: str, model=None) -> dict:
     take = load_take(take_dir)
     callback, bar = progress_callback(f"{direction} {take.name}")
     try:
-        done = run_take(take, model, direction, out, callback=callback, lpips_weights=args.lpips_weights,
+        done = run_take(take, model, direction, out, callback=callback, lpips_weights=lpips_weights(args),
                         extra={"model": str(model.path), "steps": args.steps, "seed": args.seed,
                                "guidance": args.guidance, "guidance_scale": args.guidance_scale,
                                "stabilization": args.stabilization},

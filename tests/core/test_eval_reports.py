@@ -157,3 +157,19 @@ def test_foreign_videos_are_matched_by_take_name_and_checked(world, tmp_path):
         write_video(short / f"{name}.mp4", torch.rand(2, 3, 32, 32), fps=8)  # 2 of 4 frames
     assert main(base + ["--videos", f"short={short}"]) == 2
     assert main(base + ["--split", "test"]) == 2  # a split needs an index
+
+
+def test_eval_scores_lpips_with_one_weights_file_per_network(world, tmp_path, capsys):
+    from .test_lpips import save_weights
+
+    alex, vgg = save_weights(tmp_path, "alex"), save_weights(tmp_path, "vgg")
+    out = tmp_path / "lpips.json"
+    base = ["eval", "--takes", str(world["takes"]), "--model", str(world["model"]), "--steps", "1", "--limit", "2",
+            "--no-baselines"]
+    assert main(base + ["--lpips-weights", str(vgg), "--lpips-weights", str(alex), "--out", str(out)]) == 0
+    methods = json.loads(out.read_text())["summary"]["methods"]["sample"]
+    assert isinstance(methods["lpips_vgg"], dict) and methods["lpips_vgg"]["mean"] > 0
+    assert "unavailable" in methods["lpips_alex"] and "31x31" in methods["lpips_alex"]  # 16x16 frames
+    capsys.readouterr()
+    assert main(base + ["--lpips-weights", str(vgg), "--lpips-weights", str(vgg)]) == 2
+    assert "one file per network" in capsys.readouterr().err
