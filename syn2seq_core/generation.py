@@ -69,7 +69,7 @@ def take_sequence(take, model: Syn2SeqModel, direction: str = "exo2ego", *, n_tr
     return seq, target
 
 
-def generate_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, steps: int = 25,
+def generate_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, steps: int | None = None,
                   scheduling: str = "full_sequence", guidance: str = "conditional", guidance_scale: float = 1.0,
                   stabilization: float = 0.0, seed: int = 0, eta: float = 0.0, n_transition: int | None = None,
                   callback=None, lpips_weights=None,
@@ -150,7 +150,7 @@ def _source_reader(take, view: str, size: tuple[int, int], n: int):
     return read
 
 
-def iter_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, steps: int = 25,
+def iter_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, steps: int | None = None,
               scheduling: str = "full_sequence", guidance: str = "conditional", guidance_scale: float = 1.0,
               stabilization: float = 0.0, seed: int = 0, eta: float = 0.0, n_transition: int | None = None,
               callback=None,

@@ -19,10 +19,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import conventions as C
+from .dfot.schedule import TIME_GRIDS
 from .errors import Syn2SeqInputError, require
 from .sequence import Syn2SeqSequence
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+DEFAULT_STEPS = 25
+# "pack": the rays of a cropped frame use the intrinsics of the crop (renormalised: the pixels' true rays), as
+# the pack's training does. "re10k": the normalised intrinsics of the frame *before* its centre crop, applied
+# to the crop, as DFoT's RealEstate10K loader feeds its model (it crops to a square without renormalising);
+# converted DFoT RealEstate10K checkpoints carry it. For 16:9 footage the two differ in focal length by 1.78x.
+CAMERA_CONVENTIONS = ("pack", "re10k")
 BUNDLED_MODEL = ASSETS / "models" / "syn2seq_synthetic_tiny.safetensors"
 # Seeds of the synthetic world at or above this are never used for training: held-out takes live here.
 HELDOUT_SEED_BASE = 1 << 30
@@ -134,13 +141,19 @@ def _check_sampling(steps, guidance_scale, eta, seed, matrix: bool = False, stab
 class Syn2SeqModel:
     """A loaded generator: ``network`` (DiT3D), its noise ``schedule`` and training metadata ``info``."""
 
-    def __init__(self, network, schedule=None, info: dict | None = None, path: Path | None = None):
+    def __init__(self, network, schedule=None, info: dict | None = None, path: Path | None = None,
+                 default_steps: int = 25, camera_convention: str = "pack"):
         from .dfot.schedule import NoiseSchedule
 
         self.network = network.eval()
         self.schedule = schedule or NoiseSchedule()
         self.info = info or {}
         self.path = path
+        # Sampling steps when a caller gives none: 25 for the pack's models, DFoT's 50 on its reference grid
+        # for converted DFoT checkpoints (their schedule's grid is "dfot_ddim").
+        self.default_steps = int(default_steps)
+        # How the network expects intrinsics of centre-cropped frames (CAMERA_CONVENTIONS).
+        self.camera_convention = camera_convention
         # Where sampling runs. None: where the network's weights are. A host that keeps part of the weights on
         # an offload device and streams them per layer (ComfyUI's low-VRAM modes) sets its compute device.
         self.execution_device: torch.device | None = None
@@ -217,7 +230,10 @@ class Syn2SeqModel:
 
     def _rays(self, sequence: Syn2SeqSequence, reference: int = 0) -> Tensor:
         """[T, H, W, R] the camera input of this network: Plücker rays relative to the sequence's first
-        camera (zero where a pose is unknown), or the network's own encoding (DFoT's 180-channel rays)."""
+        camera (zero where a pose is unknown), or the network's own encoding (DFoT's 180-channel rays), from the
+        intrinsics of :attr:`camera_convention` (``CAMERA_CONVENTIONS``)."""
+        if self.camera_convention == "re10k":  # the intrinsics of the uncropped frames, as DFoT's loader gives
+            sequence = replace(sequence, cameras=sequence.cameras.with_uncropped_intrinsics())
         fmt = getattr(self.config, "ray_format", "plucker_dm")
         if fmt.startswith("plucker_"):
             return sequence.rays(*self.size, order=fmt[-2:], reference=reference).to(torch.float32)
@@ -232,13 +248,13 @@ class Syn2SeqModel:
                 "Build the sequence from frames resized to the model's size (pipeline.resize_frames)")
 
     @torch.no_grad()
-    def generate(self, sequence: Syn2SeqSequence, *, steps: int = 25, scheduling: str = "full_sequence",
+    def generate(self, sequence: Syn2SeqSequence, *, steps: int | None = None, scheduling: str = "full_sequence",
                  guidance: str = "conditional", guidance_scale: float = 1.0, fractional_level: float = 0.5,
                  stabilization: float = 0.0, seed: int = 0, eta: float = 0.0, callback=None,
                  dtype: torch.dtype | None = None) -> Syn2SeqSequence:
         """Fill the frames of ``sequence`` whose context mask is 0. Returns a new sequence.
 
-        steps: denoising steps; scheduling: a registered scheduling matrix (or a matrix [S+1, T]); guidance: history guidance
+        steps: denoising steps (default :attr:`default_steps`); scheduling: a registered scheduling matrix (or a matrix [S+1, T]); guidance: history guidance
         (``conditional``, ``vanilla``, ``fractional``) with ``guidance_scale`` and ``fractional_level``;
         stabilization: noise time at which generated history frames are shown (DFoT's stabilized guidance for
         long rollouts, e.g. 0.02; 0 = clean); seed: all noise; callback(info) once per step with "step"/"total" (raise in it to cancel);
@@ -249,6 +265,7 @@ class Syn2SeqModel:
         from .dfot.scheduling import scheduling_matrix
 
         self._check(sequence)
+        steps = self.default_steps if steps is None else steps
         _check_sampling(steps, guidance_scale, eta, seed, matrix=isinstance(scheduling, Tensor),
                         stabilization=stabilization)
         T = len(sequence)
@@ -286,7 +303,7 @@ class Syn2SeqModel:
         return replace(sequence, frames=frames, known=torch.ones_like(sequence.known), context_mask=new_mask)
 
     @torch.no_grad()
-    def generate_stream(self, sequence: Syn2SeqSequence, *, read_frames=None, steps: int = 25,
+    def generate_stream(self, sequence: Syn2SeqSequence, *, read_frames=None, steps: int | None = None,
                         scheduling: str = "full_sequence", guidance: str = "conditional", guidance_scale: float = 1.0,
                         fractional_level: float = 0.5, stabilization: float = 0.0, seed: int = 0, eta: float = 0.0,
                         callback=None, dtype: torch.dtype | None = None) -> Iterator[tuple[list[int], Tensor]]:
@@ -301,6 +318,7 @@ class Syn2SeqModel:
         from .dfot.sampler import rollout_stream
 
         self._check(sequence)
+        steps = self.default_steps if steps is None else steps
         _check_sampling(steps, guidance_scale, eta, seed, stabilization=stabilization)
         read = read_frames or (lambda start, end: sequence.frames[start:end])
         T = len(sequence)
@@ -379,6 +397,25 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     network = load_network(path, device=device, dtype=dtype, operations=operations)
     meta = read_metadata(path)
     info = json.loads(meta["training"]) if "training" in meta else {}
+    sampling = _json_meta(meta, "sampling", path)
+    require(sampling.get("grid", "uniform") in TIME_GRIDS, f"model '{path}' sampling grid",
+            f"one of {list(TIME_GRIDS)}", sampling.get("grid"), "This model was written by a newer syn2seq")
+    camera_convention = meta.get("camera_convention", "pack")
+    require(camera_convention in CAMERA_CONVENTIONS, f"model '{path}' camera_convention",
+            f"one of {list(CAMERA_CONVENTIONS)}", camera_convention, "This model was written by a newer syn2seq")
     # Models without training metadata (e.g. converted DFoT checkpoints) use DFoT's 256x256 shift.
-    schedule = NoiseSchedule(shift=float(info.get("config", {}).get("noise_shift", 0.125)))
-    return Syn2SeqModel(network, schedule=schedule, info=info, path=path)
+    schedule = NoiseSchedule(shift=float(info.get("config", {}).get("noise_shift", 0.125)),
+                             grid=sampling.get("grid", "uniform"), timesteps=int(sampling.get("timesteps", 1000)))
+    return Syn2SeqModel(network, schedule=schedule, info=info, path=path,
+                        default_steps=int(sampling.get("steps", DEFAULT_STEPS)), camera_convention=camera_convention)
+
+
+def _json_meta(meta: dict, key: str, path) -> dict:
+    if key not in meta:
+        return {}
+    try:
+        value = json.loads(meta[key])
+    except json.JSONDecodeError:
+        value = None
+    require(isinstance(value, dict), f"model '{path}' metadata {key}", "a JSON object", repr(meta[key])[:80])
+    return value

@@ -152,8 +152,7 @@ def _fit_cameras(cams: Cameras, n: int, height: int, width: int, name: str) -> C
     require(isinstance(cams, Cameras), name, "a Cameras track", type(cams).__name__)
     require(len(cams) > 0, name, "at least one camera", "0 cameras")
     if len(cams) == 1 and n > 1:
-        fish = None if cams.fisheye is None else cams.fisheye.expand(n, 4)
-        cams = Cameras(cams.c2w.expand(n, 4, 4), cams.K.expand(n, 4), cams.width, cams.height, fish)
+        cams = cams[torch.zeros(n, dtype=torch.long)]
     require(len(cams) == n, name, f"{n} camera poses (one per frame, or one static camera)",
             f"{len(cams)} poses")
     if (cams.width, cams.height) != (width, height):
@@ -262,9 +261,7 @@ def build_sequence(
     pose_tr = torch.full((n_tr,), mode != "video_only")
     if mode == "video_only" and n_tr:
         # Placeholder poses (the last source camera), flagged unknown so their rays are zero.
-        last = src_cams[-1]
-        tr_cams = Cameras(last.c2w.expand(n_tr, 4, 4), last.K.expand(n_tr, 4), width, height,
-                          None if last.fisheye is None else last.fisheye.expand(n_tr, 4))
+        tr_cams = src_cams[torch.full((n_tr,), len(src_cams) - 1, dtype=torch.long)]
 
     cameras = Cameras.cat([src_cams, tr_cams, tgt_cams]) if n_tr else Cameras.cat([src_cams, tgt_cams])
     role = {"exo": C.ROLE_EXO, "ego": C.ROLE_EGO}

@@ -235,11 +235,8 @@ def _cameras_for(cams: "Cameras", info: VideoInfo, frames: range, plan: ResizePl
 
 def broadcast_cameras(cams: "Cameras", n: int) -> "Cameras":
     """Repeat a single static camera ``n`` times. cams: 1 camera -> n cameras."""
-    from dataclasses import replace
-
     require(len(cams) == 1, "cameras", "a single camera to repeat", f"{len(cams)} cameras")
-    return replace(cams, c2w=cams.c2w.expand(n, 4, 4).clone(), K=cams.K.expand(n, 4).clone(),
-                   fisheye=None if cams.fisheye is None else cams.fisheye.expand(n, 4).clone())
+    return cams[torch.zeros(n, dtype=torch.long)]
 
 
 # --- probing --------------------------------------------------------------------------------------

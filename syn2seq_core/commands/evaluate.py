@@ -83,7 +83,8 @@ def run(args) -> int:
     if args.out:
         out = Path(args.out)
         write_json(out, {"summary": summary, "categories": summaries["categories"], "model": str(model.path),
-                         "steps": args.steps, "eta": args.eta, "seed": args.seed, "direction": args.direction,
+                         "steps": args.steps or model.default_steps, "eta": args.eta, "seed": args.seed,
+                         "direction": args.direction,
                          "mean_draws": args.mean_draws if args.mean else None, "index": args.index,
                          "split": args.split, "external": {k: str(v) for k, v in _roots(args.videos).items()},
                          "frame_curves": frame_curves(scores),

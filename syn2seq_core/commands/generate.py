@@ -13,7 +13,9 @@ def add_generation_arguments(parser) -> None:
     from ..dfot.scheduling import SCHEDULING_MATRICES
 
     parser.add_argument("--model", default=None, help="a .safetensors model (default: the bundled model)")
-    parser.add_argument("--steps", **limits.option("steps", "denoising steps", 25))
+    parser.add_argument("--steps", **limits.option("steps", "denoising steps", None,
+                                                   default_text="default: the model's, 25; 50 on the reference "
+                                                                "grid for converted DFoT models"))
     parser.add_argument("--scheduling", default="full_sequence", choices=sorted(SCHEDULING_MATRICES),
                         help="scheduling matrix (default full_sequence)")
     parser.add_argument("--guidance", default="conditional", choices=sorted(HISTORY_GUIDANCE),
@@ -101,7 +103,7 @@ def run_one(take_dir, out, args, direction: str, model=None) -> dict:
     callback, bar = progress_callback(f"{direction} {take.name}")
     try:
         done = run_take(take, model, direction, out, callback=callback, lpips_weights=lpips_weights(args),
-                        extra={"model": str(model.path), "steps": args.steps, "seed": args.seed,
+                        extra={"model": str(model.path), "steps": args.steps or model.default_steps, "seed": args.seed,
                                "guidance": args.guidance, "guidance_scale": args.guidance_scale,
                                "stabilization": args.stabilization},
                         **sampling_options(args))

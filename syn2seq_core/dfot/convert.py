@@ -36,6 +36,7 @@ import torch
 
 from ..errors import Syn2SeqInputError
 from .checkpoint import check_tensors, save_state_dict
+from .schedule import DFOT_SAMPLING_STEPS, DFOT_TIMESTEPS
 from .uvit3d import UViT3DPose, UViT3DPoseConfig
 
 DTYPES = {"keep": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -256,6 +257,9 @@ def convert_dfot_checkpoint(in_path: str | Path, out_path: str | Path, *, height
                "parameters": sum(state[k].numel() for k in params),
                "global_step": ckpt.get("global_step"), "epoch": ckpt.get("epoch"),
                "lightning_version": ckpt.get("pytorch-lightning_version")}
-    save_state_dict(out_path, state, config, extra_metadata={"source": summary})
-    summary["config"] = config
+    # How the reference samples this network and which intrinsics it saw: the pipeline follows both.
+    sampling = {"grid": "dfot_ddim", "timesteps": DFOT_TIMESTEPS, "steps": DFOT_SAMPLING_STEPS}
+    save_state_dict(out_path, state, config, extra_metadata={"source": summary, "sampling": sampling,
+                                                             "camera_convention": "re10k"})
+    summary.update(config=config, sampling=sampling, camera_convention="re10k")
     return summary

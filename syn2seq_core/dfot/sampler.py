@@ -36,7 +36,7 @@ from ..conventions import MASK_CONTEXT, MASK_GENERATE, MASK_GENERATED_CONTEXT, M
 from ..errors import Syn2SeqInputError, require
 from .guidance import Branch, HistoryGuidance
 from .schedule import NOISE_CLIP, NoiseSchedule, alpha_sigma, expand_like
-from .scheduling import levels_to_times, validate_scheduling_matrix
+from .scheduling import validate_scheduling_matrix
 from .scheduling import scheduling_matrix as build_matrix
 
 Denoiser = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
@@ -68,11 +68,12 @@ def _resolve_mask(context_mask, batch: int, frames: int) -> Tensor:
     return mask.long()
 
 
-def _resolve_times(matrix: Tensor, batch: int, frames: int) -> Tensor:
-    """Matrix [R, T] or [R, B, T] of levels or times -> float64 CPU times [R, B, T]."""
+def _resolve_times(matrix: Tensor, batch: int, frames: int, schedule: NoiseSchedule) -> Tensor:
+    """Matrix [R, T] or [R, B, T] of levels (mapped by ``schedule``'s time grid) or times -> float64 CPU times
+    [R, B, T]."""
     validate_scheduling_matrix(matrix, frames)
     matrix = matrix.detach().cpu()
-    times = matrix.to(torch.float64) if matrix.is_floating_point() else levels_to_times(matrix)
+    times = matrix.to(torch.float64) if matrix.is_floating_point() else schedule.level_times(matrix)
     if times.ndim == 2:
         times = times.unsqueeze(1).expand(-1, batch, -1)
     require(times.shape[1] == batch, "scheduling_matrix", f"batch axis of size {batch}", tuple(matrix.shape))
@@ -204,8 +205,9 @@ def sample(
     or its shape, in which case the noise is drawn from ``generator`` (on the device of ``context`` when
     given, else on the generator's device). The state is kept in at least float32 whatever the input dtype
     (the denoiser may run in lower precision inside), and the result has that dtype.
-    scheduling_matrix: [R, T] or [R, B, T]; integer levels in [0, S] (``t = level / S`` with ``S`` the
-    largest level) or float noise times in [0, 1]; see :mod:`.scheduling`. Each row transition is one DDIM
+    scheduling_matrix: [R, T] or [R, B, T]; integer levels in [0, S] (``S`` the largest level; mapped to times
+    by ``schedule``'s time grid, ``t = level / S`` on the uniform one) or float noise times in [0, 1]; see
+    :mod:`.scheduling`. Each row transition is one DDIM
     step; frames whose level does not change stay put, and steps in which no frame changes are skipped.
     context: [B, T, C, H, W] clean frames, read where ``context_mask >= 1``; context_mask: [B, T] or [T]
     codes -1/0/1/2 (default: all 0). rays: [B, T, H, W, R] per-frame camera rays or None.
@@ -244,7 +246,7 @@ def sample(
     if needs_context:
         state = torch.where(keep, context.to(device=state.device, dtype=state.dtype), state)
 
-    times = _resolve_times(scheduling_matrix, batch, frames)
+    times = _resolve_times(scheduling_matrix, batch, frames, schedule)
     times[:, mask_cpu >= MASK_CONTEXT] = 0.0
     times[:, mask_cpu == MASK_PADDING] = 1.0
     steps = active_steps(times)

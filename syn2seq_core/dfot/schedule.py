@@ -91,15 +91,32 @@ def sigmoid_weight(logsnr: Tensor, bias: float = DEFAULT_SIGMOID_BIAS) -> Tensor
     return torch.sigmoid(bias - logsnr)
 
 
+# How the integer levels of a scheduling matrix (``0 .. S`` for ``S`` sampling steps) map to noise times.
+# "uniform": ``t = level / S`` (the pack's own models). "dfot_ddim": DFoT's reference DDIM grid for its discrete
+# training table of ``timesteps`` levels: level ``m`` is table index ``k = long(linspace(-1, timesteps - 1,
+# S + 1)[m])`` (float32 linspace, truncated, as the reference computes it), ``k = -1`` is clean and index ``k``
+# sits at ``t = k / (timesteps - 1)`` on this schedule (the table is the same shifted cosine sampled at those
+# times); DFoT samples 50 steps on it.
+TIME_GRIDS = ("uniform", "dfot_ddim")
+DFOT_TIMESTEPS = 1000
+DFOT_SAMPLING_STEPS = 50
+
+
 @dataclass(frozen=True)
 class NoiseSchedule:
-    """The shifted cosine logSNR schedule. ``shift`` = base resolution / resolution (0.125 at 256x256)."""
+    """The shifted cosine logSNR schedule. ``shift`` = base resolution / resolution (0.125 at 256x256).
+    ``grid`` / ``timesteps``: how sampling levels map to times (:data:`TIME_GRIDS`, :meth:`level_times`)."""
 
     shift: float = DEFAULT_SHIFT
     logsnr_min: float = DEFAULT_LOGSNR_RANGE[0]
     logsnr_max: float = DEFAULT_LOGSNR_RANGE[1]
+    grid: str = "uniform"
+    timesteps: int = DFOT_TIMESTEPS
 
     def __post_init__(self):
+        require(self.grid in TIME_GRIDS, "time grid", f"one of {list(TIME_GRIDS)}", repr(self.grid))
+        require(isinstance(self.timesteps, int) and self.timesteps >= 2, "timesteps", "an integer >= 2",
+                self.timesteps)
         require(math.isfinite(self.shift) and self.shift > 0, "shift", "a positive number", self.shift)
         require(
             math.isfinite(self.logsnr_min) and math.isfinite(self.logsnr_max) and self.logsnr_min < self.logsnr_max,
@@ -150,6 +167,21 @@ class NoiseSchedule:
             logsnr = logsnr.to(torch.float32)
         angle = torch.atan(torch.exp(-0.5 * (logsnr - self.log_shift)))
         return (angle - self.t_min) / (self.t_max - self.t_min)
+
+    def level_times(self, levels: Tensor, steps: int | None = None) -> Tensor:
+        """Integer levels [...] in ``[0, steps]`` (``steps`` defaults to the largest) -> float64 times in [0, 1]
+        on this schedule's :attr:`grid` (0 exactly for clean)."""
+        levels = torch.as_tensor(levels)
+        if steps is None:
+            steps = int(levels.max())
+        require(steps >= 1, "steps", "an integer >= 1 (a matrix with some level above 0)", steps)
+        if self.grid == "uniform":
+            return levels.to(torch.float64) / steps
+        k = torch.linspace(-1, self.timesteps - 1, steps + 1).long()[levels.long()]  # float32, as the reference
+        # Table index 0 is the cleanest *noisy* level (sampled only with `timesteps` steps): a time just above 0,
+        # so that it is not taken for clean.
+        times = k.clamp(min=0).to(torch.float64) / (self.timesteps - 1)
+        return torch.where(k < 0, 0.0, torch.where(k == 0, 1e-12, times))
 
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """t: [...] -> (alpha, sigma), each [...]."""

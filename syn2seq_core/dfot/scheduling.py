@@ -4,7 +4,8 @@ A scheduling matrix is an integer tensor ``[R, T]`` of noise levels in ``[0, S]`
 number of sampling steps: ``S`` is pure noise, ``0`` is clean. Row ``r`` holds the level of each frame
 before step ``r``; sampling walks down the rows, so there are ``R - 1`` steps. Row 0 holds each frame's
 starting level and the last row is all 0. Along a column levels never increase. Level ``m`` maps to
-continuous time ``t = m / S`` of the noise schedule (:func:`levels_to_times`).
+continuous time ``t = m / S`` of the noise schedule (:func:`levels_to_times`; a schedule with DFoT's reference
+grid maps them its own way: ``NoiseSchedule.level_times``).
 
 Matrices describe the frames to generate only: the sampler forces context frames to clean (0) and
 padding frames to pure noise (``S``) in every row, whatever the matrix says.

@@ -90,6 +90,10 @@ class Cameras:
     K: [N, 4] normalised intrinsics (fx/W, fy/H, cx/W, cy/H).
     width, height: image size in pixels the intrinsics refer to.
     fisheye: [N, 4] Kannala–Brandt k1..k4, or None for a pinhole camera.
+    uncropped_K: [N, 4] the normalised intrinsics of the frames before they were cropped (set by :meth:`crop`;
+    None: never cropped, the same as ``K``). ``K`` is what the cropped pixels really see; a model trained the
+    way DFoT's RealEstate10K loader crops (to a square, intrinsics not renormalised) expects these instead
+    (:attr:`source_K`, :meth:`with_uncropped_intrinsics`).
     """
 
     c2w: Tensor
@@ -97,6 +101,7 @@ class Cameras:
     width: int
     height: int
     fisheye: Tensor | None = None
+    uncropped_K: Tensor | None = None
 
     def __post_init__(self):
         c2w = _as_float(self.c2w, "c2w")
@@ -127,6 +132,17 @@ class Cameras:
             require(fisheye.shape[0] == n, "fisheye", f"{n} rows", fisheye.shape[0])
             check_finite(fisheye, "fisheye")
             fisheye = fisheye.to(c2w.dtype)
+        uncropped = self.uncropped_K
+        if uncropped is not None:
+            uncropped = _as_float(uncropped, "uncropped_K")
+            if uncropped.ndim == 1:
+                uncropped = uncropped[None]
+            if uncropped.shape[0] == 1 and n != 1:
+                uncropped = uncropped.expand(n, 4).clone()
+            require(tuple(uncropped.shape) == (n, 4), "uncropped_K", f"shape [{n}, 4]", tuple(uncropped.shape))
+            check_intrinsics(uncropped)
+            uncropped = uncropped.to(c2w.dtype)
+        object.__setattr__(self, "uncropped_K", uncropped)
         object.__setattr__(self, "c2w", c2w)
         object.__setattr__(self, "K", K.to(c2w.dtype))
         object.__setattr__(self, "width", int(self.width))
@@ -144,7 +160,8 @@ class Cameras:
                 raise IndexError(f"camera index {index} out of range for {n} cameras")
             index = slice(index % n, index % n + 1)
         return replace(self, c2w=self.c2w[index], K=self.K[index],
-                       fisheye=None if self.fisheye is None else self.fisheye[index])
+                       fisheye=None if self.fisheye is None else self.fisheye[index],
+                       uncropped_K=None if self.uncropped_K is None else self.uncropped_K[index])
 
     @property
     def size(self) -> tuple[int, int]:
@@ -168,7 +185,18 @@ class Cameras:
 
     def to(self, dtype: torch.dtype) -> "Cameras":
         return replace(self, c2w=self.c2w.to(dtype), K=self.K.to(dtype),
-                       fisheye=None if self.fisheye is None else self.fisheye.to(dtype))
+                       fisheye=None if self.fisheye is None else self.fisheye.to(dtype),
+                       uncropped_K=None if self.uncropped_K is None else self.uncropped_K.to(dtype))
+
+    @property
+    def source_K(self) -> Tensor:
+        """[N, 4] the normalised intrinsics before any crop (``uncropped_K``, else ``K``)."""
+        return self.K if self.uncropped_K is None else self.uncropped_K
+
+    def with_uncropped_intrinsics(self) -> "Cameras":
+        """These cameras with :attr:`source_K` as their intrinsics: what a model of DFoT's RealEstate10K
+        convention was shown for such crops (for a 16:9 frame cropped to a square, fx 1.78x smaller)."""
+        return replace(self, K=self.source_K, uncropped_K=None)
 
     # --- constructors -----------------------------------------------------------------------------
     @classmethod
@@ -205,8 +233,11 @@ class Cameras:
                                     "coefficients")
         if kinds == {True}:
             fish = torch.cat([t.fisheye.to(dtype) for t in tracks if len(t)])
+        uncropped = None
+        if any(t.uncropped_K is not None for t in tracks):
+            uncropped = torch.cat([t.source_K.to(dtype) for t in tracks])
         return cls(torch.cat([t.c2w.to(dtype) for t in tracks]), torch.cat([t.K.to(dtype) for t in tracks]),
-                   w, h, fish)
+                   w, h, fish, uncropped)
 
     # --- conversions ------------------------------------------------------------------------------
     def to_opengl(self) -> Tensor:
@@ -234,7 +265,7 @@ class Cameras:
         Kp = torch.stack([self.K[:, 0] * self.width, self.K[:, 1] * self.height,
                           self.K[:, 2] * self.width - left, self.K[:, 3] * self.height - top], -1)
         K = Kp / torch.tensor([width, height, width, height], dtype=Kp.dtype, device=Kp.device)
-        return replace(self, K=K, width=int(width), height=int(height))
+        return replace(self, K=K, width=int(width), height=int(height), uncropped_K=self.source_K)
 
     def resize_and_center_crop(self, size: int | tuple[int, int], src_size: tuple[int, int] | None = None):
         """Scale the short side to fit ``size`` (w, h), then centre-crop; returns the new cameras."""

@@ -69,7 +69,8 @@ def slerp_poses(c2w_a: Tensor, c2w_b: Tensor, n: int) -> Tensor:
 def interpolate_cameras(cam_a: Cameras, cam_b: Cameras, n: int) -> Cameras:
     """``n`` cameras between the last camera of ``cam_a`` and the first of ``cam_b``.
 
-    Poses by :func:`slerp_poses`, normalised intrinsics (and fisheye coefficients) by linear interpolation.
+    Poses by :func:`slerp_poses`, normalised intrinsics (and fisheye coefficients, pre-crop intrinsics) by linear
+    interpolation.
     Both tracks must share an image size.
     """
     require(cam_a.size == cam_b.size, "cam_b", f"image size {cam_a.size} (like cam_a)", cam_b.size,
@@ -85,4 +86,7 @@ def interpolate_cameras(cam_a: Cameras, cam_b: Cameras, n: int) -> Cameras:
             "Undistort the fisheye view to a pinhole first")
     if a.fisheye is not None:
         fish = a.fisheye.to(dtype) + s * (b.fisheye.to(dtype) - a.fisheye.to(dtype))
-    return Cameras(c2w, K, cam_a.width, cam_a.height, fish)
+    uncropped = None
+    if a.uncropped_K is not None or b.uncropped_K is not None:  # the pre-crop intrinsics, interpolated alike
+        uncropped = a.source_K.to(dtype) + s * (b.source_K.to(dtype) - a.source_K.to(dtype))
+    return Cameras(c2w, K, cam_a.width, cam_a.height, fish, uncropped)
