@@ -36,6 +36,7 @@ COMMANDS = {
     "exo2ego": ("generate", "generate the ego video of a take from its exo video and both camera tracks"),
     "ego2exo": ("generate", "generate the exo video of a take from its ego video and both camera tracks"),
     "interpolate": ("interpolate", "first-last-frame interpolation between two images, or inside a video"),
+    "image2video": ("image2video", "a video along a camera track from one or more images (any DFoT-family model)"),
     "render-synthetic": ("render_synthetic", "render procedural exo/ego takes with exact cameras"),
     "train": ("train", "train or finetune a DFoT model from a config file"),
     "eval": ("evaluate", "evaluate a model on a folder of takes (PSNR/SSIM/LPIPS on generated frames)"),

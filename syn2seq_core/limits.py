@@ -68,12 +68,13 @@ def _r(name, kind, lo, hi, used_by, why, lo_open=False) -> tuple[str, Range]:
 
 
 _GEN = "exo2ego / ego2exo / demo / eval"
+_SAMPLE = f"{_GEN} / image2video"  # the sampling options (commands.generate.add_sampling_arguments)
 
 # One entry per kind of user-given number. `used_by` lists CLI options (``command --option``) and node
 # widgets (``Node.input``); tests check that every numeric option and widget takes its range from here.
 LIMITS: dict[str, Range] = dict([
     # sampling (exo2ego, ego2exo, demo, eval; the model nodes)
-    _r("steps", int, 1, 1000, [f"{_GEN} --steps", "Syn2SeqSampler.steps"],
+    _r("steps", int, 1, 1000, [f"{_SAMPLE} --steps", "Syn2SeqSampler.steps"],
        "DFoT's reference trains with 1000 noise levels; more steps only repeat levels"),
     _r("transition_frames", int, 0, 256,
        [f"{_GEN} --transition-frames", "Syn2SeqBuildSequence.n_transition", "Syn2SeqTransitionPoses.n",
@@ -81,15 +82,17 @@ LIMITS: dict[str, Range] = dict([
        "a bridge between two views: the models are trained with a few; hundreds only cost memory"),
     _r("mean_draws", int, 1, 64, [f"{_GEN} --mean-draws", "Syn2SeqConditionalMean.draws"],
        "each draw is one network pass over the window; the average settles within a few dozen"),
-    _r("seed", int, 0, SEED_MAX, [f"{_GEN} --seed", "render-synthetic --seed", "Syn2SeqSampler.seed",
+    _r("seed", int, 0, SEED_MAX, [f"{_SAMPLE} --seed", "render-synthetic --seed", "Syn2SeqSampler.seed",
                                   "Syn2SeqConditionalMean.seed"],
        "what torch.Generator.manual_seed accepts (uint64); a command that uses seed .. seed + k - 1 "
        "checks the last one too"),
-    _r("guidance_scale", float, 0.0, 20.0, [f"{_GEN} --guidance-scale", "Syn2SeqSampler.guidance_scale"],
+    _r("guidance_scale", float, 0.0, 20.0, [f"{_SAMPLE} --guidance-scale", "Syn2SeqSampler.guidance_scale"],
        "history guidance weight w; 1 = no guidance; large weights extrapolate far outside the data"),
-    _r("stabilization", float, 0.0, 0.99, [f"{_GEN} --stabilization", "Syn2SeqSampler.stabilization"],
+    _r("stabilization", float, 0.0, 0.99, [f"{_SAMPLE} --stabilization", "Syn2SeqSampler.stabilization"],
        "noise time of generated history (DFoT uses 0.02); at 1 the history would be pure noise, i.e. dropped"),
-    _r("eta", float, 0.0, 1.0, [f"{_GEN} --eta"],
+    _r("keyframe_density", float, 0.0, 1.0, ["image2video --keyframe-density", "Syn2SeqImageToVideo.keyframe_density"],
+       "a share of the frames (DFoT uses 0.0625); 1 makes every frame a keyframe", lo_open=True),
+    _r("eta", float, 0.0, 1.0, [f"{_SAMPLE} --eta"],
        "DDIM stochasticity: 0 deterministic, 1 ancestral DDPM; above 1 a step would add more noise than the "
        "noise level it lands on"),
     # eval
@@ -108,7 +111,7 @@ LIMITS: dict[str, Range] = dict([
        "takes rendered together; memory is checked before rendering"),
     _r("threads", int, 0, 1024, ["render-synthetic --threads"], "torch threads; 0 = leave torch's setting"),
     # video
-    _r("fps", float, 0, 1000, ["render-synthetic --fps", "interpolate --fps"],
+    _r("fps", float, 0, 1000, ["render-synthetic --fps", "interpolate --fps", "image2video --fps"],
        "what the video writer accepts", lo_open=True),
     # interpolate
     _r("interpolate_frames", int, 0, 1024, ["interpolate -n/--frames"],

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 
-def add_generation_arguments(parser) -> None:
-    """Sampling options shared by exo2ego, ego2exo, demo and eval (ranges: syn2seq_core.limits)."""
+def add_sampling_arguments(parser) -> None:
+    """The model and its sampling options (exo2ego, ego2exo, demo, eval, image2video; ranges: limits)."""
     from .. import limits
     from ..dfot.guidance import HISTORY_GUIDANCE
     from ..dfot.scheduling import SCHEDULING_MATRICES
@@ -27,6 +27,15 @@ def add_generation_arguments(parser) -> None:
     parser.add_argument("--seed", **limits.option("seed", "seed of all noise", 0))
     parser.add_argument("--eta", **limits.option("eta", "DDIM stochasticity: 0 deterministic, 1 ancestral DDPM",
                                                  0.0))
+    parser.add_argument("--device", default="cpu", type=limits.device_arg,
+                        help="cpu, cuda, cuda:N, mps or xpu, one this machine has (default cpu)")
+
+
+def add_generation_arguments(parser) -> None:
+    """Sampling options shared by exo2ego, ego2exo, demo and eval (ranges: syn2seq_core.limits)."""
+    from .. import limits
+
+    add_sampling_arguments(parser)
     parser.add_argument("--mean", action="store_true",
                         help="also the model's conditional mean (its one-shot x0 at full noise, averaged over "
                              "--mean-draws noise draws) next to the sample: <view>_mean.mp4, or scored as 'mean' "
@@ -40,8 +49,6 @@ def add_generation_arguments(parser) -> None:
                         help="LPIPS backbone weights: torchvision's AlexNet (alexnet-owt-7be5be79.pth) and/or VGG16 "
                              "(vgg16-397923af.pth) file, or a .safetensors copy; repeat the option for both (the "
                              "network is detected from the file). Without them LPIPS is reported as unavailable")
-    parser.add_argument("--device", default="cpu", type=limits.device_arg,
-                        help="cpu, cuda, cuda:N, mps or xpu, one this machine has (default cpu)")
     parser.set_defaults(_check_options=limits.check_generation_options)
 
 

@@ -1,0 +1,95 @@
+"""``syn2seq image2video --image A.png [--image B.png ...] --cameras CAMS --model M --out DIR``: a video along a
+camera track from one or more images, with any DFoT-family model (see syn2seq_core.image2video).
+
+Writes ``DIR/video.mp4`` (every frame, the given images included), ``DIR/cameras.json`` (the track at the
+model's size) and ``DIR/image2video.json`` (what was run); the folder appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    from .. import limits
+    from ..image2video import DEFAULT_KEYFRAME_DENSITY, MODES
+    from .generate import add_sampling_arguments
+
+    parser.add_argument("--image", action="append", required=True, metavar="FILE",
+                        help="a PNG/JPEG image; repeat for several (placed at --image-frames)")
+    parser.add_argument("--cameras", required=True,
+                        help="the camera track: a file or folder in any format load_cameras reads (cameras.json, "
+                             "RealEstate10K .txt, transforms.json, COLMAP), one camera per output frame")
+    parser.add_argument("--cameras-format", default="auto", help="the camera file's format (default auto)")
+    parser.add_argument("--image-frames", default=None,
+                        help="comma-separated frame of each image in the track (negative from the end), e.g. 0,-1 "
+                             "for first and last (default: the first frames)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--mode", default="sliding", choices=MODES,
+                        help="sliding window along the track, or keyframes first then the frames between them")
+    parser.add_argument("--keyframe-density", **limits.option(
+        "keyframe_density", "share of the frames generated first as keyframes (--mode keyframes)",
+        DEFAULT_KEYFRAME_DENSITY))
+    parser.add_argument("--fps", **limits.option("fps", "frame rate of the video", 10.0))
+    add_sampling_arguments(parser)
+
+
+def run(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from ..atomic import check_result_dir, result_dir
+    from ..errors import Syn2SeqInputError
+    from ..generation import write_json
+    from ..geometry import load_cameras
+    from ..geometry import save_cameras
+    from ..image2video import fit_image, image_sequence, iter_image_to_video
+    from ..pipeline import load_model
+    from ..video_io import read_image, write_video
+
+    out = check_result_dir(Path(args.out))
+    frames_at = None
+    if args.image_frames is not None:
+        try:
+            frames_at = [int(x) for x in args.image_frames.split(",")]
+        except ValueError:
+            raise Syn2SeqInputError("--image-frames", "comma-separated integers, e.g. 0,-1",
+                                    repr(args.image_frames)) from None
+    images = [read_image(p) for p in args.image]  # every input checked before the model loads
+    cameras = load_cameras(args.cameras, format=args.cameras_format)
+    model = load_model(args.model, device=args.device)
+    height, width = model.size
+    cameras = cameras.resize_and_center_crop((width, height))
+    fitted = torch.stack([fit_image(im, width, height) for im in images])
+    sequence = image_sequence(fitted, cameras, frames_at)
+    bar = tqdm(desc="image2video", unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def callback(info):
+        bar.total, bar.n = info["total"], info["step"]
+        bar.set_postfix_str(f"pass {info['pass'] + 1}/{info['passes']}")
+        bar.refresh()
+
+    frames = sequence.frames.clone()
+    order = []
+    try:
+        for name, index, part in iter_image_to_video(
+                model, sequence, mode=args.mode, keyframe_density=args.keyframe_density, callback=callback,
+                steps=args.steps, scheduling=args.scheduling, guidance=args.guidance,
+                guidance_scale=args.guidance_scale, stabilization=args.stabilization, seed=args.seed, eta=args.eta):
+            frames[index] = part.to(frames.dtype)
+            order.append({"pass": name, "frames": index})
+    finally:
+        bar.close()
+    with result_dir(out) as folder:
+        write_video(folder / "video.mp4", frames, fps=args.fps)
+        save_cameras(cameras, folder / "cameras.json")
+        write_json(folder / "image2video.json", {
+            "model": str(model.path), "images": [str(p) for p in args.image], "cameras": str(args.cameras),
+            "image_frames": [int(i) for i in (frames_at or range(len(images)))], "frames": len(frames),
+            "size": [width, height], "mode": args.mode, "keyframe_density": args.keyframe_density,
+            "steps": args.steps or model.default_steps, "guidance": args.guidance,
+            "guidance_scale": args.guidance_scale, "stabilization": args.stabilization, "seed": args.seed,
+            "camera_convention": model.camera_convention, "generation_order": order})
+    print(f"{len(frames)} frames ({args.mode}) -> {out / 'video.mp4'}")
+    return 0
