@@ -27,6 +27,7 @@ from pathlib import Path
 from torch import Tensor
 
 from .errors import Syn2SeqInputError
+from .fvd import CONVENTIONAL_FRAMES
 from .metrics import mean_ci, paired_difference, psnr
 
 BASELINES = ("copy_last", "flat_color", "mean_target")
@@ -73,6 +74,8 @@ class TakeScores:
     category: str | None = None
     # The middle generated frame [3, h, w] of every method, with "source" (the last source frame) and "target".
     example: dict = field(default_factory=dict)
+    # FVD: the I3D features [400] of each method's clip and of the ground truth ("target"), or why there are none.
+    features: dict | str | None = None
 
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
@@ -98,14 +101,16 @@ def external_video(root, take: str, view: str, label: str) -> Path:
 
 def score_take(take, other, model, direction: str = "exo2ego", *, lpips_weights=None, baselines=BASELINES,
                mean_target: Tensor | None = None, write_to=None, chunk: int = 16,
-               external: Mapping[str, Path] | None = None, category: str | None = None, **options) -> TakeScores:
+               external: Mapping[str, Path] | None = None, category: str | None = None, i3d=None,
+               **options) -> TakeScores:
     """Generate ``take``'s other view and score it, its conditional mean (``with_mean``), the ``baselines`` and
     the ``external`` videos (label -> a video of this take's generated view by another system, resized to the
     model's size; it needs at least as many frames as the view, extra frames are ignored) against its ground
     truth, and their PSNR against ``other``'s ground truth (another take), streaming
     (:func:`syn2seq_core.generation.iter_take`): memory does not grow with the length of the takes.
     ``write_to``: also write the take's result set there (as ``syn2seq exo2ego`` would). ``category``: the
-    take's category (default its own ``take.category``). options: as iter_take."""
+    take's category (default its own ``take.category``). ``i3d``: an FVD network (``fvd.load_i3d``): the first
+    16 frames of every method's clip and of the ground truth are kept for its features. options: as iter_take."""
     from contextlib import nullcontext
 
     from .atomic import result_dir
@@ -129,6 +134,7 @@ def score_take(take, other, model, direction: str = "exo2ego", *, lpips_weights=
         outside[label] = _Held(iter_video_chunks(path, chunk, size=(w, h)))
     middle = n_target // 2
     example: dict = {}
+    clips: dict[str, list[Tensor]] = {}  # the first CONVENTIONAL_FRAMES frames of each method, for FVD
     scores: dict[str, FrameScores] = {}
     other_values: dict[str, list[float]] = {}
     with result_dir(write_to) if write_to is not None else nullcontext() as folder:
@@ -145,6 +151,10 @@ def score_take(take, other, model, direction: str = "exo2ego", *, lpips_weights=
                     preds["mean"] = block.mean[:k]
                 preds.update({name: f.expand(k, -1, -1, -1) for name, f in fixed.items()})
                 preds.update({label: held.take(k) for label, held in outside.items()})
+                if i3d is not None and block.start < CONVENTIONAL_FRAMES:
+                    keep = min(k, CONVENTIONAL_FRAMES - block.start)
+                    for method, pred in {**preds, "target": block.target[:k]}.items():
+                        clips.setdefault(method, []).append(pred[:keep].clone())
                 if block.start <= middle < block.start + k:
                     i = middle - block.start
                     example = {"source": last[0], **{m: p[i] for m, p in preds.items()}, "target": block.target[i]}
@@ -163,8 +173,25 @@ def score_take(take, other, model, direction: str = "exo2ego", *, lpips_weights=
             raise
     own = {method: float(r["psnr"]["mean"]) for method, r in reports.items()}
     other_psnr = {method: sum(v) / len(v) for method, v in other_values.items()}
+    features = None
+    if i3d is not None:
+        features = _clip_features(clips, i3d, take.name)
     return TakeScores(take.name, reports, own, other_psnr, category if category is not None else take.category,
-                      {k: v.clone() for k, v in example.items()})
+                      {k: v.clone() for k, v in example.items()}, features)
+
+
+def _clip_features(clips: dict[str, list[Tensor]], net, name: str) -> dict | str:
+    """I3D features [400] per method of one take's clips, or why FVD cannot use them."""
+    import torch
+
+    from .fvd import MIN_FRAMES, i3d_features
+
+    frames = sum(len(c) for c in clips.get("target", []))
+    if frames < MIN_FRAMES:
+        return f"take '{name}' has {frames} generated frames; the I3D of FVD needs clips of at least {MIN_FRAMES}"
+    methods = list(clips)
+    videos = torch.stack([torch.cat(clips[m]) for m in methods])
+    return dict(zip(methods, i3d_features(videos, net)))
 
 
 def summarize(scores: list[TakeScores], reference: str = "sample") -> dict:
@@ -181,6 +208,9 @@ def summarize(scores: list[TakeScores], reference: str = "sample") -> dict:
                 continue
             entry[metric] = v if isinstance(v, str) else mean_ci(
                 [s.per_method[m][metric]["mean"] for s in scores]).to_dict()
+        fvd = _fvd_summary(scores, m)
+        if fvd is not None:
+            entry["fvd"] = fvd
         out["methods"][m] = entry
         if all(m in s.other_psnr for s in scores):
             out["own_minus_other_psnr"][m] = paired_difference([s.own_psnr[m] for s in scores],
@@ -202,6 +232,28 @@ def summarize(scores: list[TakeScores], reference: str = "sample") -> dict:
                 paired[m]["own_minus_other"] = paired_difference(gaps[ref], gaps[m]).to_dict()
         out["paired_vs_" + ref] = paired
     return out
+
+
+def _fvd_summary(scores: list[TakeScores], method: str) -> dict | str | None:
+    """FVD of ``method``'s clips against the ground-truth clips of the same takes (a set-level metric: no CI;
+    ``n`` videos per set, ``stable`` False below fvd.MINIMUM_VIDEOS), its reason when unavailable, None when no
+    I3D was given."""
+    from .fvd import HOW_TO_GET_I3D, fvd_entry
+
+    if all(s.features is None for s in scores):
+        return f"unavailable: no I3D weights given. {HOW_TO_GET_I3D}"
+    bad = next((s.features for s in scores if isinstance(s.features, str)), None)
+    if bad is not None:
+        return f"unavailable: {bad}"
+    if len(scores) < 2:
+        return "unavailable: FVD compares sets of videos: at least 2 takes needed"
+    import torch
+
+    entry = fvd_entry(torch.stack([s.features[method] for s in scores]),
+                      torch.stack([s.features["target"] for s in scores]))
+    value = float(entry["fvd"])
+    return {"mean": value, "ci_low": float("nan"), "ci_high": float("nan"), "n": entry["videos"][0],
+            "stable": entry["stable"]}
 
 
 UNCATEGORISED = "(none)"

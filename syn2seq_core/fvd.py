@@ -83,8 +83,8 @@ I3D_FILE_NAME = "i3d_torchscript.pt"
 I3D_URL = "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1"
 HOW_TO_GET_I3D = (f"FVD needs the Kinetics-400 I3D of the FVD reference as ported by StyleGAN-V: download "
                   f"{I3D_FILE_NAME} ({I3D_URL}; linked from github.com/universome/stylegan-v "
-                  "src/metrics/frechet_video_distance.py, and the file DFoT's evaluation uses) and pass its path "
-                  "as the FVD I3D weights. It is read without running the code inside it; a .safetensors copy "
+                  "src/metrics/frechet_video_distance.py, and the file DFoT's evaluation uses) and pass it as "
+                  "syn2seq eval --i3d FILE (Python: load_i3d(FILE)). It is read without running the code inside it; a .safetensors copy "
                   "written by syn2seq_core.fvd.convert_i3d_weights works too. Nothing is downloaded")
 _RANGE_SLACK = 0.5  # as metrics.py: values beyond [-0.5, 1.5] mean another range was passed
 _MAX_RECORD_BYTES = 4 << 30

@@ -22,6 +22,9 @@ def add_arguments(parser) -> None:
                         help="a take index (CSV with a header 'take,category,split', or JSON; docs/take_format.md): "
                              "score these takes, with these categories")
     parser.add_argument("--split", default=None, help="with --index: only the takes of this split (e.g. test)")
+    parser.add_argument("--i3d", default=None, metavar="FILE",
+                        help="the FVD network: StyleGAN-V's i3d_torchscript.pt (read without running its code) or a "
+                             ".safetensors copy (docs/fvd.md); without it FVD is reported as unavailable")
     parser.add_argument("--videos", action="append", default=[], metavar="LABEL=DIR",
                         help="also score another system's videos as method LABEL: DIR/<take>/<view>.mp4 or "
                              "DIR/<take>.mp4 per take (repeatable)")
@@ -65,6 +68,13 @@ def run(args) -> int:
         for take in loaded:
             check_result_dir(Path(args.write_videos) / take.name, "--write-videos")
     lpips = lpips_weights(args)  # files checked before the model loads
+    i3d = None
+    if args.i3d is not None:
+        from ..fvd import load_i3d
+
+        if not Path(args.i3d).is_file():
+            raise Syn2SeqInputError("--i3d", "an I3D weights file (docs/fvd.md)", f"no file '{args.i3d}'")
+        i3d = load_i3d(args.i3d).to(args.device)
     model = load_model(args.model, device=args.device)
     mean_target = None if args.no_baselines else training_mean_target(model, args.direction)
     scores = []  # each take is also scored against its neighbour's ground truth ("own minus other")
@@ -73,7 +83,7 @@ def run(args) -> int:
                                  lpips_weights=lpips, baselines=() if args.no_baselines else BASELINES,
                                  mean_target=mean_target, **sampling_options(args),
                                  external={label: paths[take.name] for label, paths in external.items()},
-                                 category=categories.get(take.name) or take.category,
+                                 category=categories.get(take.name) or take.category, i3d=i3d,
                                  write_to=Path(args.write_videos) / take.name if args.write_videos else None))
     summaries = summarize_categories(scores)
     summary = summaries["overall"]
@@ -86,7 +96,8 @@ def run(args) -> int:
                          "steps": args.steps or model.default_steps, "eta": args.eta, "seed": args.seed,
                          "direction": args.direction,
                          "mean_draws": args.mean_draws if args.mean else None, "index": args.index,
-                         "split": args.split, "external": {k: str(v) for k, v in _roots(args.videos).items()},
+                         "split": args.split, "i3d": args.i3d,
+                         "external": {k: str(v) for k, v in _roots(args.videos).items()},
                          "frame_curves": frame_curves(scores),
                          "per_take": [{"take": s.name, "category": s.category, "methods": s.per_method,
                                        "own_psnr": s.own_psnr, "other_psnr": s.other_psnr} for s in scores]})

@@ -173,3 +173,35 @@ def test_eval_scores_lpips_with_one_weights_file_per_network(world, tmp_path, ca
     capsys.readouterr()
     assert main(base + ["--lpips-weights", str(vgg), "--lpips-weights", str(vgg)]) == 2
     assert "one file per network" in capsys.readouterr().err
+
+
+def test_fvd_compares_each_method_s_clips_with_the_ground_truth_clips():
+    from syn2seq_core.evaluation import TakeScores, summarize
+    from syn2seq_core.fvd import fvd_entry
+
+    g = torch.Generator().manual_seed(0)
+    report = {"psnr": {"per_frame": [20.0], "mean": 20.0}, "ssim": {"per_frame": [0.5], "mean": 0.5}}
+    feats = [{"sample": torch.randn(400, generator=g, dtype=torch.float64) + 1,
+              "target": torch.randn(400, generator=g, dtype=torch.float64)} for _ in range(6)]
+    scores = [TakeScores(f"t{i}", {"sample": report}, {}, {}, None, {}, f) for i, f in enumerate(feats)]
+    entry = summarize(scores)["methods"]["sample"]["fvd"]
+    expected = fvd_entry(torch.stack([f["sample"] for f in feats]), torch.stack([f["target"] for f in feats]))
+    assert entry["mean"] == pytest.approx(expected["fvd"]) and entry["n"] == 6 and entry["stable"] is False
+    no_i3d = summarize([TakeScores("a", {"sample": report}, {}, {}), TakeScores("b", {"sample": report}, {}, {})])
+    assert no_i3d["methods"]["sample"]["fvd"].startswith("unavailable: no I3D weights given")
+
+
+def test_eval_with_an_i3d_says_why_short_clips_get_no_fvd(world, tmp_path):
+    from safetensors.torch import save_file
+
+    from syn2seq_core.fvd import I3D, I3DConfig
+
+    i3d = tmp_path / "i3d.safetensors"
+    save_file({k: v.contiguous() for k, v in I3D(I3DConfig()).state_dict().items()}, str(i3d))
+    out = tmp_path / "fvd.json"
+    base = ["eval", "--takes", str(world["takes"]), "--model", str(world["model"]), "--steps", "1", "--limit", "2",
+            "--no-baselines"]
+    assert main(base + ["--i3d", str(i3d), "--out", str(out)]) == 0
+    fvd = json.loads(out.read_text())["summary"]["methods"]["sample"]["fvd"]
+    assert fvd.startswith("unavailable:") and "at least 9" in fvd  # the takes' ego views have 4 frames
+    assert main(base + ["--i3d", str(tmp_path / "missing.pt")]) == 2
