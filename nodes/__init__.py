@@ -8,13 +8,15 @@ registries or when a node runs.
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import cameras, evaluate, interpolation, management, model, paths, sequence, takes
+from . import camera_paths, cameras, evaluate, interpolation, management, model, paths, sequence, takes, wan_camera
 
 paths.register_model_folder()
 
 NODES: list[type[io.ComfyNode]] = [
     *takes.NODES,
     *cameras.NODES,
+    *camera_paths.NODES,
+    *wan_camera.NODES,
     *interpolation.NODES,
     *sequence.NODES,
     *model.NODES,

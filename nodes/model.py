@@ -8,7 +8,7 @@ from comfy_api.latest import io
 
 from . import convert, management, paths, progress
 from ._core import core, input_error
-from .sockets import CATEGORY, Model, Sequence
+from .sockets import CATEGORY, Cameras, Model, Sequence
 
 
 class Syn2SeqLoadModel(io.ComfyNode):
@@ -24,7 +24,8 @@ class Syn2SeqLoadModel(io.ComfyNode):
                         "memory manager owns the network: it goes to the GPU when a sampler needs it and is "
                         "offloaded when other models need the memory (--lowvram / --novram respected).",
             inputs=[io.Combo.Input("model", options=paths.list_models(), default=paths.BUNDLED_MODEL),
-                    io.Combo.Input("weight_dtype", options=list(management.WEIGHT_DTYPES), default="auto", optional=True,
+                    io.Combo.Input("weight_dtype", options=list(management.WEIGHT_DTYPES), default="auto",
+                                   optional=True,
                                    tooltip="How the weights are stored. auto: ComfyUI's choice for the device (bf16 "
                                            "where supported, else fp16; fp32 on the CPU). Sampling computes in bf16 "
                                            "where the device has it natively, else fp32, whatever this says.")],
@@ -166,4 +167,80 @@ class Syn2SeqConditionalMean(io.ComfyNode):
         return io.NodeOutput(mean, convert.frames_to_image(mean.frames))
 
 
-NODES = [Syn2SeqLoadModel, Syn2SeqSampler, Syn2SeqConditionalMean]
+class Syn2SeqImageToVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        matrices = sorted(core("dfot.scheduling").SCHEDULING_MATRICES)
+        guidance = sorted(core("dfot.guidance").HISTORY_GUIDANCE)
+        i2v = core("image2video")
+        limits = core("limits").LIMITS
+        steps, scale, seed, stab = (limits[k] for k in ("steps", "guidance_scale", "seed", "stabilization"))
+        density = limits["keyframe_density"]
+        return io.Schema(
+            node_id="Syn2SeqImageToVideo",
+            display_name="Syn2Seq Image to Video (DFoT)",
+            category=f"{CATEGORY}/model",
+            description="A video along a camera track from one or more images, with any DFoT-family model (DFoT's "
+                        "own task: load the converted DFoT_RE10K model). The images are clean context at their "
+                        "frames of the track (fitted to the model's size like the cameras); every other frame is "
+                        "generated. sliding: the window slides along the track; keyframes: keyframes spread over "
+                        "the track first, then the frames between them (less drift on long tracks).",
+            inputs=[
+                Model.Input("model"),
+                io.Image.Input("images", tooltip="One or more images (a batch), placed at image_frames."),
+                Cameras.Input("cameras", tooltip="The camera track: one camera per output frame."),
+                io.String.Input("image_frames", default="0",
+                                tooltip="Comma-separated frame of each image in the track, negative from the end "
+                                        "(e.g. 0,-1 for first and last)."),
+                io.Combo.Input("mode", options=list(i2v.MODES), default="sliding"),
+                io.Float.Input("keyframe_density", default=i2v.DEFAULT_KEYFRAME_DENSITY, min=density.lo,
+                               max=density.hi, step=0.0025, tooltip="keyframes mode: share of the frames "
+                               "generated first (DFoT: 0.0625)."),
+                io.Int.Input("steps", default=50, min=steps.lo, max=steps.hi,
+                             tooltip="Denoising steps (DFoT samples 50 on its own grid)."),
+                io.Combo.Input("scheduling", options=matrices,
+                               default="full_sequence" if "full_sequence" in matrices else matrices[0]),
+                io.Combo.Input("history_guidance", options=guidance,
+                               default="conditional" if "conditional" in guidance else guidance[0]),
+                io.Float.Input("guidance_scale", default=1.0, min=scale.lo, max=scale.hi, step=0.05),
+                io.Float.Input("stabilization", default=0.0, min=stab.lo, max=stab.hi, step=0.01,
+                               tooltip="Stabilized history guidance for long tracks (DFoT: 0.02)."),
+                io.Int.Input("seed", default=0, min=seed.lo, max=seed.hi, control_after_generate=True),
+            ],
+            outputs=[io.Image.Output("frames", display_name="frames"),
+                     Cameras.Output("cameras_out", display_name="cameras",
+                                    tooltip="The track at the model's size (what the model was given).")],
+        )
+
+    @classmethod
+    def execute(cls, model, images, cameras, image_frames, mode, keyframe_density, steps, scheduling,
+                history_guidance, guidance_scale, stabilization, seed) -> io.NodeOutput:
+        import torch
+
+        if not isinstance(model, management.ManagedModel):
+            raise input_error("model", "the output of Syn2Seq Load Model", type(model).__name__)
+        i2v = core("image2video")
+        try:
+            frames_at = [int(x) for x in str(image_frames).split(",") if x.strip()] or None
+        except ValueError:
+            raise input_error("image_frames", "comma-separated integers, e.g. 0,-1", repr(image_frames)) from None
+        height, width = model.size
+        pictures = convert.image_to_frames(images, "images")
+        fitted = torch.stack([i2v.fit_image(p, width, height) for p in pictures])
+        track = cameras.resize_and_center_crop((width, height))
+        sequence = i2v.image_sequence(fitted, track, frames_at)
+        core_model = model.ready(min(len(sequence), model.window), history_guidance, float(guidance_scale))
+        step = progress.step_callback(int(steps), core_model.config)
+        with management.measured(model, f"image to video ({len(sequence)} frames, {mode})") as tick:
+            def callback(info: dict) -> None:
+                tick()
+                step(info)
+
+            frames = i2v.image_to_video(core_model, sequence, mode=mode, keyframe_density=float(keyframe_density),
+                                        steps=int(steps), scheduling=scheduling, guidance=history_guidance,
+                                        guidance_scale=float(guidance_scale), stabilization=float(stabilization),
+                                        seed=int(seed), dtype=model.compute_dtype, callback=callback)
+        return io.NodeOutput(convert.frames_to_image(frames), track)
+
+
+NODES = [Syn2SeqLoadModel, Syn2SeqSampler, Syn2SeqConditionalMean, Syn2SeqImageToVideo]

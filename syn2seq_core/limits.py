@@ -74,7 +74,7 @@ _SAMPLE = f"{_GEN} / image2video"  # the sampling options (commands.generate.add
 # widgets (``Node.input``); tests check that every numeric option and widget takes its range from here.
 LIMITS: dict[str, Range] = dict([
     # sampling (exo2ego, ego2exo, demo, eval; the model nodes)
-    _r("steps", int, 1, 1000, [f"{_SAMPLE} --steps", "Syn2SeqSampler.steps"],
+    _r("steps", int, 1, 1000, [f"{_SAMPLE} --steps", "Syn2SeqSampler.steps", "Syn2SeqImageToVideo.steps"],
        "DFoT's reference trains with 1000 noise levels; more steps only repeat levels"),
     _r("transition_frames", int, 0, 256,
        [f"{_GEN} --transition-frames", "Syn2SeqBuildSequence.n_transition", "Syn2SeqTransitionPoses.n",
@@ -83,18 +83,41 @@ LIMITS: dict[str, Range] = dict([
     _r("mean_draws", int, 1, 64, [f"{_GEN} --mean-draws", "Syn2SeqConditionalMean.draws"],
        "each draw is one network pass over the window; the average settles within a few dozen"),
     _r("seed", int, 0, SEED_MAX, [f"{_SAMPLE} --seed", "render-synthetic --seed", "Syn2SeqSampler.seed",
-                                  "Syn2SeqConditionalMean.seed"],
+                                  "Syn2SeqConditionalMean.seed", "Syn2SeqImageToVideo.seed"],
        "what torch.Generator.manual_seed accepts (uint64); a command that uses seed .. seed + k - 1 "
        "checks the last one too"),
-    _r("guidance_scale", float, 0.0, 20.0, [f"{_SAMPLE} --guidance-scale", "Syn2SeqSampler.guidance_scale"],
+    _r("guidance_scale", float, 0.0, 20.0,
+       [f"{_SAMPLE} --guidance-scale", "Syn2SeqSampler.guidance_scale", "Syn2SeqImageToVideo.guidance_scale"],
        "history guidance weight w; 1 = no guidance; large weights extrapolate far outside the data"),
-    _r("stabilization", float, 0.0, 0.99, [f"{_SAMPLE} --stabilization", "Syn2SeqSampler.stabilization"],
+    _r("stabilization", float, 0.0, 0.99,
+       [f"{_SAMPLE} --stabilization", "Syn2SeqSampler.stabilization", "Syn2SeqImageToVideo.stabilization"],
        "noise time of generated history (DFoT uses 0.02); at 1 the history would be pure noise, i.e. dropped"),
-    _r("keyframe_density", float, 0.0, 1.0, ["image2video --keyframe-density", "Syn2SeqImageToVideo.keyframe_density"],
+    _r("keyframe_density", float, 0.0, 1.0,
+       ["image2video --keyframe-density", "Syn2SeqImageToVideo.keyframe_density"],
        "a share of the frames (DFoT uses 0.0625); 1 makes every frame a keyframe", lo_open=True),
     _r("eta", float, 0.0, 1.0, [f"{_SAMPLE} --eta"],
        "DDIM stochasticity: 0 deterministic, 1 ancestral DDPM; above 1 a step would add more noise than the "
        "noise level it lands on"),
+    # camera paths (Syn2SeqCameraPath, geometry.camera_paths)
+    _r("path_frames", int, 1, 10_000, ["Syn2SeqCameraPath.frames"], "cameras in a built track, one per frame"),
+    _r("path_image_size", int, 1, 8192, ["Syn2SeqCameraPath.width", "Syn2SeqCameraPath.height"],
+       "image side in pixels the intrinsics refer to"),
+    _r("fov_deg", float, 2.0, 170.0, ["Syn2SeqCameraPath.fov_deg"],
+       "horizontal field of view; a pinhole camera cannot reach 180"),
+    _r("path_coordinate", float, -10_000.0, 10_000.0,
+       ["Syn2SeqCameraPath.position_x", "Syn2SeqCameraPath.position_y", "Syn2SeqCameraPath.position_z",
+        "Syn2SeqCameraPath.target_x", "Syn2SeqCameraPath.target_y", "Syn2SeqCameraPath.target_z"],
+       "world coordinates in metres (10 km: far beyond any scene)"),
+    _r("path_angle", float, -3600.0, 3600.0, ["Syn2SeqCameraPath.angle_deg"], "degrees; ten turns either way"),
+    _r("path_distance", float, -1000.0, 1000.0, ["Syn2SeqCameraPath.distance"], "metres along or across the view"),
+    _r("path_speed", float, 0.0, 100.0, ["Syn2SeqCameraPath.speed"], "metres per second of a walk"),
+    # Wan camera control (Syn2SeqWanCameraEmbedding)
+    _r("wan_size", int, 16, 16384, ["Syn2SeqWanCameraEmbedding.width", "Syn2SeqWanCameraEmbedding.height"],
+       "Wan video side in pixels, a multiple of 16 (VAE /8, camera adapter patch 2; the node checks it); 16384 = "
+       "ComfyUI's MAX_RESOLUTION"),
+    _r("wan_length", int, 0, 1025, ["Syn2SeqWanCameraEmbedding.length"],
+       "Wan frames, 4k + 1 (the node checks it); 0 = one frame per camera; 1025 = 257 latent frames, far past "
+       "Wan's 81"),
     # eval
     _r("eval_takes", int, 2, 100_000, ["eval --limit"],
        "every take is scored against its neighbour's ground truth too, so at least 2"),
@@ -111,7 +134,8 @@ LIMITS: dict[str, Range] = dict([
        "takes rendered together; memory is checked before rendering"),
     _r("threads", int, 0, 1024, ["render-synthetic --threads"], "torch threads; 0 = leave torch's setting"),
     # video
-    _r("fps", float, 0, 1000, ["render-synthetic --fps", "interpolate --fps", "image2video --fps"],
+    _r("fps", float, 0, 1000, ["render-synthetic --fps", "interpolate --fps", "image2video --fps",
+                               "Syn2SeqCameraPath.fps"],
        "what the video writer accepts", lo_open=True),
     # interpolate
     _r("interpolate_frames", int, 0, 1024, ["interpolate -n/--frames"],

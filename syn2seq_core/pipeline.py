@@ -204,9 +204,9 @@ class Syn2SeqModel:
                         samples: int = 1, dtype: torch.dtype | None = None) -> int:
         """Bytes of working memory one sampling call needs on the device, beyond the weights, for a sequence of
         ``frames`` frames (windows of at most :attr:`window`) under ``guidance`` at ``guidance_scale`` (its
-        branches are batched, so memory grows with their number): the network's activations at their peak (with a 20% margin), the
-        sampler's per-frame tensors, and the low-precision weight copies autocast keeps when ``dtype`` (default
-        :func:`default_autocast_dtype` of :attr:`device`) differs from the weights' dtype. A host (ComfyUI's
+        branches are batched, so memory grows with their number): the network's activations at their peak (with
+        a 20% margin), the sampler's per-frame tensors, and the low-precision weight copies autocast keeps when
+        ``dtype`` (default :func:`default_autocast_dtype` of :attr:`device`) differs from the weights' dtype. A host (ComfyUI's
         model management) makes this much room before sampling."""
         from .dfot.guidance import history_guidance
 

@@ -94,7 +94,8 @@ def _metrics_text(m: dict | None) -> str:
 def sampling_options(args) -> dict:
     """The sampling keyword arguments of :func:`syn2seq_core.generation.iter_take` from the shared options."""
     return dict(steps=args.steps, scheduling=args.scheduling, guidance=args.guidance,
-                guidance_scale=args.guidance_scale, stabilization=args.stabilization, seed=args.seed, eta=args.eta, n_transition=args.transition_frames,
+                guidance_scale=args.guidance_scale, stabilization=args.stabilization, seed=args.seed, eta=args.eta,
+                n_transition=args.transition_frames,
                 with_mean=args.mean, mean_draws=args.mean_draws)
 
 

@@ -150,15 +150,124 @@ def wflf_wan_flf2v() -> list[Node]:
     ]
 
 
+WAN_FUN_CAMERA_NOTE = """## Baseline: Wan-Fun Control-Camera driven by the take's cameras (the paper's Wan-FCtrl)
+
+This workflow needs the Wan 2.1 Fun Control-Camera weights and a GPU (the 1.3B model needs far less memory
+than the 14B one; not runnable on CPU). Put these files into ComfyUI's models folders (names as in
+ComfyUI's own "Wan2.1 Fun Camera" templates, from Comfy-Org/Wan_2.1_ComfyUI_repackaged):
+
+- `models/diffusion_models/wan2.1_fun_camera_v1.1_1.3B_bf16.safetensors`
+  (or `wan2.1_fun_camera_v1.1_14B_bf16.safetensors`: pick it in the UNET loader)
+- `models/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors`
+- `models/vae/wan_2.1_vae.safetensors`
+- `models/clip_vision/clip_vision_h.safetensors`
+
+The last exo frame is the start image. **Syn2Seq Wan Camera Embedding** puts the last exo camera first and the
+ego cameras after it, every pose relative to that exo camera, so Wan moves the view from exo to ego (the
+same tensor layout as ComfyUI's WanCameraEmbedding). Wan makes `length` = 4k+1 frames: with length 0 the
+node makes one frame per camera (1 + the ego frames: read a multiple of 4 ego frames), otherwise it
+resamples the camera track to `length`. The first generated frame is the start image; the rest are the
+ego prediction, saved and compared with the ground-truth ego frames (the counts match with length 0).
+"""
+
+
+def baseline_wan_fun_camera() -> list[Node]:
+    """exo2ego with Wan-Fun Control-Camera from the take's cameras (needs Wan weights; validated, never run)."""
+    size = 480
+    return [
+        Node(1, "Syn2SeqLoadTake", {"take": SAMPLE_TAKE, "width": size, "height": size},
+             pos=(40, 60), size=(380, 420)),
+        Node(2, "ImageFromBatch", {"image": L(1, 0), "batch_index": 4095, "length": 1},
+             pos=(470, 60), size=(270, 100), title="last exo frame (start image)"),
+        Node(3, "Syn2SeqWanCameraEmbedding", {"cameras": L(1, 3), "start_cameras": L(1, 2), "width": size,
+                                              "height": size, "length": 0},
+             pos=(470, 200), size=(340, 200)),
+        Node(4, "UNETLoader", {"unet_name": "wan2.1_fun_camera_v1.1_1.3B_bf16.safetensors",
+                               "weight_dtype": "default"}, pos=(40, 540), size=(380, 90)),
+        Node(5, "CLIPLoader", {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan",
+                               "device": "default"}, pos=(40, 680), size=(380, 110)),
+        Node(6, "VAELoader", {"vae_name": "wan_2.1_vae.safetensors"}, pos=(40, 840), size=(380, 60)),
+        Node(7, "CLIPVisionLoader", {"clip_name": "clip_vision_h.safetensors"}, pos=(40, 950), size=(380, 60)),
+        Node(8, "CLIPVisionEncode", {"clip_vision": L(7, 0), "image": L(2, 0), "crop": "none"},
+             pos=(470, 450), size=(270, 80)),
+        Node(9, "CLIPTextEncode", {"clip": L(5, 0), "text": "the same scene seen from the person's own eyes, a "
+                                   "first-person view with their hands in front, continuous camera move"},
+             pos=(470, 580), size=(400, 160), title="positive prompt"),
+        Node(10, "CLIPTextEncode", {"clip": L(5, 0), "text": "jump cut, scene change, static, blurry, distorted, "
+                                    "low quality"}, pos=(470, 780), size=(400, 160), title="negative prompt"),
+        Node(11, "ModelSamplingSD3", {"model": L(4, 0), "shift": 8.0}, pos=(920, 540), size=(270, 60)),
+        Node(12, "WanCameraImageToVideo", {"positive": L(9, 0), "negative": L(10, 0), "vae": L(6, 0),
+                                           "width": L(3, 1), "height": L(3, 2), "length": L(3, 3),
+                                           "batch_size": 1, "clip_vision_output": L(8, 0),
+                                           "start_image": L(2, 0), "camera_conditions": L(3, 0)},
+             pos=(920, 60), size=(340, 300)),
+        Node(13, "KSampler", {"model": L(11, 0), "positive": L(12, 0), "negative": L(12, 1),
+                              "latent_image": L(12, 2), "seed": 0, "steps": 20, "cfg": 6.0,
+                              "sampler_name": "uni_pc", "scheduler": "simple", "denoise": 1.0},
+             pos=(1310, 60), size=(320, 470)),
+        Node(14, "VAEDecode", {"samples": L(13, 0), "vae": L(6, 0)}, pos=(1680, 60), size=(210, 50)),
+        Node(15, "ImageFromBatch", {"image": L(14, 0), "batch_index": 1, "length": 4096},
+             pos=(1680, 160), size=(270, 100), title="generated ego frames (start image dropped)"),
+        Node(16, "CreateVideo", {"images": L(15, 0), "fps": L(1, 4)}, pos=(2000, 60), size=(270, 80)),
+        Node(17, "SaveVideo", {"video": L(16, 0), "filename_prefix": "syn2seq/baseline_wan_fun_camera_ego"},
+             pos=(2320, 60), size=(420, 380)),
+        Node(18, "Syn2SeqEvaluate", {"generated": L(15, 0), "ground_truth": L(1, 1), "lpips_weights": "none"},
+             pos=(2000, 500), size=(300, 330)),
+        Node(19, "MarkdownNote", pos=(920, 640), size=(520, 420), title="Read me", text=WAN_FUN_CAMERA_NOTE),
+    ]
+
+
+DFOT_I2V_NOTE = """## Image to video along a camera path (DFoT's own task)
+
+As shipped it runs on the CPU with the small bundled model (trained on procedural exo/ego scenes, so the
+video only shows the mechanics). For DFoT's RealEstate10K model, run `syn2seq download dfot-re10k` (or
+convert `DFoT_RE10K.ckpt` with `syn2seq convert-dfot`), put the `.safetensors` into `models/syn2seq/` and pick
+it in the loader: it samples on DFoT's reference grid (50 steps) and sees cameras in its training convention.
+The first exo frame of the sample take is the image; **Syn2Seq Camera Path** makes the track (orbit, dolly,
+pan, tilt, walk, look-at or keyframes) at the model's size. mode `keyframes` generates keyframes spread over
+the track first, then the frames between them (less drift on long tracks); `stabilization` 0.02 is DFoT's
+stabilized guidance for long rollouts.
+"""
+
+
+def dfot_image_to_video() -> list[Node]:
+    """One image + a built camera path -> a video, with any DFoT-family model (bundled one by default)."""
+    return [
+        Node(1, "Syn2SeqLoadModel", {"model": BUNDLED_MODEL, "weight_dtype": "auto"}, pos=(40, 60), size=(300, 150)),
+        Node(2, "Syn2SeqLoadTake", {"take": SAMPLE_TAKE, "width": L(1, 1), "height": L(1, 2)},
+             pos=(40, 260), size=(380, 420)),
+        Node(3, "ImageFromBatch", {"image": L(2, 0), "batch_index": 0, "length": 1},
+             pos=(470, 60), size=(270, 100), title="the image"),
+        Node(4, "Syn2SeqCameraPath", {"preset": "orbit", "frames": 17, "fps": 8.0, "width": L(1, 1),
+                                      "height": L(1, 2), "fov_deg": 60.0, "position_x": 0.0, "position_y": -4.0,
+                                      "position_z": 1.6, "target_x": 0.0, "target_y": 0.0, "target_z": 1.0,
+                                      "angle_deg": 60.0, "distance": 2.0, "speed": 1.4,
+                                      "keyframes": "[]"},
+             pos=(470, 220), size=(360, 620)),
+        Node(5, "Syn2SeqImageToVideo", {"model": L(1, 0), "images": L(3, 0), "cameras": L(4, 0), "image_frames": "0",
+                                        "mode": "keyframes", "keyframe_density": 0.25, "steps": 50,
+                                        "scheduling": "full_sequence", "history_guidance": "conditional",
+                                        "guidance_scale": 1.0, "stabilization": 0.0, "seed": 0},
+             pos=(880, 60), size=(340, 420)),
+        Node(6, "CreateVideo", {"images": L(5, 0), "fps": L(4, 2)}, pos=(1270, 60), size=(270, 80)),
+        Node(7, "SaveVideo", {"video": L(6, 0), "filename_prefix": "syn2seq/dfot_image_to_video"},
+             pos=(1590, 60), size=(420, 380)),
+        Node(8, "MarkdownNote", pos=(880, 540), size=(520, 360), title="Read me", text=DFOT_I2V_NOTE),
+    ]
+
+
 WORKFLOWS = {
     "exo2ego": exo2ego,
     "ego2exo": ego2exo,
     "build_training_sequence": build_training_sequence,
     "wflf_wan_flf2v": wflf_wan_flf2v,
+    "baseline_wan_fun_camera": baseline_wan_fun_camera,
+    "dfot_image_to_video": dfot_image_to_video,
 }
 # Workflows the server tests run end to end on CPU, and the files each must produce (SaveVideo prefixes).
 RUNNABLE = {
     "exo2ego": ["syn2seq/exo2ego_ego", "syn2seq/exo2ego_sequence"],
     "ego2exo": ["syn2seq/ego2exo_exo"],
     "build_training_sequence": ["syn2seq/training_sequence"],
+    "dfot_image_to_video": ["syn2seq/dfot_image_to_video"],
 }

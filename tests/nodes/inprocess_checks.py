@@ -90,7 +90,7 @@ def pack_loads_through_its_entrypoint(work: Path):
     other = [m for m in LOAD["new_modules"] if not m.startswith("syn2seq_core")]
     detail = (f"module {LOAD['module_ms']:.1f} ms, entrypoint + {LOAD['nodes']} schemas "
               f"{LOAD['entrypoint_ms']:.0f} ms; core modules loaded by the schemas: {core}; other new modules: {other}")
-    return LOAD["nodes"] == 12, detail
+    return LOAD["nodes"] == 15, detail
 
 
 @check
@@ -411,6 +411,39 @@ def sampler_preview_is_a_strip_of_the_generated_frames(work: Path):
     ok = (strip.size == (8 * 32, 32) and float(pixels[:, 32:64].mean()) == 255.0
           and float(pixels[:, :32].mean()) == 128.0 and none_generated is None and on and not off)
     return ok, f"strip {strip.size}; previews with none: {off}, with auto: {on}"
+
+
+
+@check
+def image_to_video_node_runs_a_dfot_family_model_in_keyframe_mode(work: Path):
+    """A small random-weight U-ViT3D written as the converter writes DFoT models (reference grid, RE10K camera
+    convention): the node fits a 16:9 image and track to the model and fills every frame."""
+    import torch
+    from syn2seq_pack.nodes import management
+    from syn2seq_pack.nodes._core import core
+    from syn2seq_pack.nodes.model import Syn2SeqImageToVideo
+
+    uvit = core("dfot.uvit3d")
+    torch.manual_seed(0)
+    net = uvit.UViT3DPose(uvit.uvit3d_preset("base", height=16, width=16, channels=(32, 32, 48, 48), num_heads=2,
+                                             num_updown_blocks=(1, 1, 1), num_mid_blocks=1, emb_channels=32,
+                                             max_frames=4))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    path = work / "models" / "dfot_tiny.safetensors"
+    core("dfot.checkpoint").save_model(path, net, extra_metadata={
+        "sampling": {"grid": "dfot_ddim", "timesteps": 1000, "steps": 50}, "camera_convention": "re10k"})
+    model = management.load(path, "fp32", name=path.name)
+    image = torch.rand(1, 36, 64, 3)  # ComfyUI IMAGE, 16:9
+    track = _cameras(9, 0.0, 64, 36)
+    frames, fitted = Syn2SeqImageToVideo.execute(model, image, track, "0", "keyframes", 0.5, 3, "full_sequence",
+                                                 "conditional", 1.0, 0.0, 0).result
+    ok = (tuple(frames.shape) == (9, 16, 16, 3) and fitted.size == (16, 16) and model.model.default_steps == 50
+          and model.model.schedule.grid == "dfot_ddim" and bool((frames[1:].std(dim=(1, 2, 3)) > 0).all()))
+    error = raises(Syn2SeqImageToVideo.execute, model, image, track, "0,x", "sliding", 0.5, 3, "full_sequence",
+                   "conditional", 1.0, 0.0, 0)
+    return ok and error is not None and "image_frames" in error, f"frames {tuple(frames.shape)}; bad frames: {error}"
 
 
 def main(argv: list[str]) -> int:

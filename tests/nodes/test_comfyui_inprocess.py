@@ -31,6 +31,7 @@ CHECK_NAMES = [
     "low_vram_partial_load_samples_like_a_full_load",
     "memory_need_grows_with_frames_and_resolution",
     "sampler_preview_is_a_strip_of_the_generated_frames",
+    "image_to_video_node_runs_a_dfot_family_model_in_keyframe_mode",
 ]
 
 
