@@ -48,8 +48,8 @@ class Syn2SeqCameraPath(io.ComfyNode):
             description="Build a camera track: orbit around the target, dolly along the view, pan, tilt, walk "
                         "forward, slide sideways looking at the target, or keyframes (positions by a cubic spline, "
                         "rotations by SLERP, field of view per keyframe). The first camera stands at position and "
-                        "looks at target; world z is up; OpenCV camera axes. The widget draws the path from "
-                        "above.",
+                        "looks at target; world z is up; OpenCV camera axes. The widget draws the path and the "
+                        "camera frusta in 3D (drag to rotate, double-click for the top view).",
             inputs=[
                 io.Combo.Input("preset", options=list(paths.PRESETS), default="orbit",
                                tooltip="orbit: around the target by angle; dolly: along the view by distance; "

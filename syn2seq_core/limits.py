@@ -99,18 +99,18 @@ LIMITS: dict[str, Range] = dict([
        "DDIM stochasticity: 0 deterministic, 1 ancestral DDPM; above 1 a step would add more noise than the "
        "noise level it lands on"),
     # camera paths (Syn2SeqCameraPath, geometry.camera_paths)
-    _r("path_frames", int, 1, 10_000, ["Syn2SeqCameraPath.frames"], "cameras in a built track, one per frame"),
+    _r("path_frames", int, 1, 10_000, ["image2video --path-frames", "Syn2SeqCameraPath.frames"], "cameras in a built track, one per frame"),
     _r("path_image_size", int, 1, 8192, ["Syn2SeqCameraPath.width", "Syn2SeqCameraPath.height"],
        "image side in pixels the intrinsics refer to"),
-    _r("fov_deg", float, 2.0, 170.0, ["Syn2SeqCameraPath.fov_deg"],
+    _r("fov_deg", float, 2.0, 170.0, ["image2video --fov", "Syn2SeqCameraPath.fov_deg"],
        "horizontal field of view; a pinhole camera cannot reach 180"),
     _r("path_coordinate", float, -10_000.0, 10_000.0,
        ["Syn2SeqCameraPath.position_x", "Syn2SeqCameraPath.position_y", "Syn2SeqCameraPath.position_z",
         "Syn2SeqCameraPath.target_x", "Syn2SeqCameraPath.target_y", "Syn2SeqCameraPath.target_z"],
        "world coordinates in metres (10 km: far beyond any scene)"),
-    _r("path_angle", float, -3600.0, 3600.0, ["Syn2SeqCameraPath.angle_deg"], "degrees; ten turns either way"),
-    _r("path_distance", float, -1000.0, 1000.0, ["Syn2SeqCameraPath.distance"], "metres along or across the view"),
-    _r("path_speed", float, 0.0, 100.0, ["Syn2SeqCameraPath.speed"], "metres per second of a walk"),
+    _r("path_angle", float, -3600.0, 3600.0, ["image2video --angle", "Syn2SeqCameraPath.angle_deg"], "degrees; ten turns either way"),
+    _r("path_distance", float, -1000.0, 1000.0, ["image2video --distance", "Syn2SeqCameraPath.distance"], "metres along or across the view"),
+    _r("path_speed", float, 0.0, 100.0, ["image2video --speed", "Syn2SeqCameraPath.speed"], "metres per second of a walk"),
     # Wan camera control (Syn2SeqWanCameraEmbedding)
     _r("wan_size", int, 16, 16384, ["Syn2SeqWanCameraEmbedding.width", "Syn2SeqWanCameraEmbedding.height"],
        "Wan video side in pixels, a multiple of 16 (VAE /8, camera adapter patch 2; the node checks it); 16384 = "

@@ -18,9 +18,22 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("--image", action="append", required=True, metavar="FILE",
                         help="a PNG/JPEG image; repeat for several (placed at --image-frames)")
-    parser.add_argument("--cameras", required=True,
-                        help="the camera track: a file or folder in any format load_cameras reads (cameras.json, "
-                             "RealEstate10K .txt, transforms.json, COLMAP), one camera per output frame")
+    from ..geometry.camera_paths import PRESETS
+
+    track = parser.add_mutually_exclusive_group(required=True)
+    track.add_argument("--cameras",
+                       help="the camera track: a file or folder in any format load_cameras reads (cameras.json, "
+                            "RealEstate10K .txt, transforms.json, COLMAP), one camera per output frame")
+    track.add_argument("--path", choices=PRESETS,
+                       help="or a built track (geometry.camera_paths, as the Syn2Seq Camera Path node): first camera "
+                            "at (0, -4, 1.6) looking at (0, 0, 1), world z up")
+    built = parser.add_argument_group("--path")
+    built.add_argument("--path-frames", **limits.option("path_frames", "cameras of the built track", 25))
+    built.add_argument("--fov", **limits.option("fov_deg", "horizontal field of view, degrees", 60.0))
+    built.add_argument("--angle", **limits.option("path_angle", "orbit / pan / tilt sweep, degrees", 90.0))
+    built.add_argument("--distance", **limits.option("path_distance", "dolly / look_at travel, metres", 2.0))
+    built.add_argument("--speed", **limits.option("path_speed", "walk speed, m/s", 1.4))
+    built.add_argument("--keyframes", default=None, help="--path keyframes: a JSON file with the keyframe list")
     parser.add_argument("--cameras-format", default="auto", help="the camera file's format (default auto)")
     parser.add_argument("--image-frames", default=None,
                         help="comma-separated frame of each image in the track (negative from the end), e.g. 0,-1 "
@@ -57,7 +70,19 @@ def run(args) -> int:
             raise Syn2SeqInputError("--image-frames", "comma-separated integers, e.g. 0,-1",
                                     repr(args.image_frames)) from None
     images = [read_image(p) for p in args.image]  # every input checked before the model loads
-    cameras = load_cameras(args.cameras, format=args.cameras_format)
+    if args.path is not None:
+        from ..geometry.camera_paths import camera_path
+
+        keyframes = None
+        if args.path == "keyframes":
+            if args.keyframes is None or not Path(args.keyframes).is_file():
+                raise Syn2SeqInputError("--keyframes", "a JSON file of keyframes for --path keyframes",
+                                        repr(args.keyframes))
+            keyframes = Path(args.keyframes).read_text(encoding="utf-8")
+        cameras = camera_path(args.path, args.path_frames, 256, 256, fov_deg=args.fov, fps=args.fps,
+                              angle_deg=args.angle, distance=args.distance, speed=args.speed, keyframes=keyframes)
+    else:
+        cameras = load_cameras(args.cameras, format=args.cameras_format)
     model = load_model(args.model, device=args.device)
     height, width = model.size
     cameras = cameras.resize_and_center_crop((width, height))
@@ -85,7 +110,7 @@ def run(args) -> int:
         write_video(folder / "video.mp4", frames, fps=args.fps)
         save_cameras(cameras, folder / "cameras.json")
         write_json(folder / "image2video.json", {
-            "model": str(model.path), "images": [str(p) for p in args.image], "cameras": str(args.cameras),
+            "model": str(model.path), "images": [str(p) for p in args.image], "cameras": str(args.cameras) if args.path is None else f"path {args.path}",
             "image_frames": [int(i) for i in (frames_at or range(len(images)))], "frames": len(frames),
             "size": [width, height], "mode": args.mode, "keyframe_density": args.keyframe_density,
             "steps": args.steps or model.default_steps, "guidance": args.guidance,

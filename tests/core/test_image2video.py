@@ -85,3 +85,14 @@ def test_cli_image2video_writes_the_video_cameras_and_what_it_did(dfot, tmp_path
     assert main(["image2video", "--image", str(tmp_path / "a.png"), "--cameras", str(tmp_path / "cams.json"),
                  "--image-frames", "x", "--model", str(dfot), "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_cli_image2video_along_a_built_path(dfot, tmp_path):
+    write_image(tmp_path / "a.png", torch.rand(3, 16, 16))
+    out = tmp_path / "orbit"
+    assert main(["image2video", "--image", str(tmp_path / "a.png"), "--path", "orbit", "--path-frames", "6",
+                 "--angle", "45", "--model", str(dfot), "--steps", "2", "--out", str(out)]) == 0
+    assert probe_video(out / "video.mp4").frames == 6
+    assert json.loads((out / "image2video.json").read_text())["cameras"] == "path orbit"
+    assert main(["image2video", "--image", str(tmp_path / "a.png"), "--path", "keyframes", "--model", str(dfot),
+                 "--out", str(tmp_path / "kf")]) == 2  # keyframes need --keyframes

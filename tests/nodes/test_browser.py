@@ -2,7 +2,8 @@
 
 Opens ``workflows/exo2ego.json`` the way the template browser does (``app.loadGraphData``), checks that no
 node type is missing and that the frontend's own "Export (API)" of it equals ``exo2ego_api.json``, queues
-it from the page, waits until the camera-path widgets have drawn the path the nodes sent, saves a
+it from the page, waits until the camera-path widgets have drawn the path the nodes sent (3D, turned by a
+drag; a double-click gives the top view), saves a
 screenshot (``outputs/test_artifacts/exo2ego_camera_path.png``, or ``$SYN2SEQ_ARTIFACTS``), then cancels
 the run. Skipped, with the reason, when Chromium, websocket-client or ComfyUI is absent.
 """
@@ -91,9 +92,28 @@ def test_exo2ego_opens_exports_runs_and_draws_the_camera_path(browser, comfy_ser
                 }
                 return [blue, red];
             })""")
+        # The 3D view turns with a drag (pointer events on the first canvas) and switches to the top view on a
+        # double-click; each changes the picture.
+        picture = ("(() => { const c = document.querySelector('canvas[data-syn2seq-camera-path=\"drawn\"]'); "
+                   "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+                   ".reduce((a, v, i) => (a * 31 + v * (i % 7 + 1)) % 1000000007, 7); })()")
+        view = "document.querySelector('canvas[data-syn2seq-camera-path=\"drawn\"]').dataset.syn2seqView"
+        before, view_before = browser.evaluate(picture), browser.evaluate(view)
+        browser.evaluate("""(() => {
+            const c = document.querySelector('canvas[data-syn2seq-camera-path="drawn"]');
+            const at = (type, x, y) => c.dispatchEvent(new PointerEvent(type, {clientX: x, clientY: y,
+                                                                              pointerId: 1, bubbles: true}));
+            at('pointerdown', 100, 100); at('pointermove', 160, 120); at('pointerup', 160, 120);
+            return true; })()""")
+        dragged = browser.evaluate(picture)
         time.sleep(0.5)
         shot = browser.screenshot(ARTIFACTS / "exo2ego_camera_path.png")
         print(f"\n[syn2seq] screenshot: {shot}")
+        if os.environ.get("SYN2SEQ_SCREENSHOT"):  # the one committed to docs/images, on request
+            browser.screenshot(Path(os.environ["SYN2SEQ_SCREENSHOT"]))
+        browser.evaluate("document.querySelector('canvas[data-syn2seq-camera-path=\"drawn\"]')"
+                         ".dispatchEvent(new MouseEvent('dblclick', {bubbles: true})) && true")
+        top, view_after = browser.evaluate(picture), browser.evaluate(view)
     finally:
         comfy_server.interrupt()
         deadline = time.monotonic() + 120
@@ -103,5 +123,7 @@ def test_exo2ego_opens_exports_runs_and_draws_the_camera_path(browser, comfy_ser
                 break
             time.sleep(0.5)
     assert all(blue > 20 and red > 20 for blue, red in colours), colours
+    assert view_before == "3d" and dragged != before, "dragging did not turn the 3D view"
+    assert view_after == "top" and top != dragged
     errors = [c for c in browser.console if "syn2seq" in c.lower() and ("error" in c.lower() or "exception" in c)]
     assert not errors, errors
