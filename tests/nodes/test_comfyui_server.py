@@ -190,3 +190,24 @@ def test_interrupt_stops_the_sampler_within_one_step(comfy_server):
     entry = comfy_server.wait(prompt_id, timeout=60)
     assert "execution_interrupted" in [m[0] for m in status_messages(entry)]
     assert not [f for f in output_files(entry) if f["filename"].endswith(".mp4")]
+
+
+def test_dfot_image_to_video_workflow_runs_a_converted_dfot_checkpoint(comfy_server, tmp_path):
+    """The shipped workflow with a small random-weight network written in DFoT's checkpoint layout and converted
+    by convert-dfot (reference grid, RE10K camera convention), as a user would run DFoT_RE10K."""
+    from syn2seq_core.dfot.convert import convert_dfot_checkpoint
+
+    from tests.core.test_convert_dfot import make_dfot_ckpt
+
+    folder = comfy_server.models_dir / "syn2seq"
+    folder.mkdir(parents=True, exist_ok=True)
+    make_dfot_ckpt(tmp_path / "dfot.ckpt")
+    convert_dfot_checkpoint(tmp_path / "dfot.ckpt", folder / "dfot_tiny.safetensors", height=16, width=16,
+                            max_frames=4)
+    prompt = json.loads((API_DIR / "dfot_image_to_video_api.json").read_text(encoding="utf-8"))
+    prompt[node_id(prompt, "Syn2SeqLoadModel")]["inputs"]["model"] = "dfot_tiny.safetensors"
+    prompt[node_id(prompt, "Syn2SeqImageToVideo")]["inputs"]["steps"] = 3
+    entry = comfy_server.run(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    videos = [f for f in output_files(entry) if f["filename"].endswith(".mp4")]
+    assert videos and videos[0]["subfolder"].startswith("syn2seq")
