@@ -38,8 +38,8 @@ def run(args) -> int:
     from ..atomic import check_result_dir
     from ..data.takes import find_takes, load_take
     from ..errors import Syn2SeqInputError
-    from ..evaluation import (BASELINES, format_table, frame_curves, score_take, summarize_categories,
-                              training_mean_target)
+    from ..evaluation import (BASELINES, external_video, format_table, frame_curves, score_take,
+                              summarize_categories, training_mean_target)
     from ..generation import views_of, write_json
     from ..pipeline import load_model
     from ..reports import write_plots, write_tables
@@ -60,7 +60,9 @@ def run(args) -> int:
         raise Syn2SeqInputError("--takes", "a folder with at least 2 takes", f"{len(takes)} in {args.takes}")
     loaded = [load_take(t) for t in takes]
     _, tgt = views_of(args.direction)
-    external = _external_videos(args.videos, loaded, tgt)
+    roots = _roots(args.videos)
+    external = {label: {t.name: external_video(root, t.name, tgt, label) for t in loaded}
+                for label, root in roots.items()}  # every video found before any work
     for take in loaded:
         if not take.has_video(tgt):
             raise Syn2SeqInputError(f"take '{take.name}'", "a ground-truth video of the generated view", "none")
@@ -86,6 +88,7 @@ def run(args) -> int:
                                  category=categories.get(take.name) or take.category, i3d=i3d,
                                  write_to=Path(args.write_videos) / take.name if args.write_videos else None))
     summaries = summarize_categories(scores)
+    curves = frame_curves(scores)
     summary = summaries["overall"]
     print(format_table(summary))
     for category, part in summaries["categories"].items():
@@ -97,13 +100,12 @@ def run(args) -> int:
                          "direction": args.direction,
                          "mean_draws": args.mean_draws if args.mean else None, "index": args.index,
                          "split": args.split, "i3d": args.i3d,
-                         "external": {k: str(v) for k, v in _roots(args.videos).items()},
-                         "frame_curves": frame_curves(scores),
+                         "external": {k: str(v) for k, v in roots.items()}, "frame_curves": curves,
                          "per_take": [{"take": s.name, "category": s.category, "methods": s.per_method,
                                        "own_psnr": s.own_psnr, "other_psnr": s.other_psnr} for s in scores]})
         stem = out.with_suffix("")
         tables = write_tables(stem, summaries, caption=f"{args.direction}, {len(scores)} takes")
-        plots, skipped = write_plots(stem, scores, frame_curves(scores))
+        plots, skipped = write_plots(stem, scores, curves)
         print(f"report: {out}; tables: {', '.join(str(p) for p in tables.values())}")
         print(f"plots: {', '.join(str(p) for p in plots.values())}" if plots else f"plots skipped: {skipped}")
     return 0
@@ -126,11 +128,3 @@ def _roots(specs: list[str]) -> dict[str, Path]:
             raise Syn2SeqInputError(f"--videos {label}", "a folder of videos", f"no folder '{folder}'")
         out[label] = Path(folder)
     return out
-
-
-def _external_videos(specs: list[str], takes, view: str) -> dict[str, dict[str, Path]]:
-    """label -> take name -> the video of that take in the label's folder (all found before any work)."""
-    from ..evaluation import external_video
-
-    return {label: {t.name: external_video(root, t.name, view, label) for t in takes}
-            for label, root in _roots(specs).items()}

@@ -96,10 +96,9 @@ def levels_to_times(matrix: Tensor, steps: int | None = None) -> Tensor:
 
     ``steps`` defaults to the largest level in ``matrix`` (the first row of any registered matrix holds it).
     """
-    if steps is None:
-        steps = int(matrix.max())
-    require(steps >= 1, "steps", "an integer >= 1 (a matrix with some level above 0)", steps)
-    return matrix.to(torch.float64) / steps
+    from .schedule import NoiseSchedule
+
+    return NoiseSchedule().level_times(matrix, steps)  # the uniform grid
 
 
 def validate_scheduling_matrix(matrix: Tensor, num_frames: int | None = None, name: str = "scheduling_matrix") -> None:

@@ -74,7 +74,7 @@ def run(arch: str, cpu: bool, steps: int) -> list[dict]:
                 time.sleep(0.25)
             row = {"weight_dtype": weight_dtype, "ok": ok, "prompt_s": round(wall, 2),
                    "loaded_mib": round(held[0]["loaded_bytes"] / 2**20, 1) if held else None,
-                   "vram_free_after_free_mib": (round(vram_free(server) / 2**20) if vram_free(server) else None)}
+                   "vram_free_after_free_mib": round(free / 2**20) if (free := vram_free(server)) else None}
             if found:
                 frames, n, _, per_step, wdt, cdt, peak, device, cpu_device = found.groups()
                 row.update(frames=int(frames), steps=int(n), s_per_step=float(per_step), weights=wdt, compute=cdt,

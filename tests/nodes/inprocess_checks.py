@@ -446,11 +446,12 @@ def image_to_video_node_runs_a_dfot_family_model_in_keyframe_mode(work: Path):
     return ok and error is not None and "image_frames" in error, f"frames {tuple(frames.shape)}; bad frames: {error}"
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], checks: dict | None = None) -> int:
+    """Run ``checks`` (default this file's) after :func:`setup` and print their results as one JSON line."""
     comfy, work = argv[1], Path(argv[2])
     setup(comfy, work)
     results = {}
-    for name, fn in CHECKS.items():
+    for name, fn in (CHECKS if checks is None else checks).items():
         try:
             ok, detail = fn(work)
             results[name] = {"ok": bool(ok), "detail": str(detail)}

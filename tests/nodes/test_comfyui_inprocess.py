@@ -6,12 +6,9 @@ Skipped, with the reason, when no ComfyUI checkout is configured (``COMFYUI_PATH
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
-from .harness import PACK_ROOT
+from .harness import PACK_ROOT, run_inprocess_checks
 
 SCRIPT = PACK_ROOT / "tests" / "nodes" / "inprocess_checks.py"
 CHECK_NAMES = [
@@ -37,12 +34,7 @@ CHECK_NAMES = [
 
 @pytest.fixture(scope="module")
 def results(comfy_install, tmp_path_factory):
-    work = tmp_path_factory.mktemp("inprocess")
-    proc = subprocess.run([str(comfy_install.python), str(SCRIPT), str(comfy_install.root), str(work)],
-                          capture_output=True, text=True, timeout=300, check=False)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("SYN2SEQ_RESULTS ")]
-    assert lines, f"the checks did not report (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return json.loads(lines[-1].removeprefix("SYN2SEQ_RESULTS "))
+    return run_inprocess_checks(comfy_install, SCRIPT, tmp_path_factory.mktemp("inprocess"), timeout=300)
 
 
 def test_every_check_ran(results):

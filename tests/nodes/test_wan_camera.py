@@ -9,12 +9,11 @@ server. Skipped, with the reason, when no ComfyUI checkout is configured (``COMF
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
 from . import graphs
-from .harness import PACK_ROOT, PromptRejected
+from .harness import PACK_ROOT, PromptRejected, run_inprocess_checks
 from .workflow_format import build
 
 SCRIPT = PACK_ROOT / "tests" / "nodes" / "wan_camera_checks.py"
@@ -29,12 +28,7 @@ WAN_LOADERS = {"UNETLoader", "CLIPLoader", "VAELoader", "CLIPVisionLoader"}
 
 @pytest.fixture(scope="module")
 def results(comfy_install, tmp_path_factory):
-    work = tmp_path_factory.mktemp("wan-camera")
-    proc = subprocess.run([str(comfy_install.python), str(SCRIPT), str(comfy_install.root), str(work)],
-                          capture_output=True, text=True, timeout=600, check=False)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("SYN2SEQ_RESULTS ")]
-    assert lines, f"the checks did not report (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return json.loads(lines[-1].removeprefix("SYN2SEQ_RESULTS "))
+    return run_inprocess_checks(comfy_install, SCRIPT, tmp_path_factory.mktemp("wan-camera"), timeout=600)
 
 
 def test_every_check_ran(results):

@@ -11,9 +11,7 @@ feeds the result to ``WanCameraImageToVideo`` and Wan's camera adapter, and prin
 from __future__ import annotations
 
 import inspect
-import json
 import sys
-import traceback
 from pathlib import Path
 
 import inprocess_checks  # this script's folder is sys.path[0]; setup() takes it off again
@@ -155,17 +153,7 @@ def sample_take_starts_the_wan_track_at_the_last_exo_camera(work: Path):
 
 
 def main(argv: list[str]) -> int:
-    comfy, work = argv[1], Path(argv[2])
-    inprocess_checks.setup(comfy, work)
-    results = {}
-    for name, fn in CHECKS.items():
-        try:
-            ok, detail = fn(work)
-            results[name] = {"ok": bool(ok), "detail": str(detail)}
-        except Exception:  # noqa: BLE001 - every check reports its own failure
-            results[name] = {"ok": False, "detail": traceback.format_exc()}
-    print("SYN2SEQ_RESULTS " + json.dumps(results))
-    return 0
+    return inprocess_checks.main(argv, CHECKS)
 
 
 if __name__ == "__main__":
