@@ -100,6 +100,8 @@ LIMITS: dict[str, Range] = dict([
        "noise level it lands on"),
     # camera paths (Syn2SeqCameraPath, geometry.camera_paths)
     _r("path_frames", int, 1, 10_000, ["image2video --path-frames", "Syn2SeqCameraPath.frames"], "cameras in a built track, one per frame"),
+    _r("path_keyframes", int, 1, 10_000, ["keyframe lists (image2video --keyframes files, the Syn2SeqCameraPath keyframes widget)"],
+       "keyframes of one keyframed camera path; more than one per frame of the longest track is a mistake"),
     _r("path_image_size", int, 1, 8192, ["Syn2SeqCameraPath.width", "Syn2SeqCameraPath.height"],
        "image side in pixels the intrinsics refer to"),
     _r("fov_deg", float, 2.0, 170.0, ["image2video --fov", "Syn2SeqCameraPath.fov_deg"],

@@ -1,137 +1,112 @@
-// Syn2Seq frontend extension: a drawing of the camera path on the camera and sequence nodes (a perspective 3D
-// view of the path and the camera frusta, rotated by dragging; double-click switches to a top-down x-y view),
-// and the metrics report on the evaluate node.
+// Syn2Seq frontend extension: the camera path on the camera and sequence nodes, drawn in 3D (a perspective
+// view of the camera frusta and the path, rotated by dragging) or from the top (the x-y plane; double-click
+// or the button switches), and the metrics report on the evaluate node.
 //
 // Data comes only from the node's UI payload (`ui` of io.NodeOutput on the Python side):
 //   {"syn2seq_camera_path": [{"segments": [{"role": str, "count": int,
 //                                          "centers": [[x, y, z], ...], "forward": [[x, y, z], ...],
-//                                          "down": [[x, y, z], ...] (optional: image-down axis)}]}]}
+//                                          "down": [[x, y, z], ...],            (optional: camera y axis)
+//                                          "K": [[fx/W, fy/H, cx/W, cy/H], ...]  (optional)}]}]}
 //   {"text": [str]}                                   (Syn2SeqEvaluate)
+// World z is up; cameras use OpenCV axes (x right, y down, z forward). Without "down" a camera is drawn
+// without roll; without "K" with a 60-degree square frustum.
 // Everything is drawn on a <canvas> or set with textContent: no server data is ever parsed as HTML.
 
 import { app } from "../../scripts/app.js";
 
 const PATH_KEY = "syn2seq_camera_path";
 const PATH_NODES = new Set(["Syn2SeqLoadTake", "Syn2SeqLoadCameras", "Syn2SeqTransitionPoses", "Syn2SeqBuildSequence",
-                            "Syn2SeqCameraPath", "Syn2SeqWanCameraEmbedding"]);
+    "Syn2SeqCameraPath", "Syn2SeqWanCameraEmbedding"]);
 const TEXT_NODES = new Set(["Syn2SeqEvaluate"]);
-const WIDGET_HEIGHT = 190;
-const MAX_ARROWS = 48; // view-direction ticks per segment
+const WIDGET_HEIGHT = 250;
+const MAX_ARROWS = 48; // view-direction ticks per segment (top view)
+const MAX_FRUSTA = 12; // frusta per segment (3D view); 7 for a camera that stays put
+const MAX_SEGMENTS = 8;
+const MAX_POINTS = 4096; // per list: more than the server sends (256)
+const BACKGROUND = "#202226";
 const COLORS = {
     exo: "#4f9cf7", source: "#4f9cf7", cameras: "#4f9cf7",
     transition: "#f5b642",
     ego: "#f2555a", target: "#f2555a",
 };
 const FALLBACK_COLORS = ["#7bd88f", "#c792ea", "#89ddff"];
+const DEFAULT_K = [0.866, 0.866, 0.5, 0.5];
+const PITCH_LIMIT = 1.45; // radians; the orbiting view never reaches the pole
 
-function finitePairs(points) {
-    const out = [];
-    if (!Array.isArray(points)) return out;
-    for (const p of points) {
-        if (Array.isArray(p) && Number.isFinite(p[0]) && Number.isFinite(p[1])) out.push([p[0], p[1]]);
-        else out.push(null);
-    }
-    return out;
+export function defaultView() {
+    return { mode: "3d", yaw: -2.1, pitch: 0.5 };
 }
 
-function finiteTriples(points) {
+// --- payload cleaning ------------------------------------------------------------------------------------
+function finiteTuples(points, n) {
     const out = [];
     if (!Array.isArray(points)) return out;
-    for (const p of points) {
-        if (Array.isArray(p) && Number.isFinite(p[0]) && Number.isFinite(p[1]) && Number.isFinite(p[2] ?? 0)) {
-            out.push([p[0], p[1], p[2] ?? 0]);
-        } else out.push(null);
+    for (const p of points.slice(0, MAX_POINTS)) {
+        let ok = Array.isArray(p) && p.length >= n;
+        for (let k = 0; ok && k < n; k++) ok = Number.isFinite(p[k]);
+        out.push(ok ? p.slice(0, n).map(Number) : null);
     }
     return out;
 }
 
 function cleanSegments(payload) {
     const segments = Array.isArray(payload?.segments) ? payload.segments : [];
-    return segments.slice(0, 8).map((s, i) => ({
+    return segments.slice(0, MAX_SEGMENTS).map((s, i) => ({
         role: String(s?.role ?? "").slice(0, 24),
         count: Number.isFinite(s?.count) ? s.count : 0,
-        centers: finitePairs(s?.centers),
-        forward: finitePairs(s?.forward),
-        centers3: finiteTriples(s?.centers),
-        forward3: finiteTriples(s?.forward),
-        down3: finiteTriples(s?.down),
+        centers: finiteTuples(s?.centers, 3),
+        forward: finiteTuples(s?.forward, 3),
+        down: finiteTuples(s?.down, 3),
+        K: finiteTuples(s?.K, 4),
         color: COLORS[String(s?.role)] ?? FALLBACK_COLORS[i % FALLBACK_COLORS.length],
     }));
 }
 
+// --- small vector maths ----------------------------------------------------------------------------------
+const add = (a, b) => [a[0] + b[0], a[1] + b[1], a[2] + b[2]];
 const sub = (a, b) => [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
-const add = (a, b, k = 1) => [a[0] + k * b[0], a[1] + k * b[1], a[2] + k * b[2]];
+const mul = (a, s) => [a[0] * s, a[1] * s, a[2] * s];
+const dot = (a, b) => a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
 const cross = (a, b) => [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
-const unit = (a) => { const n = Math.hypot(a[0], a[1], a[2]); return n > 1e-9 ? [a[0] / n, a[1] / n, a[2] / n] : null; };
+const norm = (a) => Math.hypot(a[0], a[1], a[2]);
+const unit = (a) => { const n = norm(a); return n > 1e-12 ? mul(a, 1 / n) : null; };
 
-// A perspective view of the path from an orbiting eye: yaw around world z (up), pitch above the horizon.
-export function drawCameraPath3D(canvas, payload, view = { yaw: -0.6, pitch: 0.45 }) {
-    const ctx = canvas.getContext("2d");
-    const w = canvas.width, h = canvas.height;
-    ctx.fillStyle = "#202226";
-    ctx.fillRect(0, 0, w, h);
-    ctx.font = "11px sans-serif";
-    const segments = cleanSegments(payload);
-    const all = segments.flatMap((s) => s.centers3.filter((p) => p));
-    if (!all.length) {
-        ctx.fillStyle = "#9aa0a6";
-        ctx.fillText("camera path: run the node to draw it", 10, h / 2);
-        return;
+function niceStep(x) {
+    const p = 10 ** Math.floor(Math.log10(x));
+    const m = x / p;
+    return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
+}
+
+// The frustum of one camera: apex, the 4 image corners at `depth`, and the "up" mark above the top edge.
+function frustum(c, f, d, K, depth) {
+    f = unit(f);
+    if (!f) return null;
+    let down = d ? unit(sub(d, mul(f, dot(d, f)))) : null;
+    if (!down) { // no roll: image x horizontal, image y pointing down in the world (z up)
+        const right = unit(cross(f, [0, 0, 1])) ?? [1, 0, 0];
+        down = cross(f, right);
     }
-    const lo = [0, 1, 2].map((k) => Math.min(...all.map((p) => p[k])));
-    const hi = [0, 1, 2].map((k) => Math.max(...all.map((p) => p[k])));
-    const centre = [0, 1, 2].map((k) => (lo[k] + hi[k]) / 2);
-    const span = Math.max(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2], 1e-6);
-    const dist = 2.2 * span;
-    const eye = add(centre, [Math.cos(view.pitch) * Math.cos(view.yaw), Math.cos(view.pitch) * Math.sin(view.yaw),
-                             Math.sin(view.pitch)], dist);
-    const fwd = unit(sub(centre, eye));
-    const right = unit(cross(fwd, [0, 0, 1])) ?? [1, 0, 0];
-    const up = cross(right, fwd);
-    const legend = 16, focal = 0.9 * Math.min(w, h - legend);
-    const project = (p) => {
-        const d = sub(p, eye);
-        const z = d[0] * fwd[0] + d[1] * fwd[1] + d[2] * fwd[2];
-        if (z < 1e-3 * span) return null;
-        return [w / 2 + focal * (d[0] * right[0] + d[1] * right[1] + d[2] * right[2]) / z,
-                (h - legend) / 2 - focal * (d[0] * up[0] + d[1] * up[1] + d[2] * up[2]) / z];
-    };
-    const line = (a, b) => {
-        const pa = project(a), pb = project(b);
-        if (!pa || !pb) return;
-        ctx.beginPath(); ctx.moveTo(pa[0], pa[1]); ctx.lineTo(pb[0], pb[1]); ctx.stroke();
-    };
-    // The ground grid (z = the lowest camera), for a sense of up.
-    ctx.strokeStyle = "#34373c";
-    ctx.lineWidth = 1;
-    for (let i = -2; i <= 2; i++) {
-        const t = (i / 2) * span * 0.75;
-        line([centre[0] + t, centre[1] - 0.75 * span, lo[2]], [centre[0] + t, centre[1] + 0.75 * span, lo[2]]);
-        line([centre[0] - 0.75 * span, centre[1] + t, lo[2]], [centre[0] + 0.75 * span, centre[1] + t, lo[2]]);
-    }
-    const size = 0.08 * span;
-    for (const seg of segments) {
-        ctx.strokeStyle = seg.color;
-        ctx.lineWidth = 2;
-        for (let i = 1; i < seg.centers3.length; i++) {
-            if (seg.centers3[i - 1] && seg.centers3[i]) line(seg.centers3[i - 1], seg.centers3[i]);
-        }
-        ctx.lineWidth = 1;
-        const every = Math.max(1, Math.ceil(seg.centers3.length / 16));
-        for (let i = 0; i < seg.centers3.length; i += every) {
-            const c = seg.centers3[i], f = seg.forward3[i] && unit(seg.forward3[i]);
-            if (!c || !f) continue;
-            let down = seg.down3[i] && unit(seg.down3[i]);
-            const r = down ? unit(cross(down, f)) : unit(cross(f, [0, 0, 1]));
-            if (!r) continue;
-            down = down ?? cross(f, r);
-            const corners = [[-1, -1], [1, -1], [1, 1], [-1, 1]].map(([a, b]) =>
-                add(add(add(c, f, 1.6 * size), r, a * size), down, b * 0.75 * size));
-            for (const k of corners) line(c, k);
-            for (let j = 0; j < 4; j++) line(corners[j], corners[(j + 1) % 4]);
-            line(add(add(c, f, 1.6 * size), down, -0.75 * size), add(add(c, f, 1.6 * size), down, -1.2 * size));
-        }
-    }
+    const right = cross(down, f);
+    const [fx, fy, cx, cy] = K && K[0] > 1e-6 && K[1] > 1e-6 ? K : DEFAULT_K;
+    const lateral = Math.max(Math.abs(cx / fx), Math.abs((1 - cx) / fx), Math.abs(cy / fy), Math.abs((1 - cy) / fy));
+    depth = depth / Math.max(1, lateral / 0.8); // very wide lenses: keep the frustum compact
+    const at = (u, v) => add(c, mul(add(f, add(mul(right, (u - cx) / fx), mul(down, (v - cy) / fy))), depth));
+    const corners = [at(0, 0), at(1, 0), at(1, 1), at(0, 1)];
+    const topMid = at(0.5, 0);
+    const halfTop = mul(sub(corners[1], corners[0]), 0.25);
+    const tip = sub(topMid, mul(down, norm(halfTop) * 1.2));
+    return { apex: c, corners, up: [sub(topMid, halfTop), add(topMid, halfTop), tip] };
+}
+
+function sampleIndices(n, max) {
+    if (n <= max) return [...Array(n).keys()];
+    const out = [];
+    for (let k = 0; k < max; k++) out.push(Math.round((k * (n - 1)) / (max - 1)));
+    return [...new Set(out)];
+}
+
+// --- drawing ---------------------------------------------------------------------------------------------
+function drawLegend(ctx, w, h, segments) {
     let lx = 8;
     for (const seg of segments) {
         const label = `${seg.role} (${seg.count})`;
@@ -141,24 +116,10 @@ export function drawCameraPath3D(canvas, payload, view = { yaw: -0.6, pitch: 0.4
         ctx.fillText(label, lx + 11, h - 4);
         lx += ctx.measureText(label).width + 24;
     }
-    ctx.fillStyle = "#6b7075";
-    const hint = `3D, ${span.toPrecision(3)} units; drag to rotate, double-click: top view`;
-    ctx.fillText(hint, w - ctx.measureText(hint).width - 6, 12);
 }
 
-export function drawCameraPath(canvas, payload) {
-    const ctx = canvas.getContext("2d");
-    const w = canvas.width, h = canvas.height;
-    ctx.fillStyle = "#202226";
-    ctx.fillRect(0, 0, w, h);
-    ctx.font = "11px sans-serif";
-    const segments = cleanSegments(payload);
+function drawTop(ctx, w, h, segments) {
     const all = segments.flatMap((s) => s.centers.filter((p) => p));
-    if (!all.length) {
-        ctx.fillStyle = "#9aa0a6";
-        ctx.fillText("camera path: run the node to draw it", 10, h / 2);
-        return;
-    }
     let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
     for (const [x, y] of all) {
         x0 = Math.min(x0, x); x1 = Math.max(x1, x);
@@ -196,39 +157,245 @@ export function drawCameraPath(canvas, payload) {
             if (!f) continue;
             const n = Math.hypot(f[0], f[1]);
             if (n < 1e-3) continue; // looking straight up or down: no direction in this view
-            const [ex, ey] = toScreen([p[0] + (f[0] / n) * arrow * Math.min(1, n * 2), p[1] + (f[1] / n) * arrow * Math.min(1, n * 2)]);
+            const len = arrow * Math.min(1, n * 2);
+            const [ex, ey] = toScreen([p[0] + (f[0] / n) * len, p[1] + (f[1] / n) * len]);
             ctx.beginPath();
             ctx.moveTo(sx, sy);
             ctx.lineTo(ex, ey);
             ctx.stroke();
         }
     }
-    let lx = 8;
-    for (const seg of segments) {
-        const label = `${seg.role} (${seg.count})`;
-        ctx.fillStyle = seg.color;
-        ctx.fillRect(lx, h - 12, 8, 8);
-        ctx.fillStyle = "#d0d4d8";
-        ctx.fillText(label, lx + 11, h - 4);
-        lx += ctx.measureText(label).width + 24;
-    }
-    ctx.fillStyle = "#6b7075";
-    const scaleText = `x-y, ${span.toPrecision(3)} units`;
-    ctx.fillText(scaleText, w - ctx.measureText(scaleText).width - 6, 12);
+    return `top (x-y), ${span.toPrecision(3)} units`;
 }
 
+function draw3d(ctx, w, h, segments, view) {
+    const legend = 16, pad = 10;
+    const centers = segments.flatMap((s) => s.centers.filter((p) => p));
+    let lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
+    const grow = (p) => { for (let k = 0; k < 3; k++) { lo[k] = Math.min(lo[k], p[k]); hi[k] = Math.max(hi[k], p[k]); } };
+    centers.forEach(grow);
+    const span = Math.max(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]);
+    const depth = span > 1e-6 ? 0.08 * span : 0.5; // a camera that stays put (pan, tilt) still shows its frustum
+
+    const frusta = [];
+    for (const seg of segments) {
+        for (const i of sampleIndices(seg.centers.length, span > 1e-6 ? MAX_FRUSTA : 7)) {
+            const c = seg.centers[i], f = seg.forward[i];
+            if (!c || !f) continue;
+            const fr = frustum(c, f, seg.down[i], seg.K[i], depth);
+            if (!fr) continue;
+            fr.color = seg.color;
+            fr.first = i === 0;
+            frusta.push(fr);
+            fr.corners.forEach(grow);
+            fr.up.forEach(grow);
+        }
+    }
+    const mid = mul(add(lo, hi), 0.5);
+    let R = 1e-6;
+    for (const p of centers) R = Math.max(R, norm(sub(p, mid)));
+    for (const fr of frusta) for (const p of [...fr.corners, fr.up[2]]) R = Math.max(R, norm(sub(p, mid)));
+    if (R < 1e-3 * Math.max(1, norm(mid))) R = Math.max(R, 1e-3);
+
+    // The viewer orbits the scene's bounding sphere (centre mid, radius R) at distance D.
+    const D = 3 * R;
+    const cp = Math.cos(view.pitch), sp = Math.sin(view.pitch);
+    const eye = add(mid, mul([cp * Math.cos(view.yaw), cp * Math.sin(view.yaw), sp], D));
+    const fwd = unit(sub(mid, eye));
+    const right = unit(cross(fwd, [0, 0, 1]));
+    const up = cross(right, fwd);
+    const half = Math.max(10, 0.5 * Math.min(w, h - legend) - pad);
+    const F = (1.1 * half * Math.sqrt(D * D - R * R)) / R; // the sphere's silhouette about fills the smaller side
+    const ox = w / 2, oy = (h - legend) / 2;
+    const project = (p) => {
+        const v = sub(p, eye);
+        const z = dot(v, fwd);
+        if (z < 1e-3 * R) return null;
+        return [ox + (F * dot(v, right)) / z, oy - (F * dot(v, up)) / z];
+    };
+    const line = (a, b) => {
+        const pa = project(a), pb = project(b);
+        if (!pa || !pb) return;
+        ctx.moveTo(pa[0], pa[1]);
+        ctx.lineTo(pb[0], pb[1]);
+    };
+
+    // Ground grid (world z = the lowest point) and the path's shadow on it, for depth.
+    const ground = lo[2];
+    const gs = niceStep(Math.max(hi[0] - lo[0], hi[1] - lo[1], R) / 4);
+    const gx0 = Math.floor((lo[0] - 0.3 * R) / gs) * gs, gx1 = Math.ceil((hi[0] + 0.3 * R) / gs) * gs;
+    const gy0 = Math.floor((lo[1] - 0.3 * R) / gs) * gs, gy1 = Math.ceil((hi[1] + 0.3 * R) / gs) * gs;
+    ctx.strokeStyle = "#383b41";
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    for (let x = gx0; x <= gx1 + 1e-9; x += gs) line([x, gy0, ground], [x, gy1, ground]);
+    for (let y = gy0; y <= gy1 + 1e-9; y += gs) line([gx0, y, ground], [gx1, y, ground]);
+    ctx.stroke();
+    ctx.globalAlpha = 0.3;
+    for (const seg of segments) {
+        ctx.strokeStyle = seg.color;
+        ctx.beginPath();
+        for (let i = 1; i < seg.centers.length; i++) {
+            const a = seg.centers[i - 1], b = seg.centers[i];
+            if (a && b) line([a[0], a[1], ground], [b[0], b[1], ground]);
+        }
+        ctx.stroke();
+    }
+    ctx.globalAlpha = 1;
+
+    // The path, then the frusta from far to near.
+    for (const seg of segments) {
+        ctx.strokeStyle = seg.color;
+        ctx.fillStyle = seg.color;
+        ctx.lineWidth = 2;
+        ctx.beginPath();
+        for (let i = 1; i < seg.centers.length; i++) {
+            const a = seg.centers[i - 1], b = seg.centers[i];
+            if (a && b) line(a, b);
+        }
+        ctx.stroke();
+        const start = seg.centers.find((p) => p);
+        const s = start && project(start);
+        if (s) { ctx.beginPath(); ctx.arc(s[0], s[1], 3.5, 0, 2 * Math.PI); ctx.fill(); }
+    }
+    frusta.sort((a, b) => dot(sub(b.apex, eye), fwd) - dot(sub(a.apex, eye), fwd));
+    for (const fr of frusta) {
+        const pc = fr.corners.map(project), pu = fr.up.map(project);
+        ctx.strokeStyle = fr.color;
+        ctx.fillStyle = fr.color;
+        ctx.lineWidth = fr.first ? 1.8 : 1.1;
+        if (pc.every((p) => p)) {
+            ctx.globalAlpha = fr.first ? 0.3 : 0.1;
+            ctx.beginPath();
+            pc.forEach((p, k) => (k ? ctx.lineTo(p[0], p[1]) : ctx.moveTo(p[0], p[1])));
+            ctx.closePath();
+            ctx.fill();
+            ctx.globalAlpha = 1;
+        }
+        ctx.beginPath();
+        for (let k = 0; k < 4; k++) {
+            line(fr.apex, fr.corners[k]);
+            line(fr.corners[k], fr.corners[(k + 1) % 4]);
+        }
+        ctx.stroke();
+        if (pu.every((p) => p)) {
+            ctx.beginPath();
+            pu.forEach((p, k) => (k ? ctx.lineTo(p[0], p[1]) : ctx.moveTo(p[0], p[1])));
+            ctx.closePath();
+            ctx.fill();
+        }
+    }
+
+    // World axes (muted colours: x, y, z) in the bottom-right corner.
+    const ax = [w - 26, h - legend - 24];
+    const names = ["x", "y", "z"], colors = ["#b86a6a", "#6aa86a", "#6a86b0"];
+    [[1, 0, 0], [0, 1, 0], [0, 0, 1]].forEach((e, k) => {
+        const ex = ax[0] + 15 * dot(e, right), ey = ax[1] - 15 * dot(e, up);
+        ctx.strokeStyle = colors[k];
+        ctx.fillStyle = colors[k];
+        ctx.lineWidth = 1.5;
+        ctx.beginPath();
+        ctx.moveTo(ax[0], ax[1]);
+        ctx.lineTo(ex, ey);
+        ctx.stroke();
+        ctx.fillText(names[k], ex + 2, ey + 3);
+    });
+    return `3D, ${span > 1e-6 ? `${span.toPrecision(3)} units` : "fixed centre"} · drag to rotate`;
+}
+
+// Draw `payload` on `canvas` (its pixel size as it is; `pixelRatio` device pixels per CSS pixel).
+export function drawCameraPath(canvas, payload, view = defaultView(), pixelRatio = 1) {
+    const ctx = canvas.getContext("2d");
+    const r = Number.isFinite(pixelRatio) && pixelRatio > 0 ? pixelRatio : 1;
+    ctx.setTransform(r, 0, 0, r, 0, 0);
+    const w = canvas.width / r, h = canvas.height / r;
+    ctx.globalAlpha = 1;
+    ctx.fillStyle = BACKGROUND;
+    ctx.fillRect(0, 0, w, h);
+    ctx.font = "11px sans-serif";
+    const segments = cleanSegments(payload);
+    if (!segments.some((s) => s.centers.some((p) => p))) {
+        ctx.fillStyle = "#9aa0a6";
+        ctx.fillText("camera path: run the node to draw it", 10, h / 2);
+        return false;
+    }
+    const caption = view?.mode === "top" ? drawTop(ctx, w, h, segments) : draw3d(ctx, w, h, segments, view);
+    drawLegend(ctx, w, h, segments);
+    ctx.fillStyle = "#6b7075";
+    ctx.fillText(caption, 8, 12);
+    return true;
+}
+
+// --- widgets ---------------------------------------------------------------------------------------------
 function addCameraPathWidget(node) {
     const container = document.createElement("div");
     container.className = "syn2seq-camera-path";
-    container.style.width = "100%";
-    container.style.height = "100%";
+    container.style.cssText = "position:relative;width:100%;height:100%;";
     const canvas = document.createElement("canvas");
     canvas.width = 360;
     canvas.height = WIDGET_HEIGHT - 10;
-    canvas.style.width = "100%";
-    canvas.style.height = "100%";
+    canvas.style.cssText = "display:block;width:100%;height:100%;touch-action:none;cursor:grab;";
     canvas.dataset.syn2seqCameraPath = "empty";
-    container.appendChild(canvas);
+    const toggle = document.createElement("button");
+    toggle.type = "button";
+    toggle.className = "syn2seq-camera-path-view";
+    toggle.style.cssText = "position:absolute;top:3px;right:4px;font:10px sans-serif;padding:1px 6px;"
+        + "color:#d0d4d8;background:#2c2f34;border:1px solid #454950;border-radius:3px;cursor:pointer;";
+    container.append(canvas, toggle);
+
+    const view = defaultView();
+    let payload = null, frame = 0;
+    const draw = () => {
+        frame = 0;
+        const ratio = window.devicePixelRatio || 1;
+        const cw = canvas.clientWidth, ch = canvas.clientHeight;
+        if (cw > 0 && ch > 0 && (canvas.width !== Math.round(cw * ratio) || canvas.height !== Math.round(ch * ratio))) {
+            canvas.width = Math.round(cw * ratio);
+            canvas.height = Math.round(ch * ratio);
+        }
+        drawCameraPath(canvas, payload, view, cw > 0 ? canvas.width / cw : 1);
+        toggle.textContent = view.mode === "top" ? "3D view" : "top view";
+        canvas.dataset.syn2seqView = view.mode;
+        canvas.dataset.syn2seqYaw = view.yaw.toFixed(3);
+        canvas.dataset.syn2seqPitch = view.pitch.toFixed(3);
+        canvas.style.cursor = view.mode === "3d" ? "grab" : "default";
+    };
+    const redraw = () => { if (!frame) frame = requestAnimationFrame(draw); };
+
+    let drag = null;
+    canvas.addEventListener("pointerdown", (e) => {
+        if (view.mode !== "3d" || e.button !== 0) return;
+        drag = { x: e.clientX, y: e.clientY, yaw: view.yaw, pitch: view.pitch };
+        try { canvas.setPointerCapture(e.pointerId); } catch { /* a synthetic event's pointer: no capture */ }
+        e.preventDefault();
+        e.stopPropagation();
+    });
+    canvas.addEventListener("pointermove", (e) => {
+        if (!drag) return;
+        view.yaw = drag.yaw - (e.clientX - drag.x) * 0.01;
+        view.pitch = Math.max(-PITCH_LIMIT, Math.min(PITCH_LIMIT, drag.pitch + (e.clientY - drag.y) * 0.01));
+        e.preventDefault();
+        e.stopPropagation();
+        draw();
+    });
+    const endDrag = (e) => {
+        if (!drag) return;
+        drag = null;
+        try { canvas.releasePointerCapture(e.pointerId); } catch { /* not captured */ }
+        e.stopPropagation();
+    };
+    canvas.addEventListener("pointerup", endDrag);
+    canvas.addEventListener("pointercancel", endDrag);
+    const switchView = (e) => {
+        view.mode = view.mode === "3d" ? "top" : "3d";
+        e.stopPropagation();
+        draw();
+    };
+    canvas.addEventListener("dblclick", switchView);
+    toggle.addEventListener("pointerdown", (e) => e.stopPropagation());
+    toggle.addEventListener("click", switchView);
+    if (typeof ResizeObserver === "function") new ResizeObserver(redraw).observe(container);
+
     const widget = node.addDOMWidget("camera_path", "syn2seq_camera_path", container, {
         serialize: false,
         hideOnZoom: false,
@@ -236,35 +403,10 @@ function addCameraPathWidget(node) {
         getValue: () => "",
         setValue: () => {},
     });
-    const state = { payload: null, mode: "3d", view: { yaw: -0.6, pitch: 0.45 }, drag: null };
-    const redraw = () => {
-        if (state.mode === "3d") drawCameraPath3D(canvas, state.payload, state.view);
-        else drawCameraPath(canvas, state.payload);
-        canvas.dataset.syn2seqView = state.mode;
-    };
-    canvas.addEventListener("pointerdown", (e) => {
-        state.drag = [e.clientX, e.clientY];
-        canvas.setPointerCapture?.(e.pointerId);
-        e.stopPropagation();
-    });
-    canvas.addEventListener("pointermove", (e) => {
-        if (!state.drag || state.mode !== "3d") return;
-        state.view.yaw -= 0.01 * (e.clientX - state.drag[0]);
-        state.view.pitch = Math.max(-1.45, Math.min(1.45, state.view.pitch + 0.01 * (e.clientY - state.drag[1])));
-        state.drag = [e.clientX, e.clientY];
-        redraw();
-        e.stopPropagation();
-    });
-    canvas.addEventListener("pointerup", () => { state.drag = null; });
-    canvas.addEventListener("dblclick", (e) => {
-        state.mode = state.mode === "3d" ? "top" : "3d";
-        redraw();
-        e.stopPropagation();
-    });
-    redraw();
-    node.syn2seqCameraPath = (payload) => {
-        state.payload = payload;
-        redraw();
+    draw();
+    node.syn2seqCameraPath = (p) => {
+        payload = p;
+        draw();
         canvas.dataset.syn2seqCameraPath = "drawn";
     };
     return widget;

@@ -43,6 +43,7 @@ import torch
 from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
 from torch import Tensor
 
+from .. import limits
 from ..conventions import FOCAL_RANGE
 from ..errors import Syn2SeqInputError, check_choice, require
 from .cameras import Cameras, check_rotations, full_precision, look_at
@@ -53,16 +54,8 @@ PRESETS = ("orbit", "dolly", "pan", "tilt", "walk", "look_at", "keyframes")
 KEYFRAME_KEYS = ("frame", "time", "position", "look_at", "quaternion", "rotation", "c2w", "fov_deg")
 KEYFRAME_ORIENTATIONS = ("look_at", "quaternion", "rotation", "c2w")
 
-# TODO limits: these ranges belong in syn2seq_core.limits.LIMITS (the lead adds them; then use limits.check).
-_FRAMES = (1, 10_000)  # path_frames
-_SIZE = (1, 8192)  # path_image_size
-_FOV = (2.0, 170.0)  # fov_deg (horizontal, degrees)
-_FPS = (0.0, 1000.0)  # fps (lower bound excluded), the existing LIMITS["fps"]
-_COORD = 10_000.0  # path_coordinate: |x|, |y|, |z| of positions and targets, metres
-_ANGLE = 3600.0  # path_angle: |angle_deg|
-_DISTANCE = 1000.0  # path_distance: |distance|, metres
-_SPEED = (0.0, 100.0)  # path_speed, m/s
-_KEYFRAMES = (1, 10_000)  # path_keyframes: number of keyframes
+# Ranges of the numbers a user gives: syn2seq_core.limits.LIMITS (path_frames, path_keyframes, path_image_size,
+# fov_deg, fps, path_coordinate, path_angle, path_distance, path_speed), the same entries as the node's widgets.
 
 F64 = torch.float64
 
@@ -70,8 +63,8 @@ F64 = torch.float64
 # --- public API ------------------------------------------------------------------------------------------
 def frame_times(frames: int, fps: float) -> Tensor:
     """[frames] float64 seconds of the frames of a path: frame ``i`` at ``i / fps``."""
-    frames = _int_in(frames, _FRAMES, "frames")
-    fps = _fps(fps)
+    frames = _in("path_frames", frames, "frames")
+    fps = _in("fps", fps, "fps")
     return torch.arange(frames, dtype=F64) / fps
 
 
@@ -97,10 +90,10 @@ def camera_path(preset: str, frames: int, width: int, height: int, *, fov_deg: f
     (:func:`keyframe_path`). Returns :class:`Cameras` with ``c2w [frames, 4, 4]`` float64.
     """
     check_choice(preset, PRESETS, "preset")
-    frames = _int_in(frames, _FRAMES, "frames")
+    frames = _in("path_frames", frames, "frames")
     width, height = _size(width, height)
-    fov = _float_in(fov_deg, _FOV, "fov_deg")
-    fps = _fps(fps)
+    fov = _in("fov_deg", fov_deg, "fov_deg")
+    fps = _in("fps", fps, "fps")
     if preset == "keyframes":
         require(keyframes is not None, "keyframes", "a list of keyframes (or its JSON text) for preset 'keyframes'",
                 None)
@@ -111,29 +104,29 @@ def camera_path(preset: str, frames: int, width: int, height: int, *, fov_deg: f
     at = _point(target, "target")
     s = torch.linspace(0.0, 1.0, frames, dtype=F64) if frames > 1 else torch.zeros(1, dtype=F64)
     if preset == "orbit":
-        c2w = _orbit(eye0, at, math.radians(_float_in(angle_deg, (-_ANGLE, _ANGLE), "angle_deg")) * s)
+        c2w = _orbit(eye0, at, math.radians(_in("path_angle", angle_deg, "angle_deg")) * s)
     else:
         first = _look(eye0, at)
         if preset == "dolly":
-            step = _float_in(distance, (-_DISTANCE, _DISTANCE), "distance") * s
+            step = _in("path_distance", distance, "distance") * s
             c2w = _translate(first, first[:3, 2], step)
         elif preset == "pan":
-            angles = -math.radians(_float_in(angle_deg, (-_ANGLE, _ANGLE), "angle_deg")) * s
+            angles = -math.radians(_in("path_angle", angle_deg, "angle_deg")) * s
             c2w = first.repeat(frames, 1, 1)
             c2w[:, :3, :3] = _axis_rotation(torch.tensor(WORLD_UP, dtype=F64), angles) @ first[:3, :3]
         elif preset == "tilt":
-            angles = math.radians(_float_in(angle_deg, (-_ANGLE, _ANGLE), "angle_deg")) * s
+            angles = math.radians(_in("path_angle", angle_deg, "angle_deg")) * s
             c2w = first.repeat(frames, 1, 1)
             c2w[:, :3, :3] = first[:3, :3] @ _axis_rotation(torch.tensor([1.0, 0.0, 0.0], dtype=F64), angles)
         elif preset == "walk":
-            v = _float_in(speed, _SPEED, "speed")
+            v = _in("path_speed", speed, "speed")
             ahead = first[:3, 2].clone()
             ahead[2] = 0.0
             require(float(ahead.norm()) > 1e-9, "target", "a view direction that is not vertical (walk moves along "
                     "the view direction projected onto the ground)", "straight up or down")
             c2w = _translate(first, ahead / ahead.norm(), v * torch.arange(frames, dtype=F64) / fps)
         else:  # look_at
-            step = _float_in(distance, (-_DISTANCE, _DISTANCE), "distance") * s
+            step = _in("path_distance", distance, "distance") * s
             eyes = eye0 + step[:, None] * first[:3, 0]
             c2w = _look(eyes, at.expand_as(eyes))
     return Cameras(c2w, _intrinsics(torch.tensor([fov], dtype=F64), width, height, "fov_deg").expand(frames, 4),
@@ -163,10 +156,10 @@ def keyframe_path(keyframes, frames: int, width: int, height: int, *, fov_deg: f
     """
     from scipy.interpolate import CubicSpline
 
-    frames = _int_in(frames, _FRAMES, "frames")
+    frames = _in("path_frames", frames, "frames")
     width, height = _size(width, height)
-    fov_default = _float_in(fov_deg, _FOV, "fov_deg")
-    fps = _fps(fps)
+    fov_default = _in("fov_deg", fov_deg, "fov_deg")
+    fps = _in("fps", fps, "fps")
     keys = _parse_keyframes(keyframes)
     times = _key_times(keys, frames, fps)
     positions, rotations, fovs = [], [], []
@@ -175,7 +168,7 @@ def keyframe_path(keyframes, frames: int, width: int, height: int, *, fov_deg: f
         positions.append(p)
         rotations.append(R)
         fovs.append(fov_default if key.get("fov_deg") is None
-                    else _float_in(key["fov_deg"], _FOV, f"keyframes[{i}].fov_deg"))
+                    else _in("fov_deg", key["fov_deg"], f"keyframes[{i}].fov_deg"))
     P = torch.stack(positions)  # [K, 3]
     R = torch.stack(rotations)  # [K, 3, 3]
     t = torch.arange(frames, dtype=F64).clamp(float(times[0]), float(times[-1]))
@@ -266,7 +259,7 @@ def _parse_keyframes(keyframes) -> list[dict]:
                                     f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     require(isinstance(keyframes, Sequence) and not isinstance(keyframes, (str, bytes)), "keyframes",
             "a list of keyframe objects", type(keyframes).__name__)
-    lo, hi = _KEYFRAMES
+    lo, hi = limits.LIMITS["path_keyframes"].lo, limits.LIMITS["path_keyframes"].hi
     require(lo <= len(keyframes) <= hi, "keyframes", f"{lo} to {hi} keyframes", len(keyframes))
     out = []
     for i, key in enumerate(keyframes):
@@ -346,29 +339,15 @@ def _number(value, name: str) -> float:
     return float(value)
 
 
-def _float_in(value, bounds: tuple[float, float], name: str) -> float:
-    x = _number(value, name)
-    lo, hi = bounds
-    require(lo <= x <= hi, name, f"a number in [{lo:g}, {hi:g}]", value)
-    return x
-
-
-def _int_in(value, bounds: tuple[int, int], name: str) -> int:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    lo, hi = bounds
-    require(ok and lo <= int(value) <= hi, name, f"an integer in [{lo}, {hi}]", repr(value))
-    return int(value)
-
-
-def _fps(value) -> float:
-    x = _number(value, "fps")
-    lo, hi = _FPS
-    require(lo < x <= hi, "fps", f"a number in ({lo:g}, {hi:g}]", value)
-    return x
+def _in(limit: str, value, name: str):
+    """``value`` checked against ``limits.LIMITS[limit]`` (an int or a float), refused under ``name``."""
+    if limits.get(limit).kind is float:
+        _number(value, name)  # a real, finite number: no strings, booleans or NaN
+    return limits.check(limit, value, name)
 
 
 def _size(width, height) -> tuple[int, int]:
-    return _int_in(width, _SIZE, "width"), _int_in(height, _SIZE, "height")
+    return _in("path_image_size", width, "width"), _in("path_image_size", height, "height")
 
 
 def _vector(value, n: int, name: str, expected: str) -> Tensor:
@@ -379,7 +358,8 @@ def _vector(value, n: int, name: str, expected: str) -> Tensor:
 
 
 def _coordinates(p: Tensor, name: str) -> None:
-    require(float(p.abs().max()) <= _COORD, name, f"coordinates within ±{_COORD:g} m", p.tolist())
+    for i, v in enumerate(p.tolist()):
+        limits.check("path_coordinate", v, f"{name}[{i}]")
 
 
 def _point(value, name: str) -> Tensor:

@@ -291,7 +291,7 @@ def refused(fn, *args, name, match, **kwargs):
     ({"frames": 0}, "frames", r"frames: expected an integer in \[1, 10000\], got 0"),
     ({"frames": 2.5}, "frames", r"expected an integer .* got 2.5"),
     ({"width": 0}, "width", r"width: expected an integer in \[1, 8192\], got 0"),
-    ({"fov_deg": 0.0}, "fov_deg", r"fov_deg: expected a number in \[2, 170\], got 0.0"),
+    ({"fov_deg": 0.0}, "fov_deg", r"fov_deg: expected a number in \[2.0, 170.0\], got 0.0"),
     ({"fov_deg": 2.0, "width": 1000, "height": 100}, "fov_deg",
      r"fov_deg: expected at least 11.4 degrees for a 1000x100 image \(normalised focal lengths up to 50\), got 2"),
     ({"fov_deg": float("nan")}, "fov_deg", r"fov_deg: expected a finite number, got nan"),
@@ -312,8 +312,8 @@ def test_orbit_straight_above_the_target_and_other_preset_refusals():
     refused(camera_path, "orbit", 5, W, H, position=(0.5, 0.2, 5.0), target=TARGET, name="position",
             match="not straight above or below")
     refused(camera_path, "pan", 5, W, H, angle_deg=1e6, name="angle_deg",
-            match=r"angle_deg: expected a number in \[-3600, 3600\], got 1000000.0")
-    refused(camera_path, "walk", 5, W, H, speed=-1.0, name="speed", match=r"speed: expected a number in \[0, 100\]")
+            match=r"angle_deg: expected a number in \[-3600.0, 3600.0\], got 1000000.0")
+    refused(camera_path, "walk", 5, W, H, speed=-1.0, name="speed", match=r"speed: expected a number in \[0.0, 100.0\]")
     refused(camera_path, "keyframes", 5, W, H, name="keyframes", match="a list of keyframes")
 
 
@@ -347,7 +347,7 @@ def test_orbit_straight_above_the_target_and_other_preset_refusals():
     ([{"frame": 1, "time": 0.1, "position": [0, 0, 0], "look_at": [0, 1, 0]}], "keyframes[0]",
      r"one of 'frame' or 'time', got both"),
     ([{"position": [0, 0, 0], "look_at": [0, 1, 0], "fov_deg": 200}], "keyframes[0].fov_deg",
-     r"expected a number in \[2, 170\], got 200"),
+     r"expected a number in \[2.0, 170.0\], got 200"),
 ])
 def test_bad_keyframes_are_refused_naming_the_keyframe_and_field(keys, name, match):
     refused(keyframe_path, keys, 10, W, H, name=name, match=match)
