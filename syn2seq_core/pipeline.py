@@ -36,13 +36,38 @@ HELDOUT_SEED_BASE = 1 << 30
 
 
 def build_network(model_cfg: dict):
-    """A fresh network from a config table: ``{"preset": "tiny", **field overrides}`` (DiT3D)."""
-    from .dfot.model import DiT3D, dit3d_preset
+    """A fresh network from a config table: ``{"arch": "dit3d" | "uvit3d_pose", "preset": ..., **field
+    overrides}`` (:func:`~syn2seq_core.dfot.checkpoint.config_from_table`)."""
+    from .dfot.checkpoint import build_model, config_from_table
 
-    cfg = dict(model_cfg)
-    preset = cfg.pop("preset", "tiny")
-    cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
-    return DiT3D(dit3d_preset(preset, **cfg))
+    return build_model(config_from_table(model_cfg))
+
+
+def ray_input(config, K: Tensor, c2w: Tensor, height: int, width: int, fisheye=None) -> Tensor:
+    """The camera input a network of ``config`` takes: K [..., T, 4], c2w [..., T, 4, 4] already relative to
+    the reference camera -> [..., T, H, W, R]: Plücker rays for ``plucker_*`` ray formats, DFoT's
+    180-channel encoding for ``dfot_ray_encoding``. Used by sampling and training alike."""
+    fmt = getattr(config, "ray_format", "plucker_dm")
+    if fmt.startswith("plucker_"):
+        from .geometry.plucker import plucker_rays
+
+        return plucker_rays(K, c2w, height, width, fmt[-2:], fisheye)
+    from .dfot.embeddings import dfot_ray_encoding
+
+    require(fisheye is None, "cameras", f"pinhole cameras for a network with ray format {fmt}", "fisheye cameras",
+            "Undistort the frames first")
+    return dfot_ray_encoding(K.float(), c2w.float(), height, width)
+
+
+def sequence_ray_input(config, sequence: Syn2SeqSequence, reference: int = 0) -> Tensor:
+    """[T, H, W, R] float32 camera input of a sequence for a network of ``config``, relative to frame
+    ``reference``; zero where a pose is unknown."""
+    fmt = getattr(config, "ray_format", "plucker_dm")
+    if fmt.startswith("plucker_"):
+        return sequence.rays(config.height, config.width, order=fmt[-2:], reference=reference).to(torch.float32)
+    cams = sequence.cameras.relative_to(sequence.cameras.c2w[reference])
+    rays = ray_input(config, cams.K.float(), cams.c2w.float(), config.height, config.width, cams.fisheye)
+    return rays * sequence.pose_known.to(rays.dtype)[:, None, None, None]
 
 
 def _cpu_has_native_bf16() -> bool:
@@ -234,12 +259,7 @@ class Syn2SeqModel:
         intrinsics of :attr:`camera_convention` (``CAMERA_CONVENTIONS``)."""
         if self.camera_convention == "re10k":  # the intrinsics of the uncropped frames, as DFoT's loader gives
             sequence = replace(sequence, cameras=sequence.cameras.with_uncropped_intrinsics())
-        fmt = getattr(self.config, "ray_format", "plucker_dm")
-        if fmt.startswith("plucker_"):
-            return sequence.rays(*self.size, order=fmt[-2:], reference=reference).to(torch.float32)
-        cams = sequence.cameras.relative_to(sequence.cameras.c2w[reference])
-        rays = self.network.camera_rays(cams.K[None].float(), cams.c2w[None].float())[0]
-        return rays * sequence.pose_known.to(rays.dtype)[:, None, None, None]
+        return sequence_ray_input(self.config, sequence, reference)
 
     def _check(self, sequence: Syn2SeqSequence) -> None:
         require(isinstance(sequence, Syn2SeqSequence), "sequence", "a Syn2SeqSequence", type(sequence).__name__)

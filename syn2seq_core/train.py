@@ -128,10 +128,12 @@ COUNT_RANGES: dict[str, dict[str, tuple[int, int]]] = {
              "ego_frames": (1, MAX_FRAMES), "transition_frames": (0, MAX_FRAMES), "window": (0, MAX_FRAMES),
              "clip_frames": (0, MAX_FRAMES)},
     "optim": {"batch_size": (1, 4096), "warmup_steps": (0, MAX_STEPS)},
-    # DiT3DConfig fields (syn2seq_core/dfot/model.py); height/width must also be multiples of patch_size.
+    # DiT3DConfig and UViT3DPoseConfig fields (syn2seq_core/dfot/model.py, uvit3d.py); height/width must also
+    # be multiples of patch_size (times 2^(levels - 1) for the U-ViT).
     "model": {"height": (8, 4096), "width": (8, 4096), "patch_size": (1, 64), "in_channels": (1, 64),
               "dim": (8, 16384), "depth": (1, 1024), "heads": (1, 1024), "max_frames": (1, MAX_FRAMES),
-              "ray_channels": (1, 64), "noise_features": (1, 65536)},
+              "ray_channels": (1, 256), "noise_features": (1, 65536), "emb_channels": (8, 16384),
+              "num_mid_blocks": (0, 1024), "num_heads": (1, 1024)},
 }
 
 
@@ -208,7 +210,10 @@ def _training_frames(cfg: TrainConfig) -> tuple[int, str]:
     if cfg.stage == "pretrain":
         if data.clip_frames:
             return data.clip_frames, "[data] clip_frames"
-        return int(cfg.model.get("max_frames", 20)), "[data] clip_frames = 0 (then [model] max_frames, default 20)"
+        from .dfot.checkpoint import config_from_table
+
+        return (config_from_table(cfg.model, "[model]").max_frames,
+                "[data] clip_frames = 0 (then the model's max_frames)")
     full = data.exo_frames + data.ego_frames + (0 if data.transition == "none" else data.transition_frames)
     if data.window and data.window < full:
         return data.window, "[data] window"
@@ -216,19 +221,11 @@ def _training_frames(cfg: TrainConfig) -> tuple[int, str]:
 
 
 def _check_model_fits_data(cfg: TrainConfig, where: str) -> None:
-    """The [model] table builds a DiT3DConfig whose frame size is [data] size and whose window holds a
-    training sequence (otherwise the first step fails inside the network)."""
-    from .dfot.model import DiT3DConfig, dit3d_preset
+    """The [model] table builds a network config (DiT3D or U-ViT3D-Pose) whose frame size is [data] size and
+    whose window holds a training sequence (otherwise the first step fails inside the network)."""
+    from .dfot.checkpoint import config_from_table
 
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.items() if k != "preset"}
-    known = {f.name for f in dataclasses.fields(DiT3DConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise Syn2SeqInputError(f"{where} [model]", f"keys among {sorted(known | {'preset'})}", unknown)
-    try:
-        model = dit3d_preset(cfg.model.get("preset", "tiny"), **overrides)
-    except Syn2SeqInputError as e:
-        raise Syn2SeqInputError(f"{where} [model] {e.name}", e.expected, e.found, e.hint) from None
+    model = config_from_table(cfg.model, f"{where} [model]")
     data = cfg.data
     if (model.height, model.width) != (data.size, data.size):
         raise Syn2SeqInputError(f"{where} [data] size", f"the model's frame size ([model] height x width = "

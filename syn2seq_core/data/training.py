@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 
 from .. import conventions as C
+from ..dfot.checkpoint import config_from_table
 from ..geometry.cameras import Cameras, invert_pose
-from ..geometry.plucker import plucker_rays
-from ..pipeline import HELDOUT_SEED_BASE, TrainingBatch
+from ..pipeline import HELDOUT_SEED_BASE, TrainingBatch, ray_input, sequence_ray_input
 from ..sequence import build_sequence, decompose
 from .synthetic import SyntheticConfig, render_camera_path_clips, render_takes
 
@@ -63,13 +63,14 @@ def draw_noise_levels(g: torch.Generator, shape: tuple[int, ...], shared_prob: f
 
 def pretrain_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
     data = cfg.data
-    frames = data.clip_frames or int(cfg.model.get("max_frames", 20))
+    net = config_from_table(cfg.model)
+    frames = data.clip_frames or net.max_frames
     world = world_config(data)
 
     def draw(g: torch.Generator, batch: int) -> TrainingBatch:
         clips = render_camera_path_clips(_seeds(g, batch), frames, world)
         c2w = invert_pose(clips.c2w[:, :1]) @ clips.c2w  # relative to each clip's first camera
-        rays = plucker_rays(clips.K, c2w, data.size, data.size)
+        rays = ray_input(net, clips.K, c2w, data.size, data.size)
         noise_t = draw_noise_levels(g, (batch, frames), data.shared_noise_prob)
         loss_mask = torch.ones(batch, frames)
         # As at inference, the beginning of a clip is often clean context: no noise, no loss.
@@ -89,6 +90,7 @@ def finetune_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
     mode = "direct" if data.transition == "none" else ("exo2ego" if data.pose_interpolation else "video_only")
     full = data.exo_frames + data.ego_frames + (0 if mode == "direct" else data.transition_frames)
     window = data.window or full
+    net = config_from_table(cfg.model)
 
     def draw(g: torch.Generator, batch: int) -> TrainingBatch:
         n_ideal = data.transition_frames if data.transition == "ideal" else 0
@@ -124,7 +126,7 @@ def finetune_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
                 if data.full_noise_prob > 0 and bool(_uniform(g, 1) < data.full_noise_prob):
                     noise_t[~src] = 1.0
             out["frames"].append(seq.frames)
-            out["rays"].append(seq.rays().float())
+            out["rays"].append(sequence_ray_input(net, seq))
             out["noise_t"].append(noise_t)
             out["loss_mask"].append(loss_mask)
             out["roles"].append(seq.roles)

@@ -56,6 +56,37 @@ def config_from_dict(arch: str, values: dict, where: str = "config"):
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+def presets() -> dict[str, tuple[callable, str]]:
+    """arch name -> (preset function ``f(name, **overrides) -> config``, default preset name)."""
+    from .model import DiT3DConfig, dit3d_preset
+    from .uvit3d import UViT3DPoseConfig, uvit3d_preset
+
+    return {DiT3DConfig.arch: (dit3d_preset, "tiny"), UViT3DPoseConfig.arch: (uvit3d_preset, "base")}
+
+
+def config_from_table(table: dict, where: str = "[model]"):
+    """A network config from a training config's ``[model]`` table: ``arch`` (``"dit3d"``, the default, or
+    ``"uvit3d_pose"``), ``preset`` (a name of that arch's presets) and field overrides (lists become tuples).
+    Errors name the key under ``where``."""
+    table = dict(table)
+    found = presets()
+    arch = table.pop("arch", "dit3d")
+    if arch not in found:
+        raise Syn2SeqInputError(f"{where} arch", f"one of {sorted(found)}", repr(arch))
+    make, default = found[arch]
+    preset = table.pop("preset", default)
+    cls = architectures()[arch][0]
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise Syn2SeqInputError(where, f"keys among {sorted(known | {'arch', 'preset'})}", unknown,
+                                f"These are the fields of arch {arch!r} ({cls.__name__})")
+    try:
+        return make(preset, **{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
+    except Syn2SeqInputError as e:
+        raise Syn2SeqInputError(f"{where} {e.name}", e.expected, e.found, e.hint) from None
+
+
 def build_model(config, operations=None, device=None, dtype=None) -> nn.Module:
     """The network of a config (random weights). ``operations``: see :mod:`syn2seq_core.dfot.ops`."""
     archs = architectures()

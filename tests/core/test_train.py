@@ -345,3 +345,86 @@ def test_finetune_with_full_attention_starts_from_a_factorized_run(tmp_path):
     path.write_text(text.replace('name = "tiny"', f'name = "tiny"\ninit_from = "{(tmp_path / "pre").as_posix()}"'))
     train(load_config(path), tmp_path / "full", progress=False)
     assert load_model(tmp_path / "full" / MODEL_NAME).config.attention == "full"
+
+
+UVIT_MODEL = """[model]
+arch = "uvit3d_pose"
+preset = "base"
+height = 16
+width = 16
+patch_size = 2
+channels = [32, 64]
+emb_channels = 32
+block_types = ["ResBlock", "TransformerBlock"]
+block_dropouts = [0.0, 0.0]
+num_updown_blocks = [1]
+num_mid_blocks = 1
+num_heads = 2
+noise_features = 32
+max_frames = 8
+"""
+
+
+def write_uvit_config(tmp_path, steps=4, every=2, stage="finetune"):
+    text = TINY.format(stage=stage, steps=steps, every=every)
+    text = text[:text.index("[model]")] + UVIT_MODEL + text[text.index("[data]"):]
+    path = tmp_path / "uvit.toml"
+    path.write_text(text)
+    return path
+
+
+def test_uvit3d_pose_trains_from_a_config_and_samples(tmp_path):
+    """A [model] table with arch = "uvit3d_pose" trains DFoT's network (DFoT's 180-channel ray encoding in the
+    batches), its loss falls on a fixed batch, and the written model loads and generates like a DiT3D."""
+    from syn2seq_core.data.training import batch_source
+    from syn2seq_core.dfot.schedule import NoiseSchedule
+    from syn2seq_core.dfot.uvit3d import UViT3DPose
+    from syn2seq_core.pipeline import build_network, load_model, training_step_loss
+
+    cfg = load_config(write_uvit_config(tmp_path, steps=40, every=40))
+    batch = batch_source(cfg)(torch.Generator().manual_seed(12345), 4)
+    assert batch.rays.shape[-1] == 180
+    sched = NoiseSchedule(shift=cfg.noise_shift)
+
+    def eval_loss(net):
+        net.eval()
+        with torch.no_grad():
+            return float(training_step_loss(net, batch, torch.Generator().manual_seed(0), sched)[0])
+
+    torch.manual_seed(cfg.seed)
+    before = build_network(cfg.model)
+    assert isinstance(before, UViT3DPose)
+    train(cfg, tmp_path / "run", progress=False)
+    after = build_network(cfg.model)
+    after.load_state_dict(load_checkpoint(tmp_path / "run")["model"])
+    assert eval_loss(after) < 0.7 * eval_loss(before)
+    model = load_model(tmp_path / "run" / MODEL_NAME)
+    assert isinstance(model.network, UViT3DPose) and model.config.channels == (32, 64)
+    assert model.camera_convention == "pack"  # trained on the pack's cameras, not DFoT's RE10K intrinsics
+    assert model.schedule.shift == cfg.noise_shift
+
+
+def test_pretrain_stage_of_a_uvit_uses_its_window(tmp_path):
+    path = write_uvit_config(tmp_path, steps=1, every=1, stage="pretrain")
+    path.write_text(path.read_text().replace("clip_frames = 6\n", ""))  # clips as long as the model window
+    cfg = load_config(path)
+    from syn2seq_core.data.training import batch_source
+
+    assert batch_source(cfg)(torch.Generator().manual_seed(0), 1).frames.shape[1] == 8
+    assert train(cfg, tmp_path / "run", progress=False)["step"] == 1
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ('arch = "uvit3d_pose"', 'arch = "unet"', r"\[model\] arch: expected one of \['dit3d', 'uvit3d_pose'\], got 'unet'"),
+    ("num_heads = 2", "num_heads = 3", r"\[model\] channels\[1\]: expected a multiple of num_heads 3"),
+    ("num_mid_blocks = 1", "depth = 1", r"\[model\]: expected keys among .*, got \['depth'\].*arch 'uvit3d_pose'"),
+    ("width = 16", "width = 18", r"\[model\] height, width: expected multiples of patch_size \* 2\^\(levels - 1\) = 4"),
+    ("num_heads = 2", "num_heads = 0", r"\[model\] num_heads: expected an integer in \[1, 1024\], got 0"),
+])
+def test_uvit_config_errors_name_the_key(tmp_path, old, new, message):
+    path = write_uvit_config(tmp_path)
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    with pytest.raises(Syn2SeqInputError, match=message):
+        load_config(path)
