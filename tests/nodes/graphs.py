@@ -23,7 +23,8 @@ DYNAMIC_COMBOS = {
 
 
 def exo2ego() -> list[Node]:
-    """The workflow users open first: exo video + both camera tracks -> generated ego video (+ metrics)."""
+    """The workflow users open first: exo video + both camera tracks -> generated ego video (+ metrics), and a
+    video of [sample | conditional mean | ground truth]."""
     return [
         Node(1, "Syn2SeqLoadModel", {"model": BUNDLED_MODEL, "weight_dtype": "auto"}, pos=(40, 60), size=(300, 150)),
         Node(2, "Syn2SeqLoadTake", {"take": SAMPLE_TAKE, "width": L(1, 1), "height": L(1, 2)},
@@ -44,6 +45,19 @@ def exo2ego() -> list[Node]:
              pos=(1600, 500), size=(420, 380)),
         Node(10, "Syn2SeqEvaluate", {"generated": L(5, 2), "ground_truth": L(2, 1), "lpips_weights": "none"},
              pos=(1280, 640), size=(300, 330)),
+        # The model's conditional mean of the same sequence, and [sample | mean | ground truth] side by side.
+        Node(11, "Syn2SeqConditionalMean", {"model": L(1, 0), "sequence": L(3, 0), "draws": 8, "seed": 0},
+             pos=(470, 530), size=(330, 150)),
+        Node(12, "Syn2SeqSplitSequence", {"sequence": L(11, 0)}, pos=(470, 730), size=(300, 100)),
+        Node(13, "ImageStitch", {"image1": L(5, 2), "image2": L(12, 2), "direction": "right",
+                                 "match_image_size": True, "spacing_width": 0, "spacing_color": "white"},
+             pos=(900, 530), size=(300, 180)),
+        Node(14, "ImageStitch", {"image1": L(13, 0), "image2": L(2, 1), "direction": "right",
+                                 "match_image_size": True, "spacing_width": 0, "spacing_color": "white"},
+             pos=(900, 760), size=(300, 180)),
+        Node(15, "CreateVideo", {"images": L(14, 0), "fps": L(2, 4)}, pos=(1280, 1010), size=(270, 80)),
+        Node(16, "SaveVideo", {"video": L(15, 0), "filename_prefix": "syn2seq/exo2ego_sample_mean_truth"},
+             pos=(1600, 940), size=(620, 300)),
     ]
 
 
