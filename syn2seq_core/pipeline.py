@@ -132,23 +132,75 @@ class TrainingBatch:
         return TrainingBatch(*(getattr(self, f).to(device) for f in ("frames", "rays", "noise_t", "loss_mask",
                                                                        "roles")))
 
+    def split(self, parts: int) -> list["TrainingBatch"]:
+        """``parts`` consecutive micro-batches of equal size (gradient accumulation)."""
+        n = self.frames.shape[0]
+        require(n % parts == 0, "batch", f"a size divisible by {parts} micro-batches", n)
+        fields = [getattr(self, f).chunk(parts) for f in ("frames", "rays", "noise_t", "loss_mask", "roles")]
+        return [TrainingBatch(*chunk) for chunk in zip(*fields)]
+
 
 def training_step_loss(net, batch: TrainingBatch, generator: torch.Generator | None = None, schedule=None,
-                       weighting: str = "sigmoid"):
-    """The diffusion-forcing loss of one batch. Returns (loss, {"loss_exo": ..., "loss_ego": ...})."""
+                       weighting: str = "sigmoid", noise: Tensor | None = None):
+    """The diffusion-forcing loss of one batch. Returns (loss, {"loss_exo": ..., "loss_ego": ...}).
+    noise: [B, T, C, H, W] in model space, instead of drawing it from ``generator``."""
+    loss, frame_loss = _batch_loss(net, batch, generator, schedule, weighting, noise)
+    return loss, role_losses(frame_loss, batch)
+
+
+def _batch_loss(net, batch: TrainingBatch, generator, schedule, weighting: str, noise: Tensor | None):
     from .dfot.objective import diffusion_loss
 
     config = unwrap(net).config
     x0 = to_model_space(batch.frames, config)
     loss, info = diffusion_loss(net, x0, rays=batch.rays, noise_t=batch.noise_t, loss_mask=batch.loss_mask,
-                                schedule=schedule, generator=generator, weighting=weighting)
+                                schedule=schedule, generator=generator, weighting=weighting, noise=noise)
+    return loss, info["frame_loss"]
+
+
+def role_losses(frame_loss: Tensor, batch: TrainingBatch) -> dict[str, Tensor]:
+    """{"loss_exo": ..., "loss_transition": ..., "loss_ego": ...}: the mean per-frame loss of each frame role
+    among the frames with a loss (detached); roles absent from the batch are left out."""
     parts = {}
-    frame_loss = info["frame_loss"]
     for role, name in C.ROLE_NAMES.items():
         sel = (batch.roles == role) & (batch.loss_mask > 0)
         if bool(sel.any()):
             parts[f"loss_{name}"] = frame_loss[sel].mean().detach()
-    return loss, parts
+    return parts
+
+
+def accumulated_backward(net, batch: TrainingBatch, generator: torch.Generator, schedule, weighting: str,
+                         micro_batches: int = 1, autocast=None):
+    """Forward and backward of one optimiser step's batch in ``micro_batches`` consecutive parts (gradient
+    accumulation: the memory of one part). The gradients equal those of the whole batch at once (up to float
+    summation order): the noise of the whole batch is drawn first, as one call would draw it, and each part's
+    loss is weighted by its share of the batch's loss weights. Under DDP the gradients are all-reduced once,
+    after the last part. ``autocast``: a context-manager factory around each forward. Returns (loss, parts)."""
+    import contextlib
+
+    autocast = autocast or contextlib.nullcontext
+    if micro_batches == 1:
+        with autocast():
+            loss, frame_loss = _batch_loss(net, batch, generator, schedule, weighting, None)
+        loss.backward()
+        return loss.detach(), role_losses(frame_loss, batch)
+    from .dfot.sampler import randn
+
+    noise = randn(batch.frames.shape, generator, batch.frames.device, torch.float32)
+    total = batch.loss_mask.sum().clamp(min=1e-8)
+    loss_sum, frame_losses = torch.zeros((), device=batch.frames.device), []
+    parts = list(zip(batch.split(micro_batches), noise.chunk(micro_batches)))
+    for i, (micro, micro_noise) in enumerate(parts):
+        last = i == len(parts) - 1
+        sync = contextlib.nullcontext() if last or not hasattr(net, "no_sync") else net.no_sync()
+        with sync:
+            with autocast():
+                loss, frame_loss = _batch_loss(net, micro, None, schedule, weighting, micro_noise)
+                loss = loss * (micro.loss_mask.sum() / total)
+            loss.backward()
+        loss_sum += loss.detach()
+        frame_losses.append(frame_loss)
+    return loss_sum, role_losses(torch.cat(frame_losses), batch)
 
 
 def _check_sampling(steps, guidance_scale, eta, seed, matrix: bool = False, stabilization: float = 0.0) -> None:

@@ -86,6 +86,9 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 1.0
     ema_decay: float = 0.999
+    # Gradient accumulation: each step's batch_size sequences go through the network in this many equal
+    # micro-batches (the activation memory of one), with the gradients of the whole batch.
+    accumulate: int = 1
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,9 @@ class TrainConfig:
     snapshot_every: int = 0
     log_every: int = 10
     bf16: bool = True
+    # Activation checkpointing: every transformer block / ResBlock recomputes its activations in the backward
+    # pass instead of keeping them (less memory, about a third more compute); the gradients do not change.
+    activation_checkpointing: bool = False
     # Shift of the shifted-cosine logSNR schedule (Simple Diffusion: base 32 / resolution; DFoT 0.125 at
     # 256x256). Training and sampling must agree: it is stored with the model.
     noise_shift: float = 0.125
@@ -127,7 +133,7 @@ COUNT_RANGES: dict[str, dict[str, tuple[int, int]]] = {
     "data": {"size": (8, 4096), "supersample": (1, 16), "exo_frames": (1, MAX_FRAMES),
              "ego_frames": (1, MAX_FRAMES), "transition_frames": (0, MAX_FRAMES), "window": (0, MAX_FRAMES),
              "clip_frames": (0, MAX_FRAMES)},
-    "optim": {"batch_size": (1, 4096), "warmup_steps": (0, MAX_STEPS)},
+    "optim": {"batch_size": (1, 4096), "warmup_steps": (0, MAX_STEPS), "accumulate": (1, 4096)},
     # DiT3DConfig and UViT3DPoseConfig fields (syn2seq_core/dfot/model.py, uvit3d.py); height/width must also
     # be multiples of patch_size (times 2^(levels - 1) for the U-ViT).
     "model": {"height": (8, 4096), "width": (8, 4096), "patch_size": (1, 64), "in_channels": (1, 64),
@@ -201,6 +207,10 @@ def check_config(cfg: TrainConfig, where: str = "config") -> None:
     if cfg.data.transition == "ideal" and cfg.data.ego2exo_prob > 0:
         raise Syn2SeqInputError(f"{where} [data] ego2exo_prob", "0 with transition = \"ideal\" (ideal "
                                 "in-betweens are rendered exo -> ego only)", cfg.data.ego2exo_prob)
+    if cfg.optim.batch_size % cfg.optim.accumulate:
+        raise Syn2SeqInputError(f"{where} [optim] accumulate", f"a divisor of [optim] batch_size = "
+                                f"{cfg.optim.batch_size} (the batch is split into equal micro-batches)",
+                                cfg.optim.accumulate)
     _check_model_fits_data(cfg, where)
 
 
@@ -616,7 +626,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
 
     from .data.training import batch_source
     from .dfot.schedule import NoiseSchedule
-    from .pipeline import build_network, training_step_loss
+    from .pipeline import accumulated_backward, build_network
 
     dist = init_distributed()
     out = Path(out)
@@ -626,6 +636,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
         _remove_partial_files(out)
     torch.manual_seed(cfg.seed)
     model = build_network(cfg.model).to(dist.device)
+    model.checkpoint_blocks = cfg.activation_checkpointing
     if cfg.init_from:
         weights = initial_weights(cfg.init_from)
         if getattr(model.config, "attention", None) == "full":
@@ -695,10 +706,10 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
             lr = learning_rate(cfg.optim, step, cfg.max_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss, parts = training_step_loss(net, batch, g, schedule, cfg.loss_weighting)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, parts = accumulated_backward(
+                net, batch, g, schedule, cfg.loss_weighting, cfg.optim.accumulate,
+                lambda: torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cfg.bf16))
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             optimizer.step()
             with torch.no_grad():

@@ -324,14 +324,14 @@ class UViT3DPose(VideoDenoiser):
         """x: [(B T), C, h, w]; emb: [(B T), E, h, w], or [(B T), E, 1, 1] when constant in space."""
         if not self.is_transformer[level]:
             for blk in blocks:
-                x = blk(x, emb)
+                x = self._block(blk, x, emb)
             return x
         h, w = x.shape[-2:]
         x = rearrange(x, "(b t) c h w -> b t (h w) c", t=frames)
         e = rearrange(emb, "(b t) c h w -> b t (h w) c", t=frames)
         rope = self._level_rope(level, frames, x.device)
         for blk in blocks:
-            x = blk(x, e, rope)
+            x = self._block(blk, x, e, rope)
         return rearrange(x, "b t (h w) c -> (b t) c h w", h=h, w=w)
 
     def forward(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None = None, *,
