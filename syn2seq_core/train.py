@@ -220,9 +220,7 @@ def _training_frames(cfg: TrainConfig) -> tuple[int, str]:
     if cfg.stage == "pretrain":
         if data.clip_frames:
             return data.clip_frames, "[data] clip_frames"
-        from .dfot.checkpoint import config_from_table
-
-        return (config_from_table(cfg.model, "[model]").max_frames,
+        return (network_config(cfg).max_frames,
                 "[data] clip_frames = 0 (then the model's max_frames)")
     full = data.exo_frames + data.ego_frames + (0 if data.transition == "none" else data.transition_frames)
     if data.window and data.window < full:
@@ -230,12 +228,23 @@ def _training_frames(cfg: TrainConfig) -> tuple[int, str]:
     return full, "[data] exo_frames + transition_frames + ego_frames"
 
 
-def _check_model_fits_data(cfg: TrainConfig, where: str) -> None:
-    """The [model] table builds a network config (DiT3D or U-ViT3D-Pose) whose frame size is [data] size and
-    whose window holds a training sequence (otherwise the first step fails inside the network)."""
-    from .dfot.checkpoint import config_from_table
+def network_config(cfg: TrainConfig, where: str = "config"):
+    """The network a training config trains: its [model] table (:func:`~.dfot.checkpoint.config_from_table`),
+    or, with no [model] table and ``init_from`` naming a model file (e.g. a DFoT checkpoint converted by
+    ``syn2seq convert-dfot``), the network stored in that file, exactly as it was trained."""
+    from .dfot.checkpoint import config_from_table, read_config
 
-    model = config_from_table(cfg.model, f"{where} [model]")
+    if not cfg.model and cfg.init_from and Path(cfg.init_from).suffix == ".safetensors":
+        require(Path(cfg.init_from).is_file(), f"{where} init_from", "an existing model file (no [model] table: "
+                "the network is the one stored there)", cfg.init_from)
+        return read_config(cfg.init_from)
+    return config_from_table(cfg.model, f"{where} [model]")
+
+
+def _check_model_fits_data(cfg: TrainConfig, where: str) -> None:
+    """The network (:func:`network_config`) has [data] size as its frame size and a window that holds a
+    training sequence (otherwise the first step fails inside the network)."""
+    model = network_config(cfg, where)
     data = cfg.data
     if (model.height, model.width) != (data.size, data.size):
         raise Syn2SeqInputError(f"{where} [data] size", f"the model's frame size ([model] height x width = "
@@ -626,7 +635,8 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
 
     from .data.training import batch_source
     from .dfot.schedule import NoiseSchedule
-    from .pipeline import accumulated_backward, build_network
+    from .dfot.checkpoint import build_model
+    from .pipeline import accumulated_backward
 
     dist = init_distributed()
     out = Path(out)
@@ -635,7 +645,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
         out.mkdir(parents=True, exist_ok=True)
         _remove_partial_files(out)
     torch.manual_seed(cfg.seed)
-    model = build_network(cfg.model).to(dist.device)
+    model = build_model(network_config(cfg)).to(dist.device)
     model.checkpoint_blocks = cfg.activation_checkpointing
     if cfg.init_from:
         weights = initial_weights(cfg.init_from)
@@ -646,7 +656,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
         model.load_state_dict(weights)
         if dist.main:
             print(f"initialised from {cfg.init_from}", file=sys.stderr)
-    ema = build_network(cfg.model).to(dist.device)
+    ema = build_model(network_config(cfg)).to(dist.device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     decay, no_decay = [], []

@@ -18,10 +18,10 @@ import torch
 from torch import Tensor
 
 from .. import conventions as C
-from ..dfot.checkpoint import config_from_table
 from ..geometry.cameras import Cameras, invert_pose
 from ..pipeline import HELDOUT_SEED_BASE, TrainingBatch, ray_input, sequence_ray_input
 from ..sequence import build_sequence, decompose
+from ..train import network_config
 from .synthetic import SyntheticConfig, render_camera_path_clips, render_takes
 
 
@@ -63,7 +63,7 @@ def draw_noise_levels(g: torch.Generator, shape: tuple[int, ...], shared_prob: f
 
 def pretrain_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
     data = cfg.data
-    net = config_from_table(cfg.model)
+    net = network_config(cfg)
     frames = data.clip_frames or net.max_frames
     world = world_config(data)
 
@@ -90,7 +90,7 @@ def finetune_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
     mode = "direct" if data.transition == "none" else ("exo2ego" if data.pose_interpolation else "video_only")
     full = data.exo_frames + data.ego_frames + (0 if mode == "direct" else data.transition_frames)
     window = data.window or full
-    net = config_from_table(cfg.model)
+    net = network_config(cfg)
 
     def draw(g: torch.Generator, batch: int) -> TrainingBatch:
         n_ideal = data.transition_frames if data.transition == "ideal" else 0
