@@ -452,11 +452,12 @@ class Syn2SeqModel:
 
 
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-               operations=None) -> Syn2SeqModel:
+               operations=None, lora: str | Path | None = None) -> Syn2SeqModel:
     """Load a generator from a ``.safetensors`` file written by training (None = the bundled model).
 
     dtype: the weights' dtype (default: as stored); operations: the layer namespace of the network
-    (:mod:`syn2seq_core.dfot.ops`; ComfyUI passes its weight-casting layers)."""
+    (:mod:`syn2seq_core.dfot.ops`; ComfyUI passes its weight-casting layers); lora: a LoRA run's
+    ``lora.safetensors`` to merge into the weights (:func:`syn2seq_core.lora.apply_lora`)."""
     from .dfot.checkpoint import load_model as load_network, read_metadata
 
     path = Path(path) if path is not None else BUNDLED_MODEL
@@ -467,6 +468,10 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     from .dfot.schedule import NoiseSchedule
 
     network = load_network(path, device=device, dtype=dtype, operations=operations)
+    if lora is not None:
+        from .lora import apply_lora
+
+        apply_lora(network, lora)
     meta = read_metadata(path)
     info = json.loads(meta["training"]) if "training" in meta else {}
     sampling = _json_meta(meta, "sampling", path)

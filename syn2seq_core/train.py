@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from .errors import Syn2SeqInputError, check_choice, require
+from .lora import LORA_NAME, LoraConfig
 
 STAGES = ("pretrain", "finetune")
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -115,6 +116,8 @@ class TrainConfig:
     model: dict = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    # LoRA finetune (syn2seq_core/lora.py): rank > 0 trains adapters only, on top of init_from.
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -134,6 +137,7 @@ COUNT_RANGES: dict[str, dict[str, tuple[int, int]]] = {
              "ego_frames": (1, MAX_FRAMES), "transition_frames": (0, MAX_FRAMES), "window": (0, MAX_FRAMES),
              "clip_frames": (0, MAX_FRAMES)},
     "optim": {"batch_size": (1, 4096), "warmup_steps": (0, MAX_STEPS), "accumulate": (1, 4096)},
+    "lora": {"rank": (0, 4096)},
     # DiT3DConfig and UViT3DPoseConfig fields (syn2seq_core/dfot/model.py, uvit3d.py); height/width must also
     # be multiples of patch_size (times 2^(levels - 1) for the U-ViT).
     "model": {"height": (8, 4096), "width": (8, 4096), "patch_size": (1, 64), "in_channels": (1, 64),
@@ -158,7 +162,8 @@ def config_from_dict(raw: dict, where: str = "config") -> TrainConfig:
     raw = dict(raw)
     data = _build(DataConfig, raw.pop("data", {}), f"{where} [data]")
     optim = _build(OptimConfig, raw.pop("optim", {}), f"{where} [optim]")
-    return _build(TrainConfig, {**raw, "data": data, "optim": optim}, where)
+    lora = _build(LoraConfig, raw.pop("lora", {}), f"{where} [lora]")
+    return _build(TrainConfig, {**raw, "data": data, "optim": optim, "lora": lora}, where)
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -194,7 +199,8 @@ def check_config(cfg: TrainConfig, where: str = "config") -> None:
     range, or whose model does not fit its data (frame size, frames per sequence), naming the key."""
     check_choice(cfg.stage, STAGES, f"{where} stage")
     check_choice(cfg.data.transition, ("interpolator", "ideal", "none"), f"{where} [data] transition")
-    tables = {"": vars(cfg), "data": vars(cfg.data), "optim": vars(cfg.optim), "model": cfg.model}
+    tables = {"": vars(cfg), "data": vars(cfg.data), "optim": vars(cfg.optim), "model": cfg.model,
+              "lora": vars(cfg.lora)}
     for table, ranges in COUNT_RANGES.items():
         label = f"{where} [{table}] " if table else f"{where} "
         for key, (lo, hi) in ranges.items():
@@ -211,6 +217,14 @@ def check_config(cfg: TrainConfig, where: str = "config") -> None:
         raise Syn2SeqInputError(f"{where} [optim] accumulate", f"a divisor of [optim] batch_size = "
                                 f"{cfg.optim.batch_size} (the batch is split into equal micro-batches)",
                                 cfg.optim.accumulate)
+    if cfg.lora.rank:
+        if not cfg.init_from:
+            raise Syn2SeqInputError(f"{where} init_from", "the base weights the LoRA adapters are trained on "
+                                    "([lora] rank > 0)", "none")
+        if not (isinstance(cfg.lora.dropout, (int, float)) and 0 <= cfg.lora.dropout < 1):
+            raise Syn2SeqInputError(f"{where} [lora] dropout", "a probability in [0, 1)", cfg.lora.dropout)
+        if not (isinstance(cfg.lora.alpha, (int, float)) and cfg.lora.alpha >= 0):
+            raise Syn2SeqInputError(f"{where} [lora] alpha", "a number >= 0 (0 = rank)", cfg.lora.alpha)
     _check_model_fits_data(cfg, where)
 
 
@@ -489,7 +503,22 @@ def save_checkpoint(out: Path, cfg: TrainConfig, model, ema, optimizer, step: in
     _write_checkpoint(out, {"config": cfg.to_json(), "step": step, "elapsed": elapsed,
                             "model": model.state_dict(), "ema": ema.state_dict(),
                             "optimizer": optimizer.state_dict()})
-    save_model(out / MODEL_NAME, ema, extra_metadata=_training_record(cfg, step, elapsed))
+    _save_ema(out / MODEL_NAME, cfg, ema, step, elapsed)
+
+
+def _save_ema(path: Path, cfg: TrainConfig, ema, step: int, elapsed: float) -> Path:
+    """The EMA model as a loadable model file; in a LoRA run also its adapters alone (``lora.safetensors``
+    beside it) while the model file holds the base with the adapters merged in."""
+    from .dfot.checkpoint import save_model, save_state_dict
+
+    record = _training_record(cfg, step, elapsed)
+    if not cfg.lora.rank:
+        return save_model(path, ema, extra_metadata=record)
+    from .lora import merged_state_dict, save_lora
+
+    save_lora(path.with_name(LORA_NAME if path.name == MODEL_NAME else path.stem + ".lora.safetensors"), ema,
+              cfg.lora, extra_metadata=record)
+    return save_state_dict(path, merged_state_dict(ema, cfg.lora), ema.config, record)
 
 
 def _training_record(cfg: TrainConfig, step: int, elapsed: float) -> dict:
@@ -503,11 +532,9 @@ def snapshot_path(out: str | Path, step: int) -> Path:
 
 def save_snapshot(out: Path, cfg: TrainConfig, ema, step: int, elapsed: float) -> Path:
     """Keep this step's EMA model (a loadable model file with its training record) beside the run."""
-    from .dfot.checkpoint import save_model
-
     path = snapshot_path(out, step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return save_model(path, ema, extra_metadata=_training_record(cfg, step, elapsed))
+    return _save_ema(path, cfg, ema, step, elapsed)
 
 
 def initial_weights(source: str | Path) -> dict:
@@ -657,11 +684,17 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
         if dist.main:
             print(f"initialised from {cfg.init_from}", file=sys.stderr)
     ema = build_model(network_config(cfg)).to(dist.device)
+    if cfg.lora.rank:
+        from .lora import add_lora
+
+        add_lora(model, cfg.lora)
+        add_lora(ema, cfg.lora)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     decay, no_decay = [], []
     for n, p in model.named_parameters():
-        (no_decay if p.ndim < 2 else decay).append(p)
+        if p.requires_grad:  # all but the base weights of a LoRA run
+            (no_decay if p.ndim < 2 else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.optim.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=cfg.optim.lr, betas=cfg.optim.betas)

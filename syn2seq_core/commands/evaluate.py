@@ -77,7 +77,7 @@ def run(args) -> int:
         if not Path(args.i3d).is_file():
             raise Syn2SeqInputError("--i3d", "an I3D weights file (docs/fvd.md)", f"no file '{args.i3d}'")
         i3d = load_i3d(args.i3d).to(args.device)
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device, lora=args.lora)
     mean_target = None if args.no_baselines else training_mean_target(model, args.direction)
     scores = []  # each take is also scored against its neighbour's ground truth ("own minus other")
     for i, take in enumerate(tqdm(loaded, desc="eval", unit="take", file=sys.stderr, dynamic_ncols=True)):

@@ -13,6 +13,9 @@ def add_sampling_arguments(parser) -> None:
     from ..dfot.scheduling import SCHEDULING_MATRICES
 
     parser.add_argument("--model", default=None, help="a .safetensors model (default: the bundled model)")
+    parser.add_argument("--lora", default=None, metavar="FILE",
+                        help="LoRA adapters (a LoRA run's lora.safetensors) merged into --model, the base they were "
+                             "trained on")
     parser.add_argument("--steps", **limits.option("steps", "denoising steps", None,
                                                    default_text="default: the model's, 25; 50 on the reference "
                                                                 "grid for converted DFoT models"))
@@ -106,7 +109,7 @@ def run_one(take_dir, out, args, direction: str, model=None) -> dict:
     from ..pipeline import load_model
 
     check_result_dir(out)  # before any expensive work
-    model = model or load_model(args.model, device=args.device)
+    model = model or load_model(args.model, device=args.device, lora=args.lora)
     take = load_take(take_dir)
     callback, bar = progress_callback(f"{direction} {take.name}")
     try:

@@ -83,7 +83,7 @@ def run(args) -> int:
                               angle_deg=args.angle, distance=args.distance, speed=args.speed, keyframes=keyframes)
     else:
         cameras = load_cameras(args.cameras, format=args.cameras_format)
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device, lora=args.lora)
     height, width = model.size
     cameras = cameras.resize_and_center_crop((width, height))
     fitted = torch.stack([fit_image(im, width, height) for im in images])

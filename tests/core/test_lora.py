@@ -1,0 +1,134 @@
+"""LoRA finetune: only the adapters change, the run's lora.safetensors put on the base gives the run's model,
+and adapters refuse a base they were not trained on."""
+
+import sys
+
+import pytest
+import torch
+
+from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.lora import LORA_NAME
+from syn2seq_core.train import MODEL_NAME, load_checkpoint, load_config, train
+
+from .test_train import TINY, UVIT_MODEL
+
+pytest.importorskip("peft")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _config(tmp_path, name, arch, steps, extra="", init_from=None):
+    text = TINY.format(stage="finetune", steps=steps, every=steps)
+    if arch == "uvit3d_pose":
+        text = text[:text.index("[model]")] + UVIT_MODEL + text[text.index("[data]"):]
+    if init_from:
+        text = text.replace('name = "tiny"', f'name = "tiny"\ninit_from = "{init_from}"')
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text + extra)
+    return load_config(path)
+
+
+def _outputs(network, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    c = network.config
+    x = torch.randn(1, 4, 3, c.height, c.width, generator=g)
+    rays = torch.randn(1, 4, c.height, c.width, c.ray_channels, generator=g)
+    with torch.no_grad():
+        return network.eval()(x, torch.randn(1, 4, generator=g), rays)
+
+
+@pytest.mark.parametrize("arch", ["dit3d", "uvit3d_pose"])
+def test_lora_trains_only_adapters_and_reloads_onto_the_base(tmp_path, arch):
+    from syn2seq_core.pipeline import load_model
+
+    train(_config(tmp_path, "base", arch, 3), tmp_path / "base", progress=False)
+    base_file = tmp_path / "base" / MODEL_NAME
+    cfg = _config(tmp_path, "lora", arch, 4, "[lora]\nrank = 4\nalpha = 8\n", base_file.as_posix())
+    train(cfg, tmp_path / "lora", progress=False)
+
+    base = load_model(base_file).network.state_dict()
+    trained = load_checkpoint(tmp_path / "lora")["model"]
+    adapters = {k: v for k, v in trained.items() if "lora_" in k}
+    assert adapters and any(float(v.abs().sum()) > 0 for k, v in adapters.items() if "lora_B" in k)
+    for key, value in trained.items():  # every weight that is not an adapter is the base's, unchanged
+        if "lora_" not in key:
+            assert torch.equal(value, base[key.replace(".base_layer.", ".")]), key
+    lora_file = tmp_path / "lora" / LORA_NAME
+    assert lora_file.stat().st_size < 0.5 * base_file.stat().st_size
+
+    merged = load_model(tmp_path / "lora" / MODEL_NAME).network  # the run's model: base + adapters merged
+    applied = load_model(base_file, lora=lora_file).network  # what --lora does
+    plain = load_model(base_file).network
+    torch.testing.assert_close(_outputs(applied), _outputs(merged), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(_outputs(applied), _outputs(plain), atol=1e-6)
+    # ... and equal the peft model the run trained (EMA weights, adapters unmerged)
+    from syn2seq_core.dfot.checkpoint import build_model
+    from syn2seq_core.lora import add_lora
+
+    peft_model = add_lora(build_model(merged.config), cfg.lora)
+    peft_model.load_state_dict(load_checkpoint(tmp_path / "lora")["ema"])
+    torch.testing.assert_close(_outputs(applied), _outputs(peft_model), atol=1e-5, rtol=1e-5)
+
+
+def test_lora_refuses_a_base_it_was_not_trained_on(tmp_path):
+    from syn2seq_core.pipeline import load_model
+
+    train(_config(tmp_path, "base", "dit3d", 1), tmp_path / "base", progress=False)
+    train(_config(tmp_path, "lora", "dit3d", 1, "[lora]\nrank = 2\n", (tmp_path / "base" / MODEL_NAME).as_posix()),
+          tmp_path / "lora", progress=False)
+    train(_config(tmp_path, "other", "uvit3d_pose", 1), tmp_path / "other", progress=False)
+    with pytest.raises(Syn2SeqInputError, match="lora: expected adapters trained on this network"):
+        load_model(tmp_path / "other" / MODEL_NAME, lora=tmp_path / "lora" / LORA_NAME)
+    with pytest.raises(Syn2SeqInputError, match="lora: expected a LoRA file written by syn2seq training"):
+        load_model(tmp_path / "base" / MODEL_NAME, lora=tmp_path / "base" / MODEL_NAME)
+
+
+def test_lora_config_errors(tmp_path, monkeypatch):
+    with pytest.raises(Syn2SeqInputError, match="init_from: expected the base weights"):
+        _config(tmp_path, "x", "dit3d", 1, "[lora]\nrank = 4\n")
+    with pytest.raises(Syn2SeqInputError, match=r"\[lora\] rank: expected an integer in \[0, 4096\]"):
+        _config(tmp_path, "x", "dit3d", 1, "[lora]\nrank = -1\n", "m.safetensors")
+    with pytest.raises(Syn2SeqInputError, match=r"\[lora\].*got \['ranks'\]"):
+        _config(tmp_path, "x", "dit3d", 1, "[lora]\nranks = 4\n", "m.safetensors")
+    train(_config(tmp_path, "base", "dit3d", 1), tmp_path / "base", progress=False)
+    cfg = _config(tmp_path, "lora", "dit3d", 1, '[lora]\nrank = 2\ntargets = "nothing_here"\n',
+                  (tmp_path / "base" / MODEL_NAME).as_posix())
+    with pytest.raises(Syn2SeqInputError, match=r"\[lora\] targets: expected a pattern matching"):
+        train(cfg, tmp_path / "t", progress=False)
+    monkeypatch.setitem(sys.modules, "peft", None)  # not installed
+    cfg = _config(tmp_path, "lora2", "dit3d", 1, "[lora]\nrank = 2\n", (tmp_path / "base" / MODEL_NAME).as_posix())
+    with pytest.raises(Syn2SeqInputError, match=r"pip install 'syn2seq\[train\]'"):
+        train(cfg, tmp_path / "p", progress=False)
+
+
+def test_cli_lora_option_generates_with_the_adapters(tmp_path, capsys):
+    """`--lora` of the generation commands: the merged model's outputs, not the base's. (The base trains a few
+    steps first: the DiT3D's zero-initialised output gates pass no gradient to adapters behind them.)"""
+    import json
+
+    from syn2seq_core.cli import main as cli
+
+    cfg = TINY.replace("height = 16\nwidth = 16", "height = 32\nwidth = 32").replace("size = 16", "size = 32")
+    base_cfg = tmp_path / "base.toml"
+    base_cfg.write_text(cfg.format(stage="finetune", steps=4, every=4).replace("max_frames = 8", "max_frames = 16"))
+    train(load_config(base_cfg), tmp_path / "base", progress=False)
+    base = (tmp_path / "base" / MODEL_NAME).as_posix()
+    lora_cfg = tmp_path / "lora.toml"
+    lora_cfg.write_text(base_cfg.read_text().replace('name = "tiny"', f'name = "tiny"\ninit_from = "{base}"')
+                        .replace("max_steps = 4", "max_steps = 4").replace("lr = 2e-3", "lr = 5e-2")
+                        + "[lora]\nrank = 4\n")
+    train(load_config(lora_cfg), tmp_path / "lora", progress=False)
+    runs = {}
+    for name, extra in (("base", []), ("lora", ["--lora", str(tmp_path / "lora" / LORA_NAME)]),
+                        ("merged", None)):
+        model = str(tmp_path / "lora" / MODEL_NAME) if extra is None else base
+        assert cli(["demo", "--out", str(tmp_path / f"out_{name}"), "--model", model, "--steps", "2", *(extra or [])]) == 0
+        runs[name] = json.loads((tmp_path / f"out_{name}" / "metrics.json").read_text())["metrics"]["psnr"]["mean"]
+    assert runs["lora"] == pytest.approx(runs["merged"], abs=2e-5)
+    assert abs(runs["lora"] - runs["base"]) > 1e-4
