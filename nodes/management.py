@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 import weakref
 
@@ -112,8 +113,9 @@ def measured(model: ManagedModel, what: str):
              str(model.compute_dtype).removeprefix("torch."), peak)
 
 
-def load(path, weight_dtype: str = "auto", name: str = "") -> ManagedModel:
-    """Load a model file (None = the bundled model) for ComfyUI's memory manager; nothing goes to the GPU yet."""
+def load(path, weight_dtype: str = "auto", name: str = "", lora=None) -> ManagedModel:
+    """Load a model file (None = the bundled model), with a LoRA file's adapters merged in, for ComfyUI's memory
+    manager; nothing goes to the GPU yet."""
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.ops
@@ -130,12 +132,13 @@ def load(path, weight_dtype: str = "auto", name: str = "") -> ManagedModel:
     # Autocast computes the matrix products in `compute`; outside autocast the layers cast their weights to
     # the float32 input. Either way the layers must accept weights stored in another dtype, on another device.
     ops = comfy.ops.pick_operations(dtype, None if compute == dtype else compute, load_device=load_device)
-    model = pipeline.load_model(path, device=offload_device, dtype=dtype, operations=ops)
+    model = pipeline.load_model(path, device=offload_device, dtype=dtype, operations=ops, lora=lora)
     import torch
 
     model.network.compute_dtype = torch.float32
     patcher = comfy.model_patcher.ModelPatcher(model.network, load_device=load_device, offload_device=offload_device)
-    _PATCHERS[patcher] = {"name": name or str(file), "weight_dtype": str(dtype).removeprefix("torch."),
+    name = (name or str(file)) + (f" + {os.path.basename(str(lora))}" if lora is not None else "")
+    _PATCHERS[patcher] = {"name": name, "weight_dtype": str(dtype).removeprefix("torch."),
                           "compute_dtype": str(compute).removeprefix("torch.")}
     LOG.info("syn2seq: loaded %s (%.1fM parameters) as %s weights, computing in %s on %s", name or file,
              parameters / 1e6, str(dtype).removeprefix("torch."), str(compute).removeprefix("torch."), load_device)

@@ -11,6 +11,18 @@ from ._core import core, input_error
 from .sockets import CATEGORY, Cameras, Model, Sequence
 
 
+def _file_fingerprint(name):
+    """A model-folder file by path, size and mtime (a changed file reloads); names of no file as they are."""
+    if name in (paths.BUNDLED_MODEL, paths.NO_LORA, None):
+        return name
+    try:
+        p = paths.resolve_model_file(name)
+        st = os.stat(p)
+        return (str(p), st.st_size, st.st_mtime_ns)
+    except (OSError, ValueError):
+        return name
+
+
 class Syn2SeqLoadModel(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -28,7 +40,10 @@ class Syn2SeqLoadModel(io.ComfyNode):
                                    optional=True,
                                    tooltip="How the weights are stored. auto: ComfyUI's choice for the device (bf16 "
                                            "where supported, else fp16; fp32 on the CPU). Sampling computes in bf16 "
-                                           "where the device has it natively, else fp32, whatever this says.")],
+                                           "where the device has it natively, else fp32, whatever this says."),
+                    io.Combo.Input("lora", options=paths.list_loras(), default=paths.NO_LORA, optional=True,
+                                   tooltip="LoRA adapters trained on this model (a LoRA run's lora.safetensors, put "
+                                           "in ComfyUI/models/syn2seq/), merged into its weights at load.")],
             outputs=[
                 Model.Output("model_out", display_name="model"),
                 io.Int.Output("width", display_name="width"),
@@ -39,22 +54,16 @@ class Syn2SeqLoadModel(io.ComfyNode):
         )
 
     @classmethod
-    def fingerprint_inputs(cls, model, weight_dtype="auto", **kwargs):
-        if model == paths.BUNDLED_MODEL:
-            return model, weight_dtype
-        try:
-            p = paths.resolve_model_file(model)
-            st = os.stat(p)
-            return (str(p), st.st_size, st.st_mtime_ns, weight_dtype)
-        except (OSError, ValueError):
-            return model, weight_dtype
+    def fingerprint_inputs(cls, model, weight_dtype="auto", lora=paths.NO_LORA, **kwargs):
+        return tuple(_file_fingerprint(name) for name in (model, lora)) + (weight_dtype,)
 
     @classmethod
-    def execute(cls, model, weight_dtype="auto") -> io.NodeOutput:
+    def execute(cls, model, weight_dtype="auto", lora=paths.NO_LORA) -> io.NodeOutput:
         if weight_dtype not in management.WEIGHT_DTYPES:
             raise input_error("weight_dtype", f"one of {list(management.WEIGHT_DTYPES)}", repr(weight_dtype))
         path = None if model == paths.BUNDLED_MODEL else paths.resolve_model_file(model)
-        loaded = management.load(path, weight_dtype, name=model)
+        lora_path = None if lora in (None, paths.NO_LORA) else paths.resolve_model_file(lora, "lora")
+        loaded = management.load(path, weight_dtype, name=model, lora=lora_path)
         height, width = loaded.size
         return io.NodeOutput(loaded, width, height, loaded.model.transition_frames)
 

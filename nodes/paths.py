@@ -20,6 +20,7 @@ from ._core import PACK_ROOT, core, input_error
 MODEL_FOLDER = "syn2seq"
 MODEL_EXTENSIONS = {".safetensors"}  # never unpickle: weights are safetensors only
 BUNDLED_MODEL = "bundled"
+NO_LORA = "none"
 BUNDLED_PREFIX = "(bundled) "
 ASSETS_DIR = PACK_ROOT / "syn2seq_core" / "assets"
 CAMERA_SUFFIXES = (".json", ".txt", ".csv")
@@ -134,15 +135,19 @@ def list_lpips_weights() -> list[str]:
                        if any(part in f.lower() for part in LPIPS_NAME_PARTS)]
 
 
-def resolve_model_file(name: str) -> Path:
+def list_loras() -> list[str]:
+    return [NO_LORA] + folder_paths.get_filename_list(MODEL_FOLDER)
+
+
+def resolve_model_file(name: str, what: str = "model") -> Path:
     """A file of the ``syn2seq`` model folder, checked to lie inside one of its registered paths."""
     full = folder_paths.get_full_path(MODEL_FOLDER, name)
     if full is None:
-        raise input_error("model", f"a file in {folder_paths.get_folder_paths(MODEL_FOLDER)}", repr(name),
+        raise input_error(what, f"a file in {folder_paths.get_folder_paths(MODEL_FOLDER)}", repr(name),
                           "Put .safetensors files into ComfyUI/models/syn2seq/ and press 'Refresh' (R)")
     for root in folder_paths.get_folder_paths(MODEL_FOLDER):
         try:
-            return inside(Path(root), os.path.relpath(full, root), "model")
+            return inside(Path(root), os.path.relpath(full, root), what)
         except ValueError:
             continue
-    raise input_error("model", "a file inside the syn2seq model folders", repr(name))
+    raise input_error(what, "a file inside the syn2seq model folders", repr(name))

@@ -16,7 +16,7 @@ BUNDLED_MODEL = "bundled"
 # Combo inputs whose options are files on the user's machine: their values are not checked against the
 # snapshot's option lists (which depend on where the snapshot was taken).
 DYNAMIC_COMBOS = {
-    ("Syn2SeqLoadTake", "take"), ("Syn2SeqLoadCameras", "file"), ("Syn2SeqLoadModel", "model"),
+    ("Syn2SeqLoadTake", "take"), ("Syn2SeqLoadCameras", "file"), ("Syn2SeqLoadModel", "model"), ("Syn2SeqLoadModel", "lora"),
     ("Syn2SeqEvaluate", "lpips_weights"), ("UNETLoader", "unet_name"), ("CLIPLoader", "clip_name"),
     ("VAELoader", "vae_name"), ("CLIPVisionLoader", "clip_name"),
 }
@@ -26,7 +26,7 @@ def exo2ego() -> list[Node]:
     """The workflow users open first: exo video + both camera tracks -> generated ego video (+ metrics), and a
     video of [sample | conditional mean | ground truth]."""
     return [
-        Node(1, "Syn2SeqLoadModel", {"model": BUNDLED_MODEL, "weight_dtype": "auto"}, pos=(40, 60), size=(300, 150)),
+        Node(1, "Syn2SeqLoadModel", {"model": BUNDLED_MODEL, "weight_dtype": "auto", "lora": "none"}, pos=(40, 60), size=(300, 180)),
         Node(2, "Syn2SeqLoadTake", {"take": SAMPLE_TAKE, "width": L(1, 1), "height": L(1, 2)},
              pos=(40, 240), size=(380, 420)),
         Node(3, "Syn2SeqBuildSequence", {"exo_cameras": L(2, 2), "ego_cameras": L(2, 3), "mode": "exo2ego",
@@ -64,7 +64,7 @@ def exo2ego() -> list[Node]:
 def ego2exo() -> list[Node]:
     """The reverse: ego video + both camera tracks -> generated exo video (+ metrics)."""
     return [
-        Node(1, "Syn2SeqLoadModel", {"model": BUNDLED_MODEL, "weight_dtype": "auto"}, pos=(40, 60), size=(300, 150)),
+        Node(1, "Syn2SeqLoadModel", {"model": BUNDLED_MODEL, "weight_dtype": "auto", "lora": "none"}, pos=(40, 60), size=(300, 180)),
         Node(2, "Syn2SeqLoadTake", {"take": SAMPLE_TAKE, "width": L(1, 1), "height": L(1, 2)},
              pos=(40, 240), size=(380, 420)),
         Node(3, "Syn2SeqBuildSequence", {"exo_cameras": L(2, 2), "ego_cameras": L(2, 3), "mode": "ego2exo",
@@ -247,7 +247,7 @@ stabilized guidance for long rollouts.
 def dfot_image_to_video() -> list[Node]:
     """One image + a built camera path -> a video, with any DFoT-family model (bundled one by default)."""
     return [
-        Node(1, "Syn2SeqLoadModel", {"model": BUNDLED_MODEL, "weight_dtype": "auto"}, pos=(40, 60), size=(300, 150)),
+        Node(1, "Syn2SeqLoadModel", {"model": BUNDLED_MODEL, "weight_dtype": "auto", "lora": "none"}, pos=(40, 60), size=(300, 180)),
         Node(2, "Syn2SeqLoadTake", {"take": SAMPLE_TAKE, "width": L(1, 1), "height": L(1, 2)},
              pos=(40, 260), size=(380, 420)),
         Node(3, "ImageFromBatch", {"image": L(2, 0), "batch_index": 0, "length": 1},

@@ -446,6 +446,29 @@ def image_to_video_node_runs_a_dfot_family_model_in_keyframe_mode(work: Path):
     return ok and error is not None and "image_frames" in error, f"frames {tuple(frames.shape)}; bad frames: {error}"
 
 
+@check
+def load_model_node_merges_a_trained_lora(work: Path):
+    """Syn2SeqLoadModel's lora input (a LoRA run's lora.safetensors, trained by the test beside a base): the
+    network it loads has the weights of the run's merged model, and a LoRA of another network is refused."""
+    import folder_paths
+    import torch
+    from syn2seq_pack.nodes import paths
+    from syn2seq_pack.nodes.model import Syn2SeqLoadModel
+
+    folder_paths.add_model_folder_path(paths.MODEL_FOLDER, str(work / "models"))
+    listed = "lora_adapters.safetensors" in paths.list_loras() and paths.list_loras()[0] == paths.NO_LORA
+    with_lora = Syn2SeqLoadModel.execute("lora_base.safetensors", "fp32", "lora_adapters.safetensors").result[0]
+    merged = Syn2SeqLoadModel.execute("lora_merged.safetensors", "fp32").result[0]
+    plain = Syn2SeqLoadModel.execute("lora_base.safetensors", "fp32", paths.NO_LORA).result[0]
+    a, b, c = (m.model.network.state_dict() for m in (with_lora, merged, plain))
+    diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    changed = max(float((a[k].float() - c[k].float()).abs().max()) for k in a)
+    error = raises(Syn2SeqLoadModel.execute, paths.BUNDLED_MODEL, "fp32", "lora_adapters.safetensors")
+    refused = error is not None and "trained on this network" in error
+    return (listed and diff < 1e-6 and changed > 1e-4 and refused and "lora_adapters" in with_lora.name,
+            f"listed {listed}; merged vs node max |dW| {diff:.2e}; vs base {changed:.2e}; other base: {error}")
+
+
 def main(argv: list[str], checks: dict | None = None) -> int:
     """Run ``checks`` (default this file's) after :func:`setup` and print their results as one JSON line."""
     comfy, work = argv[1], Path(argv[2])
