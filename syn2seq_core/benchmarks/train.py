@@ -1,0 +1,210 @@
+"""Memory planner of a training config: per-GPU memory of DDP and FSDP2, with and without activation
+checkpointing, for 1-8 GPUs, and which settings fit ``--vram`` GB.
+
+Computed from the config's network itself, never from a table of guesses:
+
+- **states**: the parameter count from the network built on the meta device (no memory): fp32 weights,
+  fp32 gradients, AdamW's two fp32 moments and the trainer's fp32 EMA copy, 20 bytes per parameter; DDP adds
+  its fp32 gradient buckets (4 more). FSDP2 (``fully_shard`` per block) divides the 20 bytes by the number
+  of GPUs and adds the largest block's unsharded fp32 weights twice (the all-gather of the block running and
+  of the next one, prefetched) and its unsharded gradients once (before the reduce-scatter).
+- **activations**: measured. The network runs forward on the CPU at two small probe sizes (under bf16
+  autocast, as training on a GPU), at the config's frame size reduced to ``--probe-size`` and at 1 and 2
+  frames, and a saved-tensor hook adds up the bytes autograd keeps for the backward pass (parameters
+  themselves excluded). Activation memory is linear in the number of pixels times frames for these networks
+  (convolutions, MLPs and fused attention keep O(tokens) each), so the two probes give the constant part (bf16
+  copies of the weights, embeddings) and the per-pixel-frame part, extrapolated to the config's size and
+  window. With activation checkpointing only the blocks' inputs are kept, plus the largest block's own
+  activations while it is recomputed (measured per block).
+- **overhead**: ``--overhead`` GB per GPU (CUDA context, NCCL buffers, allocator fragmentation; default 2).
+
+The numbers are a plan: the note of a GPU run compares them with measured peaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+
+GB = 1024**3
+STATE_BYTES = 4 + 4 + 8 + 4  # fp32 weights, gradients, AdamW moments, EMA
+DDP_BUCKET_BYTES = 4
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="a training config (TOML)")
+    parser.add_argument("--vram", type=float, default=80.0, choices=_Range(1, 100_000),
+                        help="GPU memory in GB (GiB) to plan for (default 80)")
+    parser.add_argument("--batch", default="1,2", help="micro-batch sizes per GPU, comma-separated (default 1,2)")
+    parser.add_argument("--gpus", default="1,2,4,8", help="GPUs per node, comma-separated (default 1,2,4,8)")
+    parser.add_argument("--frames", type=int, default=None, choices=_Range(1, 4096),
+                        help="frames per training sequence (default: the model's window)")
+    parser.add_argument("--probe-size", type=int, default=64, choices=_Range(8, 4096),
+                        help="frame side of the CPU measurement (default 64; a multiple of the network's stride)")
+    parser.add_argument("--overhead", type=float, default=2.0, choices=_Range(0, 1000),
+                        help="GB per GPU for the CUDA context, NCCL and fragmentation (default 2)")
+
+
+class _Range:
+    """argparse ``choices`` for a closed number range (prints as lo..hi)."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def __contains__(self, value) -> bool:
+        return self.lo <= value <= self.hi
+
+    def __iter__(self):
+        return iter((f"{self.lo}..{self.hi}",))
+
+
+def _ints(text: str, name: str) -> list[int]:
+    from ..errors import Syn2SeqInputError
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not 1 <= v <= 4096 for v in values):
+        raise Syn2SeqInputError(name, "comma-separated integers in [1, 4096]", repr(text))
+    return values
+
+
+def block_modules(network: torch.nn.Module) -> list[torch.nn.Module]:
+    """The units activation checkpointing and FSDP2 wrap: DiT3D blocks, U-ViT ResBlocks / transformer blocks."""
+    from ..dfot.model import DiTBlock
+    from ..dfot.uvit3d import ResBlock, TransformerBlock
+
+    return [m for m in network.modules() if isinstance(m, (DiTBlock, ResBlock, TransformerBlock))]
+
+
+def measure_activations(config, frames: int, batch: int = 1, checkpoint: bool = False) -> tuple[int, int]:
+    """(bytes autograd keeps for backward, the largest single block's share) of one forward of ``batch``
+    videos of ``frames`` frames of a network of ``config`` (random weights), on the CPU under bf16 autocast."""
+    from ..dfot.checkpoint import build_model
+
+    torch.manual_seed(0)
+    net = build_model(config).train()
+    net.checkpoint_blocks = checkpoint
+    params = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    seen: set[int] = set()
+    total = [0]
+    per_block: dict[int, int] = {}
+    current: list[int] = []
+
+    def pack(t: torch.Tensor):
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in params and ptr not in seen:
+            seen.add(ptr)
+            total[0] += storage.nbytes()
+            if current:
+                per_block[current[-1]] = per_block.get(current[-1], 0) + storage.nbytes()
+        return t
+
+    def enter(i):
+        def hook(module, args):
+            current.append(i)
+        return hook
+
+    def leave(module, args, output):  # returns None: the output stays
+        current.pop()
+
+    hooks = []
+    for i, block in enumerate(block_modules(net)):
+        hooks.append(block.register_forward_pre_hook(enter(i)))
+        hooks.append(block.register_forward_hook(leave))
+    c = config
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, frames, c.in_channels, c.height, c.width, generator=g)
+    rays = torch.randn(batch, frames, c.height, c.width, c.ray_channels, generator=g)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = net(x, torch.zeros(batch, frames), rays)
+        del out
+    finally:
+        for h in hooks:
+            h.remove()
+    return total[0], max(per_block.values(), default=0)
+
+
+@dataclasses.dataclass
+class Plan:
+    parameters: int
+    largest_block_parameters: int
+    # activation bytes = const + per_pixel_frame * batch * frames * height * width, without / with checkpointing
+    act_const: float
+    act_per_px: float
+    ckpt_const: float
+    ckpt_per_px: float
+    block_peak_per_px: float
+
+    def activations(self, batch: int, pixel_frames: int, checkpoint: bool) -> float:
+        n = batch * pixel_frames
+        if checkpoint:
+            return self.ckpt_const + self.ckpt_per_px * n + self.block_peak_per_px * n
+        return self.act_const + self.act_per_px * n
+
+    def states(self, strategy: str, gpus: int) -> float:
+        p, b = self.parameters, self.largest_block_parameters
+        if strategy == "ddp":
+            return (STATE_BYTES + DDP_BUCKET_BYTES) * p
+        return STATE_BYTES * p / gpus + (2 * 4 + 4) * b
+
+
+def make_plan(config, probe_size: int) -> Plan:
+    from ..dfot.checkpoint import build_model
+
+    meta = build_model(config, device="meta")
+    parameters = sum(p.numel() for p in meta.parameters())
+    largest = max((sum(p.numel() for p in m.parameters()) for m in block_modules(meta)), default=0)
+    probe = dataclasses.replace(config, height=probe_size, width=probe_size)
+    px = probe_size * probe_size
+    full1, _ = measure_activations(probe, 1)
+    full2, _ = measure_activations(probe, 2)
+    ck1, _ = measure_activations(probe, 1, checkpoint=True)
+    ck2, block2 = measure_activations(probe, 2, checkpoint=True)
+    _, block_plain = measure_activations(probe, 2)
+    per_px = (full2 - full1) / px
+    ck_per_px = (ck2 - ck1) / px
+    return Plan(parameters, largest, full1 - per_px * px, per_px, ck1 - ck_per_px * px, ck_per_px,
+                block_plain / (2 * px))
+
+
+def run(args) -> int:
+    from ..errors import Syn2SeqInputError
+    from ..train import load_config, network_config
+
+    cfg = load_config(args.config)
+    config = network_config(cfg)
+    batches, gpus = _ints(args.batch, "--batch"), _ints(args.gpus, "--gpus")
+    frames = args.frames or config.max_frames
+    stride = config.patch_size * 2 ** (len(getattr(config, "channels", (0,))) - 1)
+    if args.probe_size % stride:
+        raise Syn2SeqInputError("--probe-size", f"a multiple of the network's stride {stride}", args.probe_size)
+    print(f"measuring activations of {type(config).__name__} at {args.probe_size}x{args.probe_size}, 1 and 2 frames "
+          f"(CPU, bf16 autocast) ...", flush=True)
+    plan = make_plan(config, args.probe_size)
+    pixel_frames = frames * config.height * config.width
+    print(f"{cfg.name}: {plan.parameters / 1e6:.1f}M parameters (largest block {plan.largest_block_parameters / 1e6:.1f}M), "
+          f"{config.height}x{config.width}, {frames} frames per sequence")
+    print(f"activations per sequence: {plan.activations(1, pixel_frames, False) / GB:.2f} GB, with activation "
+          f"checkpointing {plan.activations(1, pixel_frames, True) / GB:.2f} GB; states per GPU: DDP "
+          f"{plan.states('ddp', 1) / GB:.2f} GB, FSDP2 {plan.states('fsdp2', 1) / GB:.2f} GB / N + ...")
+    header = "| strategy | checkpointing | batch / GPU | " + " | ".join(f"{n} GPU{'s' * (n > 1)}" for n in gpus) + " |"
+    print(f"\nGB per GPU (states + activations + {args.overhead:g} overhead); * = fits {args.vram:g} GB\n")
+    print(header)
+    print("|" + "---|" * (3 + len(gpus)))
+    for strategy in ("ddp", "fsdp2"):
+        for ckpt in (False, True):
+            for batch in batches:
+                cells = []
+                for n in gpus:
+                    total = (plan.states(strategy, n) + plan.activations(batch, pixel_frames, ckpt)) / GB + args.overhead
+                    cells.append(f"{total:.1f}{'*' if total <= args.vram else ''}")
+                print(f"| {strategy.upper() if strategy == 'ddp' else 'FSDP2'} | {'on' if ckpt else 'off'} | {batch} | "
+                      + " | ".join(cells) + " |")
+    return 0
