@@ -103,6 +103,10 @@ class TrainConfig:
     # comparisons at equal steps, learning curves.
     snapshot_every: int = 0
     log_every: int = 10
+    # TensorBoard beside metrics.jsonl (<out>/tensorboard/; syn2seq_core/train_board.py), and every
+    # preview_every steps the EMA model on held-out scenes there (0 = never).
+    tensorboard: bool = True
+    preview_every: int = 500
     bf16: bool = True
     # Activation checkpointing: every transformer block / ResBlock recomputes its activations in the backward
     # pass instead of keeping them (less memory, about a third more compute); the gradients do not change.
@@ -132,7 +136,7 @@ MAX_STEPS = 10**9
 MAX_FRAMES = 1024
 COUNT_RANGES: dict[str, dict[str, tuple[int, int]]] = {
     "": {"seed": (0, 2**32 - 1), "max_steps": (1, MAX_STEPS), "checkpoint_every": (1, MAX_STEPS),
-         "snapshot_every": (0, MAX_STEPS), "log_every": (1, MAX_STEPS)},
+         "snapshot_every": (0, MAX_STEPS), "log_every": (1, MAX_STEPS), "preview_every": (0, MAX_STEPS)},
     "data": {"size": (8, 4096), "supersample": (1, 16), "exo_frames": (1, MAX_FRAMES),
              "ego_frames": (1, MAX_FRAMES), "transition_frames": (0, MAX_FRAMES), "window": (0, MAX_FRAMES),
              "clip_frames": (0, MAX_FRAMES)},
@@ -731,6 +735,9 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
     source = batch_source(cfg)
     schedule = NoiseSchedule(shift=cfg.noise_shift)
     log = open(out / LOG_NAME, "a") if dist.main else None
+    from .train_board import Board
+
+    board = Board(out, cfg, dist.device, cfg.tensorboard and dist.main)
     bar = tqdm(total=stop_step, initial=step, desc=f"{cfg.name} [{cfg.stage}]", disable=not (progress and dist.main),
                dynamic_ncols=True)
     t_start = time.perf_counter()
@@ -769,10 +776,14 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
             bar.update(1)
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}")
             if log and (step % cfg.log_every == 0 or step == stop_step):
-                log.write(json.dumps({"step": step, "loss": value, "loss_ema": running, "lr": lr,
-                                      "grad_norm": float(grad_norm), "elapsed_s": round(elapsed, 2),
-                                      **{k: float(v) for k, v in parts.items()}}) + "\n")
+                record = {"step": step, "loss": value, "loss_ema": running, "lr": lr,
+                          "grad_norm": float(grad_norm), "elapsed_s": round(elapsed, 2),
+                          **{k: float(v) for k, v in parts.items()}}
+                log.write(json.dumps(record) + "\n")
                 log.flush()
+                board.scalars(step, record)
+            if dist.main and cfg.preview_every and step % cfg.preview_every == 0:
+                board.preview(step, ema, schedule)
             if dist.main and step % cfg.checkpoint_every == 0:
                 _sync_log(log)
                 save_checkpoint(out, cfg, model, ema, optimizer, step, elapsed)
@@ -790,4 +801,5 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
             torch.distributed.destroy_process_group()
         if log:
             log.close()
+        board.close()
     return {"step": step, "elapsed_s": elapsed, "loss_ema": running, "out": str(out)}

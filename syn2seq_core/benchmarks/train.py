@@ -18,7 +18,8 @@ Computed from the config's network itself, never from a table of guesses:
   activations while it is recomputed (measured per block).
 - **overhead**: ``--overhead`` GB per GPU (CUDA context, NCCL buffers, allocator fragmentation; default 2).
 
-The numbers are a plan: the note of a GPU run compares them with measured peaks.
+The numbers are a plan: the note of a GPU run compares them with measured peaks. The FSDP2 rows are what
+``fully_shard`` per block would hold; the trainer itself runs DDP (an FSDP2 option is not built yet).
 """
 
 from __future__ import annotations

@@ -25,8 +25,9 @@ from ..train import network_config
 from .synthetic import SyntheticConfig, render_camera_path_clips, render_takes
 
 
-def _seeds(generator: torch.Generator, n: int) -> list[int]:
-    return torch.randint(0, HELDOUT_SEED_BASE, (n,), generator=generator).tolist()
+def _seeds(generator: torch.Generator, n: int, heldout: bool = False) -> list[int]:
+    base = HELDOUT_SEED_BASE if heldout else 0
+    return torch.randint(base, base + HELDOUT_SEED_BASE, (n,), generator=generator).tolist()
 
 
 def _uniform(generator: torch.Generator, *shape) -> Tensor:
@@ -61,14 +62,14 @@ def draw_noise_levels(g: torch.Generator, shape: tuple[int, ...], shared_prob: f
     return t
 
 
-def pretrain_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
+def pretrain_source(cfg, heldout: bool = False) -> Callable[[torch.Generator, int], TrainingBatch]:
     data = cfg.data
     net = network_config(cfg)
     frames = data.clip_frames or net.max_frames
     world = world_config(data)
 
     def draw(g: torch.Generator, batch: int) -> TrainingBatch:
-        clips = render_camera_path_clips(_seeds(g, batch), frames, world)
+        clips = render_camera_path_clips(_seeds(g, batch, heldout), frames, world)
         c2w = invert_pose(clips.c2w[:, :1]) @ clips.c2w  # relative to each clip's first camera
         rays = ray_input(net, clips.K, c2w, data.size, data.size)
         noise_t = draw_noise_levels(g, (batch, frames), data.shared_noise_prob)
@@ -84,7 +85,7 @@ def pretrain_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
     return draw
 
 
-def finetune_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
+def finetune_source(cfg, heldout: bool = False) -> Callable[[torch.Generator, int], TrainingBatch]:
     data = cfg.data
     world = world_config(data)
     mode = "direct" if data.transition == "none" else ("exo2ego" if data.pose_interpolation else "video_only")
@@ -94,7 +95,7 @@ def finetune_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
 
     def draw(g: torch.Generator, batch: int) -> TrainingBatch:
         n_ideal = data.transition_frames if data.transition == "ideal" else 0
-        takes = render_takes(_seeds(g, batch), world, transition=n_ideal)
+        takes = render_takes(_seeds(g, batch, heldout), world, transition=n_ideal)
         reverse = _uniform(g, batch) < data.ego2exo_prob
         out = {k: [] for k in ("frames", "rays", "noise_t", "loss_mask", "roles")}
         size = data.size
@@ -135,6 +136,7 @@ def finetune_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
     return draw
 
 
-def batch_source(cfg) -> Callable[[torch.Generator, int], TrainingBatch]:
-    """The batch function of a training config's stage: ``draw(generator, batch_size) -> TrainingBatch``."""
-    return pretrain_source(cfg) if cfg.stage == "pretrain" else finetune_source(cfg)
+def batch_source(cfg, heldout: bool = False) -> Callable[[torch.Generator, int], TrainingBatch]:
+    """The batch function of a training config's stage: ``draw(generator, batch_size) -> TrainingBatch``;
+    ``heldout``: scenes of the held-out seeds (at or above ``HELDOUT_SEED_BASE``), never trained on."""
+    return pretrain_source(cfg, heldout) if cfg.stage == "pretrain" else finetune_source(cfg, heldout)

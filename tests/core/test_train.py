@@ -573,3 +573,46 @@ def test_no_model_table_needs_a_model_file_to_start_from(tmp_path):
     path.write_text(text.replace('name = "tiny"', 'name = "tiny"\ninit_from = "missing.safetensors"'))
     with pytest.raises(Syn2SeqInputError, match="init_from: expected an existing model file"):
         load_config(path)
+
+
+def test_tensorboard_logs_losses_per_role_and_held_out_previews(tmp_path):
+    """<out>/tensorboard/ holds the JSONL log's numbers per role, LR, grad norm, speed and memory, and every
+    preview_every steps the EMA model on held-out scenes: its x0 error there and an image."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    path = write_config(tmp_path, "finetune", steps=40, every=40)
+    path.write_text(path.read_text().replace("log_every = 1", "log_every = 1\npreview_every = 10"))
+    train(load_config(path), tmp_path / "run", progress=False)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0}).Reload()
+    tags = events.Tags()
+    for tag in ("loss/total", "loss/ego", "loss/transition", "optim/lr", "optim/grad_norm",
+                "speed/sequences_per_s", "memory/peak_rss_gb", "heldout/x0_mse", "heldout/x0_mse_ego"):
+        assert tag in tags["scalars"], tag
+    log = read_log(tmp_path / "run")
+    assert [e.value for e in events.Scalars("loss/total")] == pytest.approx([r["loss"] for r in log], rel=1e-6)
+    heldout = events.Scalars("heldout/x0_mse")
+    assert [e.step for e in heldout] == [10, 20, 30, 40]
+    # the last preview is the saved EMA model's x0 error on held-out scenes, recomputed here
+    from syn2seq_core.dfot.objective import diffusion_loss
+    from syn2seq_core.pipeline import load_model, to_model_space
+    from syn2seq_core.train_board import Board
+
+    cfg = load_config(path)
+    batch = Board(tmp_path / "unused", cfg, torch.device("cpu"), enabled=False)._preview_batch()
+    assert batch.noise_t.max() == 1.0 and batch.noise_t.min() == 0.0
+    model = load_model(tmp_path / "run" / MODEL_NAME)
+    with torch.no_grad():
+        mse, _ = diffusion_loss(model.network, to_model_space(batch.frames, model.config), rays=batch.rays,
+                                noise_t=batch.noise_t, loss_mask=batch.loss_mask, schedule=model.schedule,
+                                generator=torch.Generator().manual_seed(0), weighting="v")
+    assert heldout[-1].value == pytest.approx(float(mse), rel=1e-5)
+    image = events.Images("heldout/x0")[-1]
+    assert image.height == 4 * 2 * 16 and image.width == 8 * 16  # 4 sequences x (truth, estimate) x 8 frames
+
+
+def test_tensorboard_off_writes_no_event_files(tmp_path):
+    path = write_config(tmp_path, "finetune", steps=2, every=2)
+    path.write_text(path.read_text().replace("log_every = 1", "log_every = 1\ntensorboard = false"))
+    train(load_config(path), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "tensorboard").exists()

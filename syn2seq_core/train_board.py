@@ -1,0 +1,109 @@
+"""TensorBoard logging of a training run, beside ``metrics.jsonl``: ``<out>/tensorboard/``.
+
+Every ``log_every`` steps: the loss and its part per frame role (``loss/exo``, ``loss/transition``,
+``loss/ego``), the learning rate, the gradient norm, throughput (sequences per second over the last interval)
+and memory (the process's peak RSS; peak allocated memory on a GPU). Every ``preview_every`` steps: the EMA
+model on a fixed batch of *held-out* scenes (seeds never trained on), with every frame to generate at pure
+noise and the source view clean, as at the first step of sampling: the mean squared error of its clean
+estimate in model space (``heldout/x0_mse``, ``heldout/x0_mse_<role>``; the v-MSE at pure noise, whatever
+the training weighting) and an image of ground truth over the model's one-shot estimate (``heldout/x0``),
+one row per sequence. Needs the ``tensorboard`` package (``pip install -e '.[train]'``); without it the run
+says so once and logs to the JSONL file only. ``tensorboard --logdir runs/`` shows every run.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+PREVIEW_SEQUENCES = 4
+
+
+def _writer(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print("tensorboard is not installed: logging to metrics.jsonl only (pip install tensorboard)",
+              file=sys.stderr)
+        return None
+    return SummaryWriter(str(folder))
+
+
+class Board:
+    """The run's TensorBoard writer (rank 0 only; a no-op when disabled or unavailable)."""
+
+    def __init__(self, out: Path, cfg, device: torch.device, enabled: bool):
+        self.cfg, self.device = cfg, device
+        self.writer = _writer(Path(out) / "tensorboard") if enabled else None
+        self._last = (time.perf_counter(), None)
+        self._preview = None
+
+    def scalars(self, step: int, record: dict) -> None:
+        if self.writer is None:
+            return
+        w = self.writer
+        w.add_scalar("loss/total", record["loss"], step)
+        for key, value in record.items():
+            if key.startswith("loss_") and key != "loss_ema":
+                w.add_scalar(f"loss/{key[5:]}", value, step)
+        w.add_scalar("optim/lr", record["lr"], step)
+        w.add_scalar("optim/grad_norm", record["grad_norm"], step)
+        now = time.perf_counter()
+        t0, s0 = self._last
+        if s0 is not None and now > t0:
+            w.add_scalar("speed/sequences_per_s", (step - s0) * self.cfg.optim.batch_size / (now - t0), step)
+        self._last = (now, step)
+        w.add_scalar("memory/peak_rss_gb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, step)
+        if self.device.type == "cuda":
+            w.add_scalar("memory/peak_allocated_gb", torch.cuda.max_memory_allocated(self.device) / 2**30, step)
+
+    def _preview_batch(self):
+        if self._preview is None:
+            from . import conventions as C
+            from .data.training import batch_source
+
+            batch = batch_source(self.cfg, heldout=True)(torch.Generator().manual_seed(0), PREVIEW_SEQUENCES)
+            generate = batch.loss_mask > 0
+            if self.cfg.stage == "finetune":  # the source view clean, everything else at pure noise
+                generate = batch.roles != C.ROLE_EXO
+            batch.noise_t[:] = torch.where(generate, 1.0, 0.0)
+            batch.loss_mask[:] = generate.float()
+            self._preview = batch.to(self.device)
+        return self._preview
+
+    @torch.no_grad()
+    def preview(self, step: int, ema, schedule) -> None:
+        if self.writer is None:
+            return
+        from .dfot.objective import diffusion_loss
+        from .pipeline import role_losses, to_model_space
+
+        batch = self._preview_batch()
+        config = ema.config
+        was_training = ema.training
+        ema.eval()
+        try:
+            loss, info = diffusion_loss(ema, to_model_space(batch.frames, config), rays=batch.rays,
+                                        noise_t=batch.noise_t, loss_mask=batch.loss_mask, schedule=schedule,
+                                        generator=torch.Generator(batch.frames.device).manual_seed(0),
+                                        weighting="v")  # at pure noise: the MSE of the x0 estimate
+        finally:
+            ema.train(was_training)
+        self.writer.add_scalar("heldout/x0_mse", float(loss), step)
+        for key, value in role_losses(info["frame_loss"], batch).items():
+            self.writer.add_scalar(f"heldout/x0_mse_{key[5:]}", float(value), step)
+        std = torch.tensor(config.data_std, device=batch.frames.device)[:, None, None]
+        mean = torch.tensor(config.data_mean, device=batch.frames.device)[:, None, None]
+        x0 = (info["x0_pred"] * std + mean).clamp(0, 1)
+        rows = []
+        for truth, pred in zip(batch.frames, x0):  # [T, C, H, W] each: truth above, estimate below
+            rows.append(torch.cat([torch.cat(list(truth), -1), torch.cat(list(pred), -1)], -2))
+        self.writer.add_image("heldout/x0", torch.cat(rows, -2).cpu(), step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
