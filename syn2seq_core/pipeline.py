@@ -132,6 +132,11 @@ class TrainingBatch:
         return TrainingBatch(*(getattr(self, f).to(device) for f in ("frames", "rays", "noise_t", "loss_mask",
                                                                        "roles")))
 
+    @staticmethod
+    def cat(batches: list["TrainingBatch"]) -> "TrainingBatch":
+        return TrainingBatch(*(torch.cat([getattr(b, f) for b in batches]) for f in ("frames", "rays", "noise_t",
+                                                                                     "loss_mask", "roles")))
+
     def split(self, parts: int) -> list["TrainingBatch"]:
         """``parts`` consecutive micro-batches of equal size (gradient accumulation)."""
         n = self.frames.shape[0]
@@ -148,12 +153,14 @@ def training_step_loss(net, batch: TrainingBatch, generator: torch.Generator | N
     return loss, role_losses(frame_loss, batch)
 
 
-def _batch_loss(net, batch: TrainingBatch, generator, schedule, weighting: str, noise: Tensor | None):
+def _batch_loss(net, batch: TrainingBatch, generator, schedule, weighting: str, noise: Tensor | None,
+                pose_drop: Tensor | None = None):
     from .dfot.objective import diffusion_loss
 
     config = unwrap(net).config
     x0 = to_model_space(batch.frames, config)
-    loss, info = diffusion_loss(net, x0, rays=batch.rays, noise_t=batch.noise_t, loss_mask=batch.loss_mask,
+    denoiser = net if pose_drop is None else (lambda x, logsnr, rays: net(x, logsnr, rays, pose_mask=pose_drop))
+    loss, info = diffusion_loss(denoiser, x0, rays=batch.rays, noise_t=batch.noise_t, loss_mask=batch.loss_mask,
                                 schedule=schedule, generator=generator, weighting=weighting, noise=noise)
     return loss, info["frame_loss"]
 
@@ -169,34 +176,36 @@ def role_losses(frame_loss: Tensor, batch: TrainingBatch) -> dict[str, Tensor]:
     return parts
 
 
-def accumulated_backward(net, batch: TrainingBatch, generator: torch.Generator, schedule, weighting: str,
-                         micro_batches: int = 1, autocast=None):
+def accumulated_backward(net, batch: TrainingBatch, generator: torch.Generator | None, schedule, weighting: str,
+                         micro_batches: int = 1, autocast=None, *, noise: Tensor | None = None,
+                         pose_drop: Tensor | None = None, weight_total: Tensor | None = None, world: int = 1):
     """Forward and backward of one optimiser step's batch in ``micro_batches`` consecutive parts (gradient
     accumulation: the memory of one part). The gradients equal those of the whole batch at once (up to float
-    summation order): the noise of the whole batch is drawn first, as one call would draw it, and each part's
-    loss is weighted by its share of the batch's loss weights. Under DDP the gradients are all-reduced once,
-    after the last part. ``autocast``: a context-manager factory around each forward. Returns (loss, parts)."""
+    summation order): the noise of the whole batch is drawn first (or given: ``noise``), and each part's loss
+    is weighted by its share of the loss weights. Across ``world`` DDP processes, each holding part of the
+    global batch whose loss weights sum to ``weight_total``, the loss is scaled so that DDP's gradient average
+    is the gradient of the global batch; the gradients are all-reduced once, after the last part.
+    ``pose_drop`` [B] bool: the videos whose pose is dropped. ``autocast``: a context-manager factory around
+    each forward. Returns (this process's share of the loss, already scaled so that the sum over processes /
+    world is the global loss, and the per-role parts)."""
     import contextlib
 
-    autocast = autocast or contextlib.nullcontext
-    if micro_batches == 1:
-        with autocast():
-            loss, frame_loss = _batch_loss(net, batch, generator, schedule, weighting, None)
-        loss.backward()
-        return loss.detach(), role_losses(frame_loss, batch)
     from .dfot.sampler import randn
 
-    noise = randn(batch.frames.shape, generator, batch.frames.device, torch.float32)
-    total = batch.loss_mask.sum().clamp(min=1e-8)
+    autocast = autocast or contextlib.nullcontext
+    if noise is None:
+        noise = randn(batch.frames.shape, generator, batch.frames.device, torch.float32)
+    total = (batch.loss_mask.sum() if weight_total is None else weight_total).clamp(min=1e-8)
     loss_sum, frame_losses = torch.zeros((), device=batch.frames.device), []
-    parts = list(zip(batch.split(micro_batches), noise.chunk(micro_batches)))
-    for i, (micro, micro_noise) in enumerate(parts):
+    drops = [None] * micro_batches if pose_drop is None else pose_drop.chunk(micro_batches)
+    parts = list(zip(batch.split(micro_batches), noise.chunk(micro_batches), drops))
+    for i, (micro, micro_noise, drop) in enumerate(parts):
         last = i == len(parts) - 1
         sync = contextlib.nullcontext() if last or not hasattr(net, "no_sync") else net.no_sync()
         with sync:
             with autocast():
-                loss, frame_loss = _batch_loss(net, micro, None, schedule, weighting, micro_noise)
-                loss = loss * (micro.loss_mask.sum() / total)
+                loss, frame_loss = _batch_loss(net, micro, None, schedule, weighting, micro_noise, drop)
+                loss = loss * (world * micro.loss_mask.sum() / total)
             loss.backward()
         loss_sum += loss.detach()
         frame_losses.append(frame_loss)

@@ -8,11 +8,13 @@ it replaces anything, so a crash or ``kill -9`` at any moment leaves at least on
 with the same config continues from ``checkpoint.pt``, or, if that one is damaged (truncated, empty, not a
 checkpoint), from ``checkpoint.prev.pt`` with a warning naming the damaged file; the metrics log is cut back
 to the steps the checkpoint holds, so the steps redone after a kill are logged once. Data and noise are
-drawn from generators seeded by (seed, step, rank), so a resumed run sees exactly the batches an
+drawn from generators seeded by (seed, step, sequence), so a resumed run sees exactly the batches an
 uninterrupted run would have seen.
 
 Multi-process: ``torchrun --nproc_per_node=N -m syn2seq_core train --config ...`` uses DDP (gloo on CPU,
-NCCL on GPU); each rank draws its own batches, rank 0 writes checkpoints and logs.
+NCCL on GPU); ``[optim] batch_size`` is the global batch, each rank draws its share, every sequence from its
+own seed (:func:`sequence_seed`), so the run does not depend on the number of ranks (it may resume on
+another); rank 0 writes checkpoints and logs.
 """
 
 from __future__ import annotations
@@ -637,7 +639,8 @@ def check_batch_memory(cfg: TrainConfig, device=None) -> None:
     come on top), against the memory available now (on CPU, and on ``device`` when it is an accelerator)."""
     from . import limits
 
-    data, batch = cfg.data, cfg.optim.batch_size
+    data = cfg.data
+    batch = max(1, cfg.optim.batch_size // int(os.environ.get("WORLD_SIZE", "1")))  # this process's share
     frames = _training_frames(cfg)[0]
     if cfg.stage == "pretrain":
         rendered = frames
@@ -655,6 +658,30 @@ def check_batch_memory(cfg: TrainConfig, device=None) -> None:
 
 
 # --- the loop --------------------------------------------------------------------------------------------
+def sequence_seed(seed: int, step: int, index: int) -> int:
+    """The seed of sequence ``index`` of the global batch of ``step``: everything random about it (scene,
+    noise levels, noise, pose dropout) comes from a generator of this seed, whichever process draws it."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, step, index]).generate_state(1, np.uint64)[0])
+
+
+def _draw_step(cfg: TrainConfig, source, step: int, dist: Dist, model):
+    """This process's share of the step's global batch (``[optim] batch_size`` sequences, split evenly over the
+    processes): (batch, its noise, its pose-dropout mask), on the process's device. The same global batch for
+    any number of processes, so a run may resume on more or fewer of them."""
+    from .dfot.sampler import randn
+
+    per_rank = cfg.optim.batch_size // dist.world
+    first = dist.rank * per_rank
+    gens = [torch.Generator().manual_seed(sequence_seed(cfg.seed, step, i)) for i in range(first, first + per_rank)]
+    batch = source(gens)
+    noise = torch.stack([randn(batch.frames.shape[1:], g, "cpu", torch.float32) for g in gens])
+    rate = float(getattr(model.config, "pose_dropout", 0.0))
+    pose_drop = torch.stack([torch.rand((), generator=g) < rate for g in gens])
+    return batch.to(dist.device), noise.to(dist.device), pose_drop.to(dist.device)
+
+
 def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, max_steps: int | None = None,
           progress: bool = True) -> dict:
     """Run (or resume) one training stage into ``out``. Returns a summary dict.
@@ -671,6 +698,10 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
 
     dist = init_distributed()
     out = Path(out)
+    if cfg.optim.batch_size % (dist.world * cfg.optim.accumulate):
+        raise Syn2SeqInputError(f"{cfg.name}: [optim] batch_size", f"a multiple of {dist.world} processes x "
+                                f"{cfg.optim.accumulate} micro-batches (the global batch is split evenly)",
+                                cfg.optim.batch_size)
     check_batch_memory(cfg, dist.device)
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -678,6 +709,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
     torch.manual_seed(cfg.seed)
     model = build_model(network_config(cfg)).to(dist.device)
     model.checkpoint_blocks = cfg.activation_checkpointing
+    model.random_pose_dropout = False  # drawn per sequence by _draw_step
     if cfg.init_from:
         weights = initial_weights(cfg.init_from)
         if getattr(model.config, "attention", None) == "full":
@@ -749,17 +781,23 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
         while step < stop_step:
             if minutes is not None and time.perf_counter() - t_start > minutes * 60:
                 break
-            step_seed = (cfg.seed * 1_000_003 + step) * 1009 + dist.rank
-            g = torch.Generator().manual_seed(step_seed)
-            torch.manual_seed(step_seed)  # in-model randomness (pose dropout) is a function of the step too
-            batch = source(g, cfg.optim.batch_size).to(dist.device)
+            # In-model randomness (the U-ViT's block dropout) is a function of the step and rank too.
+            torch.manual_seed((cfg.seed * 1_000_003 + step) * 1009 + dist.rank)
+            batch, noise, pose_drop = _draw_step(cfg, source, step, dist, model)
+            weight_total = batch.loss_mask.sum()
+            if dist.world > 1:
+                torch.distributed.all_reduce(weight_total)
             lr = learning_rate(cfg.optim, step, cfg.max_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             loss, parts = accumulated_backward(
-                net, batch, g, schedule, cfg.loss_weighting, cfg.optim.accumulate,
-                lambda: torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cfg.bf16))
+                net, batch, None, schedule, cfg.loss_weighting, cfg.optim.accumulate,
+                lambda: torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cfg.bf16),
+                noise=noise, pose_drop=pose_drop, weight_total=weight_total, world=dist.world)
+            if dist.world > 1:  # the global batch's loss, for the log
+                torch.distributed.all_reduce(loss)
+                loss = loss / dist.world
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             optimizer.step()
             with torch.no_grad():

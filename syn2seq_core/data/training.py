@@ -136,7 +136,16 @@ def finetune_source(cfg, heldout: bool = False) -> Callable[[torch.Generator, in
     return draw
 
 
-def batch_source(cfg, heldout: bool = False) -> Callable[[torch.Generator, int], TrainingBatch]:
-    """The batch function of a training config's stage: ``draw(generator, batch_size) -> TrainingBatch``;
-    ``heldout``: scenes of the held-out seeds (at or above ``HELDOUT_SEED_BASE``), never trained on."""
-    return pretrain_source(cfg, heldout) if cfg.stage == "pretrain" else finetune_source(cfg, heldout)
+def batch_source(cfg, heldout: bool = False) -> Callable[..., TrainingBatch]:
+    """The batch function of a training config's stage: ``draw(generator, batch_size) -> TrainingBatch``, or
+    ``draw([generator, ...])``: one sequence per generator, each drawn from its own (what the training loop
+    does, so that a sequence does not depend on how many processes share the batch); ``heldout``: scenes of
+    the held-out seeds (at or above ``HELDOUT_SEED_BASE``), never trained on."""
+    draw = pretrain_source(cfg, heldout) if cfg.stage == "pretrain" else finetune_source(cfg, heldout)
+
+    def source(g, batch: int | None = None) -> TrainingBatch:
+        if isinstance(g, (list, tuple)):
+            return TrainingBatch.cat([draw(one, 1) for one in g])
+        return draw(g, batch)
+
+    return source

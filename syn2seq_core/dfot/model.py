@@ -216,6 +216,9 @@ class VideoDenoiser(nn.Module):
     # Activation checkpointing (training only): each transformer block / ResBlock keeps only its input and
     # recomputes its activations in the backward pass; less memory for about a third more compute.
     checkpoint_blocks: bool = False
+    # Pose dropout drawn inside the forward pass (from the global RNG). A trainer that draws it per sequence
+    # itself (and passes ``pose_mask``) turns this off.
+    random_pose_dropout: bool = True
 
     def _block(self, block: nn.Module, *args) -> Tensor:
         """``block(*args)``, under activation checkpointing when it is on and gradients are being recorded."""
@@ -250,7 +253,7 @@ class VideoDenoiser(nn.Module):
         drop = None
         if pose_mask is not None:
             drop = pose_mask.to(device=device, dtype=torch.bool)
-        if self.training and self.config.pose_dropout > 0:
+        if self.training and self.config.pose_dropout > 0 and self.random_pose_dropout:
             gen_device = generator.device if generator is not None else device
             u = torch.rand(B, generator=generator, device=gen_device).to(device)
             random_drop = u < self.config.pose_dropout

