@@ -97,7 +97,7 @@ def merged_state_dict(network: nn.Module, cfg: LoraConfig) -> dict[str, torch.Te
 
 def save_lora(path: str | Path, network: nn.Module, cfg: LoraConfig, extra_metadata: dict | None = None) -> Path:
     """Write the adapters of ``network`` with the base network's arch and config (atomic)."""
-    from .dfot.checkpoint import config_to_dict, save_state_dict
+    from .dfot.checkpoint import save_state_dict
 
     meta = {KEY_LORA: json.dumps({**asdict(cfg), "targets": cfg.target_regex(type(network.config).arch)}),
             **(extra_metadata or {})}

@@ -504,8 +504,6 @@ def _remove_partial_files(out: Path) -> None:
 def save_checkpoint(out: Path, cfg: TrainConfig, model, ema, optimizer, step: int, elapsed: float) -> None:
     """Write ``out/checkpoint.pt`` (the one it replaces becomes ``checkpoint.prev.pt``) and
     ``out/model.safetensors`` (the EMA model with its training record)."""
-    from .dfot.checkpoint import save_model
-
     _write_checkpoint(out, {"config": cfg.to_json(), "step": step, "elapsed": elapsed,
                             "model": model.state_dict(), "ema": ema.state_dict(),
                             "optimizer": optimizer.state_dict()})

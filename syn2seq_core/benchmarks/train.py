@@ -167,7 +167,7 @@ def make_plan(config, probe_size: int) -> Plan:
     full1, _ = measure_activations(probe, 1)
     full2, _ = measure_activations(probe, 2)
     ck1, _ = measure_activations(probe, 1, checkpoint=True)
-    ck2, block2 = measure_activations(probe, 2, checkpoint=True)
+    ck2, _ = measure_activations(probe, 2, checkpoint=True)
     _, block_plain = measure_activations(probe, 2)
     per_px = (full2 - full1) / px
     ck_per_px = (ck2 - ck1) / px

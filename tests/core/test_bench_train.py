@@ -1,8 +1,6 @@
 """The memory planner (`syn2seq bench train`): its counts come from the network, its activation model predicts
 a measurement it was not fitted on, and the command prints the plan."""
 
-import dataclasses
-
 import pytest
 import torch
 
