@@ -201,7 +201,8 @@ def accumulated_backward(net, batch: TrainingBatch, generator: torch.Generator |
     parts = list(zip(batch.split(micro_batches), noise.chunk(micro_batches), drops))
     for i, (micro, micro_noise, drop) in enumerate(parts):
         last = i == len(parts) - 1
-        sync = contextlib.nullcontext() if last or not hasattr(net, "no_sync") else net.no_sync()
+        ddp = getattr(net, "_orig_mod", net)  # under torch.compile
+        sync = contextlib.nullcontext() if last or not hasattr(ddp, "no_sync") else ddp.no_sync()
         with sync:
             with autocast():
                 loss, frame_loss = _batch_loss(net, micro, None, schedule, weighting, micro_noise, drop)

@@ -113,6 +113,9 @@ class TrainConfig:
     # Activation checkpointing: every transformer block / ResBlock recomputes its activations in the backward
     # pass instead of keeping them (less memory, about a third more compute); the gradients do not change.
     activation_checkpointing: bool = False
+    # torch.compile the network for training: "" = off, "inductor" (torch's default; needs a C++ compiler on
+    # the CPU, Triton on a GPU) or any other torch.compile backend (e.g. "aot_eager"). Sampling is not compiled.
+    compile: str = ""
     # Shift of the shifted-cosine logSNR schedule (Simple Diffusion: base 32 / resolution; DFoT 0.125 at
     # 256x256). Training and sampling must agree: it is stored with the model.
     noise_shift: float = 0.125
@@ -205,6 +208,10 @@ def check_config(cfg: TrainConfig, where: str = "config") -> None:
     range, or whose model does not fit its data (frame size, frames per sequence), naming the key."""
     check_choice(cfg.stage, STAGES, f"{where} stage")
     check_choice(cfg.data.transition, ("interpolator", "ideal", "none"), f"{where} [data] transition")
+    if cfg.compile:
+        import torch._dynamo
+
+        check_choice(cfg.compile, torch._dynamo.list_backends(exclude_tags=()), f"{where} compile")
     tables = {"": vars(cfg), "data": vars(cfg.data), "optim": vars(cfg.optim), "model": cfg.model,
               "lora": vars(cfg.lora)}
     for table, ranges in COUNT_RANGES.items():
@@ -760,6 +767,8 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
     net = model
     if dist.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model)
+    if cfg.compile:
+        net = torch.compile(net, backend=cfg.compile)
 
     stop_step = cfg.max_steps if max_steps is None else min(max_steps, cfg.max_steps)
     source = batch_source(cfg)
