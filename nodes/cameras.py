@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from comfy_api.latest import io
 
 from . import convert, paths
@@ -44,12 +42,7 @@ class Syn2SeqLoadCameras(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, file, **kwargs):
-        try:
-            p = paths.resolve_camera_file(file)
-            st = os.stat(p)
-            return (str(p), st.st_size, st.st_mtime_ns)
-        except (OSError, ValueError):
-            return file
+        return paths.file_fingerprint(paths.resolve_camera_file, file)
 
     @classmethod
     def execute(cls, file, format, frames=None) -> io.NodeOutput:

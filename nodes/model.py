@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from comfy_api.latest import io
 
 from . import convert, management, paths, progress
@@ -12,15 +10,11 @@ from .sockets import CATEGORY, Cameras, Model, Sequence
 
 
 def _file_fingerprint(name):
-    """A model-folder file by path, size and mtime (a changed file reloads); names of no file as they are."""
+    """A model-folder file by path, size and mtime (a changed file reloads); the bundled model and "none" as
+    they are."""
     if name in (paths.BUNDLED_MODEL, paths.NO_LORA, None):
         return name
-    try:
-        p = paths.resolve_model_file(name)
-        st = os.stat(p)
-        return (str(p), st.st_size, st.st_mtime_ns)
-    except (OSError, ValueError):
-        return name
+    return paths.file_fingerprint(paths.resolve_model_file, name)
 
 
 class Syn2SeqLoadModel(io.ComfyNode):

@@ -135,6 +135,17 @@ def list_lpips_weights() -> list[str]:
                        if any(part in f.lower() for part in LPIPS_NAME_PARTS)]
 
 
+def file_fingerprint(resolve, name):
+    """What a loader node's ``fingerprint_inputs`` returns for a file input: the file's path, size and mtime
+    (ComfyUI reruns the node when the file changes), or the name itself when it names no file."""
+    try:
+        p = resolve(name)
+        st = os.stat(p)
+        return (str(p), st.st_size, st.st_mtime_ns)
+    except (OSError, ValueError):
+        return name
+
+
 def list_loras() -> list[str]:
     return [NO_LORA] + folder_paths.get_filename_list(MODEL_FOLDER)
 

@@ -143,6 +143,12 @@ LIMITS: dict[str, Range] = dict([
     _r("interpolate_frames", int, 0, 1024, ["interpolate -n/--frames"],
        "frames between two images (or every two video frames); memory grows with it"),
     # convert-dfot
+    # the training memory planner (syn2seq bench train)
+    _r("plan_vram_gb", float, 1.0, 100_000.0, ["bench train --vram"], "GPU memory to plan for, in GB"),
+    _r("plan_overhead_gb", float, 0.0, 1000.0, ["bench train --overhead"],
+       "per-GPU memory beyond weights, optimiser and activations (CUDA context, NCCL, fragmentation)"),
+    _r("plan_gpus", int, 1, 4096, ["bench train --gpus"], "GPUs per node to plan for"),
+    _r("plan_batch", int, 1, 4096, ["bench train --batch"], "sequences per GPU per micro-batch"),
     _r("model_size", int, 8, 4096, ["convert-dfot --size"], "frame side the checkpoint was trained at (RE10K: 256)"),
     _r("model_window", int, 1, 256, ["convert-dfot --max-frames"], "frames the model sees at once (RE10K: 8)"),
     # download

@@ -72,10 +72,6 @@ def add_lora(network: nn.Module, cfg: LoraConfig) -> nn.Module:
     return network
 
 
-def has_lora(network: nn.Module) -> bool:
-    return any("lora_" in n for n, _ in network.named_parameters())
-
-
 def adapter_state_dict(network: nn.Module) -> dict[str, torch.Tensor]:
     """The adapters alone: ``{"<module>.lora_A.weight": [r, in], "<module>.lora_B.weight": [out, r]}``."""
     peft = _peft()

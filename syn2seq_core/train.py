@@ -712,7 +712,8 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
         out.mkdir(parents=True, exist_ok=True)
         _remove_partial_files(out)
     torch.manual_seed(cfg.seed)
-    model = build_model(network_config(cfg)).to(dist.device)
+    net_config = network_config(cfg)
+    model = build_model(net_config).to(dist.device)
     model.checkpoint_blocks = cfg.activation_checkpointing
     model.random_pose_dropout = False  # drawn per sequence by _draw_step
     if cfg.init_from:
@@ -724,7 +725,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
         model.load_state_dict(weights)
         if dist.main:
             print(f"initialised from {cfg.init_from}", file=sys.stderr)
-    ema = build_model(network_config(cfg)).to(dist.device)
+    ema = build_model(net_config).to(dist.device)
     if cfg.lora.rank:
         from .lora import add_lora
 

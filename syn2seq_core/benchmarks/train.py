@@ -29,6 +29,8 @@ import dataclasses
 
 import torch
 
+from .. import limits
+
 GB = 1024**3
 STATE_BYTES = 4 + 4 + 8 + 4  # fp32 weights, gradients, AdamW moments, EMA
 DDP_BUCKET_BYTES = 4
@@ -36,41 +38,17 @@ DDP_BUCKET_BYTES = 4
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="a training config (TOML)")
-    parser.add_argument("--vram", type=float, default=80.0, choices=_Range(1, 100_000),
-                        help="GPU memory in GB (GiB) to plan for (default 80)")
-    parser.add_argument("--batch", default="1,2", help="micro-batch sizes per GPU, comma-separated (default 1,2)")
-    parser.add_argument("--gpus", default="1,2,4,8", help="GPUs per node, comma-separated (default 1,2,4,8)")
-    parser.add_argument("--frames", type=int, default=None, choices=_Range(1, 4096),
-                        help="frames per training sequence (default: the model's window)")
-    parser.add_argument("--probe-size", type=int, default=64, choices=_Range(8, 4096),
-                        help="frame side of the CPU measurement (default 64; a multiple of the network's stride)")
-    parser.add_argument("--overhead", type=float, default=2.0, choices=_Range(0, 1000),
-                        help="GB per GPU for the CUDA context, NCCL and fragmentation (default 2)")
-
-
-class _Range:
-    """argparse ``choices`` for a closed number range (prints as lo..hi)."""
-
-    def __init__(self, lo, hi):
-        self.lo, self.hi = lo, hi
-
-    def __contains__(self, value) -> bool:
-        return self.lo <= value <= self.hi
-
-    def __iter__(self):
-        return iter((f"{self.lo}..{self.hi}",))
-
-
-def _ints(text: str, name: str) -> list[int]:
-    from ..errors import Syn2SeqInputError
-
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or any(not 1 <= v <= 4096 for v in values):
-        raise Syn2SeqInputError(name, "comma-separated integers in [1, 4096]", repr(text))
-    return values
+    parser.add_argument("--vram", **limits.option("plan_vram_gb", "GPU memory in GB (GiB) to plan for", 80.0))
+    parser.add_argument("--batch", type=limits.arg("plan_batch"), nargs="+", default=[1, 2],
+                        help="micro-batch sizes per GPU (default 1 2)")
+    parser.add_argument("--gpus", type=limits.arg("plan_gpus"), nargs="+", default=[1, 2, 4, 8],
+                        help="GPUs per node (default 1 2 4 8)")
+    parser.add_argument("--frames", **limits.option("model_window", "frames per training sequence", None,
+                                                    default_text="default: the model's window"))
+    parser.add_argument("--probe-size", **limits.option(
+        "model_size", "frame side of the CPU measurement (a multiple of the network's stride)", 64))
+    parser.add_argument("--overhead", **limits.option(
+        "plan_overhead_gb", "GB per GPU for the CUDA context, NCCL and fragmentation", 2.0))
 
 
 def block_modules(network: torch.nn.Module) -> list[torch.nn.Module]:
@@ -181,7 +159,7 @@ def run(args) -> int:
 
     cfg = load_config(args.config)
     config = network_config(cfg)
-    batches, gpus = _ints(args.batch, "--batch"), _ints(args.gpus, "--gpus")
+    batches, gpus = args.batch, args.gpus
     frames = args.frames or config.max_frames
     stride = config.patch_size * 2 ** (len(getattr(config, "channels", (0,))) - 1)
     if args.probe_size % stride:

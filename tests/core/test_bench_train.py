@@ -2,22 +2,13 @@
 a measurement it was not fitted on, and the command prints the plan."""
 
 import pytest
-import torch
 
 from syn2seq_core.benchmarks.train import make_plan, measure_activations
 from syn2seq_core.cli import main as cli
 from syn2seq_core.dfot.checkpoint import build_model
 from syn2seq_core.train import load_config, network_config
 
-from .test_train import write_config, write_uvit_config
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from .test_train import one_thread, write_config, write_uvit_config  # noqa: F401  (one_thread: autouse)
 
 
 @pytest.mark.parametrize("arch", ["dit3d", "uvit3d_pose"])
@@ -40,7 +31,7 @@ def test_activation_model_predicts_a_larger_video_and_checkpointing_keeps_less(t
 
 def test_bench_train_prints_the_plan(tmp_path, capsys):
     path = write_uvit_config(tmp_path)
-    assert cli(["bench", "train", "--config", str(path), "--vram", "1", "--gpus", "1,8", "--probe-size", "16"]) == 0
+    assert cli(["bench", "train", "--config", str(path), "--vram", "1", "--gpus", "1", "8", "--probe-size", "16"]) == 0
     out = capsys.readouterr().out
     assert "| DDP | off | 1 |" in out and "| FSDP2 | on | 2 |" in out and "8 GPUs" in out
     assert cli(["bench", "train", "--config", str(path), "--probe-size", "10"]) == 2

@@ -240,7 +240,7 @@ def test_every_numeric_option_has_a_range_from_the_table_and_is_listed_there():
             seen.add(key)
             if action.default is not None:
                 limits.check(name, action.default)
-    listed = {k for k in uses if k[0] not in NOT_WIRED_HERE}
+    listed = {k for k in uses if k[0].split()[0] not in NOT_WIRED_HERE}  # "bench train": a bench target
     assert listed == seen, f"listed in limits.py but not an option: {sorted(listed - seen)}"
 
 
