@@ -10,23 +10,15 @@ from syn2seq_core.errors import Syn2SeqInputError
 from syn2seq_core.lora import LORA_NAME
 from syn2seq_core.train import MODEL_NAME, load_checkpoint, load_config, train
 
-from .test_train import TINY, UVIT_MODEL
+from .test_train import TINY, UVIT_MODEL, one_thread, with_model_table  # noqa: F401  (one_thread: autouse)
 
 pytest.importorskip("peft")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _config(tmp_path, name, arch, steps, extra="", init_from=None):
     text = TINY.format(stage="finetune", steps=steps, every=steps)
     if arch == "uvit3d_pose":
-        text = text[:text.index("[model]")] + UVIT_MODEL + text[text.index("[data]"):]
+        text = with_model_table(text, UVIT_MODEL)
     if init_from:
         text = text.replace('name = "tiny"', f'name = "tiny"\ninit_from = "{init_from}"')
     path = tmp_path / f"{name}.toml"

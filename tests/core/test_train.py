@@ -61,6 +61,50 @@ def read_log(out):
     return [json.loads(line) for line in (Path(out) / LOG_NAME).read_text().splitlines()]
 
 
+def with_model_table(text, table=""):
+    """A config text with its [model] table replaced by ``table`` ("" = no [model] table)."""
+    return text[:text.index("[model]")] + table + text[text.index("[data]"):]
+
+
+def fixed_batch_loss(cfg):
+    """(batch, eval_loss): 4 fixed sequences of the config's data and a network's loss on them (eval mode,
+    the same noise every time)."""
+    from syn2seq_core.data.training import batch_source
+    from syn2seq_core.dfot.schedule import NoiseSchedule
+    from syn2seq_core.pipeline import training_step_loss
+
+    batch = batch_source(cfg)(torch.Generator().manual_seed(12345), 4)
+    sched = NoiseSchedule(shift=cfg.noise_shift)
+
+    def eval_loss(net):
+        net.eval()
+        with torch.no_grad():
+            return float(training_step_loss(net, batch, torch.Generator().manual_seed(0), sched)[0])
+
+    return batch, eval_loss
+
+
+def perturbed(net):
+    """``net`` moved off its zero-initialised outputs, so that every block has a gradient."""
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return net
+
+
+def torchrun(cfg_path, out, procs=2, check=True):
+    """``torchrun --standalone --nproc_per_node=procs -m syn2seq_core train`` (gloo on this CPU)."""
+    exe = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if exe is None:
+        pytest.skip("torchrun not found next to the test interpreter")
+    r = subprocess.run([exe, "--standalone", f"--nproc_per_node={procs}", "-m", "syn2seq_core", "train",
+                        "--config", str(cfg_path), "--out", str(out), "--no-progress"], env=ENV,
+                       capture_output=True, text=True, timeout=300)
+    if check:
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    return r
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     n = torch.get_num_threads()
@@ -82,19 +126,10 @@ def test_stage_runs_and_writes_model_and_log(tmp_path, stage):
 
 def test_loss_falls_on_a_tiny_config(tmp_path):
     """Training on the synthetic world lowers the per-frame diffusion loss (fixed eval batch, same noise)."""
-    from syn2seq_core.data.training import batch_source
-    from syn2seq_core.dfot.schedule import NoiseSchedule
-    from syn2seq_core.pipeline import build_network, training_step_loss
+    from syn2seq_core.pipeline import build_network
 
     cfg = load_config(write_config(tmp_path, "finetune", steps=60, every=60))
-    batch = batch_source(cfg)(torch.Generator().manual_seed(12345), 4)
-    sched = NoiseSchedule(shift=cfg.noise_shift)
-
-    def eval_loss(net):
-        net.eval()
-        with torch.no_grad():
-            return float(training_step_loss(net, batch, torch.Generator().manual_seed(0), sched)[0])
-
+    _, eval_loss = fixed_batch_loss(cfg)
     torch.manual_seed(cfg.seed)
     before = build_network(cfg.model)
     train(cfg, tmp_path / "run", progress=False)
@@ -183,15 +218,9 @@ def test_kill_9_then_restart_continues_from_the_last_checkpoint(tmp_path):
 
 
 def test_torchrun_two_processes_agree_on_weights(tmp_path):
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
-    if torchrun is None:
-        pytest.skip("torchrun not found next to the test interpreter")
     cfg_path = write_config(tmp_path, steps=3, every=3)
     out = tmp_path / "ddp"
-    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "syn2seq_core", "train", "--config",
-                        str(cfg_path), "--out", str(out), "--no-progress"], env=ENV, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    torchrun(cfg_path, out)
     last = read_log(out)[-1]
     assert last["ranks"] == 2 and last["ranks_agree"] is True
     assert last["weight_digests"][0] == last["weight_digests"][1]
@@ -366,8 +395,7 @@ max_frames = 8
 
 
 def write_uvit_config(tmp_path, steps=4, every=2, stage="finetune"):
-    text = TINY.format(stage=stage, steps=steps, every=every)
-    text = text[:text.index("[model]")] + UVIT_MODEL + text[text.index("[data]"):]
+    text = with_model_table(TINY.format(stage=stage, steps=steps, every=every), UVIT_MODEL)
     path = tmp_path / "uvit.toml"
     path.write_text(text)
     return path
@@ -376,21 +404,12 @@ def write_uvit_config(tmp_path, steps=4, every=2, stage="finetune"):
 def test_uvit3d_pose_trains_from_a_config_and_samples(tmp_path):
     """A [model] table with arch = "uvit3d_pose" trains DFoT's network (DFoT's 180-channel ray encoding in the
     batches), its loss falls on a fixed batch, and the written model loads and generates like a DiT3D."""
-    from syn2seq_core.data.training import batch_source
-    from syn2seq_core.dfot.schedule import NoiseSchedule
     from syn2seq_core.dfot.uvit3d import UViT3DPose
-    from syn2seq_core.pipeline import build_network, load_model, training_step_loss
+    from syn2seq_core.pipeline import build_network, load_model
 
     cfg = load_config(write_uvit_config(tmp_path, steps=40, every=40))
-    batch = batch_source(cfg)(torch.Generator().manual_seed(12345), 4)
+    batch, eval_loss = fixed_batch_loss(cfg)
     assert batch.rays.shape[-1] == 180
-    sched = NoiseSchedule(shift=cfg.noise_shift)
-
-    def eval_loss(net):
-        net.eval()
-        with torch.no_grad():
-            return float(training_step_loss(net, batch, torch.Generator().manual_seed(0), sched)[0])
-
     torch.manual_seed(cfg.seed)
     before = build_network(cfg.model)
     assert isinstance(before, UViT3DPose)
@@ -446,7 +465,7 @@ def test_accumulating_micro_batches_equals_the_whole_batch(tmp_path, model):
     the whole batch at once (float summation order aside). Pose dropout off: it draws per micro-batch."""
     text = TINY.format(stage="finetune", steps=3, every=3)
     if model == "uvit3d_pose":
-        text = text[:text.index("[model]")] + UVIT_MODEL + text[text.index("[data]"):]
+        text = with_model_table(text, UVIT_MODEL)
     text = text.replace("max_frames = 8\n", NO_POSE_DROPOUT).replace("batch_size = 2", "batch_size = 4")
     whole, log_whole = _final_weights(tmp_path, "whole", text)
     parts, log_parts = _final_weights(tmp_path, "parts", text.replace("batch_size = 4", "batch_size = 4\naccumulate = 2"))
@@ -475,10 +494,7 @@ def test_activation_checkpointing_gives_the_same_gradients(tmp_path, model):
     cfg = load_config(path)
     batch = batch_source(cfg)(torch.Generator().manual_seed(5), 2)
     torch.manual_seed(0)
-    net = build_network(cfg.model)
-    with torch.no_grad():  # away from the zero-initialised outputs, so every block has a gradient
-        for p in net.parameters():
-            p.add_(0.02 * torch.randn_like(p))
+    net = perturbed(build_network(cfg.model))
     grads = []
     for on in (False, True):
         net.checkpoint_blocks = on
@@ -509,10 +525,7 @@ def test_accumulated_backward_gives_the_gradients_of_the_whole_batch(tmp_path):
     batch = batch_source(cfg)(torch.Generator().manual_seed(5), 4)
     batch.loss_mask[0] = 0.0  # the first micro-batch carries less of the loss than the second
     torch.manual_seed(0)
-    net = build_network(cfg.model).train()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.02 * torch.randn_like(p))
+    net = perturbed(build_network(cfg.model)).train()
     grads, losses = [], []
     for k in (1, 2, 4):
         net.zero_grad()
@@ -531,10 +544,8 @@ def test_a_converted_dfot_checkpoint_finetunes_and_its_loss_falls(tmp_path):
     conventions (180-channel ray encoding, its noise-level embedding scale, its dropouts); a few steps lower the
     loss on a fixed batch, and the result loads as a model of the same network."""
     from syn2seq_core.cli import main as cli
-    from syn2seq_core.data.training import batch_source
     from syn2seq_core.dfot.checkpoint import read_config
-    from syn2seq_core.dfot.schedule import NoiseSchedule
-    from syn2seq_core.pipeline import load_model, training_step_loss
+    from syn2seq_core.pipeline import load_model
     from syn2seq_core.train import network_config
 
     from .test_convert_dfot import make_dfot_ckpt
@@ -542,22 +553,14 @@ def test_a_converted_dfot_checkpoint_finetunes_and_its_loss_falls(tmp_path):
     make_dfot_ckpt(tmp_path / "dfot.ckpt")
     base = tmp_path / "dfot.safetensors"
     assert cli(["convert-dfot", str(tmp_path / "dfot.ckpt"), str(base), "--size", "16"]) == 0
-    text = TINY.format(stage="finetune", steps=30, every=30)
-    text = text[:text.index("[model]")] + text[text.index("[data]"):]  # no [model]: the file's network
+    text = with_model_table(TINY.format(stage="finetune", steps=30, every=30))  # no [model]: the file's network
     text = text.replace('name = "tiny"', f'name = "tiny"\ninit_from = "{base.as_posix()}"')
     path = tmp_path / "from_dfot.toml"
     path.write_text(text.replace("noise_shift = 1.0", "noise_shift = 0.5"))
     cfg = load_config(path)
     assert network_config(cfg) == read_config(base)
-    batch = batch_source(cfg)(torch.Generator().manual_seed(12345), 4)
+    batch, eval_loss = fixed_batch_loss(cfg)
     assert batch.rays.shape[-1] == 180
-    sched = NoiseSchedule(shift=cfg.noise_shift)
-
-    def eval_loss(net):
-        net.eval()
-        with torch.no_grad():
-            return float(training_step_loss(net, batch, torch.Generator().manual_seed(0), sched)[0])
-
     before = load_model(base).network
     train(cfg, tmp_path / "run", progress=False)
     after = load_model(base).network
@@ -567,8 +570,7 @@ def test_a_converted_dfot_checkpoint_finetunes_and_its_loss_falls(tmp_path):
 
 
 def test_no_model_table_needs_a_model_file_to_start_from(tmp_path):
-    text = TINY.format(stage="finetune", steps=1, every=1)
-    text = text[:text.index("[model]")] + text[text.index("[data]"):]
+    text = with_model_table(TINY.format(stage="finetune", steps=1, every=1))
     path = tmp_path / "c.toml"
     path.write_text(text.replace('name = "tiny"', 'name = "tiny"\ninit_from = "missing.safetensors"'))
     with pytest.raises(Syn2SeqInputError, match="init_from: expected an existing model file"):
@@ -618,16 +620,6 @@ def test_tensorboard_off_writes_no_event_files(tmp_path):
     assert not (tmp_path / "run" / "tensorboard").exists()
 
 
-def _torchrun(cfg_path, out, procs, extra=()):
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
-    if torchrun is None:
-        pytest.skip("torchrun not found next to the test interpreter")
-    r = subprocess.run([torchrun, "--standalone", f"--nproc_per_node={procs}", "-m", "syn2seq_core", "train",
-                        "--config", str(cfg_path), "--out", str(out), "--no-progress", *extra], env=ENV,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-
-
 def test_two_processes_train_the_weights_of_one_and_a_run_resumes_on_more_processes(tmp_path):
     """[optim] batch_size is the global batch: each sequence is drawn from its own seed whichever process
     draws it, and the loss is weighted across processes, so 2 DDP processes (gloo) reach the weights of 1
@@ -635,7 +627,7 @@ def test_two_processes_train_the_weights_of_one_and_a_run_resumes_on_more_proces
     cfg_path = write_config(tmp_path, steps=4, every=2)
     cfg_path.write_text(cfg_path.read_text().replace("batch_size = 2", "batch_size = 4"))
     train(load_config(cfg_path), tmp_path / "one", progress=False)
-    _torchrun(cfg_path, tmp_path / "two", 2)
+    torchrun(cfg_path, tmp_path / "two", 2)
     one, two = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "two")
     for key in one["model"]:
         torch.testing.assert_close(two["model"][key], one["model"][key], atol=2e-5, rtol=1e-4, msg=key)
@@ -644,7 +636,7 @@ def test_two_processes_train_the_weights_of_one_and_a_run_resumes_on_more_proces
     assert losses == pytest.approx([r["loss"] for r in log_one], rel=1e-4)
 
     train(load_config(cfg_path), tmp_path / "resumed", max_steps=2, progress=False)  # 2 steps on 1 process
-    _torchrun(cfg_path, tmp_path / "resumed", 2)  # then 2 more on 2
+    torchrun(cfg_path, tmp_path / "resumed", 2)  # then 2 more on 2
     resumed = [r for r in read_log(tmp_path / "resumed") if "loss" in r]
     assert [r["step"] for r in resumed] == [1, 2, 3, 4]
     assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in log_one], rel=1e-4)
@@ -655,12 +647,7 @@ def test_two_processes_train_the_weights_of_one_and_a_run_resumes_on_more_proces
 def test_a_global_batch_that_does_not_split_over_the_processes_is_refused(tmp_path):
     cfg_path = write_config(tmp_path, steps=1, every=1)
     cfg_path.write_text(cfg_path.read_text().replace("batch_size = 2", "batch_size = 3"))
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
-    if torchrun is None:
-        pytest.skip("torchrun not found next to the test interpreter")
-    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "syn2seq_core", "train", "--config",
-                        str(cfg_path), "--out", str(tmp_path / "x"), "--no-progress"], env=ENV, capture_output=True,
-                       text=True, timeout=300)
+    r = torchrun(cfg_path, tmp_path / "x", 2, check=False)
     assert r.returncode != 0
     assert "[optim] batch_size: expected a multiple of 2 processes x 1 micro-batches" in r.stderr
 

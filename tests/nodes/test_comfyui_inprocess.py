@@ -32,55 +32,26 @@ CHECK_NAMES = [
     "load_model_node_merges_a_trained_lora",
 ]
 
-LORA_RUN = """
-name = "lora_check"
-stage = "finetune"
-seed = 1
-max_steps = {steps}
-checkpoint_every = {steps}
-bf16 = false
-noise_shift = 1.0
-{extra}
-[model]
-preset = "tiny"
-height = 16
-width = 16
-patch_size = 4
-dim = 48
-depth = 2
-heads = 2
-max_frames = 8
-[data]
-size = 16
-supersample = 1
-exo_frames = 3
-ego_frames = 3
-transition_frames = 2
-interpolator = "blend"
-[optim]
-batch_size = 2
-lr = 2e-2
-warmup_steps = 1
-"""
-
-
 def _train_lora_pair(models):
     """A base model and a LoRA finetune of it, trained here (peft is in the pack's venv, not ComfyUI's), into
     the folder the check registers as ComfyUI's syn2seq model folder."""
     import shutil
 
     pytest.importorskip("peft")
-    from syn2seq_core.train import config_from_dict, train
+    from syn2seq_core.train import load_config, train
 
-    tomllib = pytest.importorskip("tomllib")
+    from ..core.test_train import TINY
+
     models.mkdir(parents=True, exist_ok=True)
     runs = models.parent / "runs"
-    base = config_from_dict(tomllib.loads(LORA_RUN.format(steps=4, extra="")))
-    train(base, runs / "base", progress=False)
+    config = runs / "base.toml"
+    runs.mkdir(parents=True, exist_ok=True)
+    config.write_text(TINY.format(stage="finetune", steps=4, every=4).replace("lr = 2e-3", "lr = 2e-2"))
+    train(load_config(config), runs / "base", progress=False)
     shutil.copy(runs / "base" / "model.safetensors", models / "lora_base.safetensors")
-    extra = f'init_from = "{(models / "lora_base.safetensors").as_posix()}"'
-    text = LORA_RUN.format(steps=4, extra=extra) + "[lora]\nrank = 4\n"
-    train(config_from_dict(tomllib.loads(text)), runs / "lora", progress=False)
+    config.write_text(config.read_text().replace('name = "tiny"', 'name = "tiny"\ninit_from = "'
+                                                 f'{(models / "lora_base.safetensors").as_posix()}"') + "[lora]\nrank = 4\n")
+    train(load_config(config), runs / "lora", progress=False)
     shutil.copy(runs / "lora" / "lora.safetensors", models / "lora_adapters.safetensors")
     shutil.copy(runs / "lora" / "model.safetensors", models / "lora_merged.safetensors")
 
