@@ -182,9 +182,10 @@ def accumulated_backward(net, batch: TrainingBatch, generator: torch.Generator |
     """Forward and backward of one optimiser step's batch in ``micro_batches`` consecutive parts (gradient
     accumulation: the memory of one part). The gradients equal those of the whole batch at once (up to float
     summation order): the noise of the whole batch is drawn first (or given: ``noise``), and each part's loss
-    is weighted by its share of the loss weights. Across ``world`` DDP processes, each holding part of the
-    global batch whose loss weights sum to ``weight_total``, the loss is scaled so that DDP's gradient average
-    is the gradient of the global batch; the gradients are all-reduced once, after the last part.
+    is weighted by its share of the loss weights. Across ``world`` processes (DDP or FSDP2), each holding part
+    of the global batch whose loss weights sum to ``weight_total``, the loss is scaled so that the gradient
+    average is the gradient of the global batch; the gradients are all-reduced (DDP) or reduce-scattered
+    (FSDP2) once, after the last part.
     ``pose_drop`` [B] bool: the videos whose pose is dropped. ``autocast``: a context-manager factory around
     each forward. Returns (this process's share of the loss, already scaled so that the sum over processes /
     world is the global loss, and the per-role parts)."""
@@ -201,8 +202,10 @@ def accumulated_backward(net, batch: TrainingBatch, generator: torch.Generator |
     parts = list(zip(batch.split(micro_batches), noise.chunk(micro_batches), drops))
     for i, (micro, micro_noise, drop) in enumerate(parts):
         last = i == len(parts) - 1
-        ddp = getattr(net, "_orig_mod", net)  # under torch.compile
-        sync = contextlib.nullcontext() if last or not hasattr(ddp, "no_sync") else ddp.no_sync()
+        wrapped = getattr(net, "_orig_mod", net)  # under torch.compile
+        if hasattr(wrapped, "set_requires_gradient_sync"):  # FSDP2: reduce-scatter after the last part only
+            wrapped.set_requires_gradient_sync(last)
+        sync = contextlib.nullcontext() if last or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
         with sync:
             with autocast():
                 loss, frame_loss = _batch_loss(net, micro, None, schedule, weighting, micro_noise, drop)

@@ -12,9 +12,10 @@ drawn from generators seeded by (seed, step, sequence), so a resumed run sees ex
 uninterrupted run would have seen.
 
 Multi-process: ``torchrun --nproc_per_node=N -m syn2seq_core train --config ...`` uses DDP (gloo on CPU,
-NCCL on GPU); ``[optim] batch_size`` is the global batch, each rank draws its share, every sequence from its
-own seed (:func:`sequence_seed`), so the run does not depend on the number of ranks (it may resume on
-another); rank 0 writes checkpoints and logs.
+NCCL on GPU), or FSDP2 with ``parallel = "fsdp"`` (:mod:`syn2seq_core.fsdp`); ``[optim] batch_size`` is the
+global batch, each rank draws its share, every sequence from its own seed (:func:`sequence_seed`), so the
+run does not depend on the number of ranks (it may resume on another, under either engine: checkpoints
+hold full state dicts); rank 0 writes checkpoints and logs.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ from .errors import Syn2SeqInputError, check_choice, require
 from .lora import LORA_NAME, LoraConfig
 
 STAGES = ("pretrain", "finetune")
+PARALLEL = ("ddp", "fsdp")
+# Fields that decide how a step is computed, not what: a run may resume with them changed (e.g. with
+# activation checkpointing or FSDP after running out of memory).
+EXECUTION_FIELDS = ("activation_checkpointing", "compile", "parallel")
 CHECKPOINT_NAME = "checkpoint.pt"
 PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
 MODEL_NAME = "model.safetensors"
@@ -116,6 +121,11 @@ class TrainConfig:
     # torch.compile the network for training: "" = off, "inductor" (torch's default; needs a C++ compiler on
     # the CPU, Triton on a GPU) or any other torch.compile backend (e.g. "aot_eager"). Sampling is not compiled.
     compile: str = ""
+    # How several processes (torchrun) share the work: "ddp" (a full replica per process, gradients
+    # all-reduced) or "fsdp" (FSDP2, syn2seq_core/fsdp.py: parameters, gradients, optimizer and EMA state
+    # sharded over the processes; for models whose replica does not fit, see `syn2seq bench train`). One
+    # process trains the same either way.
+    parallel: str = "ddp"
     # Shift of the shifted-cosine logSNR schedule (Simple Diffusion: base 32 / resolution; DFoT 0.125 at
     # 256x256). Training and sampling must agree: it is stored with the model.
     noise_shift: float = 0.125
@@ -175,6 +185,18 @@ def config_from_dict(raw: dict, where: str = "config") -> TrainConfig:
     return _build(TrainConfig, {**raw, "data": data, "optim": optim, "lora": lora}, where)
 
 
+def same_run(saved: str, cfg: TrainConfig, where: str) -> bool:
+    """Whether a checkpoint's config (its JSON) is ``cfg`` up to :data:`EXECUTION_FIELDS` and to fields added
+    since it was saved (at their defaults)."""
+    def identity(config: TrainConfig) -> str:
+        return dataclasses.replace(config, **{f: getattr(TrainConfig, f) for f in EXECUTION_FIELDS}).to_json()
+
+    try:
+        return identity(config_from_dict(json.loads(saved), where)) == identity(cfg)
+    except (ValueError, TypeError):  # a field this version no longer knows (Syn2SeqInputError)
+        return False
+
+
 def load_config(path: str | Path) -> TrainConfig:
     """Read a TOML (or JSON) training config: top-level keys of TrainConfig, tables [model], [data], [optim]."""
     path = Path(path)
@@ -208,6 +230,7 @@ def check_config(cfg: TrainConfig, where: str = "config") -> None:
     range, or whose model does not fit its data (frame size, frames per sequence), naming the key."""
     check_choice(cfg.stage, STAGES, f"{where} stage")
     check_choice(cfg.data.transition, ("interpolator", "ideal", "none"), f"{where} [data] transition")
+    check_choice(cfg.parallel, PARALLEL, f"{where} parallel")
     if cfg.compile:
         import torch._dynamo
 
@@ -508,12 +531,13 @@ def _remove_partial_files(out: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def save_checkpoint(out: Path, cfg: TrainConfig, model, ema, optimizer, step: int, elapsed: float) -> None:
+def save_checkpoint(out: Path, cfg: TrainConfig, model_state: dict, ema, optimizer_state: dict, step: int,
+                    elapsed: float) -> None:
     """Write ``out/checkpoint.pt`` (the one it replaces becomes ``checkpoint.prev.pt``) and
-    ``out/model.safetensors`` (the EMA model with its training record)."""
+    ``out/model.safetensors`` (the EMA model with its training record). The model and optimizer as (full)
+    state dicts, the EMA as a module."""
     _write_checkpoint(out, {"config": cfg.to_json(), "step": step, "elapsed": elapsed,
-                            "model": model.state_dict(), "ema": ema.state_dict(),
-                            "optimizer": optimizer.state_dict()})
+                            "model": model_state, "ema": ema.state_dict(), "optimizer": optimizer_state})
     _save_ema(out / MODEL_NAME, cfg, ema, step, elapsed)
 
 
@@ -699,6 +723,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
     from .data.training import batch_source
     from .dfot.schedule import NoiseSchedule
     from .dfot.checkpoint import build_model
+    from .fsdp import local_float
     from .pipeline import accumulated_backward
 
     dist = init_distributed()
@@ -733,6 +758,35 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
         add_lora(ema, cfg.lora)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
+    step, elapsed, optimizer_state = 0, 0.0, None
+    found = latest_checkpoint(out, warn=dist.main)
+    if found is not None:
+        state, path = found
+        if not same_run(state["config"], cfg, str(path)):
+            raise Syn2SeqInputError(str(path), "a checkpoint of the same config",
+                                    "a checkpoint of a different config",
+                                    "Use a new --out folder, or the config the run was started with (only "
+                                    f"{', '.join(EXECUTION_FIELDS)} may change)")
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer_state = state["optimizer"]
+        step, elapsed = int(state["step"]), float(state["elapsed"])
+        del state, found  # the loaded copy is not kept for the whole run
+        if dist.main:
+            print(f"resuming {out} at step {step} ({elapsed / 60:.1f} min trained) from {path.name}",
+                  file=sys.stderr)
+    sharded = dist.world > 1 and cfg.parallel == "fsdp"
+    host_ema = ema  # the EMA as a plain module on rank 0, for model files and previews
+    if sharded:
+        from . import fsdp
+
+        if dist.main:
+            host_ema = build_model(net_config).to(dist.device)
+            if cfg.lora.rank:
+                add_lora(host_ema, cfg.lora)
+            host_ema.requires_grad_(False)
+        fsdp.shard(model)
+        fsdp.shard(ema)
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         if p.requires_grad:  # all but the base weights of a LoRA run
@@ -740,33 +794,39 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.optim.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=cfg.optim.lr, betas=cfg.optim.betas)
-    step, elapsed = 0, 0.0
-    found = latest_checkpoint(out, warn=dist.main)
-    if found is not None:
-        state, path = found
-        try:
-            saved = config_from_dict(json.loads(state["config"]), str(path)).to_json()
-        except (ValueError, TypeError):  # a field this version no longer knows (Syn2SeqInputError)
-            saved = state["config"]
-        if saved != cfg.to_json():
-            raise Syn2SeqInputError(str(path), "a checkpoint of the same config",
-                                    "a checkpoint of a different config",
-                                    "Use a new --out folder, or the config the run was started with")
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, elapsed = int(state["step"]), float(state["elapsed"])
-        del state, found  # the loaded copy is not kept for the whole run
+    if optimizer_state is not None:
+        if sharded:
+            fsdp.load_optimizer_state(model, optimizer, optimizer_state)
+        else:
+            optimizer.load_state_dict(optimizer_state)
+        del optimizer_state
+
+    # With FSDP the next two are collective (every rank calls them at the same steps); rank 0 gets the full
+    # states, in the format of a one-process run.
+    def gather_ema() -> None:
+        """Bring host_ema up to date with the (sharded) EMA."""
+        if sharded:
+            state = fsdp.full_model_state(ema)
+            if dist.main:
+                host_ema.load_state_dict(state)
+
+    def checkpoint() -> None:
+        if sharded:
+            gather_ema()
+            model_state, optimizer_state = fsdp.full_model_state(model), fsdp.full_optimizer_state(model, optimizer)
+        else:
+            model_state, optimizer_state = model.state_dict(), optimizer.state_dict()
         if dist.main:
-            print(f"resuming {out} at step {step} ({elapsed / 60:.1f} min trained) from {path.name}",
-                  file=sys.stderr)
+            _sync_log(log)
+            save_checkpoint(out, cfg, model_state, host_ema, optimizer_state, step, elapsed)
+
     if dist.main:
         later, torn = _trim_log(out / LOG_NAME, step)
         if later or torn:
             print(f"{out / LOG_NAME}: dropped {later} records of steps after {step} (they are redone) and "
                   f"{torn} torn lines", file=sys.stderr)
     net = model
-    if dist.world > 1:
+    if dist.world > 1 and not sharded:
         net = torch.nn.parallel.DistributedDataParallel(model)
     if cfg.compile:
         net = torch.compile(net, backend=cfg.compile)
@@ -812,7 +872,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
                 # EMA warm-up (decay grows with the step), so short runs are not dominated by the init.
                 decay = min(cfg.optim.ema_decay, (1 + step) / (10 + step))
                 for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.lerp_(pm, 1 - decay)
+                    pe.lerp_(pm, 1 - decay)  # shard by shard under FSDP
             step += 1
             now = time.perf_counter()
             elapsed += now - t_last
@@ -823,25 +883,28 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}")
             if log and (step % cfg.log_every == 0 or step == stop_step):
                 record = {"step": step, "loss": value, "loss_ema": running, "lr": lr,
-                          "grad_norm": float(grad_norm), "elapsed_s": round(elapsed, 2),
+                          "grad_norm": local_float(grad_norm), "elapsed_s": round(elapsed, 2),
                           **{k: float(v) for k, v in parts.items()}}
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 board.scalars(step, record)
-            if dist.main and cfg.preview_every and step % cfg.preview_every == 0:
-                board.preview(step, ema, schedule)
-            if dist.main and step % cfg.checkpoint_every == 0:
-                _sync_log(log)
-                save_checkpoint(out, cfg, model, ema, optimizer, step, elapsed)
-            if dist.main and cfg.snapshot_every and step % cfg.snapshot_every == 0:
-                save_snapshot(out, cfg, ema, step, elapsed)
+            preview = cfg.preview_every and step % cfg.preview_every == 0
+            snapshot = cfg.snapshot_every and step % cfg.snapshot_every == 0
+            if step % cfg.checkpoint_every == 0:
+                checkpoint()  # (also brings host_ema up to date)
+            elif preview or snapshot:
+                gather_ema()
+            if dist.main and preview:
+                board.preview(step, host_ema, schedule)
+            if dist.main and snapshot:
+                save_snapshot(out, cfg, host_ema, step, elapsed)
     finally:
         bar.close()
-        if dist.main and step > 0:
-            _sync_log(log)
-            save_checkpoint(out, cfg, model, ema, optimizer, step, elapsed)
+        if step > 0:
+            checkpoint()
         if dist.world > 1:
-            _check_ranks_agree(model, dist, log, step)
+            if not sharded:  # FSDP holds one copy of each shard: nothing to compare
+                _check_ranks_agree(model, dist, log, step)
             del net  # the DDP wrapper before its process group; every rank done before the group goes
             torch.distributed.barrier()
             torch.distributed.destroy_process_group()

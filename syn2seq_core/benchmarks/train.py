@@ -19,7 +19,7 @@ Computed from the config's network itself, never from a table of guesses:
 - **overhead**: ``--overhead`` GB per GPU (CUDA context, NCCL buffers, allocator fragmentation; default 2).
 
 The numbers are a plan: the note of a GPU run compares them with measured peaks. The FSDP2 rows are what
-``fully_shard`` per block would hold; the trainer itself runs DDP (an FSDP2 option is not built yet).
+the trainer's ``parallel = "fsdp"`` holds (``fully_shard`` per unit of :func:`syn2seq_core.fsdp.shard_units`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def block_modules(network: torch.nn.Module) -> list[torch.nn.Module]:
-    """The units activation checkpointing and FSDP2 wrap: DiT3D blocks, U-ViT ResBlocks / transformer blocks."""
+    """The units activation checkpointing wraps: DiT3D blocks, U-ViT ResBlocks / transformer blocks."""
     from ..dfot.model import DiTBlock
     from ..dfot.uvit3d import ResBlock, TransformerBlock
 
@@ -136,10 +136,11 @@ class Plan:
 
 def make_plan(config, probe_size: int) -> Plan:
     from ..dfot.checkpoint import build_model
+    from ..fsdp import shard_units
 
     meta = build_model(config, device="meta")
     parameters = sum(p.numel() for p in meta.parameters())
-    largest = max((sum(p.numel() for p in m.parameters()) for m in block_modules(meta)), default=0)
+    largest = max((sum(p.numel() for p in m.parameters()) for m in shard_units(meta)), default=0)
     probe = dataclasses.replace(config, height=probe_size, width=probe_size)
     px = probe_size * probe_size
     full1, _ = measure_activations(probe, 1)
@@ -186,4 +187,6 @@ def run(args) -> int:
                     cells.append(f"{total:.1f}{'*' if total <= args.vram else ''}")
                 print(f"| {strategy.upper() if strategy == 'ddp' else 'FSDP2'} | {'on' if ckpt else 'off'} | {batch} | "
                       + " | ".join(cells) + " |")
+    print('\nIn the training config: FSDP2 = parallel = "fsdp", checkpointing = activation_checkpointing = true; '
+          "a global batch larger than GPUs x batch / GPU: [optim] accumulate.")
     return 0

@@ -124,3 +124,24 @@ def test_cli_lora_option_generates_with_the_adapters(tmp_path, capsys):
         runs[name] = json.loads((tmp_path / f"out_{name}" / "metrics.json").read_text())["metrics"]["psnr"]["mean"]
     assert runs["lora"] == pytest.approx(runs["merged"], abs=2e-5)
     assert abs(runs["lora"] - runs["base"]) > 1e-4
+
+
+def test_lora_finetune_of_the_uvit_under_fsdp_equals_one_process(tmp_path):
+    """FSDP2 over 2 gloo processes on the U-ViT (nested block lists, up/down samplers) with LoRA (frozen base
+    weights and trainable adapters in one shard unit): the weights and losses of one process at the same
+    global batch, and the run writes its adapters beside the merged model as a one-process run does."""
+    from .test_train import read_log, torchrun
+
+    train(_config(tmp_path, "base", "uvit3d_pose", 1), tmp_path / "base", progress=False)
+    cfg = _config(tmp_path, "lora", "uvit3d_pose", 2, "[lora]\nrank = 4\nalpha = 8\n",
+                  (tmp_path / "base" / MODEL_NAME).as_posix())
+    train(cfg, tmp_path / "one", progress=False)
+    fsdp = tmp_path / "fsdp.toml"
+    fsdp.write_text((tmp_path / "lora.toml").read_text().replace("bf16 = false", 'bf16 = false\nparallel = "fsdp"'))
+    torchrun(fsdp, tmp_path / "two")
+    one, two = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "two")
+    for key, value in one["model"].items():
+        torch.testing.assert_close(two["model"][key], value, atol=2e-6, rtol=1e-4, msg=key)
+    assert [r["loss"] for r in read_log(tmp_path / "two")] == pytest.approx(
+        [r["loss"] for r in read_log(tmp_path / "one")], rel=1e-4)
+    assert (tmp_path / "two" / LORA_NAME).is_file()

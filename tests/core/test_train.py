@@ -92,13 +92,13 @@ def perturbed(net):
     return net
 
 
-def torchrun(cfg_path, out, procs=2, check=True):
+def torchrun(cfg_path, out, procs=2, check=True, extra=()):
     """``torchrun --standalone --nproc_per_node=procs -m syn2seq_core train`` (gloo on this CPU)."""
     exe = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     if exe is None:
         pytest.skip("torchrun not found next to the test interpreter")
     r = subprocess.run([exe, "--standalone", f"--nproc_per_node={procs}", "-m", "syn2seq_core", "train",
-                        "--config", str(cfg_path), "--out", str(out), "--no-progress"], env=ENV,
+                        "--config", str(cfg_path), "--out", str(out), "--no-progress", *extra], env=ENV,
                        capture_output=True, text=True, timeout=300)
     if check:
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
@@ -155,11 +155,16 @@ def test_resume_reaches_the_same_state_as_an_uninterrupted_run(tmp_path):
 
 
 def test_resume_refuses_a_different_config(tmp_path):
-    cfg = load_config(write_config(tmp_path, steps=1, every=1))
-    train(cfg, tmp_path / "run", progress=False)
+    cfg = load_config(write_config(tmp_path, steps=2, every=1))
+    train(cfg, tmp_path / "run", max_steps=1, progress=False)
     other = load_config(write_config(tmp_path, steps=9, every=1, name="other.toml"))
-    with pytest.raises(Syn2SeqInputError, match="different config"):
+    with pytest.raises(Syn2SeqInputError, match="different config.*only activation_checkpointing, compile, "
+                       "parallel may change"):
         train(other, tmp_path / "run", progress=False)
+    # How a step is computed may change (e.g. activation checkpointing after running out of memory).
+    path = write_config(tmp_path, steps=2, every=1, name="ckpt.toml")
+    path.write_text(path.read_text().replace("bf16 = false", "bf16 = false\nactivation_checkpointing = true"))
+    assert train(load_config(path), tmp_path / "run", progress=False)["step"] == 2
 
 
 def test_resume_accepts_a_run_saved_before_a_config_field_existed(tmp_path):
@@ -665,3 +670,44 @@ def test_torch_compile_trains_the_same_weights(tmp_path):
     bad.write_text(text.replace("bf16 = false", 'bf16 = false\ncompile = "fast"'))
     with pytest.raises(Syn2SeqInputError, match=r"compile: expected one of .*'inductor'.*got 'fast'"):
         load_config(bad)
+
+
+def test_fsdp_two_processes_train_the_weights_of_one_and_resume_across_engines(tmp_path):
+    """parallel = "fsdp" shards the network, its EMA and the optimizer state over 2 gloo processes (FSDP2):
+    after 4 steps (2 micro-batches each: gradients reduce-scattered once per step) the weights, the EMA and
+    the losses are those of one process at the same global batch. Its checkpoints are full state dicts in
+    the one-process format: a 1-process run resumes under FSDP on 2, and an FSDP run resumes on 1."""
+    from syn2seq_core.dfot.checkpoint import build_model
+    from syn2seq_core.fsdp import shard_units
+    from syn2seq_core.train import network_config
+
+    path = write_config(tmp_path, steps=4, every=2)
+    text = path.read_text().replace("batch_size = 2", "batch_size = 4\naccumulate = 2")
+    path.write_text(text)
+    fsdp_path = tmp_path / "fsdp.toml"
+    fsdp_path.write_text(text.replace("bf16 = false", 'bf16 = false\nparallel = "fsdp"'))
+    cfg = load_config(path)
+    train(cfg, tmp_path / "one", progress=False)
+    torchrun(fsdp_path, tmp_path / "fsdp", 2)
+    one, two = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "fsdp")
+    for part in ("model", "ema"):
+        assert list(two[part]) == list(one[part])
+        for key in one[part]:
+            torch.testing.assert_close(two[part][key], one[part][key], atol=2e-5, rtol=1e-4, msg=f"{part} {key}")
+    assert set(two["optimizer"]["state"]) == set(one["optimizer"]["state"])
+    for i, state in one["optimizer"]["state"].items():
+        torch.testing.assert_close(two["optimizer"]["state"][i]["exp_avg_sq"], state["exp_avg_sq"],
+                                   atol=1e-8, rtol=1e-3)
+    log_one = [r["loss"] for r in read_log(tmp_path / "one")]
+    log_two = read_log(tmp_path / "fsdp")
+    assert [r["loss"] for r in log_two] == pytest.approx(log_one, rel=1e-4)
+    assert not any("weight_digests" in r for r in log_two)  # no replicas to compare
+
+    train(cfg, tmp_path / "resumed", max_steps=2, progress=False)  # 1 process (DDP config) ...
+    torchrun(fsdp_path, tmp_path / "resumed", 2, extra=("--max-steps", "3"))  # ... 1 more step under FSDP on 2 ...
+    train(cfg, tmp_path / "resumed", progress=False)  # ... and the last on 1 again
+    assert [r["loss"] for r in read_log(tmp_path / "resumed")] == pytest.approx(log_one, rel=1e-4)
+    for key, value in load_checkpoint(tmp_path / "resumed")["model"].items():
+        torch.testing.assert_close(value, one["model"][key], atol=2e-5, rtol=1e-4, msg=key)
+
+    assert len(shard_units(build_model(network_config(cfg)))) == 2  # the 2 DiT blocks, not lists inside them
