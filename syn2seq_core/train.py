@@ -37,9 +37,10 @@ from .lora import LORA_NAME, LoraConfig
 
 STAGES = ("pretrain", "finetune")
 PARALLEL = ("ddp", "fsdp")
-# Fields that decide how a step is computed, not what: a run may resume with them changed (e.g. with
-# activation checkpointing or FSDP after running out of memory).
-EXECUTION_FIELDS = ("activation_checkpointing", "compile", "parallel")
+# Fields that decide how a step is computed or what is recorded, not what is learned: a run may resume with
+# them changed (e.g. with activation checkpointing or FSDP after running out of memory, or previews more often).
+EXECUTION_FIELDS = ("activation_checkpointing", "compile", "parallel", "checkpoint_every", "snapshot_every",
+                    "log_every", "tensorboard", "preview_every", "preview_steps")
 CHECKPOINT_NAME = "checkpoint.pt"
 PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
 MODEL_NAME = "model.safetensors"
@@ -114,6 +115,8 @@ class TrainConfig:
     # preview_every steps the EMA model on held-out scenes there (0 = never).
     tensorboard: bool = True
     preview_every: int = 500
+    # DDIM steps of the held-out sample video a preview also draws (0 = the one-shot estimate only).
+    preview_steps: int = 10
     bf16: bool = True
     # Activation checkpointing: every transformer block / ResBlock recomputes its activations in the backward
     # pass instead of keeping them (less memory, about a third more compute); the gradients do not change.
@@ -151,7 +154,8 @@ MAX_STEPS = 10**9
 MAX_FRAMES = 1024
 COUNT_RANGES: dict[str, dict[str, tuple[int, int]]] = {
     "": {"seed": (0, 2**32 - 1), "max_steps": (1, MAX_STEPS), "checkpoint_every": (1, MAX_STEPS),
-         "snapshot_every": (0, MAX_STEPS), "log_every": (1, MAX_STEPS), "preview_every": (0, MAX_STEPS)},
+         "snapshot_every": (0, MAX_STEPS), "log_every": (1, MAX_STEPS), "preview_every": (0, MAX_STEPS),
+         "preview_steps": (0, 1000)},
     "data": {"size": (8, 4096), "supersample": (1, 16), "exo_frames": (1, MAX_FRAMES),
              "ego_frames": (1, MAX_FRAMES), "transition_frames": (0, MAX_FRAMES), "window": (0, MAX_FRAMES),
              "clip_frames": (0, MAX_FRAMES)},

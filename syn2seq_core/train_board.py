@@ -7,12 +7,17 @@ model on a fixed batch of *held-out* scenes (seeds never trained on), with every
 noise and the source view clean, as at the first step of sampling: the mean squared error of its clean
 estimate in model space (``heldout/x0_mse``, ``heldout/x0_mse_<role>``; the v-MSE at pure noise, whatever
 the training weighting) and an image of ground truth over the model's one-shot estimate (``heldout/x0``),
-one row per sequence. Needs the ``tensorboard`` package (``pip install -e '.[train]'``); without it the run
+one row per sequence; and, with ``preview_steps`` > 0, a real sample of the same scenes (the sampler's
+``full_sequence`` schedule in ``preview_steps`` DDIM steps, seed 0): a video ``heldout/sample`` (ground truth
+above the sample, the sequences side by side, one video frame per sequence frame; an animated GIF in
+TensorBoard's image tab, encoded with Pillow, as ``add_video`` would with moviepy) and the sample's PSNR
+against ground truth per generated role (``heldout/sample_psnr``, ``heldout/sample_psnr_<role>``). Needs the ``tensorboard`` package (``pip install -e '.[train]'``); without it the run
 says so once and logs to the JSONL file only. ``tensorboard --logdir runs/`` shows every run.
 """
 
 from __future__ import annotations
 
+import io
 import resource
 import sys
 import time
@@ -21,6 +26,7 @@ from pathlib import Path
 import torch
 
 PREVIEW_SEQUENCES = 4
+PREVIEW_FPS = 4
 
 
 def _writer(folder: Path):
@@ -103,6 +109,62 @@ class Board:
         for truth, pred in zip(batch.frames, x0):  # [T, C, H, W] each: truth above, estimate below
             rows.append(torch.cat([torch.cat(list(truth), -1), torch.cat(list(pred), -1)], -2))
         self.writer.add_image("heldout/x0", torch.cat(rows, -2).cpu(), step)
+        if self.cfg.preview_steps > 0:
+            samples = self.sample(ema, schedule, self.cfg.preview_steps)
+            self._scalar_psnr(step, samples, batch)
+            self._video("heldout/sample", torch.cat([batch.frames, samples], -2), step)
+
+    @torch.no_grad()
+    def sample(self, ema, schedule, steps: int) -> torch.Tensor:
+        """[B, T, 3, H, W] in [0, 1]: the sampler's frames for the preview batch (its clean frames as
+        context, the frames at noise 1 generated) in ``steps`` steps, seed 0, float32."""
+        from . import conventions as C
+        from .dfot.sampler import sample
+        from .dfot.scheduling import scheduling_matrix
+        from .pipeline import from_model_space, to_model_space
+
+        batch = self._preview_batch()
+        generate = batch.noise_t >= 1
+        mask = torch.where(generate, C.MASK_GENERATE, C.MASK_CONTEXT)
+        context = to_model_space(batch.frames, ema.config)
+        was_training = ema.training
+        ema.eval()
+        try:
+            x0 = sample(ema, tuple(context.shape), scheduling_matrix("full_sequence", steps, context.shape[1]),
+                        schedule=schedule, context=context, context_mask=mask, rays=batch.rays,
+                        generator=torch.Generator(context.device).manual_seed(0))
+        finally:
+            ema.train(was_training)
+        frames = from_model_space(x0.float(), ema.config).clamp(0, 1)
+        return torch.where(generate[..., None, None, None], frames, batch.frames)
+
+    def _scalar_psnr(self, step: int, samples: torch.Tensor, batch) -> None:
+        from . import conventions as C
+        from .metrics import psnr
+
+        generated = batch.noise_t >= 1
+        scores = psnr(samples, batch.frames)
+        self.writer.add_scalar("heldout/sample_psnr", float(scores[generated].mean()), step)
+        for role, name in ((C.ROLE_TRANSITION, "transition"), (C.ROLE_EGO, "ego")):
+            part = generated & (batch.roles == role)
+            if part.any():
+                self.writer.add_scalar(f"heldout/sample_psnr_{name}", float(scores[part].mean()), step)
+
+    def _video(self, tag: str, videos: torch.Tensor, step: int) -> None:
+        """``videos`` [B, T, 3, H, W] in [0, 1] as one animated GIF, the B videos side by side."""
+        from PIL import Image
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        tiled = torch.cat(list(videos), -1)  # [T, 3, H, B*W]
+        pixels = (tiled * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        images = [Image.fromarray(frame) for frame in pixels]
+        buffer = io.BytesIO()
+        images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:],
+                       duration=1000 // PREVIEW_FPS, loop=0)
+        height, width = pixels.shape[1:3]
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=buffer.getvalue())
+        # what SummaryWriter.add_video writes, without its moviepy dependency
+        self.writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def close(self) -> None:
         if self.writer is not None:

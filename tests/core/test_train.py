@@ -159,11 +159,14 @@ def test_resume_refuses_a_different_config(tmp_path):
     train(cfg, tmp_path / "run", max_steps=1, progress=False)
     other = load_config(write_config(tmp_path, steps=9, every=1, name="other.toml"))
     with pytest.raises(Syn2SeqInputError, match="different config.*only activation_checkpointing, compile, "
-                       "parallel may change"):
+                       "parallel, checkpoint_every, .*preview_steps may change"):
         train(other, tmp_path / "run", progress=False)
-    # How a step is computed may change (e.g. activation checkpointing after running out of memory).
+    # How a step is computed and what is logged may change (e.g. activation checkpointing after running out
+    # of memory).
     path = write_config(tmp_path, steps=2, every=1, name="ckpt.toml")
-    path.write_text(path.read_text().replace("bf16 = false", "bf16 = false\nactivation_checkpointing = true"))
+    path.write_text(path.read_text().replace("bf16 = false", "bf16 = false\nactivation_checkpointing = true\n"
+                                                             "preview_every = 7").replace("log_every = 1",
+                                                                                          "log_every = 2"))
     assert train(load_config(path), tmp_path / "run", progress=False)["step"] == 2
 
 
@@ -616,6 +619,33 @@ def test_tensorboard_logs_losses_per_role_and_held_out_previews(tmp_path):
     assert heldout[-1].value == pytest.approx(float(mse), rel=1e-5)
     image = events.Images("heldout/x0")[-1]
     assert image.height == 4 * 2 * 16 and image.width == 8 * 16  # 4 sequences x (truth, estimate) x 8 frames
+    # and a real sample of those scenes: its PSNR is the saved EMA model's, sampled again here ...
+    from syn2seq_core.metrics import psnr
+
+    samples = Board(tmp_path / "unused", cfg, torch.device("cpu"), enabled=False).sample(
+        model.network, model.schedule, cfg.preview_steps)
+    generated = batch.noise_t >= 1
+    assert torch.equal(samples[~generated], batch.frames[~generated])  # the source view is context
+    scores = psnr(samples, batch.frames)
+    sample_psnr = events.Scalars("heldout/sample_psnr")
+    assert [e.step for e in sample_psnr] == [10, 20, 30, 40]
+    assert sample_psnr[-1].value == pytest.approx(float(scores[generated].mean()), rel=1e-5)
+    ego = generated & (batch.roles == 2)
+    assert events.Scalars("heldout/sample_psnr_ego")[-1].value == pytest.approx(float(scores[ego].mean()), rel=1e-5)
+    # ... and a video: one GIF frame per sequence frame, ground truth above the sample, sequences side by side
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageSequence
+
+    video = events.Images("heldout/sample")[-1]
+    assert (video.height, video.width) == (2 * 16, 4 * 16)
+    frames = [torch.from_numpy(np.array(f.convert("RGB"))).float() / 255
+              for f in ImageSequence.Iterator(Image.open(io.BytesIO(video.encoded_image_string)))]
+    assert len(frames) == 8
+    expected = torch.cat(list(torch.cat([batch.frames, samples], -2)), -1).permute(0, 2, 3, 1)  # [T, H, W, 3]
+    # GIF stores 256 colours per frame: equal up to the palette's quantisation
+    assert (torch.stack(frames) - expected).abs().mean() < 0.02
 
 
 def test_tensorboard_off_writes_no_event_files(tmp_path):
