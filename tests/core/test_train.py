@@ -702,6 +702,25 @@ def test_torch_compile_trains_the_same_weights(tmp_path):
         load_config(bad)
 
 
+def test_bf16_autocast_keeps_float32_master_weights(tmp_path):
+    """bf16 = true runs forward and backward under bfloat16 autocast (on a GPU; on a CPU too, where it may be
+    emulated): weights, EMA and optimizer state stay float32, and the losses stay close to float32 ones."""
+    path = write_config(tmp_path, steps=3, every=3)
+    text = path.read_text()
+    fp32, log_fp32 = _final_weights(tmp_path, "fp32", text)
+    _, log_bf16 = _final_weights(tmp_path, "bf16", text.replace("bf16 = false", "bf16 = true"))
+    state = load_checkpoint(tmp_path / "bf16")
+    for part in ("model", "ema"):
+        assert {v.dtype for v in state[part].values() if v.is_floating_point()} == {torch.float32}, part
+    moments = [v for s in state["optimizer"]["state"].values() for v in s.values() if v.ndim > 0]
+    assert moments and {v.dtype for v in moments} == {torch.float32}
+    bf16 = state["model"]
+    moved = sum(float((bf16[k] - fp32[k]).abs().sum()) for k in fp32)
+    assert moved > 0  # autocast did run in bf16 ...
+    # ... and the losses follow float32's (bf16 has 8 bits of mantissa: ~0.4% per rounding)
+    assert [r["loss"] for r in log_bf16] == pytest.approx([r["loss"] for r in log_fp32], rel=3e-2)
+
+
 def test_fsdp_two_processes_train_the_weights_of_one_and_resume_across_engines(tmp_path):
     """parallel = "fsdp" shards the network, its EMA and the optimizer state over 2 gloo processes (FSDP2):
     after 4 steps (2 micro-batches each: gradients reduce-scattered once per step) the weights, the EMA and
