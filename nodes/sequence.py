@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from . import convert
 from ._core import core, input_error
-from .sockets import CATEGORY, Cameras, Sequence
+from .sockets import CATEGORY, Cameras, Depth, Sequence
 
 
 class Syn2SeqBuildSequence(io.ComfyNode):
@@ -34,6 +34,9 @@ class Syn2SeqBuildSequence(io.ComfyNode):
                 io.Image.Input("ego_frames", optional=True),
                 io.Image.Input("transition_frames", optional=True,
                                tooltip="From Syn2SeqInterpolate or Syn2SeqWanFramesToTransition (training data)."),
+                Depth.Input("source_depth", optional=True,
+                            tooltip="The source view's z-depth (Syn2Seq Load Take's exo_depth for exo2ego): models "
+                                    "with the depth_warp cue (the bundled one) need it; others ignore it."),
             ],
             outputs=[
                 Sequence.Output("sequence", display_name="sequence"),
@@ -44,7 +47,7 @@ class Syn2SeqBuildSequence(io.ComfyNode):
 
     @classmethod
     def execute(cls, exo_cameras, ego_cameras, mode, n_transition, exo_frames=None, ego_frames=None,
-                transition_frames=None) -> io.NodeOutput:
+                transition_frames=None, source_depth=None) -> io.NodeOutput:
         for name, cams in (("exo_cameras", exo_cameras), ("ego_cameras", ego_cameras)):
             if cams is None:
                 raise input_error(name, "a camera track", "None (the take has no such view)")
@@ -57,6 +60,8 @@ class Syn2SeqBuildSequence(io.ComfyNode):
             n_transition=None if tr is not None or mode == "direct" else int(n_transition),
             mode=mode,
         )
+        if source_depth is not None:
+            sequence = sequence.with_depth_cue(source_depth)
         ui = convert.ui_camera_path(convert.sequence_path(sequence))
         return io.NodeOutput(sequence, convert.frames_to_image(sequence.frames), ui=ui)
 

@@ -4,6 +4,7 @@ SYN2SEQ_CAMERAS   syn2seq_core.geometry.Cameras (c2w [N, 4, 4] OpenCV, K [N, 4] 
 SYN2SEQ_SEQUENCE  syn2seq_core.sequence.Syn2SeqSequence ([source | transition | target] frames + cameras)
 SYN2SEQ_MODEL     the DFoT model returned by syn2seq_core.pipeline.load_model
 SYN2SEQ_RAYS      Plücker rays, a tensor [N, H, W, 6] (order as chosen on the rays node)
+SYN2SEQ_DEPTH     z-depth of a view's frames, a float32 tensor [N, h, w] in metres (None: the take has none)
 Frames travel as ComfyUI's own IMAGE batches.
 """
 
@@ -13,5 +14,6 @@ Cameras = io.Custom("SYN2SEQ_CAMERAS")
 Sequence = io.Custom("SYN2SEQ_SEQUENCE")
 Model = io.Custom("SYN2SEQ_MODEL")
 Rays = io.Custom("SYN2SEQ_RAYS")
+Depth = io.Custom("SYN2SEQ_DEPTH")
 
 CATEGORY = "Syn2Seq"

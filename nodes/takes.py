@@ -8,7 +8,7 @@ from comfy_api.latest import io
 
 from . import convert, paths
 from ._core import core
-from .sockets import CATEGORY, Cameras
+from .sockets import CATEGORY, Cameras, Depth
 
 def size_arg(width: int, height: int):
     """Node widgets -> the ``size`` argument of the core readers (None = native size)."""
@@ -52,7 +52,9 @@ class Syn2SeqLoadTake(io.ComfyNode):
             category=f"{CATEGORY}/io",
             description="Load a take folder from ComfyUI's input folder: exo.mp4 and/or ego.mp4 with their camera "
                         "files (exo_cameras.*, ego_cameras.*). A view without a video (the view to generate) "
-                        "gives an empty IMAGE batch and its cameras.",
+                        "gives an empty IMAGE batch and its cameras. exo_depth / ego_depth: the view's z-depth "
+                        "(<view>_depth.safetensors, e.g. procedural takes), cropped like the frames; for models "
+                        "with the depth_warp cue (connect the source view's to Syn2Seq Build Sequence).",
             inputs=[
                 io.Combo.Input("take", options=paths.list_takes(),
                                tooltip="A folder under ComfyUI/input holding exo.mp4 / ego.mp4 and camera files; "
@@ -73,6 +75,10 @@ class Syn2SeqLoadTake(io.ComfyNode):
                 Cameras.Output("ego_cameras", display_name="ego_cameras"),
                 io.Float.Output("fps", display_name="fps",
                                 tooltip="Frame rate of the frames read (take fps / stride)."),
+                Depth.Output("exo_depth", display_name="exo_depth",
+                             tooltip="The exo view's z-depth of the frames read, or None if the take has none."),
+                Depth.Output("ego_depth", display_name="ego_depth",
+                             tooltip="The ego view's z-depth of the frames read, or None if the take has none."),
             ],
         )
 
@@ -93,8 +99,11 @@ class Syn2SeqLoadTake(io.ComfyNode):
         loaded = takes.load_take(paths.resolve_take(take))
         size = size_arg(width, height)
         start, stop, stride = frame_range(start, frames, stride)
-        images, cameras = {}, {}
+        images, cameras, depth = {}, {}, {}
         for view in takes.VIEWS:
+            depth[view] = None
+            if loaded.depth(view) is not None:
+                depth[view] = loaded.read_depth(view, start=start, stop=stop, stride=stride, size=size)
             if loaded.has_video(view):
                 f, cameras[view] = loaded.read_view(view, size=size, start=start, stop=stop, stride=stride)
                 images[view] = convert.frames_to_image(f)
@@ -104,5 +113,6 @@ class Syn2SeqLoadTake(io.ComfyNode):
             else:
                 cameras[view], images[view] = None, convert.empty_image(1, 1)
         ui = convert.ui_camera_path(convert.camera_path({"exo": cameras["exo"], "ego": cameras["ego"]}))
-        return io.NodeOutput(images["exo"], images["ego"], cameras["exo"], cameras["ego"], loaded.fps / stride, ui=ui)
+        return io.NodeOutput(images["exo"], images["ego"], cameras["exo"], cameras["ego"], loaded.fps / stride,
+                             depth["exo"], depth["ego"], ui=ui)
 NODES = [Syn2SeqLoadTake]

@@ -52,6 +52,19 @@ def views_of(direction: str) -> tuple[str, str]:
     return ("exo", "ego") if direction == "exo2ego" else ("ego", "exo")
 
 
+def with_cue(seq: Syn2SeqSequence, take, model: Syn2SeqModel, source_frames: Tensor | None = None
+             ) -> Syn2SeqSequence:
+    """``seq`` with the cue ``model`` reads (its ``depth_warp`` cue from the take's source-view depth), or ``seq``
+    itself for a model without one. source_frames: the source view at the model's size (default: read)."""
+    if getattr(model.config, "cue", "none") == "none":
+        return seq
+    h, w = model.size
+    src = "exo" if seq.direction == "exo2ego" else "ego"
+    if source_frames is None:
+        source_frames = take.read_view(src, size=(w, h))[0]
+    return seq.with_depth_cue(take.read_depth(src, size=(w, h)), source_frames)
+
+
 def take_sequence(take, model: Syn2SeqModel, direction: str = "exo2ego", *, n_transition: int | None = None,
                   with_target: bool = True) -> tuple[Syn2SeqSequence, Tensor | None]:
     """The inference sequence of a take at the model's size, and the target view's ground truth (or None)."""
@@ -66,7 +79,7 @@ def take_sequence(take, model: Syn2SeqModel, direction: str = "exo2ego", *, n_tr
     seq = build_sequence(cams["exo"], cams["ego"], **{f"{src}_frames": frames},
                          n_transition=model.transition_frames if n_transition is None else n_transition,
                          mode=model.sequence_mode(direction), direction=direction)
-    return seq, target
+    return with_cue(seq, take, model, frames), target
 
 
 def generate_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, steps: int | None = None,
@@ -169,6 +182,7 @@ def iter_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, steps: i
                          direction=direction,
                          n_transition=model.transition_frames if n_transition is None else n_transition)
     read = _source_reader(take, src, (w, h), n_src)
+    seq = with_cue(seq, take, model)  # a cue model reads its source view whole here (at the model's size)
     if with_mean:
         require(len(seq) <= model.window, "--mean", f"a sequence within the model's window ({model.window} frames)",
                 f"{len(seq)} frames", "The conditional mean is one-shot; generate long takes without --mean")

@@ -64,10 +64,28 @@ def sequence_ray_input(config, sequence: Syn2SeqSequence, reference: int = 0) ->
     ``reference``; zero where a pose is unknown."""
     fmt = getattr(config, "ray_format", "plucker_dm")
     if fmt.startswith("plucker_"):
-        return sequence.rays(config.height, config.width, order=fmt[-2:], reference=reference).to(torch.float32)
-    cams = sequence.cameras.relative_to(sequence.cameras.c2w[reference])
-    rays = ray_input(config, cams.K.float(), cams.c2w.float(), config.height, config.width, cams.fisheye)
-    return rays * sequence.pose_known.to(rays.dtype)[:, None, None, None]
+        rays = sequence.rays(config.height, config.width, order=fmt[-2:], reference=reference).to(torch.float32)
+    else:
+        cams = sequence.cameras.relative_to(sequence.cameras.c2w[reference])
+        rays = ray_input(config, cams.K.float(), cams.c2w.float(), config.height, config.width, cams.fisheye)
+        rays = rays * sequence.pose_known.to(rays.dtype)[:, None, None, None]
+    cue = getattr(config, "cue", "none")
+    if cue == "none":
+        return rays
+    require(sequence.cue is not None, "sequence", f"the source view's depth for this model's {cue} cue",
+            "a sequence without it", "Give the source view's depth (a take's <view>_depth.safetensors; "
+            "Syn2SeqSequence.with_depth_cue)")
+    return torch.cat([rays, cue_input(config, sequence.cue)], -1)
+
+
+def cue_input(config, cue: Tensor) -> Tensor:
+    """[..., T, 4, H, W] cue (RGB in [0, 1], coverage) -> [..., T, H, W, 4] network input: the RGB in model space,
+    zero where nothing landed, and the coverage."""
+    rgb, coverage = cue[..., :3, :, :].float(), cue[..., 3:, :, :].float()
+    if tuple(cue.shape[-2:]) != (config.height, config.width):
+        raise Syn2SeqInputError("cue", f"maps of {config.width}x{config.height}", f"{cue.shape[-1]}x{cue.shape[-2]}")
+    x = torch.cat([to_model_space(rgb, config) * coverage, coverage], -3)
+    return x.movedim(-3, -1)
 
 
 def _cpu_has_native_bf16() -> bool:

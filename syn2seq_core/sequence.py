@@ -74,6 +74,9 @@ class Syn2SeqSequence:
     roles: [T] int64, 0 exo / 1 transition / 2 ego.
     context_mask: [T] int64 DFoT codes for inference: 1 for the source frames, 0 for the rest.
     direction: "exo2ego" or "ego2exo"; mode: one of MODES.
+    cue: [T, 4, H, W] or None: the source view's depth-warp into every frame's camera (RGB in [0, 1] and a
+        coverage channel, zero where nothing landed), for networks with the ``depth_warp`` cue; see
+        :meth:`with_depth_cue`.
     """
 
     frames: Tensor
@@ -84,6 +87,7 @@ class Syn2SeqSequence:
     context_mask: Tensor
     direction: str
     mode: str
+    cue: Tensor | None = None
 
     def __len__(self) -> int:
         return self.roles.shape[0]
@@ -130,7 +134,55 @@ class Syn2SeqSequence:
         require(0 <= start < stop <= len(self), "window", f"0 <= start < stop <= {len(self)}", (start, stop))
         s = slice(start, stop)
         return replace(self, frames=self.frames[s], known=self.known[s], cameras=self.cameras[s],
-                       pose_known=self.pose_known[s], roles=self.roles[s], context_mask=self.context_mask[s])
+                       pose_known=self.pose_known[s], roles=self.roles[s], context_mask=self.context_mask[s],
+                       cue=None if self.cue is None else self.cue[s])
+
+    def cue_sources(self) -> Tensor:
+        """[T] int64: for every frame, the index (within the source view) of the source frame its depth cue warps:
+        the frame itself for source frames, the last source frame for the transition, and the synchronous source
+        frame ``k`` for target frame ``k`` (the last one past the source view's end)."""
+        n_src = int((self.roles == self.source_role).sum())
+        n_tr = int((self.roles == C.ROLE_TRANSITION).sum())
+        T = len(self)
+        k = torch.arange(T) - n_src - n_tr
+        out = torch.where(self.roles == C.ROLE_TRANSITION, n_src - 1, k.clamp(0, n_src - 1))
+        return torch.where(self.roles == self.source_role, torch.arange(T), out).long()
+
+    def with_depth_cue(self, depth: Tensor, source_frames: Tensor | None = None, *, near: float = 0.05
+                       ) -> "Syn2SeqSequence":
+        """This sequence with its :attr:`cue` computed from the source view's z-depth.
+
+        depth: [n_src, h, w] metres, one map per source frame (any resolution: each depth pixel is a point;
+        non-finite or non-positive values mark no depth). source_frames: [n_src, 3, H, W] (default: the
+        sequence's own source frames). Frame ``j`` gets the source frame :meth:`cue_sources` names splatted
+        into its camera (:func:`~syn2seq_core.geometry.reproject.forward_warp`); frames without a known pose
+        get a zero cue; source frames get themselves with full coverage. Computed on the full triplet before
+        any windowing, in world coordinates.
+        """
+        from .geometry.reproject import forward_warp
+
+        src = self.indices(self.source_role)
+        n_src = len(src)
+        frames = self.frames[src] if source_frames is None else torch.as_tensor(source_frames)
+        require(frames.ndim == 4 and frames.shape[0] == n_src and frames.shape[1] == 3, "source_frames",
+                f"[{n_src}, 3, H, W]", tuple(frames.shape))
+        depth = torch.as_tensor(depth)
+        require(depth.ndim == 3 and depth.shape[0] == n_src, "depth",
+                f"one depth map per source frame: [{n_src}, h, w]", tuple(depth.shape))
+        frames = frames.float()
+        if tuple(frames.shape[-2:]) != (self.height, self.width):
+            frames = torch.nn.functional.interpolate(frames, size=(self.height, self.width), mode="area")
+        pick = self.cue_sources()
+        cams = self.cameras
+        require(cams.fisheye is None, "cameras", "pinhole cameras for the depth_warp cue", "fisheye cameras",
+                "Undistort the frames first")
+        warped, coverage = forward_warp(frames[pick], depth[pick].float(), cams.K[src][pick], cams.c2w[src][pick],
+                                        cams.K, cams.c2w, self.height, self.width, near=near)
+        is_src = (self.roles == self.source_role)[:, None, None, None]
+        warped = torch.where(is_src, frames[pick], warped)
+        coverage = torch.where(is_src, torch.ones_like(coverage), coverage)
+        cue = torch.cat([warped, coverage], 1) * self.pose_known.float()[:, None, None, None]
+        return replace(self, cue=cue)
 
 
 def _check_frames(frames: Tensor | None, name: str) -> Tensor | None:

@@ -751,6 +751,10 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
             from .dfot.model import full_attention_weights
 
             weights = full_attention_weights(weights, model.config.dim)
+        if getattr(model.config, "cue", "none") != "none":
+            from .dfot.model import cue_weights
+
+            weights = cue_weights(weights, model.config)
         model.load_state_dict(weights)
         if dist.main:
             print(f"initialised from {cfg.init_from}", file=sys.stderr)

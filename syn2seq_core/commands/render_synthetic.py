@@ -1,8 +1,10 @@
 """``syn2seq render-synthetic``: render procedural exo/ego takes with exact cameras into take folders.
 
 Take ``i`` uses seed ``S + i`` and is written to ``OUT/take_<i:05d>`` in the take format (exo.mp4,
-ego.mp4, exo_cameras.json, ego_cameras.json, take.json with the seed and the world's settings), so every
-loader, command and node reads them. Frame ``i`` of both views is at ``i / fps`` seconds.
+ego.mp4, exo_cameras.json, ego_cameras.json, take.json with the seed and the world's settings; with ``--depth``,
+the default, also exo_depth.safetensors / ego_depth.safetensors: exact z-depth at the supersampled resolution,
+for models with the depth_warp cue), so every loader, command and node reads them. Frame ``i`` of both views is
+at ``i / fps`` seconds.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", **limits.option(
         "threads", "torch threads while rendering (1 is the fastest on a busy 2-core machine; 0: torch's setting)",
         1))
+    parser.add_argument("--depth", action=argparse.BooleanOptionalAction, default=True,
+                        help="write each view's exact z-depth (<view>_depth.safetensors; needed by models with the "
+                             "depth_warp cue, e.g. the bundled one); --no-depth leaves it out")
     parser.add_argument("--overwrite", action="store_true", help="replace takes that already exist")
     parser.set_defaults(_check_options=limits.check_render_synthetic_options)
 
@@ -53,12 +58,13 @@ def run(args) -> int:
         for start in range(0, args.takes, args.batch):
             idx = list(range(start, min(args.takes, start + args.batch)))
             t1 = time.perf_counter()
-            batch = render_takes([args.seed + i for i in idx], config)
+            batch = render_takes([args.seed + i for i in idx], config, depth=args.depth)
             render_s += time.perf_counter() - t1
             for j, i in enumerate(idx):
                 take = batch.take(j)
                 write_take(out / f"take_{i:05d}", take.exo_frames, take.exo_cameras, take.ego_frames,
                            take.ego_cameras, fps=config.fps, overwrite=args.overwrite,
+                           depth={"exo": batch.exo_depth[j], "ego": batch.ego_depth[j]} if args.depth else None,
                            meta={"source": "syn2seq render-synthetic", "seed": take.seed, "synthetic": settings})
                 frames += config.exo_frames + config.ego_frames
                 bar.update(1)

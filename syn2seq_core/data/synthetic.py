@@ -184,6 +184,8 @@ class SyntheticBatch:
     transition_c2w: Tensor
     transition_K: Tensor
     transition_times: Tensor
+    exo_depth: Tensor | None = None
+    ego_depth: Tensor | None = None
 
     def take(self, i: int) -> SyntheticTake:
         """Take ``i`` as a :class:`SyntheticTake`."""
@@ -200,11 +202,13 @@ def _transition_times(t_from: Tensor, t_to: Tensor, n: int) -> Tensor:
     return t_from[..., None] + s * (t_to - t_from)[..., None]
 
 
-def render_takes(seeds, config: SyntheticConfig = SyntheticConfig(), transition: int = 0) -> SyntheticBatch:
+def render_takes(seeds, config: SyntheticConfig = SyntheticConfig(), transition: int = 0, *,
+                 depth: bool = False) -> SyntheticBatch:
     """Render one take per seed in one batched pass (the fast path for on-the-fly training data).
 
     seeds: B non-negative ints; take i is the same whatever the other seeds are. transition: number of ideal
-    transition frames to render too (see :class:`SyntheticBatch`).
+    transition frames to render too (see :class:`SyntheticBatch`). depth: also keep the exo and ego z-depth
+    maps [B, T, s*H, s*W] (metres, at the supersampled resolution; the frames are the same either way).
     """
     require(int(transition) == transition and transition >= 0, "transition", "a non-negative integer", transition)
     seeds = _check_seeds(seeds)
@@ -223,13 +227,17 @@ def render_takes(seeds, config: SyntheticConfig = SyntheticConfig(), transition:
     with _threads(config.threads):
         frames = render_batch(scene, torch.cat([exo, ego, tr], 1), torch.cat([exo_K, ego_K, tr_K], 1),
                               torch.cat([te, tg, tr_t], 1), config.size, supersample=config.supersample,
-                              near=config.near, chunk_rays=config.chunk_rays)
+                              near=config.near, chunk_rays=config.chunk_rays, return_aux=depth)
+    z = None
+    if depth:
+        frames, z = frames[0], frames[1]["depth"]
     return SyntheticBatch(
         seeds=seeds, config=config, scene=scene,
         exo_frames=frames[:, :Te], exo_c2w=exo.contiguous(), exo_K=exo_K.contiguous(), exo_times=te.contiguous(),
         ego_frames=frames[:, Te:Te + Tg], ego_c2w=ego, ego_K=ego_K.contiguous(), ego_times=tg.contiguous(),
         transition_frames=frames[:, Te + Tg:], transition_c2w=tr, transition_K=tr_K.contiguous(),
         transition_times=tr_t,
+        exo_depth=None if z is None else z[:, :Te], ego_depth=None if z is None else z[:, Te:Te + Tg],
     )
 
 

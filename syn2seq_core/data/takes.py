@@ -7,6 +7,8 @@ A take is a folder (full description in ``docs/take_format.md``)::
       ego.mp4              ego (first-person) video            optional: absent = the view to generate
       exo_cameras.<ext>    exo camera track, any format load_cameras reads (or a COLMAP folder exo_cameras/)
       ego_cameras.<ext>    ego camera track
+      exo_depth.safetensors  optional: z-depth of the exo frames ("depth" [N, h, w], metres), for models
+                           with the depth_warp cue (likewise ego_depth.safetensors)
       take.json            optional: fps, per-view timestamps, file names, source, notes
 
 Rules
@@ -56,7 +58,9 @@ TAKE_FORMAT_VERSION = 1
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 _TOP_KEYS = {"format", "version", "fps", "source", "notes", "category", "meta", *VIEWS}
 CATEGORY_CHARS = 64  # a label for tables ("Cooking", "Bike"), not a description
-_VIEW_KEYS = {"video", "cameras", "cameras_format", "cameras_options", "timestamps"}
+_VIEW_KEYS = {"video", "cameras", "cameras_format", "cameras_options", "timestamps", "depth"}
+DEPTH_KEY = "depth"  # the tensor of a <view>_depth.safetensors file: [N, h, w] z-depth in metres
+DEPTH_MAX_PIXELS = 4096 * 4096  # per map
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,6 +73,7 @@ class Take:
     for the views that have them. exo_info / ego_info: probed :class:`VideoInfo` (None without video).
     meta: free-form ``source``, ``notes``, ``category`` and ``meta`` of ``take.json`` (or of the reader that
     built it); ``category`` (e.g. "Cooking") groups takes in ``syn2seq eval``'s tables.
+    exo_depth / ego_depth: the view's depth file (``<view>_depth.safetensors``) or None; :meth:`read_depth`.
     """
 
     name: str
@@ -82,6 +87,8 @@ class Take:
     exo_info: VideoInfo | None = None
     ego_info: VideoInfo | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    exo_depth: Path | None = None
+    ego_depth: Path | None = None
 
     def __post_init__(self):
         require(isinstance(self.fps, (int, float)) and self.fps > 0, f"take '{self.name}' fps",
@@ -145,6 +152,32 @@ class Take:
 
     def info(self, view: str) -> VideoInfo | None:
         return getattr(self, f"{check_choice(view, VIEWS, 'view')}_info")
+
+    def depth(self, view: str) -> Path | None:
+        return getattr(self, f"{check_choice(view, VIEWS, 'view')}_depth")
+
+    def read_depth(self, view: str, start: int = 0, stop: int | None = None, stride: int = 1, size=None,
+                   crop: str | None = "center") -> Tensor:
+        """[T, h, w] float32 z-depth (metres) of frames ``range(start, stop, stride)`` of ``view``, at the depth
+        file's own resolution (normalised intrinsics hold at any size), cropped like :meth:`read_view` crops the
+        frames for ``size`` / ``crop`` (to the nearest depth pixel), so the maps go with :meth:`view_cameras`."""
+        path = self.depth(view)
+        if path is None:
+            raise Syn2SeqInputError(f"take '{self.name}' {view} depth", f"a depth file {view}_depth.safetensors",
+                                    f"none in '{self.path}'", "syn2seq render-synthetic --depth writes it for "
+                                    "procedural takes")
+        from safetensors import safe_open
+
+        frames = select_frames(self.num_frames(view), start, stop, stride, f"the {view} view of take '{self.name}'")
+        with safe_open(str(path), framework="pt") as f:
+            depth = f.get_slice(DEPTH_KEY)[frames.start:frames.stop]
+        depth = depth[::frames.step].float()
+        cams = self._require_cameras(view)
+        plan = resize_plan(cams.width, cams.height, size, crop)
+        hd, wd = depth.shape[-2:]
+        x0, x1 = (round(v / plan.resize_w * wd) for v in (plan.left, plan.left + plan.width))
+        y0, y1 = (round(v / plan.resize_h * hd) for v in (plan.top, plan.top + plan.height))
+        return depth[:, y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
 
     @property
     def category(self) -> str | None:
@@ -312,6 +345,40 @@ def _find_cameras(path: Path, view: str, block: dict) -> Path | None:
     return check_inside(path, found[0], owner=_owner(path), entry=f"{view} cameras {found[0].name}")
 
 
+def _find_depth(path: Path, view: str, block: dict, n_cameras: int | None, info: VideoInfo | None) -> Path | None:
+    """The view's depth file: named in take.json or ``<view>_depth.safetensors``, inside the take folder, holding
+    one float map per frame under ``"depth"`` (the header is checked; the maps are read when needed)."""
+    entry = f"{TAKE_JSON} {view}.depth" if "depth" in block else f"{view} depth"
+    if "depth" in block:
+        p = resolve_inside(path, block["depth"], owner=_owner(path), entry=entry)
+        if not p.is_file():
+            raise Syn2SeqInputError(f"take '{path.name}' {view} depth", f"the file named in {TAKE_JSON}",
+                                    f"no file at '{p}'")
+    else:
+        p = path / f"{view}_depth.safetensors"
+        if not p.is_file():
+            return None
+        p = check_inside(path, p, owner=_owner(path), entry=entry)
+    name = f"take '{path.name}' {view} depth ({p.name})"
+    require(n_cameras is not None, name, f"{view} cameras beside it", "none")
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            keys = list(f.keys())
+            require(DEPTH_KEY in keys, name, f"a tensor '{DEPTH_KEY}'", f"the tensors {keys[:8]}")
+            sl = f.get_slice(DEPTH_KEY)
+            shape, dtype = tuple(sl.get_shape()), sl.get_dtype()
+    except (SafetensorError, OSError) as e:
+        raise Syn2SeqInputError(name, "a safetensors file", f"an unreadable file ({e})") from None
+    n = info.frames if info is not None else n_cameras
+    require(len(shape) == 3 and shape[0] == n, name, f"[{n}, h, w]: one map per frame", list(shape))
+    require(dtype in ("F16", "BF16", "F32", "F64"), name, "float depths (metres)", dtype)
+    require(0 < shape[1] * shape[2] <= DEPTH_MAX_PIXELS, name, f"maps of at most {DEPTH_MAX_PIXELS} pixels",
+            f"{shape[2]}x{shape[1]}")
+    return p
+
+
 def is_take(path) -> bool:
     """Whether ``path`` is a take folder (a take.json, or an exo/ego video)."""
     p = Path(path)
@@ -339,7 +406,7 @@ def load_take(path) -> Take:
             hint = "This is an Ego-Exo4D take: use syn2seq_core.data.egoexo4d.load_egoexo4d_take"
         raise Syn2SeqInputError("take", f"a take folder with exo.mp4 or ego.mp4 (or {TAKE_JSON})",
                                 f"none in '{p}'", hint)
-    videos, infos, cameras, stamps = {}, {}, {}, {}
+    videos, infos, cameras, stamps, depths = {}, {}, {}, {}, {}
     for view in VIEWS:
         block = data.get(view, {})
         videos[view] = _find_video(p, view, block)
@@ -369,12 +436,14 @@ def load_take(path) -> Take:
                 stamps[view] = block["timestamps"]
             elif track.timestamps is not None and len(track.timestamps) == len(track.cameras) > 1:
                 stamps[view] = track.timestamps
+        depths[view] = _find_depth(p, view, block, None if cameras[view] is None else len(cameras[view]),
+                                   infos[view])
     fps = data.get("fps") or next((float(i.fps) for i in (infos["exo"], infos["ego"]) if i and i.fps > 0), None)
     if fps is None:
         raise Syn2SeqInputError(f"take '{p.name}' fps", f"a frame rate in {TAKE_JSON} or in the videos", "none")
     meta = {k: data[k] for k in ("source", "notes", "category", "meta") if k in data}
     return Take(p.name, p, videos["exo"], videos["ego"], cameras["exo"], cameras["ego"], float(fps), stamps,
-                infos["exo"], infos["ego"], meta)
+                infos["exo"], infos["ego"], meta, depths["exo"], depths["ego"])
 
 
 def find_takes(root) -> list[Path]:
@@ -417,14 +486,15 @@ def _count(frames) -> int | None:
 def write_take(path, exo_frames=None, exo_cameras: Cameras | None = None, ego_frames=None,
                ego_cameras: Cameras | None = None, fps: float = 30.0, meta: Mapping | None = None, *,
                timestamps: Mapping[str, Any] | None = None, overwrite: bool = False, crf: int = 18,
-               preset: str = "medium") -> Take:
+               preset: str = "medium", depth: Mapping[str, Tensor] | None = None) -> Take:
     """Write a take folder atomically and return it loaded.
 
     exo_frames / ego_frames: ``[T, 3, H, W]`` in [0, 1], or an iterable of chunks, or None (a view with
     only cameras, e.g. the view to generate). exo_cameras / ego_cameras: one pose per frame (or one
     static pose). meta: ``{"source": ..., "notes": ..., ...}`` (``source``/``notes``/``category`` go to the top of
-    take.json, the rest under ``meta``). timestamps: view -> [N] seconds. An existing take at ``path``
-    is replaced only with ``overwrite=True``.
+    take.json, the rest under ``meta``). timestamps: view -> [N] seconds. depth: view -> [N, h, w] z-depth in
+    metres (stored as float16 in ``<view>_depth.safetensors``). An existing take at ``path`` is replaced only
+    with ``overwrite=True``.
     """
     from ..geometry.pose_io import save_cameras
 
@@ -448,6 +518,11 @@ def write_take(path, exo_frames=None, exo_cameras: Cameras | None = None, ego_fr
     stamps = dict(timestamps or {})
     for view in stamps:
         check_choice(view, VIEWS, "timestamps view")
+    depths = dict(depth or {})
+    for view, d in depths.items():
+        check_choice(view, VIEWS, "depth view")
+        require(isinstance(d, Tensor) and d.ndim == 3 and d.is_floating_point(), f"{view} depth",
+                "a float tensor [N, h, w] (metres)", getattr(d, "shape", type(d).__name__))
     meta = dict(meta or {})
     if "category" in meta:
         meta["category"] = check_category(meta["category"], "meta category")
@@ -471,6 +546,12 @@ def write_take(path, exo_frames=None, exo_cameras: Cameras | None = None, ego_fr
             if cams[view] is not None:
                 save_cameras(cams[view], tmp / f"{view}_cameras.json")
                 block["cameras"] = f"{view}_cameras.json"
+            if depths.get(view) is not None:
+                from safetensors.torch import save
+
+                (tmp / f"{view}_depth.safetensors").write_bytes(save({DEPTH_KEY: depths[view].to(torch.float16)
+                                                                      .contiguous()}))
+                block["depth"] = f"{view}_depth.safetensors"
             if view in stamps and stamps[view] is not None:
                 block["timestamps"] = [float(t) for t in torch.as_tensor(stamps[view], dtype=torch.float64).flatten()]
             if block:

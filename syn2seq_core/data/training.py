@@ -72,6 +72,8 @@ def pretrain_source(cfg, heldout: bool = False) -> Callable[[torch.Generator, in
         clips = render_camera_path_clips(_seeds(g, batch, heldout), frames, world)
         c2w = invert_pose(clips.c2w[:, :1]) @ clips.c2w  # relative to each clip's first camera
         rays = ray_input(net, clips.K, c2w, data.size, data.size)
+        if getattr(net, "cue", "none") != "none":  # single-view clips: no other view to warp; as with no pose
+            rays = torch.cat([rays, rays.new_zeros(*rays.shape[:-1], net.cond_channels - rays.shape[-1])], -1)
         noise_t = draw_noise_levels(g, (batch, frames), data.shared_noise_prob)
         loss_mask = torch.ones(batch, frames)
         # As at inference, the beginning of a clip is often clean context: no noise, no loss.
@@ -92,10 +94,11 @@ def finetune_source(cfg, heldout: bool = False) -> Callable[[torch.Generator, in
     full = data.exo_frames + data.ego_frames + (0 if mode == "direct" else data.transition_frames)
     window = data.window or full
     net = network_config(cfg)
+    cue = getattr(net, "cue", "none") != "none"
 
     def draw(g: torch.Generator, batch: int) -> TrainingBatch:
         n_ideal = data.transition_frames if data.transition == "ideal" else 0
-        takes = render_takes(_seeds(g, batch, heldout), world, transition=n_ideal)
+        takes = render_takes(_seeds(g, batch, heldout), world, transition=n_ideal, depth=cue)
         reverse = _uniform(g, batch) < data.ego2exo_prob
         out = {k: [] for k in ("frames", "rays", "noise_t", "loss_mask", "roles")}
         size = data.size
@@ -115,6 +118,8 @@ def finetune_source(cfg, heldout: bool = False) -> Callable[[torch.Generator, in
             seq = build_sequence(exo, ego, exo_frames=exo_f, ego_frames=ego_f,
                                  transition_frames=None if tr is None else tr[0], mode=seq_mode,
                                  direction=None if seq_mode == "ego2exo" else direction)
+            if cue:
+                seq = seq.with_depth_cue(takes.ego_depth[i] if reverse[i] else takes.exo_depth[i])
             if window < len(seq):
                 seq, _ = decompose(seq, window, g)
             T = len(seq)

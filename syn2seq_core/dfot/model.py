@@ -42,6 +42,9 @@ from .ops import resolve
 ATTENTION_KINDS = ("full", "factorized")
 POS_EMB_KINDS = ("rope3d", "learned")
 RAY_FORMATS = ("plucker_dm", "plucker_md", "dfot_ray_encoding")
+# Extra per-pixel conditioning beside the rays, embedded with them: "depth_warp" = the source view splatted into
+# each frame's camera by its depth (RGB in model space + coverage; ``Syn2SeqSequence.with_depth_cue``).
+CUE_CHANNELS = {"none": 0, "depth_warp": 4}
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,9 @@ class DiT3DConfig:
     height, width: frame size in pixels (model space); patch_size: pixels per token side;
     dim / depth / heads / mlp_ratio: transformer width, blocks, attention heads, MLP width ratio;
     max_frames: the window (largest T); attention: "full" or "factorized"; pos_emb: "rope3d" or "learned";
-    ray_channels / ray_format: the camera input; pose_dropout: per-video pose dropout in training;
+    ray_channels / ray_format: the camera input; cue: extra conditioning embedded with the rays (``CUE_CHANNELS``;
+    the network's ``rays`` input then has ``ray_channels + CUE_CHANNELS[cue]`` channels, :attr:`cond_channels`);
+    pose_dropout: per-video pose dropout in training (drops the cue too);
     noise_scale: logSNR multiplier before the Fourier features; noise_features: number of those features;
     data_mean / data_std: per-channel normalisation of [0, 1] frames into model space (used by callers).
     """
@@ -73,6 +78,7 @@ class DiT3DConfig:
     qk_norm: bool = True
     ray_channels: int = 6
     ray_format: str = "plucker_dm"
+    cue: str = "none"
     pose_dropout: float = 0.1
     noise_scale: float = 0.125
     noise_features: int = 256
@@ -83,6 +89,7 @@ class DiT3DConfig:
         check_choice(self.attention, ATTENTION_KINDS, "attention")
         check_choice(self.pos_emb, POS_EMB_KINDS, "pos_emb")
         check_choice(self.ray_format, RAY_FORMATS, "ray_format")
+        check_choice(self.cue, CUE_CHANNELS, "cue")
         for name in ("height", "width", "in_channels", "patch_size", "dim", "depth", "heads", "max_frames",
                      "ray_channels", "noise_features"):
             require(int(getattr(self, name)) > 0, name, "a positive integer", getattr(self, name))
@@ -104,6 +111,11 @@ class DiT3DConfig:
     @property
     def head_dim(self) -> int:
         return self.dim // self.heads
+
+    @property
+    def cond_channels(self) -> int:
+        """Channels of the network's ``rays`` input: the rays, then the cue."""
+        return self.ray_channels + CUE_CHANNELS[self.cue]
 
     def replace(self, **changes) -> "DiT3DConfig":
         return dataclasses.replace(self, **changes)
@@ -243,8 +255,10 @@ class VideoDenoiser(nn.Module):
         B, T = x_t.shape[:2]
         require(tuple(logsnr.shape) == (B, T), "logsnr", f"[B, T] = {(B, T)}", tuple(logsnr.shape))
         if rays is not None:
-            want = (B, T, c.height, c.width, c.ray_channels)
-            require(tuple(rays.shape) == want, "rays", f"{list(want)} ({c.ray_format})", tuple(rays.shape))
+            cue = getattr(c, "cue", "none")
+            want = (B, T, c.height, c.width, getattr(c, "cond_channels", c.ray_channels))
+            require(tuple(rays.shape) == want, "rays", f"{list(want)} ({c.ray_format}"
+                    + (f" + {cue} cue)" if cue != "none" else ")"), tuple(rays.shape))
         if pose_mask is not None:
             require(tuple(pose_mask.shape) == (B,), "pose_mask", f"[B] = ({B},)", tuple(pose_mask.shape))
 
@@ -271,7 +285,7 @@ class DiT3D(VideoDenoiser):
         c, p, dim = config, config.patch_size, config.dim
         self.noise_embedding = NoiseLevelEmbedding(c.noise_features, dim, ops, device, dtype)
         self.patch_embed = ops.Linear(p * p * c.in_channels, dim, device=device, dtype=dtype)
-        self.ray_embed = RayPatchEmbed(c.ray_channels, p, dim, ops, device, dtype)
+        self.ray_embed = RayPatchEmbed(c.cond_channels, p, dim, ops, device, dtype)
         if c.pos_emb == "learned":
             self.pos_frame = nn.Parameter(torch.zeros(c.max_frames, dim, device=device, dtype=dtype))
             self.pos_patch = nn.Parameter(torch.zeros(c.grid[0] * c.grid[1], dim, device=device, dtype=dtype))
@@ -360,6 +374,23 @@ class DiT3D(VideoDenoiser):
         out = self.final(_modulate(x, shift, scale))
         out = rearrange(out, "b t (h w) (p1 p2 c) -> b t c (h p1) (w p2)", h=gh, w=gw, p1=p, p2=p)
         return out.to(x_t.dtype) if x_t.is_floating_point() else out
+
+
+def cue_weights(state: dict, config: DiT3DConfig) -> dict:
+    """The weights of a DiT3D without a cue (or with fewer cue channels) for ``config``'s network with one: the
+    ray embedding's missing input columns are zeros, so the network starts out computing exactly what the given
+    one did and learns to read the cue. Weights that already fit pass through unchanged."""
+    key = "ray_embed.proj.weight"
+    w = state.get(key)
+    p, want = config.patch_size, config.cond_channels
+    if w is None or w.shape[1] == p * p * want:
+        return state
+    have = w.shape[1] // (p * p)
+    require(w.shape[1] == p * p * have and have <= want, key, f"[{config.dim}, {p}*{p}*c] with c <= {want}",
+            tuple(w.shape))
+    grown = w.new_zeros(w.shape[0], p * p, want)
+    grown[:, :, :have] = w.reshape(w.shape[0], p * p, have)  # patches are (p1 p2 c): channels innermost
+    return {**state, key: grown.reshape(w.shape[0], p * p * want)}
 
 
 def full_attention_weights(state: dict, dim: int) -> dict:

@@ -1,0 +1,224 @@
+"""The depth_warp cue: the source view splatted into every frame's camera by its depth, what a network with
+``cue = "depth_warp"`` reads beside its rays. Warping, the sequence's cue, takes' depth files, the grown
+weights of a finetune from a model without a cue, and generation from a take."""
+
+import json
+
+import pytest
+import torch
+
+from syn2seq_core.cli import main
+from syn2seq_core.data.synthetic import SyntheticConfig, render_takes
+from syn2seq_core.data.takes import load_take, write_take
+from syn2seq_core.dfot.checkpoint import build_model
+from syn2seq_core.dfot.model import DiT3DConfig, cue_weights
+from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.generation import generate_take, take_sequence
+from syn2seq_core.geometry.cameras import Cameras, look_at
+from syn2seq_core.geometry.reproject import forward_warp
+from syn2seq_core.pipeline import HELDOUT_SEED_BASE, Syn2SeqModel, sequence_ray_input
+from syn2seq_core.sequence import build_sequence
+
+WORLD = SyntheticConfig(size=32, supersample=2, exo_frames=3, ego_frames=3)
+TINY = dict(height=32, width=32, dim=32, depth=1, heads=2, max_frames=8)
+
+
+@pytest.fixture(scope="module")
+def takes():
+    return render_takes([HELDOUT_SEED_BASE + i for i in range(4)], WORLD, depth=True)
+
+
+def test_a_plane_moves_by_focal_times_baseline_over_depth():
+    """A fronto-parallel plane at z = 2 m seen from a camera moved 0.25 m to the right shifts left by
+    fx * 0.25 / 2 = 4 pixels of 32 (fx = 1 in normalised units)."""
+    image = torch.rand(1, 3, 32, 32)
+    depth = torch.full((1, 32, 32), 2.0)
+    K = torch.tensor([[1.0, 1.0, 0.5, 0.5]])
+    src = torch.eye(4)[None]
+    dst = src.clone()
+    dst[0, 0, 3] = 0.25
+    warped, coverage = forward_warp(image, depth, K, src, K, dst, 32, 32)
+    assert coverage[0, 0, :, :28].all() and not coverage[0, 0, :, 28:].any()
+    torch.testing.assert_close(warped[0, :, :, :28], image[0, :, :, 4:])
+    same, full = forward_warp(image, depth, K, src, K, src, 32, 32)
+    assert full.all()
+    torch.testing.assert_close(same, image)
+
+
+def test_the_nearest_point_wins_and_invalid_depths_are_dropped():
+    image = torch.zeros(1, 3, 4, 4)
+    image[0, :, :, :2] = 1.0  # left half white at 1 m, right half black at 3 m
+    depth = torch.tensor([[1.0, 1.0, 3.0, 3.0]]).expand(4, 4).clone()[None]
+    K = torch.tensor([[1.0, 1.0, 0.5, 0.5]])
+    eye = torch.eye(4)[None]
+    warped, _ = forward_warp(image, depth, K, eye, K, eye, 4, 4)
+    torch.testing.assert_close(warped, image)
+    depth[0, 0, 0], depth[0, 1, 1] = float("nan"), -1.0
+    _, coverage = forward_warp(image, depth, K, eye, K, eye, 4, 4)
+    assert coverage.sum() == 14 and coverage[0, 0, 0, 0] == 0 and coverage[0, 0, 1, 1] == 0
+
+
+def test_the_warped_exo_view_predicts_the_ego_view_of_the_renderer(takes):
+    """Where the exo view's points land, the warp shows what the ego camera sees: its error there is a small
+    fraction of the error of a flat fill with the exo view's mean colour (the renderer's exact depth; about 0.6x
+    over 32 held-out takes)."""
+    B, T = takes.exo_frames.shape[:2]
+    warped, coverage = forward_warp(takes.exo_frames.flatten(0, 1), takes.exo_depth.flatten(0, 1),
+                                    takes.exo_K.flatten(0, 1), takes.exo_c2w.flatten(0, 1),
+                                    takes.ego_K.flatten(0, 1), takes.ego_c2w.flatten(0, 1), 32, 32)
+    ego = takes.ego_frames.flatten(0, 1)
+    flat = takes.exo_frames.flatten(0, 1).mean(dim=(2, 3), keepdim=True)
+    m = coverage.bool().expand_as(ego)
+    assert coverage.mean() > 0.2
+    warp_err = (warped - ego).abs()[m].mean()
+    flat_err = (flat.expand_as(ego) - ego).abs()[m].mean()
+    assert warp_err < 0.75 * flat_err, (float(warp_err), float(flat_err))
+
+
+def sequence_of(takes, i=0, **kw):
+    size = WORLD.size
+    exo = Cameras(takes.exo_c2w[i], takes.exo_K[i], size, size)
+    ego = Cameras(takes.ego_c2w[i], takes.ego_K[i], size, size)
+    return build_sequence(exo, ego, exo_frames=takes.exo_frames[i], ego_frames=takes.ego_frames[i],
+                          n_transition=2, **kw)
+
+
+def test_the_sequence_cue_warps_the_synchronous_source_frame_and_windows_keep_it(takes):
+    seq = sequence_of(takes).with_depth_cue(takes.exo_depth[0])
+    assert seq.cue.shape == (8, 4, 32, 32)
+    assert seq.cue_sources().tolist() == [0, 1, 2, 2, 2, 0, 1, 2]  # exo | transition: last exo | ego k: exo k
+    torch.testing.assert_close(seq.cue[:3, :3], takes.exo_frames[0])  # the source sees itself, fully covered
+    assert (seq.cue[:3, 3] == 1).all()
+    k = 1
+    warped, coverage = forward_warp(takes.exo_frames[0, k:k + 1], takes.exo_depth[0, k:k + 1], takes.exo_K[0, k:k + 1],
+                                    takes.exo_c2w[0, k:k + 1], takes.ego_K[0, k:k + 1], takes.ego_c2w[0, k:k + 1],
+                                    32, 32)
+    torch.testing.assert_close(seq.cue[5 + k], torch.cat([warped, coverage], 1)[0])
+    window = seq.window(2, 6)
+    torch.testing.assert_close(window.cue, seq.cue[2:6])
+    # Frames without a pose (video_only transitions) have no camera to warp into: zero cue.
+    vo = sequence_of(takes, mode="video_only").with_depth_cue(takes.exo_depth[0])
+    assert (vo.cue[3:5] == 0).all() and (vo.cue[5:] != 0).any()
+
+
+def test_the_cue_needs_one_depth_map_per_source_frame(takes):
+    seq = sequence_of(takes)
+    with pytest.raises(Syn2SeqInputError, match=r"depth.*\[3, h, w\]"):
+        seq.with_depth_cue(takes.exo_depth[0, :2])
+
+
+def test_a_cue_network_reads_the_cue_beside_the_rays_and_refuses_a_sequence_without_it(takes):
+    config = DiT3DConfig(**TINY, cue="depth_warp")
+    seq = sequence_of(takes)
+    with pytest.raises(Syn2SeqInputError, match="depth_warp cue"):
+        sequence_ray_input(config, seq)
+    x = sequence_ray_input(config, seq.with_depth_cue(takes.exo_depth[0]))
+    assert x.shape == (8, 32, 32, 10)
+    torch.testing.assert_close(x[..., :6], sequence_ray_input(DiT3DConfig(**TINY), seq))
+    assert set(x[..., 9].unique().tolist()) <= {0.0, 1.0}
+    assert (x[..., 6:9][x[..., 9] == 0] == 0).all()  # no colour where nothing landed
+
+
+def test_a_finetune_grown_from_a_network_without_a_cue_starts_out_computing_the_same(takes):
+    torch.manual_seed(0)
+    plain = build_model(DiT3DConfig(**TINY)).eval()
+    for p in plain.parameters():  # non-zero output layers, so the comparison means something
+        torch.nn.init.normal_(p, std=0.05)
+    grown_config = DiT3DConfig(**TINY, cue="depth_warp")
+    grown = build_model(grown_config).eval()
+    grown.load_state_dict(cue_weights(plain.state_dict(), grown_config))
+    seq = sequence_of(takes).with_depth_cue(takes.exo_depth[0])
+    x_t = torch.randn(1, 8, 3, 32, 32)
+    logsnr = torch.zeros(1, 8)
+    rays = sequence_ray_input(grown_config, seq)[None]
+    torch.testing.assert_close(grown(x_t, logsnr, rays), plain(x_t, logsnr, rays[..., :6]))
+    state = grown.state_dict()
+    assert cue_weights(state, grown_config) is state  # already grown: unchanged
+
+
+def test_takes_store_depth_and_refuse_a_depth_file_that_does_not_fit(tmp_path, takes):
+    size = WORLD.size
+    exo = Cameras(takes.exo_c2w[0], takes.exo_K[0], size, size)
+    ego = Cameras(takes.ego_c2w[0], takes.ego_K[0], size, size)
+    take = write_take(tmp_path / "t", takes.exo_frames[0], exo, takes.ego_frames[0], ego, fps=8,
+                      depth={"exo": takes.exo_depth[0]})
+    assert take.depth("exo").name == "exo_depth.safetensors" and take.depth("ego") is None
+    torch.testing.assert_close(take.read_depth("exo"), takes.exo_depth[0], rtol=1e-3, atol=0)
+    torch.testing.assert_close(take.read_depth("exo", start=1, stride=2), takes.exo_depth[0, 1::2], rtol=1e-3, atol=0)
+    with pytest.raises(Syn2SeqInputError, match="ego depth"):
+        take.read_depth("ego")
+    from safetensors.torch import save_file
+
+    save_file({"depth": torch.ones(2, 8, 8)}, str(tmp_path / "t" / "ego_depth.safetensors"))
+    with pytest.raises(Syn2SeqInputError, match=r"ego depth \(ego_depth.safetensors\).*\[3, h, w\]"):
+        load_take(tmp_path / "t")
+    (tmp_path / "t" / "ego_depth.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(Syn2SeqInputError, match="ego_depth.safetensors.*safetensors file"):
+        load_take(tmp_path / "t")
+
+
+def test_a_depth_file_named_outside_the_take_is_refused(tmp_path, takes):
+    size = WORLD.size
+    exo = Cameras(takes.exo_c2w[0], takes.exo_K[0], size, size)
+    ego = Cameras(takes.ego_c2w[0], takes.ego_K[0], size, size)
+    write_take(tmp_path / "t", takes.exo_frames[0], exo, None, ego, fps=8, depth={"exo": takes.exo_depth[0]})
+    (tmp_path / "outside.safetensors").write_bytes((tmp_path / "t" / "exo_depth.safetensors").read_bytes())
+    doc = json.loads((tmp_path / "t" / "take.json").read_text())
+    doc["exo"]["depth"] = "../outside.safetensors"
+    (tmp_path / "t" / "take.json").write_text(json.dumps(doc))
+    with pytest.raises(Syn2SeqInputError, match="outside|inside"):
+        load_take(tmp_path / "t")
+    (tmp_path / "t" / "exo_depth.safetensors").unlink()
+    (tmp_path / "t" / "exo_depth.safetensors").symlink_to(tmp_path / "outside.safetensors")
+    del doc["exo"]["depth"]
+    (tmp_path / "t" / "take.json").write_text(json.dumps(doc))
+    with pytest.raises(Syn2SeqInputError, match="outside|inside"):
+        load_take(tmp_path / "t")
+
+
+def test_a_cue_model_generates_from_a_rendered_take_and_needs_its_depth(tmp_path):
+    torch.manual_seed(0)
+    model = Syn2SeqModel(build_model(DiT3DConfig(**TINY, cue="depth_warp")).eval(),
+                         info={"config": {"data": {"transition_frames": 2}}})
+    assert main(["render-synthetic", "--out", str(tmp_path / "takes"), "--takes", "1", "--size", "32",
+                 "--exo-frames", "3", "--ego-frames", "3"]) == 0
+    take = load_take(tmp_path / "takes" / "take_00000")
+    assert take.read_depth("exo").shape == (3, 64, 64) and take.read_depth("ego").shape == (3, 64, 64)
+    seq, _ = take_sequence(take, model)
+    assert seq.cue is not None and seq.cue.shape == (8, 4, 32, 32)
+    result = generate_take(take, model, steps=2)
+    assert result.generated.shape == (3, 3, 32, 32) and result.metrics is not None
+    assert main(["render-synthetic", "--out", str(tmp_path / "plain"), "--takes", "1", "--size", "32",
+                 "--exo-frames", "3", "--ego-frames", "3", "--no-depth"]) == 0
+    plain = load_take(tmp_path / "plain" / "take_00000")
+    assert plain.depth("exo") is None
+    with pytest.raises(Syn2SeqInputError, match="exo depth"):
+        generate_take(plain, model, steps=2)
+
+
+def test_a_cue_finetune_grows_a_run_without_one_and_its_loss_falls(tmp_path):
+    """``cue = "depth_warp"`` finetunes from a run without a cue: the first step's network is the old one (zero
+    cue columns), the batches carry the cue, the loss on a fixed batch falls, and the model samples a take."""
+    from syn2seq_core.pipeline import load_model
+    from syn2seq_core.train import MODEL_NAME, initial_weights, load_config, train
+    from tests.core.test_train import fixed_batch_loss, write_config
+
+    torch.set_num_threads(1)
+    base = load_config(write_config(tmp_path, steps=2, every=2))
+    train(base, tmp_path / "base", progress=False)
+    text = write_config(tmp_path, steps=12, every=12).read_text().replace(
+        "max_frames = 8", 'max_frames = 8\ncue = "depth_warp"').replace(
+        "[model]", f'init_from = "{tmp_path / "base" / MODEL_NAME}"\n\n[model]')
+    (tmp_path / "cue.toml").write_text(text)
+    cfg = load_config(tmp_path / "cue.toml")
+    batch, eval_loss = fixed_batch_loss(cfg)
+    assert batch.rays.shape[-1] == 10 and (batch.rays[..., 9] == 1).any()
+    from syn2seq_core.train import network_config
+
+    grown = build_model(network_config(cfg))
+    grown.load_state_dict(cue_weights(initial_weights(tmp_path / "base" / MODEL_NAME), grown.config))
+    before = eval_loss(grown)
+    train(cfg, tmp_path / "cue", progress=False)
+    model = load_model(tmp_path / "cue" / MODEL_NAME)
+    assert model.config.cue == "depth_warp"
+    assert eval_loss(model.network) < before
