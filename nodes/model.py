@@ -76,7 +76,9 @@ class Syn2SeqSampler(io.ComfyNode):
             category=f"{CATEGORY}/model",
             description="Generate the frames a sequence marks for generation (transition and target view), with the "
                         "source view as clean context and the whole camera track as Plücker rays. Long sequences "
-                        "are generated window by window. Cancel stops it at the next step. With previews on "
+                        "are generated window by window. Sampling uses the stochasticity (eta) the model records "
+                        "(the bundled model: 1, ancestral; else 0, DDIM). Cancel stops it at the next step. With "
+                        "previews on "
                         "(--preview-method other than none) the node shows the frames forming at every step.",
             inputs=[
                 Model.Input("model"),

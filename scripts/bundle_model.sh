@@ -2,21 +2,43 @@
 # Make a trained model the bundled one: copy it into the package and record what
 # tests/core/test_bundled_model.py checks (`syn2seq eval` on held-out takes 2^30 + 0..3).
 #
-#   scripts/bundle_model.sh runs/synthetic_tiny_refine/model.safetensors
+#   scripts/bundle_model.sh runs/synthetic_tiny_cue2/model.safetensors '{"eta": 1.0}'
+#
+# The optional second argument is the model's default sampling settings (safetensors metadata "sampling":
+# steps, eta), what `syn2seq exo2ego`, eval and the ComfyUI sampler use when they are given none.
 #
 # The model's recipe (MODEL_CARD.md):
 #   syn2seq train --config configs/synthetic_tiny_pretrain.toml --out runs/synthetic_tiny_pretrain
 #   syn2seq train --config configs/synthetic_tiny.toml --out runs/synthetic_tiny --max-steps 5360
 #   syn2seq train --config configs/synthetic_tiny_refine.toml --out runs/synthetic_tiny_refine
+#   syn2seq train --config configs/synthetic_tiny_cue.toml --out runs/synthetic_tiny_cue --minutes 62
+#   syn2seq train --config configs/synthetic_tiny_cue2.toml --out runs/synthetic_tiny_cue2 --minutes 35
 # Run it from the repository root.
 set -euo pipefail
-MODEL=${1:?usage: scripts/bundle_model.sh MODEL.safetensors}
+MODEL=${1:?usage: scripts/bundle_model.sh MODEL.safetensors [SAMPLING_JSON]}
+SAMPLING=${2:-}
 PY=${PY:-.venv/bin/python}
 ASSET=syn2seq_core/assets/models/syn2seq_synthetic_tiny.safetensors
 RENDER=(--size 32 --supersample 2 --exo-frames 4 --ego-frames 4)
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-cp "$MODEL" "$ASSET.tmp" && mv "$ASSET.tmp" "$ASSET"
+cp "$MODEL" "$ASSET.tmp"
+if [ -n "$SAMPLING" ]; then
+  "$PY" - "$ASSET.tmp" "$SAMPLING" <<'PY'
+import json, sys
+
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+path, sampling = sys.argv[1], json.loads(sys.argv[2])
+assert isinstance(sampling, dict) and set(sampling) <= {"steps", "eta"}, sampling
+with safe_open(path, framework="pt") as f:
+    meta, tensors = dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}
+meta["sampling"] = json.dumps({**json.loads(meta.get("sampling", "{}")), **sampling})
+save_file(tensors, path, metadata=meta)
+PY
+fi
+mv "$ASSET.tmp" "$ASSET" && chmod 644 "$ASSET"
 "$PY" -m syn2seq_core render-synthetic --out "$TMP/takes" --takes 4 --seed 1073741824 "${RENDER[@]}"
 "$PY" -m syn2seq_core eval --takes "$TMP/takes" --steps 25 --seed 0 --mean --out "$TMP/eval.json"
 "$PY" - "$TMP/eval.json" "${ASSET%.safetensors}.eval_subset.json" "${RENDER[@]}" <<'PY'
@@ -28,7 +50,7 @@ from syn2seq_core.pipeline import load_model
 
 report, out, render = json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]), sys.argv[3:]
 summary = report["summary"]
-record = {"takes": summary["takes"], "steps": report["steps"], "seed": report["seed"],
+record = {"takes": summary["takes"], "steps": report["steps"], "eta": report["eta"], "seed": report["seed"],
           "model_size": list(load_model().size),
           "seeds": f"2^30 + 0..{summary['takes'] - 1} (syn2seq render-synthetic --seed 1073741824 {' '.join(render)})",
           "render_args": render,

@@ -84,7 +84,7 @@ def take_sequence(take, model: Syn2SeqModel, direction: str = "exo2ego", *, n_tr
 
 def generate_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, steps: int | None = None,
                   scheduling: str = "full_sequence", guidance: str = "conditional", guidance_scale: float = 1.0,
-                  stabilization: float = 0.0, seed: int = 0, eta: float = 0.0, n_transition: int | None = None,
+                  stabilization: float = 0.0, seed: int = 0, eta: float | None = None, n_transition: int | None = None,
                   callback=None, lpips_weights=None,
                   with_mean: bool = False, mean_draws: int = 8) -> TakeResult:
     """Generate the other view of ``take`` (a ``data.takes.Take``) in memory (for long takes, :func:`iter_take`
@@ -165,7 +165,7 @@ def _source_reader(take, view: str, size: tuple[int, int], n: int):
 
 def iter_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, steps: int | None = None,
               scheduling: str = "full_sequence", guidance: str = "conditional", guidance_scale: float = 1.0,
-              stabilization: float = 0.0, seed: int = 0, eta: float = 0.0, n_transition: int | None = None,
+              stabilization: float = 0.0, seed: int = 0, eta: float | None = None, n_transition: int | None = None,
               callback=None,
               with_mean: bool = False, mean_draws: int = 8, with_target: bool = True,
               chunk: int = 16) -> Iterator[TakeBlock]:

@@ -250,7 +250,7 @@ class Syn2SeqModel:
     """A loaded generator: ``network`` (DiT3D), its noise ``schedule`` and training metadata ``info``."""
 
     def __init__(self, network, schedule=None, info: dict | None = None, path: Path | None = None,
-                 default_steps: int = 25, camera_convention: str = "pack"):
+                 default_steps: int = 25, camera_convention: str = "pack", default_eta: float = 0.0):
         from .dfot.schedule import NoiseSchedule
 
         self.network = network.eval()
@@ -260,6 +260,9 @@ class Syn2SeqModel:
         # Sampling steps when a caller gives none: 25 for the pack's models, DFoT's 50 on its reference grid
         # for converted DFoT checkpoints (their schedule's grid is "dfot_ddim").
         self.default_steps = int(default_steps)
+        # DDIM stochasticity when a caller gives none (0 deterministic, 1 ancestral): a model may record the one
+        # its samples are best with (the bundled model: 1, MODEL_CARD.md).
+        self.default_eta = float(default_eta)
         # How the network expects intrinsics of centre-cropped frames (CAMERA_CONVENTIONS).
         self.camera_convention = camera_convention
         # Where sampling runs. None: where the network's weights are. A host that keeps part of the weights on
@@ -353,7 +356,7 @@ class Syn2SeqModel:
     @torch.no_grad()
     def generate(self, sequence: Syn2SeqSequence, *, steps: int | None = None, scheduling: str = "full_sequence",
                  guidance: str = "conditional", guidance_scale: float = 1.0, fractional_level: float = 0.5,
-                 stabilization: float = 0.0, seed: int = 0, eta: float = 0.0, callback=None,
+                 stabilization: float = 0.0, seed: int = 0, eta: float | None = None, callback=None,
                  dtype: torch.dtype | None = None) -> Syn2SeqSequence:
         """Fill the frames of ``sequence`` whose context mask is 0. Returns a new sequence.
 
@@ -369,6 +372,7 @@ class Syn2SeqModel:
 
         self._check(sequence)
         steps = self.default_steps if steps is None else steps
+        eta = self.default_eta if eta is None else eta
         _check_sampling(steps, guidance_scale, eta, seed, matrix=isinstance(scheduling, Tensor),
                         stabilization=stabilization)
         T = len(sequence)
@@ -408,7 +412,7 @@ class Syn2SeqModel:
     @torch.no_grad()
     def generate_stream(self, sequence: Syn2SeqSequence, *, read_frames=None, steps: int | None = None,
                         scheduling: str = "full_sequence", guidance: str = "conditional", guidance_scale: float = 1.0,
-                        fractional_level: float = 0.5, stabilization: float = 0.0, seed: int = 0, eta: float = 0.0,
+                        fractional_level: float = 0.5, stabilization: float = 0.0, seed: int = 0, eta: float | None = None,
                         callback=None, dtype: torch.dtype | None = None) -> Iterator[tuple[list[int], Tensor]]:
         """:meth:`generate`, frames yielded as they are finished: ``(indices, frames [n, 3, H, W])`` on the CPU in
         [0, 1], indices increasing, each generated frame once. Memory is bounded by the model's window, whatever
@@ -422,6 +426,7 @@ class Syn2SeqModel:
 
         self._check(sequence)
         steps = self.default_steps if steps is None else steps
+        eta = self.default_eta if eta is None else eta
         _check_sampling(steps, guidance_scale, eta, seed, stabilization=stabilization)
         read = read_frames or (lambda start, end: sequence.frames[start:end])
         T = len(sequence)
@@ -473,7 +478,7 @@ class Syn2SeqModel:
         draws = limits.check("mean_draws", draws, "draws")
         limits.check_seed_span(seed, draws)
         one_step = torch.tensor([[1.0] * len(sequence), [0.0] * len(sequence)])
-        outs = [self.generate(sequence, steps=1, scheduling=one_step, seed=seed + k, dtype=dtype)
+        outs = [self.generate(sequence, steps=1, scheduling=one_step, seed=seed + k, eta=0.0, dtype=dtype)
                 for k in range(int(draws))]
         if len(outs) == 1:
             return outs[0]
@@ -515,7 +520,8 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     schedule = NoiseSchedule(shift=float(info.get("config", {}).get("noise_shift", 0.125)),
                              grid=sampling.get("grid", "uniform"), timesteps=int(sampling.get("timesteps", 1000)))
     return Syn2SeqModel(network, schedule=schedule, info=info, path=path,
-                        default_steps=int(sampling.get("steps", DEFAULT_STEPS)), camera_convention=camera_convention)
+                        default_steps=int(sampling.get("steps", DEFAULT_STEPS)), camera_convention=camera_convention,
+                        default_eta=float(sampling.get("eta", 0.0)))
 
 
 def _json_meta(meta: dict, key: str, path) -> dict:

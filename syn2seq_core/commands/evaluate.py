@@ -96,7 +96,8 @@ def run(args) -> int:
     if args.out:
         out = Path(args.out)
         write_json(out, {"summary": summary, "categories": summaries["categories"], "model": str(model.path),
-                         "steps": args.steps or model.default_steps, "eta": args.eta, "seed": args.seed,
+                         "steps": args.steps or model.default_steps,
+                         "eta": model.default_eta if args.eta is None else args.eta, "seed": args.seed,
                          "direction": args.direction,
                          "mean_draws": args.mean_draws if args.mean else None, "index": args.index,
                          "split": args.split, "i3d": args.i3d,

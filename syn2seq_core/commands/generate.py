@@ -29,7 +29,7 @@ def add_sampling_arguments(parser) -> None:
         "(DFoT's stabilized guidance for long rollouts, e.g. 0.02; 0 = clean)", 0.0))
     parser.add_argument("--seed", **limits.option("seed", "seed of all noise", 0))
     parser.add_argument("--eta", **limits.option("eta", "DDIM stochasticity: 0 deterministic, 1 ancestral DDPM",
-                                                 0.0))
+                                                 None, default_text="default: the model's, 0 unless it records one"))
     parser.add_argument("--device", default="cpu", type=limits.device_arg,
                         help="cpu, cuda, cuda:N, mps or xpu, one this machine has (default cpu)")
 

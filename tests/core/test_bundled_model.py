@@ -19,6 +19,9 @@ def test_bundled_model_loads_with_its_training_record():
     assert model.size == tuple(json.loads(SUBSET.read_text())["model_size"])
     assert model.info["config"]["stage"] == "finetune" and model.info["step"] > 0
     assert BUNDLED_MODEL.stat().st_size <= 25 * 2**20
+    # It reads the exo view splatted into each camera by the exo depth, and is sampled as recorded.
+    assert model.config.cue == "depth_warp"
+    assert model.default_eta == json.loads(SUBSET.read_text())["eta"]
 
 
 def test_demo_writes_video_side_by_side_and_metrics(tmp_path):

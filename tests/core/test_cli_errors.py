@@ -83,7 +83,7 @@ def test_boundary_values_parse():
     assert (args.steps, args.transition_frames, args.mean_draws, args.seed) == (1000, 0, 64, TOP)
     assert (args.guidance_scale, args.eta, args.device) == (20.0, 1.0, "cpu")
     args = cli.build_parser(["exo2ego"]).parse_args(["exo2ego", *GEN])
-    assert (args.steps, args.transition_frames, args.seed, args.eta) == (None, None, 0, 0.0)  # steps: the model's
+    assert (args.steps, args.transition_frames, args.seed, args.eta) == (None, None, 0, None)  # steps, eta: the model's
 
 
 def test_an_unavailable_device_is_refused_up_front(capsys):

@@ -240,3 +240,30 @@ def test_eval_summary_says_how_much_more_take_specific_the_mean_is_than_each_bas
     assert diff["own_minus_other"]["mean"] == pytest.approx(2.0)
     assert diff["own_minus_other"]["ci_low"] < 2.0 < diff["own_minus_other"]["ci_high"]
     assert diff["psnr"]["mean"] == pytest.approx(5.0)
+
+
+def test_a_model_samples_with_its_recorded_eta_unless_told_otherwise(tmp_path):
+    """A model file's ``sampling`` metadata may record its η (the bundled model: 1); generate() without eta uses
+    it, an explicit eta wins, and the conditional mean does not depend on it."""
+    from syn2seq_core.dfot.checkpoint import build_model, save_state_dict
+    from syn2seq_core.dfot.model import DiT3DConfig
+    from syn2seq_core.geometry.cameras import Cameras
+    from syn2seq_core.pipeline import Syn2SeqModel, load_model
+    from syn2seq_core.sequence import build_sequence
+
+    torch.manual_seed(0)
+    net = build_model(DiT3DConfig(height=16, width=16, dim=32, depth=1, heads=2, max_frames=8))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    path = save_state_dict(tmp_path / "m.safetensors", net.state_dict(), net.config,
+                           extra_metadata={"sampling": {"eta": 1.0}})
+    model = load_model(path)
+    assert model.default_eta == 1.0 and model.default_steps == 25
+    assert load_model(save_state_dict(tmp_path / "plain.safetensors", net.state_dict(), net.config)).default_eta == 0
+    eye = torch.eye(4)[None].repeat(3, 1, 1)
+    cams = Cameras(eye, torch.tensor([[1.0, 1.0, 0.5, 0.5]]).repeat(3, 1), 16, 16)
+    seq = build_sequence(cams, cams, exo_frames=torch.rand(3, 3, 16, 16), n_transition=2)
+    default = model.generate(seq, steps=3).frames
+    torch.testing.assert_close(default, model.generate(seq, steps=3, eta=1.0).frames)
+    assert not torch.allclose(default, model.generate(seq, steps=3, eta=0.0).frames)
+    torch.testing.assert_close(model.predict_mean(seq).frames, Syn2SeqModel(model.network).predict_mean(seq).frames)
