@@ -1,7 +1,7 @@
 """Depth-based reprojection: what one view's pixels look like from another camera.
 
 ``forward_warp`` splats a frame with its z-depth into a target camera (nearest pixel, z-buffered): the
-exo -> ego geometric cue of the ``depth_warp`` conditioning (see ``pipeline.warp_cue``). Pinhole cameras,
+exo -> ego geometric cue of the ``depth_warp`` conditioning (``Syn2SeqSequence.with_depth_cue``). Pinhole cameras,
 OpenCV axes, normalised intrinsics (``conventions``); computed in float32 whatever autocast is active.
 """
 
@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .. import conventions as C
 from ..errors import require
-from .cameras import invert_pose
+from .cameras import full_precision, invert_pose
 
 
 def _check(name: str, x: Tensor, lead: tuple[int, ...], tail: tuple[int, ...]) -> None:
@@ -21,7 +21,7 @@ def _check(name: str, x: Tensor, lead: tuple[int, ...], tail: tuple[int, ...]) -
             f"shape {list(lead + tail)}", tuple(x.shape))
 
 
-@torch.autocast("cpu", enabled=False)
+@full_precision
 def forward_warp(image: Tensor, depth: Tensor, K_src: Tensor, c2w_src: Tensor, K_dst: Tensor, c2w_dst: Tensor,
                  height: int, width: int, *, near: float = 0.05) -> tuple[Tensor, Tensor]:
     """Splat ``image`` seen by camera ``src`` into camera ``dst``.
