@@ -16,7 +16,7 @@ conditioned on the whole track as rays. Two ways through long tracks, both DFoT'
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -102,6 +102,10 @@ def iter_image_to_video(model, sequence: Syn2SeqSequence, *, mode: str = "slidin
     guidance_scale, stabilization, seed, eta, dtype (as :meth:`Syn2SeqModel.generate_stream`); the passes'
     seeds are ``seed`` and ``seed + 1``. callback(info) per step, with ``pass`` and ``passes`` added."""
     passes = plan(sequence, mode, keyframe_density)
+    if getattr(model.config, "cue", "none") != "none" and sequence.cue is None:
+        # One view only: nothing to warp from another view. A zero cue is what such a model saw on the
+        # single-view clips of its pretraining (and when its conditioning was dropped).
+        sequence = replace(sequence, cue=torch.zeros(len(sequence), 4, sequence.height, sequence.width))
     frames = sequence.frames.clone()
     mask = sequence.context_mask.clone()
     seed = int(sampling.pop("seed", 0))
@@ -137,4 +141,5 @@ def _subsequence(sequence: Syn2SeqSequence, index: list[int], frames: Tensor, ma
     sub_mask = mask[ix]
     return Syn2SeqSequence(frames=frames[ix], known=sub_mask >= C.MASK_CONTEXT, cameras=sequence.cameras[ix],
                            pose_known=sequence.pose_known[ix], roles=sequence.roles[ix], context_mask=sub_mask,
-                           direction=sequence.direction, mode=sequence.mode)
+                           direction=sequence.direction, mode=sequence.mode,
+                           cue=None if sequence.cue is None else sequence.cue[ix])

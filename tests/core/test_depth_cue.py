@@ -222,3 +222,19 @@ def test_a_cue_finetune_grows_a_run_without_one_and_its_loss_falls(tmp_path):
     model = load_model(tmp_path / "cue" / MODEL_NAME)
     assert model.config.cue == "depth_warp"
     assert eval_loss(model.network) < before
+
+
+def test_image_to_video_gives_a_cue_model_the_zero_cue_of_a_single_view():
+    """One view only (DFoT's own task): nothing to warp, so a cue model gets the zero cue it saw on single-view
+    pretraining clips, through the sliding window and the keyframe passes alike."""
+    from syn2seq_core.image2video import image_sequence, image_to_video
+
+    torch.manual_seed(0)
+    model = Syn2SeqModel(build_model(DiT3DConfig(**TINY, cue="depth_warp")).eval())
+    c2w = torch.eye(4)[None].repeat(12, 1, 1)
+    c2w[:, 0, 3] = torch.linspace(0, 0.5, 12)
+    cams = Cameras(c2w, torch.tensor([[1.0, 1.0, 0.5, 0.5]]).repeat(12, 1), 32, 32)
+    seq = image_sequence(torch.rand(1, 3, 32, 32), cams)
+    for mode in ("sliding", "keyframes"):
+        frames = image_to_video(model, seq, mode=mode, steps=2)
+        assert frames.shape == (12, 3, 32, 32) and torch.isfinite(frames).all()

@@ -241,6 +241,7 @@ def conditional_mean_node_keeps_the_context_and_refuses_long_sequences(work: Pat
 
     exo = torch.rand(4, 3, height, width)
     seq = core("sequence").build_sequence(cams(4, 0.0), cams(4, 2.0), exo_frames=exo, n_transition=n_tr)
+    seq = seq.with_depth_cue(_flat_depth(4, width, height))  # the bundled model reads the exo depth
     out, frames = Syn2SeqConditionalMean.execute(model, seq, 2, 0).result
     again = Syn2SeqConditionalMean.execute(model, seq, 2, 0).result[0]
     generated = seq.context_mask == 0
@@ -269,15 +270,23 @@ def evaluate_reports_metrics_and_lpips_unavailable(work: Path):
 
 
 
+def _flat_depth(n: int, width: int, height: int, metres: float = 3.0):
+    """[n, h, w] exo depth of a wall ``metres`` away: the depth_warp cue the bundled model reads."""
+    import torch
+
+    return torch.full((n, height, width), metres)
+
+
 def _sequence(width: int, height: int, n_transition: int, exo_frames: int = 4, ego_frames: int = 4, seed: int = 0):
     import torch
     from syn2seq_pack.nodes._core import core
 
     g = torch.Generator().manual_seed(seed)
     exo = torch.rand(exo_frames, 3, height, width, generator=g)
-    return core("sequence").build_sequence(_cameras(exo_frames, 0.0, width, height),
-                                           _cameras(ego_frames, 2.0, width, height), exo_frames=exo,
-                                           n_transition=n_transition)
+    seq = core("sequence").build_sequence(_cameras(exo_frames, 0.0, width, height),
+                                          _cameras(ego_frames, 2.0, width, height), exo_frames=exo,
+                                          n_transition=n_transition)
+    return seq.with_depth_cue(_flat_depth(exo_frames, width, height))
 
 
 def _sample(model, seq, steps: int = 4, **options):
