@@ -73,8 +73,9 @@ def sequence_ray_input(config, sequence: Syn2SeqSequence, reference: int = 0) ->
     if cue == "none":
         return rays
     require(sequence.cue is not None, "sequence", f"the source view's depth for this model's {cue} cue",
-            "a sequence without it", "Give the source view's depth (a take's <view>_depth.safetensors; "
-            "Syn2SeqSequence.with_depth_cue)")
+            "a sequence without it", "Give the source view's depth: a take's <view>_depth.safetensors "
+            "(syn2seq render-synthetic writes it), Syn2SeqSequence.with_depth_cue, or in ComfyUI Syn2Seq Load "
+            "Take's exo_depth into Syn2Seq Build Sequence's source_depth")
     return torch.cat([rays, cue_input(config, sequence.cue)], -1)
 
 
