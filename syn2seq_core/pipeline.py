@@ -69,10 +69,9 @@ def sequence_ray_input(config, sequence: Syn2SeqSequence, reference: int = 0) ->
         cams = sequence.cameras.relative_to(sequence.cameras.c2w[reference])
         rays = ray_input(config, cams.K.float(), cams.c2w.float(), config.height, config.width, cams.fisheye)
         rays = rays * sequence.pose_known.to(rays.dtype)[:, None, None, None]
-    cue = getattr(config, "cue", "none")
-    if cue == "none":
+    if config.cue == "none":
         return rays
-    require(sequence.cue is not None, "sequence", f"the source view's depth for this model's {cue} cue",
+    require(sequence.cue is not None, "sequence", f"the source view's depth for this model's {config.cue} cue",
             "a sequence without it", "Give the source view's depth: a take's <view>_depth.safetensors "
             "(syn2seq render-synthetic writes it), Syn2SeqSequence.with_depth_cue, or in ComfyUI Syn2Seq Load "
             "Take's exo_depth into Syn2Seq Build Sequence's source_depth")
@@ -327,7 +326,7 @@ class Syn2SeqModel:
         c = self.config
         activations = int(1.2 * self.network.activation_bytes(T, batch))
         # state, context, x0, v, eps, update and two branch-stacked copies, float32; rays for every branch.
-        sampler = 4 * int(samples) * T * c.height * c.width * (8 * c.in_channels + 2 * batch * c.ray_channels)
+        sampler = 4 * int(samples) * T * c.height * c.width * (8 * c.in_channels + 2 * batch * c.cond_channels)
         autocast_dtype = dtype if dtype is not None else default_autocast_dtype(self.device)
         copies = 0
         if autocast_dtype != torch.float32:

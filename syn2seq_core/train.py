@@ -751,7 +751,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
             from .dfot.model import full_attention_weights
 
             weights = full_attention_weights(weights, model.config.dim)
-        if getattr(model.config, "cue", "none") != "none":
+        if model.config.cue != "none":
             from .dfot.model import cue_weights
 
             weights = cue_weights(weights, model.config)

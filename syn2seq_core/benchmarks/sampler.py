@@ -90,7 +90,7 @@ def _inputs(config, batch: int, frames: int, device, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, frames, config.in_channels, config.height, config.width, generator=g)
     logsnr = torch.randn(batch, frames, generator=g) * 4
-    rays = torch.randn(batch, frames, config.height, config.width, config.ray_channels, generator=g)
+    rays = torch.randn(batch, frames, config.height, config.width, config.cond_channels, generator=g)
     return x.to(device), logsnr.to(device), rays.to(device)
 
 

@@ -98,7 +98,7 @@ def measure_activations(config, frames: int, batch: int = 1, checkpoint: bool = 
     c = config
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, frames, c.in_channels, c.height, c.width, generator=g)
-    rays = torch.randn(batch, frames, c.height, c.width, c.ray_channels, generator=g)
+    rays = torch.randn(batch, frames, c.height, c.width, c.cond_channels, generator=g)
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             with torch.autocast("cpu", dtype=torch.bfloat16):

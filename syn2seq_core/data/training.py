@@ -72,7 +72,7 @@ def pretrain_source(cfg, heldout: bool = False) -> Callable[[torch.Generator, in
         clips = render_camera_path_clips(_seeds(g, batch, heldout), frames, world)
         c2w = invert_pose(clips.c2w[:, :1]) @ clips.c2w  # relative to each clip's first camera
         rays = ray_input(net, clips.K, c2w, data.size, data.size)
-        if getattr(net, "cue", "none") != "none":  # single-view clips: no other view to warp; as with no pose
+        if net.cue != "none":  # single-view clips: no other view to warp; as with no pose
             rays = torch.cat([rays, rays.new_zeros(*rays.shape[:-1], net.cond_channels - rays.shape[-1])], -1)
         noise_t = draw_noise_levels(g, (batch, frames), data.shared_noise_prob)
         loss_mask = torch.ones(batch, frames)
@@ -94,7 +94,7 @@ def finetune_source(cfg, heldout: bool = False) -> Callable[[torch.Generator, in
     full = data.exo_frames + data.ego_frames + (0 if mode == "direct" else data.transition_frames)
     window = data.window or full
     net = network_config(cfg)
-    cue = getattr(net, "cue", "none") != "none"
+    cue = net.cue != "none"
 
     def draw(g: torch.Generator, batch: int) -> TrainingBatch:
         n_ideal = data.transition_frames if data.transition == "ideal" else 0

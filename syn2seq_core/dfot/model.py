@@ -255,10 +255,9 @@ class VideoDenoiser(nn.Module):
         B, T = x_t.shape[:2]
         require(tuple(logsnr.shape) == (B, T), "logsnr", f"[B, T] = {(B, T)}", tuple(logsnr.shape))
         if rays is not None:
-            cue = getattr(c, "cue", "none")
-            want = (B, T, c.height, c.width, getattr(c, "cond_channels", c.ray_channels))
+            want = (B, T, c.height, c.width, c.cond_channels)
             require(tuple(rays.shape) == want, "rays", f"{list(want)} ({c.ray_format}"
-                    + (f" + {cue} cue)" if cue != "none" else ")"), tuple(rays.shape))
+                    + (f" + {c.cue} cue)" if c.cue != "none" else ")"), tuple(rays.shape))
         if pose_mask is not None:
             require(tuple(pose_mask.shape) == (B,), "pose_mask", f"[B] = ({B},)", tuple(pose_mask.shape))
 
@@ -430,5 +429,5 @@ def transformer_flops(config: DiT3DConfig, frames: int, batch: int = 1) -> float
         attn = 2 * 2 * batch * (frames * S * S + S * frames * frames) * c.dim * c.depth
     else:
         attn = 2 * 2 * batch * (frames * S) ** 2 * c.dim * c.depth
-    embed = 2 * N * c.dim * (c.patch_size ** 2) * (c.in_channels * 2 + c.ray_channels)
+    embed = 2 * N * c.dim * (c.patch_size ** 2) * (c.in_channels * 2 + c.cond_channels)
     return float(linear + attn + embed)

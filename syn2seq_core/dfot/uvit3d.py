@@ -60,6 +60,7 @@ class UViT3DPoseConfig:
     """
 
     arch: ClassVar[str] = "uvit3d_pose"
+    cue: ClassVar[str] = "none"  # no extra conditioning beside the rays (DiT3DConfig.cue)
 
     height: int = 256
     width: int = 256
@@ -109,6 +110,11 @@ class UViT3DPoseConfig:
     def level_grid(self, level: int) -> tuple[int, int]:
         s = self.patch_size * 2 ** level
         return self.height // s, self.width // s
+
+    @property
+    def cond_channels(self) -> int:
+        """Channels of the network's ``rays`` input (the rays only: no cue)."""
+        return self.ray_channels
 
     def replace(self, **changes) -> "UViT3DPoseConfig":
         return dataclasses.replace(self, **changes)
