@@ -56,7 +56,7 @@ def with_cue(seq: Syn2SeqSequence, take, model: Syn2SeqModel, source_frames: Ten
              ) -> Syn2SeqSequence:
     """``seq`` with the cue ``model`` reads (its ``depth_warp`` cue from the take's source-view depth), or ``seq``
     itself for a model without one. source_frames: the source view at the model's size (default: read)."""
-    if getattr(model.config, "cue", "none") == "none":
+    if model.config.cue == "none":
         return seq
     h, w = model.size
     src = "exo" if seq.direction == "exo2ego" else "ego"
@@ -151,14 +151,16 @@ class _Held:
         return out
 
 
-def _source_reader(take, view: str, size: tuple[int, int], n: int):
-    """read(start, end) -> [end - start, 3, h, w]: frames of ``view`` at ``size`` (w, h), zeros past its end."""
+def _source_reader(take, view: str, size: tuple[int, int], n: int, frames: Tensor | None = None):
+    """read(start, end) -> [end - start, 3, h, w]: frames of ``view`` at ``size`` (w, h), zeros past its end;
+    from ``frames`` (the whole view, already read) when given, else decoded per call."""
     def read(start: int, end: int) -> Tensor:
         out = torch.zeros(end - start, 3, size[1], size[0])
         stop = min(end, n)
         if start < stop:
-            frames = take.read_view(view, size=size, start=start, stop=stop)[0]
-            out[:len(frames)] = frames
+            part = frames[start:stop] if frames is not None else take.read_view(view, size=size, start=start,
+                                                                                 stop=stop)[0]
+            out[:len(part)] = part
         return out
     return read
 
@@ -181,8 +183,11 @@ def iter_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, steps: i
     seq = build_sequence(cams["exo"], cams["ego"], size=(h, w), mode=model.sequence_mode(direction),
                          direction=direction,
                          n_transition=model.transition_frames if n_transition is None else n_transition)
-    read = _source_reader(take, src, (w, h), n_src)
-    seq = with_cue(seq, take, model)  # a cue model reads its source view whole here (at the model's size)
+    frames = None
+    if model.config.cue != "none":  # a cue model needs the source view whole (at the model's size) up front
+        frames = take.read_view(src, size=(w, h))[0]
+        seq = with_cue(seq, take, model, frames)
+    read = _source_reader(take, src, (w, h), n_src, frames)
     if with_mean:
         require(len(seq) <= model.window, "--mean", f"a sequence within the model's window ({model.window} frames)",
                 f"{len(seq)} frames", "The conditional mean is one-shot; generate long takes without --mean")
