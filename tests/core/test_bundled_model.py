@@ -44,7 +44,16 @@ def test_eval_on_heldout_subset_reproduces_the_card(tmp_path):
     assert main(["eval", "--takes", str(takes), "--steps", str(recorded["steps"]), "--seed", "0", "--mean",
                  "--out", str(report)]) == 0
     got = json.loads(report.read_text())["summary"]["methods"]
+    table = {m: (round(v["psnr"]["mean"], 3), round(v["ssim"]["mean"], 4)) for m, v in got.items()}
     for method, metrics in recorded["methods"].items():
-        # Same seeds, same renderer, same sampler noise: only float differences between CPUs remain.
-        assert got[method]["psnr"]["mean"] == pytest.approx(metrics["psnr"], abs=0.1), method
-        assert got[method]["ssim"]["mean"] == pytest.approx(metrics["ssim"], abs=0.005), method
+        # Same seeds, same renderer, same sampler noise: only float differences between CPUs remain. They do
+        # move pixels (the renderer's and FFmpeg's arithmetic differ by CPU), and the mean SSIM of 4 takes of
+        # a baseline that is nearly uncorrelated with the truth (copy_last, 0.08) moved by 0.0057 on the CI
+        # machine while every PSNR stayed within 0.02 dB: hence 0.015 on SSIM, still far below the gaps
+        # between the methods (0.05 and more).
+        assert got[method]["psnr"]["mean"] == pytest.approx(metrics["psnr"], abs=0.1), (method, table)
+        assert got[method]["ssim"]["mean"] == pytest.approx(metrics["ssim"], abs=0.015), (method, table)
+    # What the card claims on this subset: one sample beats every trivial baseline in both metrics.
+    for baseline in ("copy_last", "flat_color", "mean_target"):
+        for metric in ("psnr", "ssim"):
+            assert got["sample"][metric]["mean"] > got[baseline][metric]["mean"], (baseline, metric, table)
