@@ -10,7 +10,9 @@ from .sockets import CATEGORY
 
 
 def _backends() -> list[str]:
-    return core("interpolation.base").known_interpolators()
+    # wan runs in ComfyUI through its native Wan nodes (their frames go through Syn2SeqWanFramesToTransition),
+    # which share ComfyUI's model management; the core's diffusers pipeline would load a second copy.
+    return [b for b in core("interpolation.base").known_interpolators() if b != "wan"]
 
 
 class Syn2SeqInterpolate(io.ComfyNode):

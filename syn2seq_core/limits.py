@@ -74,7 +74,8 @@ _SAMPLE = f"{_GEN} / image2video"  # the sampling options (commands.generate.add
 # widgets (``Node.input``); tests check that every numeric option and widget takes its range from here.
 LIMITS: dict[str, Range] = dict([
     # sampling (exo2ego, ego2exo, demo, eval; the model nodes)
-    _r("steps", int, 1, 1000, [f"{_SAMPLE} --steps", "Syn2SeqSampler.steps", "Syn2SeqImageToVideo.steps"],
+    _r("steps", int, 1, 1000, [f"{_SAMPLE} --steps", "Syn2SeqSampler.steps", "Syn2SeqImageToVideo.steps",
+                               "interpolate --wan-steps"],
        "DFoT's reference trains with 1000 noise levels; more steps only repeat levels"),
     _r("transition_frames", int, 0, 256,
        [f"{_GEN} --transition-frames", "Syn2SeqBuildSequence.n_transition", "Syn2SeqTransitionPoses.n",
@@ -83,11 +84,12 @@ LIMITS: dict[str, Range] = dict([
     _r("mean_draws", int, 1, 64, [f"{_GEN} --mean-draws", "Syn2SeqConditionalMean.draws"],
        "each draw is one network pass over the window; the average settles within a few dozen"),
     _r("seed", int, 0, SEED_MAX, [f"{_SAMPLE} --seed", "render-synthetic --seed", "Syn2SeqSampler.seed",
-                                  "Syn2SeqConditionalMean.seed", "Syn2SeqImageToVideo.seed"],
+                                  "Syn2SeqConditionalMean.seed", "Syn2SeqImageToVideo.seed", "interpolate --wan-seed"],
        "what torch.Generator.manual_seed accepts (uint64); a command that uses seed .. seed + k - 1 "
        "checks the last one too"),
     _r("guidance_scale", float, 0.0, 20.0,
-       [f"{_SAMPLE} --guidance-scale", "Syn2SeqSampler.guidance_scale", "Syn2SeqImageToVideo.guidance_scale"],
+       [f"{_SAMPLE} --guidance-scale", "Syn2SeqSampler.guidance_scale", "Syn2SeqImageToVideo.guidance_scale",
+        "interpolate --wan-guidance"],
        "history guidance weight w; 1 = no guidance; large weights extrapolate far outside the data"),
     _r("stabilization", float, 0.0, 0.99,
        [f"{_SAMPLE} --stabilization", "Syn2SeqSampler.stabilization", "Syn2SeqImageToVideo.stabilization"],

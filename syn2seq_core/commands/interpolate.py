@@ -5,10 +5,13 @@
         at times k / (n + 1); the folder appears complete or not at all.
     syn2seq interpolate --video IN.mp4 -n 1 --out OUT.mp4
         inserts n frames between every two frames (frame rate x (n + 1) unless --fps), streamed in chunks.
+    syn2seq interpolate --first A.png --last B.png -n 8 --backend wan --wan-model DIR [--wan-transformer FILE]
+        Wan first-last-frame-to-video through diffusers, from local files only (the `wan` extra).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -24,6 +27,8 @@ def add_arguments(parser) -> None:
     from ..interpolation import DEFAULT_BACKEND, known_interpolators
     from ..interpolation.flow import DEFAULT_PRESET, DIS_PRESETS
     from ..interpolation.rife import SCALE_CHOICES
+    from ..interpolation.wan_diffusers import (DEFAULT_GUIDANCE, DEFAULT_NEGATIVE_PROMPT, DEFAULT_PROMPT,
+                                               DEFAULT_STEPS, DTYPES)
 
     parser.add_argument("--first", help="first image (PNG/JPEG)")
     parser.add_argument("--last", help="last image, same size as --first")
@@ -45,10 +50,31 @@ def add_arguments(parser) -> None:
                       help=f"flow resolution scale, one of {', '.join(map(str, SCALE_CHOICES))} (0.5 for 4K frames; "
                            "default 1.0)")
     rife.add_argument("--device", default=None, type=limits.device_arg,
-                      help="device for RIFE: cpu, cuda, cuda:N, mps or xpu, one this machine has (default cpu)")
+                      help="device for RIFE and Wan: cpu, cuda, cuda:N, mps or xpu, one this machine has (default: "
+                           "cpu for RIFE, cuda if present for Wan)")
     flow = parser.add_argument_group("flow")
     flow.add_argument("--flow-preset", default=DEFAULT_PRESET, choices=sorted(DIS_PRESETS), help="DIS preset")
     flow.add_argument("--occlusion", action="store_true", help="occlusion-aware blending (flow backend)")
+    wan = parser.add_argument_group("wan (Wan first-last-frame-to-video through diffusers; nothing is downloaded)")
+    wan.add_argument("--wan-model", default=None, metavar="DIR",
+                     help="local diffusers-format Wan FLF2V/I2V folder (model_index.json, transformer/, vae/, "
+                          "text_encoder/, tokenizer/, scheduler/, image_encoder/)")
+    wan.add_argument("--wan-transformer", default=None, metavar="FILE",
+                     help="single-file Wan transformer (.safetensors, e.g. from ComfyUI/models/diffusion_models/) "
+                          "used instead of DIR/transformer/ (then only its config.json is needed)")
+    wan.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"text prompt (default {DEFAULT_PROMPT!r})")
+    wan.add_argument("--negative-prompt", default=DEFAULT_NEGATIVE_PROMPT,
+                     help=f"negative prompt (default {DEFAULT_NEGATIVE_PROMPT!r})")
+    wan.add_argument("--wan-steps", **limits.option("steps", "denoising steps", DEFAULT_STEPS))
+    wan.add_argument("--wan-guidance", **limits.option("guidance_scale", "classifier-free guidance scale (1 = none)",
+                                                       DEFAULT_GUIDANCE))
+    wan.add_argument("--wan-seed", **limits.option("seed", "noise seed (every pair uses it)", 0))
+    wan.add_argument("--wan-dtype", default=None, choices=sorted(DTYPES),
+                     help="transformer/text-encoder dtype (default bf16 on CUDA, fp32 on the CPU)")
+    wan.add_argument("--wan-offload", default=None, action=argparse.BooleanOptionalAction,
+                     help="diffusers' model CPU offload (default: on for CUDA)")
+    wan.add_argument("--no-color-match", dest="color_match", action="store_false",
+                     help="keep Wan's colours (default: match each frame's colour statistics to the endpoints')")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -59,6 +85,11 @@ def backend_options(args) -> dict:
                 "device": args.device}
     if args.backend == "flow":
         return {"preset": args.flow_preset, "occlusion": args.occlusion}
+    if args.backend == "wan":
+        return {"model": args.wan_model, "transformer_file": args.wan_transformer, "prompt": args.prompt,
+                "negative_prompt": args.negative_prompt, "steps": args.wan_steps, "guidance_scale": args.wan_guidance,
+                "seed": args.wan_seed, "dtype": args.wan_dtype, "device": args.device, "cpu_offload": args.wan_offload,
+                "color_match": args.color_match, "progress_bar": not args.quiet}
     return {}
 
 
@@ -191,4 +222,8 @@ def run(args) -> int:
     interp = get_interpolator(args.backend, **backend_options(args))
     if args.backend == "rife" and not args.quiet:
         print(f"syn2seq interpolate: RIFE weights {interp.path} ({interp.config.describe()})", file=sys.stderr)
+    if args.backend == "wan" and not args.quiet:
+        single = f", transformer {interp.transformer_file}" if interp.transformer_file is not None else ""
+        print(f"syn2seq interpolate: Wan pipeline {interp.model}{single} ({interp.device}, {interp.dtype}, "
+              f"{interp.steps} steps, colour match {'on' if interp.color_match else 'off'})", file=sys.stderr)
     return run_images(args, interp) if image_mode else run_video(args, interp)

@@ -35,6 +35,7 @@ INTERPOLATORS: dict[str, str] = {
     "blend": "blend:BlendInterpolator",
     "flow": "flow:FlowInterpolator",
     "rife": "rife:RifeInterpolator",
+    "wan": "wan_diffusers:WanInterpolator",
 }
 DEFAULT_BACKEND = "flow"
 # Values this far outside [0, 1] are another range ([-1, 1], [0, 255]), not a decoder's overshoot.

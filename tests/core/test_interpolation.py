@@ -146,7 +146,7 @@ def test_insert_frames_keeps_the_originals(texture):
 
 def test_registry_and_input_errors(texture):
     assert set(known_interpolators()) >= {"blend", "flow", "rife"}
-    with pytest.raises(Syn2SeqInputError, match=r"one of \['blend', 'flow', 'rife'\].*'raft'"):
+    with pytest.raises(Syn2SeqInputError, match=r"one of \['blend', 'flow', 'rife', 'wan'\].*'raft'"):
         get_interpolator("raft")
     with pytest.raises(Syn2SeqInputError, match="options of the 'flow' interpolator.*'presett'"):
         get_interpolator("flow", presett="fast")
