@@ -5,6 +5,13 @@ ego.mp4, exo_cameras.json, ego_cameras.json, take.json with the seed and the wor
 the default, also exo_depth.safetensors / ego_depth.safetensors: exact z-depth at the supersampled resolution,
 for models with the depth_warp cue), so every loader, command and node reads them. Frame ``i`` of both views is
 at ``i / fps`` seconds.
+
+``--layout egoexo4d`` writes the takes as a local Ego-Exo4D release instead (``OUT/takes.json``,
+``OUT/annotations/splits.json``, ``OUT/captures/<capture>/timesync.csv``, ``OUT/takes/<take>/frame_aligned_videos``
+and ``trajectory``), the exo views through KB3 lenses and the ego view through the FISHEYE624 lens of its
+``online_calibration.jsonl``: see :mod:`syn2seq_core.data.egoexo4d_fixture`. ``--ego-frames`` frames per take (both
+views), ``--exo-cameras`` static exo cameras, ``--damaged KIND`` adds a broken take (for indexer tests);
+``--exo-frames``, ``--batch`` and ``--depth`` do not apply to it.
 """
 
 from __future__ import annotations
@@ -34,6 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write each view's exact z-depth (<view>_depth.safetensors; needed by models with the "
                              "depth_warp cue, e.g. the bundled one); --no-depth leaves it out")
     parser.add_argument("--overwrite", action="store_true", help="replace takes that already exist")
+    parser.add_argument("--layout", choices=("takes", "egoexo4d"), default="takes",
+                        help="takes: one take folder per take (default); egoexo4d: a local Ego-Exo4D release "
+                             "(takes.json, splits, timesync, frame_aligned_videos, trajectory with the exact "
+                             "cameras, FISHEYE624 ego lens)")
+    parser.add_argument("--exo-cameras", type=int, default=2, choices=range(1, 5), metavar="1..4",
+                        help="egoexo4d layout: static exo cameras per take, 1 to 4 (cam01 is the world's)")
+    parser.add_argument("--damaged", action="append", default=[], metavar="KIND",
+                        help="egoexo4d layout: also write a broken take of this kind (repeatable): "
+                             "missing_folder, missing_video, missing_trajectory, missing_calibration, "
+                             "damaged_calibration, damaged_csv, dropped")
     parser.set_defaults(_check_options=limits.check_render_synthetic_options)
 
 
@@ -49,6 +66,8 @@ def run(args) -> int:
     config = SyntheticConfig(size=args.size, supersample=args.supersample, exo_frames=args.exo_frames,
                              ego_frames=args.ego_frames, fps=args.fps, threads=args.threads)
     out = Path(args.out).expanduser()
+    if getattr(args, "layout", "takes") == "egoexo4d":
+        return _run_egoexo4d(args, config, out)
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
                 if k not in ("chunk_rays", "threads")}  # those change the speed, not the pixels
     render_s = 0.0
@@ -72,4 +91,22 @@ def run(args) -> int:
     print(f"wrote {args.takes} takes ({frames} frames, {config.size}x{config.size}) to {out}: "
           f"rendering {frames / max(render_s, 1e-9):.0f} frames/s, with encoding and writing "
           f"{frames / max(total_s, 1e-9):.0f} frames/s ({total_s:.1f} s)")
+    return 0
+
+
+def _run_egoexo4d(args, config, out: Path) -> int:
+    from tqdm import tqdm
+
+    from ..data.egoexo4d_fixture import write_egoexo4d_fixture
+
+    t0 = time.perf_counter()
+    total = args.takes + len(args.damaged)
+    with tqdm(total=total, unit="take", desc="render-synthetic (egoexo4d)") as bar:
+        written = write_egoexo4d_fixture(out, [args.seed + i for i in range(args.takes)], config,
+                                         exo_cameras=args.exo_cameras, damaged=args.damaged,
+                                         overwrite=args.overwrite, progress=lambda _: bar.update(1))
+    damaged = [t.take_name + f" ({t.damage})" for t in written if t.damage]
+    print(f"wrote an Ego-Exo4D layout with {args.takes} takes ({args.exo_cameras} exo cameras each, "
+          f"{config.ego_frames} frames, {config.size}x{config.size}) to {out} in {time.perf_counter() - t0:.1f} s"
+          + (f"; damaged: {', '.join(damaged)}" if damaged else ""))
     return 0

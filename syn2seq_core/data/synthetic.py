@@ -64,7 +64,7 @@ def _threads(n: int):
 
 def render_batch(scene: Scene, c2w: Tensor, K: Tensor, times: Tensor, size: int | tuple[int, int], *,
                  supersample: int = 2, near: float = 0.05, hidden=(), return_aux: bool = False,
-                 chunk_rays: int = 32768):
+                 chunk_rays: int = 32768, fisheye: Tensor | None = None):
     """Render B scenes, N cameras each.
 
     c2w: [B, N, 4, 4] (OpenCV axes); K: [B, N, 4] normalised; times: [B, N] seconds; size: output
@@ -72,11 +72,15 @@ def render_batch(scene: Scene, c2w: Tensor, K: Tensor, times: Tensor, size: int 
     ``return_aux`` also a dict of ``depth`` (z-depth, metres) and ``id`` (primitive id, see
     ``PRIMITIVE_NAMES``), each [B, N, s*H, s*W] at the *supersampled* resolution (the normalised K holds
     there too; a pixel (i, j) of it has its centre at ``((i + 0.5) / (s*W), (j + 0.5) / (s*H))``).
-    hidden: names of primitives (table, actor parts, object slots) not to draw.
+    hidden: names of primitives (table, actor parts, object slots) not to draw. fisheye: None (pinhole), or
+    [B, N, 4] Kannala–Brandt / [B, N, 12] FISHEYE624 coefficients: every sub-pixel ray then comes from the
+    lens model (:func:`~syn2seq_core.geometry.plucker.lens_unproject`), so the frames are what that camera
+    sees (the field of view must stay below 180 degrees).
     """
     width, height = (size, size) if isinstance(size, int) else size
     B = scene.batch_size
     c2w = torch.as_tensor(c2w, dtype=torch.float32)
+    K_lens = torch.as_tensor(K)  # the lens rays are computed in float64 from the intrinsics as given
     K = torch.as_tensor(K, dtype=torch.float32)
     times = torch.as_tensor(times, dtype=torch.float32)
     require(c2w.ndim == 4 and c2w.shape[0] == B and c2w.shape[-2:] == (4, 4), "c2w",
@@ -91,6 +95,8 @@ def render_batch(scene: Scene, c2w: Tensor, K: Tensor, times: Tensor, size: int 
     require(bool(inside.all()), "c2w", f"camera centres inside the room {ROOM_LO} .. {ROOM_HI} (metres)",
             f"{int((~inside.all(-1)).sum())} outside")
     s = int(supersample)
+    rays = None if fisheye is None else _lens_rays(K_lens.reshape(B * N, 4), torch.as_tensor(fisheye), B * N,
+                                                   height, width, s)
     with torch.inference_mode():
         tab = primitive_tables(scene, times, hidden)
         flat = {k: (v.reshape(B * N, *v.shape[2:]) if k != "material" else
@@ -98,13 +104,30 @@ def render_batch(scene: Scene, c2w: Tensor, K: Tensor, times: Tensor, size: int 
         light = scene.light_dir[:, None].expand(B, N, 3).reshape(B * N, 3)
         ambient = scene.ambient[:, None].expand(B, N).reshape(B * N)
         out = cast(flat, c2w.reshape(B * N, 4, 4), K.reshape(B * N, 4), light, ambient, height, width, s, near,
-                   chunk_rays, aux=return_aux)
+                   chunk_rays, aux=return_aux, rays=rays)
         rgb = out[0] if return_aux else out
         frames = rgb.clamp_(0.0, 1.0).reshape(B, N, 3, height, width)
     if not return_aux:
         return frames
     return frames, {"depth": out[1].reshape(B, N, s * height, s * width),
                     "id": out[2].reshape(B, N, s * height, s * width)}
+
+
+def _lens_rays(K: Tensor, fisheye: Tensor, F: int, height: int, width: int, s: int) -> tuple[Tensor, Tensor]:
+    """Sub-pixel ray directions (X / Z, Y / Z) [F, s*s*H*W] through a fisheye lens (float64 maths, float32 out)."""
+    from ..geometry.plucker import lens_unproject
+    from .synthetic_render import subpixel_centers
+
+    fish = fisheye.to(torch.float64).reshape(F, fisheye.shape[-1])
+    Kd = K.to(torch.float64)
+    u, v = (c.to(torch.float64) for c in subpixel_centers(height, width, s))
+    x = (u[None] - Kd[:, 2:3]) / Kd[:, 0:1]
+    y = (v[None] - Kd[:, 3:4]) / Kd[:, 1:2]
+    d = lens_unproject(x, y, fish)  # [F, P, 3]
+    z = d[..., 2]
+    require(bool((z > 1e-3).all()), "fisheye", "a lens whose rays all point forward (field of view < 180 deg)",
+            f"{int((z <= 1e-3).sum())} rays at or beyond 90 degrees")
+    return (d[..., 0] / z).to(torch.float32).contiguous(), (d[..., 1] / z).to(torch.float32).contiguous()
 
 
 def _single(scene: Scene) -> Scene:
@@ -116,21 +139,23 @@ def render(scene: Scene, cameras: Cameras, times, *, supersample: int = 2, near:
            return_aux: bool = False, chunk_rays: int = 32768):
     """Render one scene along any camera track at any times.
 
-    scene: a batch of one; cameras: N cameras (frames are ``cameras.height x cameras.width``);
-    times: [N] seconds (or a scalar for all). Returns frames [N, 3, H, W] in [0, 1]; with ``return_aux``
-    also ``{"depth", "id"}`` [N, s*H, s*W] (see :func:`render_batch`).
+    scene: a batch of one; cameras: N cameras (frames are ``cameras.height x cameras.width``; pinhole, or a
+    fisheye lens whose rays are then taken from its model); times: [N] seconds (or a scalar for all). Returns
+    frames [N, 3, H, W] in [0, 1]; with ``return_aux`` also ``{"depth", "id"}`` [N, s*H, s*W] (see
+    :func:`render_batch`).
     """
     _single(scene)
     require(isinstance(cameras, Cameras), "cameras", "a Cameras track", type(cameras).__name__)
-    require(cameras.fisheye is None, "cameras", "pinhole cameras", "fisheye coefficients")
     n = len(cameras)
     times = torch.as_tensor(times, dtype=torch.float32)
     if times.ndim == 0:
         times = times.expand(n)
     require(times.shape == (n,), "times", f"shape [{n}] (one per camera)", tuple(times.shape))
-    out = render_batch(scene, cameras.c2w.to(torch.float32)[None], cameras.K.to(torch.float32)[None], times[None],
+    fish = None if cameras.fisheye is None else cameras.fisheye[None]
+    K = cameras.K[None] if fish is not None else cameras.K.to(torch.float32)[None]  # the lens rays use float64
+    out = render_batch(scene, cameras.c2w.to(torch.float32)[None], K, times[None],
                        (cameras.width, cameras.height), supersample=supersample, near=near, hidden=hidden,
-                       return_aux=return_aux, chunk_rays=chunk_rays)
+                       return_aux=return_aux, chunk_rays=chunk_rays, fisheye=fish)
     if not return_aux:
         return out[0]
     frames, aux = out

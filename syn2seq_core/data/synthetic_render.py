@@ -224,8 +224,13 @@ def subpixel_centers(height: int, width: int, supersample: int) -> tuple[Tensor,
 
 
 def cast(tables: dict[str, Tensor], c2w: Tensor, K: Tensor, light: Tensor, ambient: Tensor, height: int,
-         width: int, supersample: int, near: float, chunk_rays: int, aux: bool = False):
+         width: int, supersample: int, near: float, chunk_rays: int, aux: bool = False,
+         rays: tuple[Tensor, Tensor] | None = None):
     """Render F frames with ``supersample`` x ``supersample`` rays per pixel, box-filtered.
+
+    rays: for a lens other than the pinhole, the camera-space direction of every sub-pixel ray as
+    ``(X / Z, Y / Z)``, each [F, s*s*H*W] in the order of :func:`subpixel_centers` (``K`` is then unused);
+    None: pinhole rays from ``K`` (unchanged).
 
     tables: from :func:`~syn2seq_core.data.synthetic_scene.primitive_tables`, flattened to F frames
     (``spheres [F, 5, 4]`` ... ``geometry [F, NP, 7]``, ``material [F, NP, 12]``); c2w: [F, 4, 4];
@@ -250,8 +255,11 @@ def cast(tables: dict[str, Tensor], c2w: Tensor, K: Tensor, light: Tensor, ambie
         e = min(F, s + per)
         f = e - s
         R, o, k = c2w[s:e, :3, :3], c2w[s:e, :3, 3], K[s:e]
-        xc = (u - k[:, 2:3]) / k[:, 0:1]  # [f, P] camera-space direction (x, y, 1)
-        yc = (v - k[:, 3:4]) / k[:, 1:2]
+        if rays is None:
+            xc = (u - k[:, 2:3]) / k[:, 0:1]  # [f, P] camera-space direction (x, y, 1)
+            yc = (v - k[:, 3:4]) / k[:, 1:2]
+        else:
+            xc, yc = rays[0][s:e], rays[1][s:e]
         dx = R[:, 0, 0:1] * xc + R[:, 0, 1:2] * yc + R[:, 0, 2:3]
         dy = R[:, 1, 0:1] * xc + R[:, 1, 1:2] * yc + R[:, 1, 2:3]
         dz = R[:, 2, 0:1] * xc + R[:, 2, 1:2] * yc + R[:, 2, 2:3]

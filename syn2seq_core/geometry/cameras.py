@@ -1,7 +1,8 @@
 """The camera track: a frozen dataclass and the conversions between the usual conventions.
 
 Conventions (see :mod:`syn2seq_core.conventions`): ``c2w [N, 4, 4]`` OpenCV axes, ``K [N, 4]`` normalised
-``(fx/W, fy/H, cx/W, cy/H)``, optional Kannala–Brandt fisheye ``[N, 4]``.
+``(fx/W, fy/H, cx/W, cy/H)``, optional fisheye distortion: Kannala–Brandt ``[N, 4]`` or FISHEYE624 ``[N, 12]``
+(the lens model is told by the length, see :data:`~syn2seq_core.geometry.plucker.LENS_MODELS`).
 """
 
 from __future__ import annotations
@@ -89,7 +90,10 @@ class Cameras:
     c2w: [N, 4, 4] camera-to-world, OpenCV axes, metres.
     K: [N, 4] normalised intrinsics (fx/W, fy/H, cx/W, cy/H).
     width, height: image size in pixels the intrinsics refer to.
-    fisheye: [N, 4] Kannala–Brandt k1..k4, or None for a pinhole camera.
+    fisheye: [N, 4] Kannala–Brandt k1..k4 (GoPro), [N, 12] FISHEYE624 k0..k5, p0, p1, s0..s3 (Project Aria;
+        single focal: ``K[:, 0] * width == K[:, 1] * height``), or None for a pinhole camera. The length names the
+        model (:attr:`lens_model`); code that passes ``cameras.fisheye`` to
+        :func:`~syn2seq_core.geometry.plucker.plucker_rays` gets the true lens either way.
     uncropped_K: [N, 4] the normalised intrinsics of the frames before they were cropped (set by :meth:`crop`;
     None: never cropped, the same as ``K``). ``K`` is what the cropped pixels really see; a model trained the
     way DFoT's RealEstate10K loader crops (to a square, intrinsics not renormalised) expects these instead
@@ -125,10 +129,11 @@ class Cameras:
             fisheye = _as_float(fisheye, "fisheye")
             if fisheye.ndim == 1:
                 fisheye = fisheye[None]
-            require(fisheye.ndim == 2 and fisheye.shape[-1] == 4, "fisheye", "shape [N, 4] (k1..k4)",
+            require(fisheye.ndim == 2 and fisheye.shape[-1] in (4, 12), "fisheye",
+                    "shape [N, 4] (Kannala-Brandt k1..k4) or [N, 12] (FISHEYE624 k0..k5 p0 p1 s0..s3)",
                     tuple(fisheye.shape))
             if fisheye.shape[0] == 1 and n != 1:
-                fisheye = fisheye.expand(n, 4).clone()
+                fisheye = fisheye.expand(n, fisheye.shape[-1]).clone()
             require(fisheye.shape[0] == n, "fisheye", f"{n} rows", fisheye.shape[0])
             check_finite(fisheye, "fisheye")
             fisheye = fisheye.to(c2w.dtype)
@@ -162,6 +167,23 @@ class Cameras:
         return replace(self, c2w=self.c2w[index], K=self.K[index],
                        fisheye=None if self.fisheye is None else self.fisheye[index],
                        uncropped_K=None if self.uncropped_K is None else self.uncropped_K[index])
+
+    @property
+    def lens_model(self) -> str:
+        """``"pinhole"``, ``"kannala_brandt"`` (fisheye [N, 4]) or ``"fisheye624"`` (fisheye [N, 12])."""
+        return {None: "pinhole", 4: "kannala_brandt", 12: "fisheye624"}[
+            None if self.fisheye is None else int(self.fisheye.shape[-1])]
+
+    def as_fisheye624(self) -> "Cameras":
+        """The same cameras with FISHEYE624 coefficients: Kannala–Brandt ``k1..k4`` is exactly FISHEYE624
+        ``(k1, k2, k3, k4, 0, 0, p = 0, s = 0)`` (same rays); a pinhole has no FISHEYE624 equivalent."""
+        require(self.fisheye is not None, "cameras", "fisheye cameras (a pinhole is not a FISHEYE624 lens)",
+                "pinhole cameras")
+        if self.lens_model == "fisheye624":
+            return self
+        fish = torch.cat([self.fisheye, torch.zeros(len(self), 8, dtype=self.fisheye.dtype,
+                                                    device=self.fisheye.device)], -1)
+        return replace(self, fisheye=fish)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -232,6 +254,8 @@ class Cameras:
                                     "Undistort the fisheye view to a pinhole first, or give both views fisheye "
                                     "coefficients")
         if kinds == {True}:
+            if len({t.lens_model for t in tracks if len(t)}) > 1:  # KB is exactly a FISHEYE624 special case
+                tracks = [t.as_fisheye624() for t in tracks]
             fish = torch.cat([t.fisheye.to(dtype) for t in tracks if len(t)])
         uncropped = None
         if any(t.uncropped_K is not None for t in tracks):

@@ -2,9 +2,10 @@
 
 Every loader returns cameras in the project's conventions (:mod:`syn2seq_core.conventions`): ``c2w [N, 4, 4]``
 float64, OpenCV axes; ``K [N, 4]`` normalised ``(fx/W, fy/H, cx/W, cy/H)``; optional Kannala–Brandt
-``fisheye [N, 4]``. Pixel coordinates follow COLMAP / NeRF: the image spans ``[0, W] x [0, H]`` and the centre
-of the top-left pixel is ``(0.5, 0.5)``, so a centred principal point is ``cx = W / 2`` (this is the convention
-of our Plücker rays, so no half-pixel shift is applied anywhere).
+``fisheye [N, 4]`` (or FISHEYE624 ``[N, 12]``, the Aria RGB lens, see :mod:`syn2seq_core.geometry.plucker`).
+Pixel coordinates follow COLMAP / NeRF: the image spans ``[0, W] x [0, H]`` and the centre of the top-left pixel
+is ``(0.5, 0.5)``, so a centred principal point is ``cx = W / 2`` (this is the convention of our Plücker rays,
+so no half-pixel shift is applied anywhere).
 
 Formats (``KNOWN_FORMATS``; ``format="auto"`` looks at the *content*, not the extension):
 
@@ -48,7 +49,8 @@ Formats (``KNOWN_FORMATS``; ``format="auto"`` looks at the *content*, not the ex
     by SLERP between the two samples around each time, translation by linear interpolation; times outside the
     track are an error. The pose is the *device* frame unless ``T_device_camera`` (4x4) is given
     (``c2w = T_world_device @ T_device_camera``); Exo2Ego-V used the device pose directly. Intrinsics are not
-    in this file: options ``K`` (normalised, [4] or [N, 4]), ``width``, ``height``, ``fisheye`` (k1..k4);
+    in this file: options ``K`` (normalised, [4] or [N, 4]), ``width``, ``height``, ``fisheye`` (k1..k4, or the
+    twelve FISHEYE624 coefficients of the Aria RGB camera), ``T_device_camera`` ([4, 4] or per frame [N, 4, 4]);
     the defaults :data:`ARIA_RGB_DEFAULT_K` at :data:`ARIA_RGB_DEFAULT_SIZE` are an *approximate* pinhole
     stand-in for the Aria RGB camera (f ~ 610 px at 1408x1408; the real lens is a FISHEYE624 model). Read
     the device calibration for exact values.
@@ -146,7 +148,7 @@ class _Parsed:
     width: int
     height: int
     where: list[str]  # where each pose came from in the file, e.g. "line 3", for error messages
-    fisheye: np.ndarray | None = None  # [N, 4]
+    fisheye: np.ndarray | None = None  # [N, 4] Kannala-Brandt or [N, 12] FISHEYE624
     timestamps: np.ndarray | None = None  # [N] seconds
     names: list[str] | None = None
     resizable: bool = True  # the file states the size, so width/height options resize
@@ -631,7 +633,8 @@ def _load_syn2seq(path: Path, within: Folder, *, width: int | None = None,
                 raise _err(src, at, f'a "{key}" entry', f"keys {sorted(frame)}")
         c2w[i] = _matrix(frame["c2w"], src, at, "c2w", ((4, 4),))
         K[i] = _matrix(frame["K"], src, at, "K", ((4,),))
-        fish.append(None if frame.get("fisheye") is None else _matrix(frame["fisheye"], src, at, "fisheye", ((4,),)))
+        fish.append(None if frame.get("fisheye") is None else _matrix(frame["fisheye"], src, at, "fisheye",
+                                                                      ((4,), (12,))))
         ts.append(None if frame.get("timestamp") is None else _number(frame["timestamp"], src, at, "timestamp"))
         name = frame.get("name")
         if name is not None and not isinstance(name, str):
@@ -642,6 +645,10 @@ def _load_syn2seq(path: Path, within: Folder, *, width: int | None = None,
         if any(given) and not all(given):
             i = given.index(False)
             raise _err(src, f"frames[{i}]", f'"{key}" on every frame or on none', f"missing on frame {i}")
+    lens = [len(f) for f in fish if f is not None]
+    if lens and len(set(lens)) > 1:
+        i = lens.index(lens[-1])
+        raise _err(src, f"frames[{i}]", f'"fisheye" of one length on every frame ({lens[0]})', lens[-1])
     parsed = _Parsed(c2w, K, w, h, where,
                      fisheye=np.stack(fish) if n and fish[0] is not None else None,
                      timestamps=np.array(ts, dtype=np.float64) if n and ts[0] is not None else None,
@@ -1069,10 +1076,11 @@ def _load_egoexo4d_aria(path: Path, within: Folder, *, timestamps_us=None, K=Non
     c2w[:, :3, :3] = np.where((alpha == 0)[:, None, None], T0[:, :3, :3], R.as_matrix())
     c2w[:, :3, 3] = T0[:, :3, 3] + alpha[:, None] * (T1[:, :3, 3] - T0[:, :3, 3])
     c2w[:, 3, 3] = 1.0
-    if T_device_camera is not None:
+    if T_device_camera is not None:  # [4, 4] or one per frame [N, 4, 4]
         Tdc = torch.from_numpy(_float64(T_device_camera, "T_device_camera"))
-        require(tuple(Tdc.shape) == (4, 4), "T_device_camera", "a 4x4 rigid transform", tuple(Tdc.shape))
-        check_rotations(Tdc[None], "T_device_camera")
+        require(tuple(Tdc.shape) in ((4, 4), (len(t), 4, 4)), "T_device_camera",
+                f"a 4x4 rigid transform or one per frame [{len(t)}, 4, 4]", tuple(Tdc.shape))
+        check_rotations(Tdc.reshape(-1, 4, 4), "T_device_camera")
         c2w = c2w @ Tdc.numpy()
     n = len(t)
     K_arr = _float64(ARIA_RGB_DEFAULT_K if K is None else K, "K")
@@ -1080,8 +1088,10 @@ def _load_egoexo4d_aria(path: Path, within: Folder, *, timestamps_us=None, K=Non
     fish = None
     if fisheye is not None:
         fish = _float64(fisheye, "fisheye")
-        require(fish.shape in ((4,), (n, 4)), "fisheye", f"k1..k4 of shape [4] or [{n}, 4]", fish.shape)
-        fish = np.broadcast_to(fish, (n, 4)).copy()
+        m = fish.shape[-1] if fish.ndim else 0
+        require(fish.shape in ((4,), (n, 4), (12,), (n, 12)), "fisheye", f"Kannala-Brandt k1..k4 or FISHEYE624 "
+                f"k0..k5 p0 p1 s0..s3: shape [4], [{n}, 4], [12] or [{n}, 12]", fish.shape)
+        fish = np.broadcast_to(fish, (n, m)).copy()
     where = [f"timestamps_us[{i}]" for i in range(n)]
     parsed = _Parsed(c2w, np.broadcast_to(K_arr, (n, 4)).copy(), w, h, where, fisheye=fish,
                      timestamps=t / 1e6, resizable=False)

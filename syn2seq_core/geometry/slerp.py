@@ -70,12 +70,14 @@ def interpolate_cameras(cam_a: Cameras, cam_b: Cameras, n: int) -> Cameras:
     """``n`` cameras between the last camera of ``cam_a`` and the first of ``cam_b``.
 
     Poses by :func:`slerp_poses`, normalised intrinsics (and fisheye coefficients, pre-crop intrinsics) by linear
-    interpolation.
+    interpolation; a Kannala-Brandt and a FISHEYE624 track meet as FISHEYE624.
     Both tracks must share an image size.
     """
     require(cam_a.size == cam_b.size, "cam_b", f"image size {cam_a.size} (like cam_a)", cam_b.size,
             "Resize or crop both views to one size before building a sequence")
     a, b = cam_a[-1], cam_b[0]
+    if a.fisheye is not None and b.fisheye is not None and a.lens_model != b.lens_model:
+        a, b = a.as_fisheye624(), b.as_fisheye624()  # Kannala-Brandt is FISHEYE624 without p and s: same rays
     dtype = torch.promote_types(a.c2w.dtype, b.c2w.dtype)
     c2w = slerp_poses(a.c2w[0].to(dtype), b.c2w[0].to(dtype), n)
     s = transition_times(n, dtype)[:, None]
