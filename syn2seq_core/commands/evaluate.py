@@ -19,8 +19,9 @@ def add_arguments(parser) -> None:
                                                    default_text="default: all"))
     parser.add_argument("--no-baselines", action="store_true", help="skip the trivial baselines")
     parser.add_argument("--index", default=None,
-                        help="a take index (CSV with a header 'take,category,split', or JSON; docs/take_format.md): "
-                             "score these takes, with these categories")
+                        help="a take index (CSV with a header 'take,category,split', or JSON; docs/evaluation.md), or "
+                             "an Ego-Exo4D index.jsonl of syn2seq index-egoexo4d (then --takes is the release "
+                             "root): score these takes, with these categories")
     parser.add_argument("--split", default=None, help="with --index: only the takes of this split (e.g. test)")
     parser.add_argument("--i3d", default=None, metavar="FILE",
                         help="the FVD network: StyleGAN-V's i3d_torchscript.pt (read without running its code) or a "
@@ -45,20 +46,26 @@ def run(args) -> int:
     from ..reports import write_plots, write_tables
     from .generate import lpips_weights, sampling_options
 
-    categories: dict[str, str | None] = {}
-    if args.index:
-        from ..data.index import read_index, select, take_folders
+    if args.index:  # a take index (CSV / JSON), or an Ego-Exo4D index whose entries load through it
+        from ..data.index import load_takes, read_index, select, take_folders
 
         entries = select(read_index(args.index), args.split)
-        takes = take_folders(args.takes, entries, args.index)[: args.limit]
-        categories = {e.take: e.category for e in entries}
+        take_folders(args.takes, entries, args.index)  # every entry's folder there, before any work
+        entries = entries[: args.limit]
+        if len(entries) < 2:
+            raise Syn2SeqInputError("--index", "at least 2 takes (of the split)", f"{len(entries)} in {args.index}")
+        loaded = load_takes(args.takes, entries, args.index)
+        categories = [e.category for e in entries]
+        sources = [None if e.egoexo4d is None else {k: getattr(e.egoexo4d, k) for k in (
+            "take_uid", "split", "exo_camera", "exo_camera_reason", "ego_camera")} for e in entries]
     else:
         if args.split:
             raise Syn2SeqInputError("--split", "an --index that lists the splits", "no --index")
         takes = find_takes(args.takes)[: args.limit]
-    if len(takes) < 2:
-        raise Syn2SeqInputError("--takes", "a folder with at least 2 takes", f"{len(takes)} in {args.takes}")
-    loaded = [load_take(t) for t in takes]
+        if len(takes) < 2:
+            raise Syn2SeqInputError("--takes", "a folder with at least 2 takes", f"{len(takes)} in {args.takes}")
+        loaded = [load_take(t) for t in takes]
+        categories = sources = [None] * len(loaded)
     _, tgt = views_of(args.direction)
     roots = _roots(args.videos)
     external = {label: {t.name: external_video(root, t.name, tgt, label) for t in loaded}
@@ -85,7 +92,7 @@ def run(args) -> int:
                                  lpips_weights=lpips, baselines=() if args.no_baselines else BASELINES,
                                  mean_target=mean_target, **sampling_options(args),
                                  external={label: paths[take.name] for label, paths in external.items()},
-                                 category=categories.get(take.name) or take.category, i3d=i3d,
+                                 category=categories[i] or take.category, i3d=i3d,
                                  write_to=Path(args.write_videos) / take.name if args.write_videos else None))
     summaries = summarize_categories(scores)
     curves = frame_curves(scores)
@@ -103,7 +110,8 @@ def run(args) -> int:
                          "split": args.split, "i3d": args.i3d,
                          "external": {k: str(v) for k, v in roots.items()}, "frame_curves": curves,
                          "per_take": [{"take": s.name, "category": s.category, "methods": s.per_method,
-                                       "own_psnr": s.own_psnr, "other_psnr": s.other_psnr} for s in scores]})
+                                       "own_psnr": s.own_psnr, "other_psnr": s.other_psnr,
+                                       **({"egoexo4d": src} if src else {})} for s, src in zip(scores, sources)]})
         stem = out.with_suffix("")
         tables = write_tables(stem, summaries, caption=f"{args.direction}, {len(scores)} takes")
         plots, skipped = write_plots(stem, scores, curves)
