@@ -39,6 +39,7 @@ COMMANDS = {
     "image2video": ("image2video", "a video along a camera track from one or more images (any DFoT-family model)"),
     "render-synthetic": ("render_synthetic", "render procedural exo/ego takes with exact cameras"),
     "index-egoexo4d": ("index_egoexo4d", "index the usable takes of a local Ego-Exo4D release (split, cameras)"),
+    "prepare": ("prepare", "turn takes into training triplets written as resumable tar shards"),
     "train": ("train", "train or finetune a DFoT model from a config file"),
     "eval": ("evaluate", "evaluate a model on a folder of takes (PSNR/SSIM/LPIPS on generated frames)"),
     "compare": ("compare", "paired per-take differences between eval reports (ablations)"),

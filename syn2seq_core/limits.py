@@ -79,7 +79,7 @@ LIMITS: dict[str, Range] = dict([
        "DFoT's reference trains with 1000 noise levels; more steps only repeat levels"),
     _r("transition_frames", int, 0, 256,
        [f"{_GEN} --transition-frames", "Syn2SeqBuildSequence.n_transition", "Syn2SeqTransitionPoses.n",
-        "Syn2SeqInterpolate.n", "Syn2SeqWanFramesToTransition.n"],
+        "Syn2SeqInterpolate.n", "Syn2SeqWanFramesToTransition.n", "prepare --transition-frames"],
        "a bridge between two views: the models are trained with a few; hundreds only cost memory"),
     _r("mean_draws", int, 1, 64, [f"{_GEN} --mean-draws", "Syn2SeqConditionalMean.draws"],
        "each draw is one network pass over the window; the average settles within a few dozen"),
@@ -128,15 +128,21 @@ LIMITS: dict[str, Range] = dict([
     # render-synthetic
     _r("synthetic_takes", int, 1, 100_000, ["render-synthetic --takes"],
        "takes are written as take_00000 .. take_99999 (five digits keep them sorted)"),
-    _r("synthetic_size", int, 4, 4096, ["render-synthetic --size"],
+    _r("synthetic_size", int, 4, 4096, ["render-synthetic --size", "prepare --size"],
        "square frame side in pixels; the renderer needs >= 4, memory is checked before rendering"),
-    _r("synthetic_frames", int, 1, 4096, ["render-synthetic --exo-frames", "render-synthetic --ego-frames"],
+    _r("synthetic_frames", int, 1, 4096, ["render-synthetic --exo-frames", "render-synthetic --ego-frames",
+                                          "prepare --exo-frames", "prepare --ego-frames"],
        "frames per view and take"),
     _r("supersample", int, 1, 8, ["render-synthetic --supersample"],
        "rays per pixel side, as SyntheticConfig accepts"),
     _r("synthetic_batch", int, 1, 1024, ["render-synthetic --batch"],
        "takes rendered together; memory is checked before rendering"),
     _r("threads", int, 0, 1024, ["render-synthetic --threads"], "torch threads; 0 = leave torch's setting"),
+    # prepare
+    _r("prepare_clips", int, 1, 10_000, ["prepare --clips"], "clips (windows) per take, evenly spaced"),
+    _r("takes_per_shard", int, 1, 100_000, ["prepare --takes-per-shard"],
+       "takes whose samples one shard holds; a shard is the unit of resuming and of parallel work"),
+    _r("workers", int, 1, 1024, ["prepare --workers"], "processes"),
     # video
     _r("fps", float, 0, 1000, ["render-synthetic --fps", "interpolate --fps", "image2video --fps",
                                "Syn2SeqCameraPath.fps"],
@@ -165,7 +171,7 @@ LIMITS: dict[str, Range] = dict([
        "pixels per side; 0 = native size"),
     _r("start_frame", int, 0, 1_000_000, ["Syn2SeqLoadTake.start"], "first frame to read"),
     _r("frame_count", int, 0, 1_000_000, ["Syn2SeqLoadTake.frames"], "frames to read; 0 = to the end"),
-    _r("frame_stride", int, 1, 1000, ["Syn2SeqLoadTake.stride"], "read every stride-th frame"),
+    _r("frame_stride", int, 1, 1000, ["Syn2SeqLoadTake.stride", "prepare --stride"], "read every stride-th frame"),
 ])
 
 # Devices: a torch device string of a kind this table knows, checked against what the machine has.

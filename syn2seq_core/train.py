@@ -16,6 +16,11 @@ NCCL on GPU), or FSDP2 with ``parallel = "fsdp"`` (:mod:`syn2seq_core.fsdp`); ``
 global batch, each rank draws its share, every sequence from its own seed (:func:`sequence_seed`), so the
 run does not depend on the number of ranks (it may resume on another, under either engine: checkpoints
 hold full state dicts); rank 0 writes checkpoints and logs.
+
+Data: the procedural world by default; with ``[data] shards`` (manifests of ``syn2seq prepare``) the
+sequences come from prepared shards through a DataLoader (``[data] loader_workers`` processes) whose item is
+a step: which sample each sequence gets is a function of (seed, step, its index in the global batch), as
+everything else is (:class:`~syn2seq_core.data.training.ShardsSource`), so resume stays exact.
 """
 
 from __future__ import annotations
@@ -83,6 +88,15 @@ class DataConfig:
     transition_loss_weight: float = 1.0
     # pretrain: frames per single-view clip (0 = the model window).
     clip_frames: int = 0
+    # Prepared shards instead of the procedural world (finetune only): manifest paths written by `syn2seq
+    # prepare` (relative paths are relative to the working folder, like init_from), mixed with `weights`
+    # (one per manifest; empty = in proportion to their sample counts). The transition frames are the shards'
+    # (`interpolator` does not apply; transition = "none" drops them); size and frame counts must match theirs.
+    shards: tuple[str, ...] = ()
+    weights: tuple[float, ...] = ()
+    # DataLoader worker processes that read and decode shards (0 = in the training process). How the batches
+    # are computed, not what they are: a run may resume with another value.
+    loader_workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -158,7 +172,7 @@ COUNT_RANGES: dict[str, dict[str, tuple[int, int]]] = {
          "preview_steps": (0, 1000)},
     "data": {"size": (8, 4096), "supersample": (1, 16), "exo_frames": (1, MAX_FRAMES),
              "ego_frames": (1, MAX_FRAMES), "transition_frames": (0, MAX_FRAMES), "window": (0, MAX_FRAMES),
-             "clip_frames": (0, MAX_FRAMES)},
+             "clip_frames": (0, MAX_FRAMES), "loader_workers": (0, 256)},
     "optim": {"batch_size": (1, 4096), "warmup_steps": (0, MAX_STEPS), "accumulate": (1, 4096)},
     "lora": {"rank": (0, 4096)},
     # DiT3DConfig and UViT3DPoseConfig fields (syn2seq_core/dfot/model.py, uvit3d.py); height/width must also
@@ -193,6 +207,7 @@ def same_run(saved: str, cfg: TrainConfig, where: str) -> bool:
     """Whether a checkpoint's config (its JSON) is ``cfg`` up to :data:`EXECUTION_FIELDS` and to fields added
     since it was saved (at their defaults)."""
     def identity(config: TrainConfig) -> str:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, loader_workers=0))
         return dataclasses.replace(config, **{f: getattr(TrainConfig, f) for f in EXECUTION_FIELDS}).to_json()
 
     try:
@@ -250,7 +265,8 @@ def check_config(cfg: TrainConfig, where: str = "config") -> None:
         value = getattr(cfg.data, f.name)
         if f.name.endswith("_prob") and not (isinstance(value, (int, float)) and 0 <= value <= 1):
             raise Syn2SeqInputError(f"{where} [data] {f.name}", "a probability in [0, 1]", value)
-    if cfg.data.transition == "ideal" and cfg.data.ego2exo_prob > 0:
+    _check_shards(cfg, where)
+    if cfg.data.transition == "ideal" and cfg.data.ego2exo_prob > 0 and not cfg.data.shards:
         raise Syn2SeqInputError(f"{where} [data] ego2exo_prob", "0 with transition = \"ideal\" (ideal "
                                 "in-betweens are rendered exo -> ego only)", cfg.data.ego2exo_prob)
     if cfg.optim.batch_size % cfg.optim.accumulate:
@@ -266,6 +282,27 @@ def check_config(cfg: TrainConfig, where: str = "config") -> None:
         if not (isinstance(cfg.lora.alpha, (int, float)) and cfg.lora.alpha >= 0):
             raise Syn2SeqInputError(f"{where} [lora] alpha", "a number >= 0 (0 = rank)", cfg.lora.alpha)
     _check_model_fits_data(cfg, where)
+
+
+def _check_shards(cfg: TrainConfig, where: str) -> None:
+    """[data] shards / weights: paths and weights of the right types and counts (the manifests themselves are
+    read when training starts)."""
+    data = cfg.data
+    shards, weights = data.shards, data.weights
+    require(isinstance(shards, tuple) and all(isinstance(p, str) and p for p in shards), f"{where} [data] shards",
+            "a list of manifest paths", repr(shards))
+    if not shards:
+        require(not weights, f"{where} [data] weights", "no weights without [data] shards", repr(weights))
+        return
+    require(cfg.stage == "finetune", f"{where} stage", '"finetune" with [data] shards (shards hold Syn2Seq '
+            'triplets; the paper\'s pretraining on stitched sequences of all categories is this stage too)', cfg.stage)
+    ok = isinstance(weights, tuple) and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+                                            and math.isfinite(w) for w in weights)
+    require(ok, f"{where} [data] weights", "numbers >= 0", repr(weights))
+    if weights:
+        require(len(weights) == len(shards), f"{where} [data] weights", f"one weight per manifest ({len(shards)})",
+                f"{len(weights)} weights")
+        require(sum(weights) > 0, f"{where} [data] weights", "at least one weight > 0", repr(weights))
 
 
 def _training_frames(cfg: TrainConfig) -> tuple[int, str]:
@@ -677,13 +714,16 @@ def check_batch_memory(cfg: TrainConfig, device=None) -> None:
     frames = _training_frames(cfg)[0]
     if cfg.stage == "pretrain":
         rendered = frames
+    elif data.shards:  # read, not rendered
+        rendered = 0
     else:  # whole takes are rendered (ideal in-betweens too), then cut to the window
         rendered = data.exo_frames + data.ego_frames + (data.transition_frames if data.transition == "ideal" else 0)
     tensors = limits.frames_bytes(batch * frames, data.size, data.size, channels=3 + 6)  # frames + rays
     hint = (f"{batch} sequences of {frames} frames at {data.size}x{data.size}, supersample {data.supersample}: "
             "lower [optim] batch_size, [data] size, the frame counts or [data] supersample")
     ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    cpu = ranks_here * (limits.synthetic_render_bytes(batch, rendered, data.size, data.supersample) + tensors)
+    render = limits.synthetic_render_bytes(batch, rendered, data.size, data.supersample) if rendered else 0
+    cpu = ranks_here * (render + tensors)
     what = f"{cfg.name}: one training batch" + (f" on each of {ranks_here} ranks" if ranks_here > 1 else "")
     limits.require_memory(cpu, what, hint)
     if device is not None and torch.device(device).type != "cpu":
@@ -703,16 +743,16 @@ def _draw_step(cfg: TrainConfig, source, step: int, dist: Dist, model):
     """This process's share of the step's global batch (``[optim] batch_size`` sequences, split evenly over the
     processes): (batch, its noise, its pose-dropout mask), on the process's device. The same global batch for
     any number of processes, so a run may resume on more or fewer of them."""
-    from .dfot.sampler import randn
+    from .data.training import draw_share
 
     per_rank = cfg.optim.batch_size // dist.world
-    first = dist.rank * per_rank
-    gens = [torch.Generator().manual_seed(sequence_seed(cfg.seed, step, i)) for i in range(first, first + per_rank)]
-    batch = source(gens)
-    noise = torch.stack([randn(batch.frames.shape[1:], g, "cpu", torch.float32) for g in gens])
     rate = float(getattr(model.config, "pose_dropout", 0.0))
-    pose_drop = torch.stack([torch.rand((), generator=g) < rate for g in gens])
+    batch, noise, pose_drop = draw_share(cfg, source, step, dist.rank * per_rank, per_rank, rate)
     return batch.to(dist.device), noise.to(dist.device), pose_drop.to(dist.device)
+
+
+# Test hook: a folder where each process appends the sample ids of its batches (samples.rank<R>.jsonl).
+SAMPLE_LOG_ENV = "SYN2SEQ_SAMPLE_LOG"
 
 
 def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, max_steps: int | None = None,
@@ -841,6 +881,16 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
 
     stop_step = cfg.max_steps if max_steps is None else min(max_steps, cfg.max_steps)
     source = batch_source(cfg)
+    batches = None  # shards: read and decoded by DataLoader workers, step by step from the resumed one
+    if cfg.data.shards:
+        from .data.training import step_loader
+
+        batches = iter(step_loader(cfg, source, step, stop_step, rank=dist.rank, world=dist.world,
+                                   pose_rate=float(getattr(model.config, "pose_dropout", 0.0))))
+    sample_log = None
+    if os.environ.get(SAMPLE_LOG_ENV):
+        Path(os.environ[SAMPLE_LOG_ENV]).mkdir(parents=True, exist_ok=True)
+        sample_log = open(Path(os.environ[SAMPLE_LOG_ENV]) / f"samples.rank{dist.rank}.jsonl", "a")
     schedule = NoiseSchedule(shift=cfg.noise_shift)
     log = open(out / LOG_NAME, "a") if dist.main else None
     from .train_board import Board
@@ -859,7 +909,17 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
                 break
             # In-model randomness (the U-ViT's block dropout) is a function of the step and rank too.
             torch.manual_seed((cfg.seed * 1_000_003 + step) * 1009 + dist.rank)
-            batch, noise, pose_drop = _draw_step(cfg, source, step, dist, model)
+            if batches is None:
+                batch, noise, pose_drop = _draw_step(cfg, source, step, dist, model)
+                ids = list(getattr(source, "last_ids", []))
+            else:
+                got, batch, noise, pose_drop, ids = next(batches)
+                if got != step:
+                    raise RuntimeError(f"the data loader gave step {got} at step {step}")
+                batch, noise, pose_drop = batch.to(dist.device), noise.to(dist.device), pose_drop.to(dist.device)
+            if sample_log is not None:
+                sample_log.write(json.dumps({"step": step, "rank": dist.rank, "ids": ids}) + "\n")
+                sample_log.flush()
             weight_total = batch.loss_mask.sum()
             if dist.world > 1:
                 torch.distributed.all_reduce(weight_total)
@@ -908,6 +968,9 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
                 save_snapshot(out, cfg, host_ema, step, elapsed)
     finally:
         bar.close()
+        del batches  # stops the loader's workers
+        if sample_log is not None:
+            sample_log.close()
         if step > 0:
             checkpoint()
         if dist.world > 1:

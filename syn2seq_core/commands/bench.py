@@ -1,7 +1,7 @@
 """``syn2seq bench TARGET``: benchmarks that print ratios measured side by side in one run.
 
 Each target is a module ``syn2seq_core/benchmarks/<target>.py`` defining ``add_arguments(parser)`` and
-``run(args) -> int``; a new module is a new target.
+``run(args) -> int``; a new module is a new target (``data``: the shard loader against the training step).
 """
 
 from __future__ import annotations
