@@ -68,9 +68,15 @@ def run(arch: str, cpu: bool, steps: int) -> list[dict]:
             held = server.get("/syn2seq/models")["models"]
             new_log = "\n".join(server.log().splitlines()[lines_before:])
             found = LOG_LINE.search(new_log)
-            server.post("/free", {"unload_models": True, "free_memory": True})
-            deadline = time.monotonic() + 30
-            while server.get("/syn2seq/models")["models"] and time.monotonic() < deadline:
+            # Posted again every 5 s: a POST between ComfyUI's read of the flags and its next wait is not seen
+            # until that wait times out (see test_comfyui_memory.free_until).
+            deadline, posted = time.monotonic() + 30, 0.0
+            while time.monotonic() < deadline:
+                if time.monotonic() - posted > 5:
+                    server.post("/free", {"unload_models": True, "free_memory": True})
+                    posted = time.monotonic()
+                if not server.get("/syn2seq/models")["models"]:
+                    break
                 time.sleep(0.25)
             row = {"weight_dtype": weight_dtype, "ok": ok, "prompt_s": round(wall, 2),
                    "loaded_mib": round(held[0]["loaded_bytes"] / 2**20, 1) if held else None,
