@@ -109,12 +109,17 @@ class PrepareSettings:
     interpolator_options: str = "{}"
 
     def check(self) -> PrepareSettings:
-        for name, lo, hi in (("size", 8, 4096), ("exo_frames", 1, 1024), ("ego_frames", 1, 1024),
-                             ("transition_frames", 0, 1024), ("stride", 1, 1000), ("clips", 1, 100000),
-                             ("takes_per_shard", 1, 1000000)):
+        from .. import limits
+
+        # The ranges of the command's options (syn2seq_core.limits), for callers of the library too.
+        for name, limit in (("size", "synthetic_size"), ("exo_frames", "synthetic_frames"),
+                            ("ego_frames", "synthetic_frames"), ("transition_frames", "transition_frames"),
+                            ("stride", "frame_stride"), ("clips", "prepare_clips"),
+                            ("takes_per_shard", "takes_per_shard")):
             v = getattr(self, name)
-            require(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi, f"prepare --{name.replace('_', '-')}",
-                    f"an integer in [{lo}, {hi}]", repr(v))
+            require(isinstance(v, int) and not isinstance(v, bool), f"prepare --{name.replace('_', '-')}",
+                    "an integer", repr(v))
+            limits.check(limit, v, f"prepare --{name.replace('_', '-')}")
         options = self.options()
         if self.transition == IDEAL:
             require(not self.both_directions, "prepare --both-directions", "off with --transition ideal (ideal "
@@ -173,22 +178,37 @@ def write_shard(path: Path, samples: Sequence[tuple[str, list[tuple[str, bytes]]
     tmp = temp_file_near(path)
     index = []
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb") as raw:
+            f = _HashingWriter(raw)  # the digest of the bytes as they are written: no second read of the shard
             with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
                 for key, members, sample_id in samples:
                     start = tar.offset
                     for ext, data in members:
                         tar.addfile(_tar_info(f"{key}.{ext}", len(data)), io.BytesIO(data))
                     index.append([key, start, tar.offset - start, sample_id])
-            f.flush()
-            os.fsync(f.fileno())
-        digest = file_sha256(tmp)
-        size = tmp.stat().st_size
+            raw.flush()
+            os.fsync(raw.fileno())
+        digest, size = f.hash.hexdigest(), f.size
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return {"bytes": size, "sha256": digest, "index": index}
+
+
+class _HashingWriter:
+    """A write-only file object for ``tarfile`` that passes bytes on to ``raw`` and hashes them (SHA-256)."""
+
+    def __init__(self, raw):
+        self.raw, self.hash, self.size = raw, hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+    def tell(self) -> int:
+        return self.size
 
 
 def file_sha256(path) -> str:

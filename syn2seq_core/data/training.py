@@ -183,9 +183,7 @@ class ShardsSource:
         from .shards import SampleReader, read_manifest
 
         data = cfg.data
-        self.cfg, self.data, self.net = cfg, data, network_config(cfg)
-        require(cfg.stage == "finetune", f"{cfg.name} stage", "\"finetune\" with [data] shards (shards hold Syn2Seq "
-                "triplets)", cfg.stage)
+        self.cfg, self.data, self.net = cfg, data, network_config(cfg)  # stage "finetune": train.check_config
         self.readers = []
         for path in data.shards:
             manifest = read_manifest(path)
@@ -314,7 +312,7 @@ def batch_source(cfg, heldout: bool = False) -> Callable[..., TrainingBatch]:
     does, so that a sequence does not depend on how many processes share the batch); ``heldout``: scenes of
     the held-out seeds (at or above ``HELDOUT_SEED_BASE``), never trained on. With ``[data] shards`` it is a
     :class:`ShardsSource` (a manifest has no held-out split: ``heldout`` draws training samples too)."""
-    if getattr(cfg.data, "shards", ()):
+    if cfg.data.shards:
         return ShardsSource(cfg)
     draw = pretrain_source(cfg, heldout) if cfg.stage == "pretrain" else finetune_source(cfg, heldout)
 
