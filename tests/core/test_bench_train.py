@@ -8,7 +8,9 @@ from syn2seq_core.cli import main as cli
 from syn2seq_core.dfot.checkpoint import build_model
 from syn2seq_core.train import load_config, network_config
 
-from .test_train import one_thread, write_config, write_uvit_config  # noqa: F401  (one_thread: autouse)
+from .test_train import write_config, write_uvit_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("arch", ["dit3d", "uvit3d_pose"])

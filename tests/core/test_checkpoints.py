@@ -15,7 +15,9 @@ from syn2seq_core.errors import Syn2SeqInputError
 from syn2seq_core.train import (CHECKPOINT_NAME, LOG_NAME, PREVIOUS_CHECKPOINT_NAME, initial_weights,
                                 load_checkpoint, load_config, train)
 
-from .test_train import one_thread, read_log, write_config  # noqa: F401  one_thread: autouse fixture
+from .test_train import read_log, write_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

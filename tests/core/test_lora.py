@@ -10,7 +10,9 @@ from syn2seq_core.errors import Syn2SeqInputError
 from syn2seq_core.lora import LORA_NAME
 from syn2seq_core.train import MODEL_NAME, load_checkpoint, load_config, train
 
-from .test_train import TINY, UVIT_MODEL, one_thread, with_model_table  # noqa: F401  (one_thread: autouse)
+from .test_train import TINY, UVIT_MODEL, with_model_table
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 pytest.importorskip("peft")
 

@@ -31,12 +31,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TINY = ["--size", "32", "--exo-frames", "4", "--ego-frames", "4", "--transition-frames", "2", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

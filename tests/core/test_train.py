@@ -105,12 +105,7 @@ def torchrun(cfg_path, out, procs=2, check=True, extra=()):
     return r
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("stage", ["pretrain", "finetune"])
