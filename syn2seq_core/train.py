@@ -18,9 +18,10 @@ run does not depend on the number of ranks (it may resume on another, under eith
 hold full state dicts); rank 0 writes checkpoints and logs.
 
 Data: the procedural world by default; with ``[data] shards`` (manifests of ``syn2seq prepare``) the
-sequences come from prepared shards through a DataLoader (``[data] loader_workers`` processes) whose item is
-a step: which sample each sequence gets is a function of (seed, step, its index in the global batch), as
-everything else is (:class:`~syn2seq_core.data.training.ShardsSource`), so resume stays exact.
+sequences come from prepared shards. Shards, and procedural scenes when ``[data] loader_workers`` > 0, come
+through a DataLoader (that many worker processes) whose item is a step: which sample each sequence gets is a
+function of (seed, step, its index in the global batch), as everything else is
+(:class:`~syn2seq_core.data.training.ShardsSource`), so resume stays exact.
 """
 
 from __future__ import annotations
@@ -94,8 +95,8 @@ class DataConfig:
     # (`interpolator` does not apply; transition = "none" drops them); size and frame counts must match theirs.
     shards: tuple[str, ...] = ()
     weights: tuple[float, ...] = ()
-    # DataLoader worker processes that read and decode shards (0 = in the training process). How the batches
-    # are computed, not what they are: a run may resume with another value.
+    # DataLoader worker processes that read and decode shards, or render the procedural scenes (0 = in the
+    # training process). How the batches are computed, not what they are: a run may resume with another value.
     loader_workers: int = 0
 
 
@@ -881,8 +882,10 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
 
     stop_step = cfg.max_steps if max_steps is None else min(max_steps, cfg.max_steps)
     source = batch_source(cfg)
-    batches = None  # shards: read and decoded by DataLoader workers, step by step from the resumed one
-    if cfg.data.shards:
+    # Shards, or procedural scenes with [data] loader_workers: read / rendered by DataLoader workers, step by
+    # step from the resumed one (the same batches as drawn here: each is a function of the step alone).
+    batches = None
+    if cfg.data.shards or cfg.data.loader_workers:
         from .data.training import step_loader
 
         batches = iter(step_loader(cfg, source, step, stop_step, rank=dist.rank, world=dist.world,

@@ -1,6 +1,7 @@
 """Training: the loss falls, resume equals an uninterrupted run, kill -9 loses at most one checkpoint
 interval, and a 2-process torchrun (gloo) run keeps its replicas identical."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -147,6 +148,20 @@ def test_resume_reaches_the_same_state_as_an_uninterrupted_run(tmp_path):
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], atol=1e-6, rtol=0)
         torch.testing.assert_close(a["ema"][key], b["ema"][key], atol=1e-6, rtol=0)
+
+
+def test_procedural_scenes_rendered_by_loader_workers_train_the_same_weights(tmp_path):
+    # [data] loader_workers renders the procedural world in DataLoader processes (what keeps a GPU fed); it is
+    # how batches are computed, not what they are: a run interrupted at step 2 resumes with 2 workers.
+    cfg = load_config(write_config(tmp_path, steps=4, every=1))
+    train(cfg, tmp_path / "inline", progress=False)
+    workers = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, loader_workers=2))
+    train(cfg, tmp_path / "loaded", max_steps=2, progress=False)
+    train(workers, tmp_path / "loaded", progress=False)
+    a, b = load_checkpoint(tmp_path / "inline"), load_checkpoint(tmp_path / "loaded")
+    assert a["step"] == b["step"] == 4
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], atol=1e-6, rtol=0)
 
 
 def test_resume_refuses_a_different_config(tmp_path):
