@@ -757,11 +757,12 @@ SAMPLE_LOG_ENV = "SYN2SEQ_SAMPLE_LOG"
 
 
 def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, max_steps: int | None = None,
-          progress: bool = True) -> dict:
+          progress: bool = True, final_checkpoint: bool = True) -> dict:
     """Run (or resume) one training stage into ``out``. Returns a summary dict.
 
     minutes: stop (with a checkpoint) after this many minutes of *this* invocation.
     max_steps: override ``cfg.max_steps`` as the stop step (the LR schedule still uses ``cfg.max_steps``).
+    final_checkpoint: False for runs that keep nothing (``syn2seq bench train --measure``).
     """
     from tqdm import tqdm
 
@@ -974,7 +975,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
         del batches  # stops the loader's workers
         if sample_log is not None:
             sample_log.close()
-        if step > 0:
+        if step > 0 and final_checkpoint:
             checkpoint()
         if dist.world > 1:
             if not sharded:  # FSDP holds one copy of each shard: nothing to compare

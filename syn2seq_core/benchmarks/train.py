@@ -18,14 +18,22 @@ Computed from the config's network itself, never from a table of guesses:
   activations while it is recomputed (measured per block).
 - **overhead**: ``--overhead`` GB per GPU (CUDA context, NCCL buffers, allocator fragmentation; default 2).
 
-The numbers are a plan: the note of a GPU run compares them with measured peaks. The FSDP2 rows are what
-the trainer's ``parallel = "fsdp"`` holds (``fully_shard`` per unit of :func:`syn2seq_core.fsdp.shard_units`).
+The numbers are a plan. ``--measure`` checks it where the command runs: it trains the config's network
+(random weights, the config's data, bf16 and compile settings) for a few steps in one process per setting
+(batch x activation checkpointing), on CUDA when there is a GPU, else on the CPU, and prints beside the
+one-process plan (states without DDP buckets + activations, no overhead) the measured peak (CUDA: allocated
+and reserved; CPU: the process's peak RSS above its size before training) and the trainer's step time. The
+FSDP2 rows are what the trainer's ``parallel = "fsdp"`` holds (``fully_shard`` per unit of
+:func:`syn2seq_core.fsdp.shard_units`); they are measured only by a multi-GPU run (TensorBoard's memory
+scalars).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 
 import torch
 
@@ -49,6 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "model_size", "frame side of the CPU measurement (a multiple of the network's stride)", 64))
     parser.add_argument("--overhead", **limits.option(
         "plan_overhead_gb", "GB per GPU for the CUDA context, NCCL and fragmentation", 2.0))
+    parser.add_argument("--size", **limits.option(
+        "model_size", "frame side to plan and measure at instead of the config's (the same network otherwise)",
+        None, default_text="default: the config's [data] size"))
+    parser.add_argument("--measure", action="store_true",
+                        help="also train each one-process setting (--batch x checkpointing off/on) for a few "
+                             "steps here (CUDA if there is a GPU, else CPU; random weights) and print measured "
+                             "peak memory and step time beside the plan")
+    parser.add_argument("--measure-steps", **limits.option("plan_steps", "timed steps per measured setting", 3))
 
 
 def block_modules(network: torch.nn.Module) -> list[torch.nn.Module]:
@@ -128,7 +144,10 @@ class Plan:
         return self.act_const + self.act_per_px * n
 
     def states(self, strategy: str, gpus: int) -> float:
+        """Bytes per GPU of ``strategy``: "ddp", "fsdp2", or "single" (one process, no wrapper)."""
         p, b = self.parameters, self.largest_block_parameters
+        if strategy == "single":
+            return STATE_BYTES * p
         if strategy == "ddp":
             return (STATE_BYTES + DDP_BUCKET_BYTES) * p
         return STATE_BYTES * p / gpus + (2 * 4 + 4) * b
@@ -154,17 +173,128 @@ def make_plan(config, probe_size: int) -> Plan:
                 block_plain / (2 * px))
 
 
+def at_size(cfg, size: int | None):
+    """``cfg`` with its network as an explicit [model] table (random weights: no init_from), at frame side
+    ``size`` (its own when None)."""
+    from ..dfot.checkpoint import config_to_dict
+    from ..train import network_config
+
+    config = network_config(cfg)
+    size = size or cfg.data.size
+    table = {"arch": type(config).arch, **config_to_dict(config), "height": size, "width": size}
+    return dataclasses.replace(cfg, model=table, init_from=None, data=dataclasses.replace(cfg.data, size=size))
+
+
+def measured_config(cfg, batch: int, checkpoint: bool, cuda: bool):
+    """What ``--measure`` trains: one process, ``batch`` sequences, no accumulation, nothing written but the
+    log; on a GPU the procedural scenes are rendered by DataLoader workers, as a GPU run should."""
+    from ..train import MAX_STEPS
+
+    workers = cfg.data.loader_workers or (min(8, (os.cpu_count() or 2) - 1) if cuda else 0)
+    return dataclasses.replace(
+        cfg, activation_checkpointing=checkpoint, parallel="ddp", checkpoint_every=MAX_STEPS, snapshot_every=0,
+        preview_every=0, tensorboard=False, log_every=1, data=dataclasses.replace(cfg.data, loader_workers=workers),
+        optim=dataclasses.replace(cfg.optim, batch_size=batch, accumulate=1))
+
+
+def _rss_bytes() -> int:
+    """This process's resident memory now (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def measure_training(cfg_json: str, steps: int) -> dict:
+    """Train the config (its JSON) for 1 + ``steps`` steps in this process, keeping nothing; the peak memory
+    and the mean time of the steps after the first. Run in a fresh process (:func:`measure_all`)."""
+    import resource
+    import tempfile
+    from pathlib import Path
+
+    from ..data import training  # noqa: F401  the trainer's imports, before the baseline
+    from ..errors import Syn2SeqInputError
+    from ..train import LOG_NAME, config_from_dict, train
+
+    cfg = config_from_dict(json.loads(cfg_json), "measured config")
+    cuda = torch.cuda.is_available()
+    base = _rss_bytes()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        with tempfile.TemporaryDirectory(prefix="syn2seq_measure_") as tmp:
+            train(cfg, tmp, max_steps=steps + 1, progress=False, final_checkpoint=False)
+            records = [json.loads(line) for line in (Path(tmp) / LOG_NAME).read_text().splitlines()]
+    except (torch.OutOfMemoryError, Syn2SeqInputError) as e:
+        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"}
+    elapsed = [r["elapsed_s"] for r in records]
+    result = {"first_step_s": elapsed[0], "step_s": (elapsed[-1] - elapsed[0]) / steps,
+              "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base}
+    if cuda:
+        result["peak_allocated"] = torch.cuda.max_memory_allocated()
+        result["peak_reserved"] = torch.cuda.max_memory_reserved()
+    return result
+
+
+def measure_all(configs: list, steps: int):
+    """Yield :func:`measure_training` of each config, each in its own fresh process (peaks do not mix; an
+    out-of-memory kill ends only that one)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    for cfg in configs:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            try:
+                yield pool.submit(measure_training, cfg.to_json(), steps).result()
+            except BrokenProcessPool:
+                yield {"error": "the process died (killed for memory?)"}
+
+
+def print_measurements(cfg, plan: Plan, batches: list[int], steps: int) -> None:
+    from ..train import _training_frames
+
+    cuda = torch.cuda.is_available()
+    where = torch.cuda.get_device_name() if cuda else "CPU"
+    frames = _training_frames(cfg)[0]
+    pixel_frames = frames * cfg.data.size**2
+    settings = [(b, c) for b in batches for c in (False, True)]
+    print(f"\nmeasured on {where}: {cfg.name}, {cfg.data.size}x{cfg.data.size}, {frames} frames, bf16 "
+          f"{'on' if cfg.bf16 else 'off'}, compile {cfg.compile or 'off'}, 1 warm-up + {steps} timed steps per "
+          f"setting, one process each ...", flush=True)
+    peak = "peak allocated / reserved GB" if cuda else "peak RSS GB (above the process before training)"
+    rows = [f"| batch | checkpointing | plan GB (1 process, no overhead) | {peak} | measured / plan "
+            "| step s | first step s |", "|---|---|---|---|---|---|---|"]
+    configs = [measured_config(cfg, b, c, cuda) for b, c in settings]
+    for (batch, ckpt), got in zip(settings, measure_all(configs, steps)):
+        predicted = (plan.states("single", 1) + plan.activations(batch, pixel_frames, ckpt)) / GB
+        head = f"| {batch} | {'on' if ckpt else 'off'} | {predicted:.3g} | "
+        if "error" in got:
+            rows.append(head + f"{got['error']} | | | |")
+        else:
+            measured = (got["peak_allocated"] if cuda else got["peak_rss"]) / GB
+            shown = f"{measured:.3g} / {got['peak_reserved'] / GB:.3g}" if cuda else f"{measured:.3g}"
+            rows.append(head + f"{shown} | {measured / predicted:.2f} | {got['step_s']:.3f} | "
+                        f"{got['first_step_s']:.2f} |")
+        print(rows[-1] if len(rows) > 3 else "\n".join(rows), flush=True)
+
+
 def run(args) -> int:
     from ..errors import Syn2SeqInputError
     from ..train import load_config, network_config
 
     cfg = load_config(args.config)
     config = network_config(cfg)
+    stride = config.patch_size * 2 ** (len(getattr(config, "channels", (0,))) - 1)
+    for option, value in (("--probe-size", args.probe_size), ("--size", args.size)):
+        if value and value % stride:
+            raise Syn2SeqInputError(option, f"a multiple of the network's stride {stride}", value)
+    if args.size or args.measure:
+        cfg = at_size(cfg, args.size)
+        config = network_config(cfg)
     batches, gpus = args.batch, args.gpus
     frames = args.frames or config.max_frames
-    stride = config.patch_size * 2 ** (len(getattr(config, "channels", (0,))) - 1)
-    if args.probe_size % stride:
-        raise Syn2SeqInputError("--probe-size", f"a multiple of the network's stride {stride}", args.probe_size)
     print(f"measuring activations of {type(config).__name__} at {args.probe_size}x{args.probe_size}, 1 and 2 frames "
           f"(CPU, bf16 autocast) ...", flush=True)
     plan = make_plan(config, args.probe_size)
@@ -189,4 +319,6 @@ def run(args) -> int:
                       + " | ".join(cells) + " |")
     print('\nIn the training config: FSDP2 = parallel = "fsdp", checkpointing = activation_checkpointing = true; '
           "a global batch larger than GPUs x batch / GPU: [optim] accumulate.")
+    if args.measure:
+        print_measurements(cfg, plan, batches, args.measure_steps)
     return 0

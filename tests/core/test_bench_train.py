@@ -38,3 +38,22 @@ def test_bench_train_prints_the_plan(tmp_path, capsys):
     assert "| DDP | off | 1 |" in out and "| FSDP2 | on | 2 |" in out and "8 GPUs" in out
     assert cli(["bench", "train", "--config", str(path), "--probe-size", "10"]) == 2
     assert "--probe-size: expected a multiple of the network's stride 4" in capsys.readouterr().err
+
+
+def test_bench_train_measure_trains_each_setting_and_prints_its_peak_beside_the_plan(tmp_path, capsys, monkeypatch):
+    # --measure: what a GPU session runs to check the plan; here on the CPU (peak RSS), at another --size.
+    monkeypatch.chdir(tmp_path)
+    path = write_uvit_config(tmp_path)
+    assert cli(["bench", "train", "--config", str(path), "--probe-size", "16", "--gpus", "1", "--size", "32",
+                "--measure", "--measure-steps", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "measured on CPU: tiny, 32x32, 8 frames" in out
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "GB" not in line
+            and len(line.split("|")) == 9]
+    assert [(r[0].strip(), r[1].strip()) for r in rows] == [("1", "off"), ("1", "on"), ("2", "off"), ("2", "on")]
+    for row in rows:
+        plan, peak, ratio, step = (float(row[i]) for i in (2, 3, 4, 5))
+        assert plan > 0 and peak > 0 and step > 0 and ratio == pytest.approx(peak / plan, rel=0.05, abs=0.01)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["uvit.toml"]  # measuring keeps nothing
+    assert cli(["bench", "train", "--config", str(path), "--size", "30"]) == 2
+    assert "--size: expected a multiple of the network's stride 4" in capsys.readouterr().err
