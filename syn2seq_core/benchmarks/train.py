@@ -252,32 +252,44 @@ def measure_all(configs: list, steps: int):
                 yield {"error": "the process died (killed for memory?)"}
 
 
-def print_measurements(cfg, plan: Plan, batches: list[int], steps: int) -> None:
+def measure_settings(cfg, batches: list[int], steps: int) -> list[tuple[int, bool, dict]]:
+    """(batch, checkpointing, :func:`measure_training`'s result) of each setting. Run before the plan, whose
+    CPU probes would otherwise stay in this process's memory beside the measured one."""
+
+    cuda = torch.cuda.is_available()
+    settings = [(b, c) for b in batches for c in (False, True)]
+    print(f"measuring {len(settings)} settings on {torch.cuda.get_device_name() if cuda else 'the CPU'} (1 warm-up "
+          f"+ {steps} timed steps each, one process each) ...", flush=True)
+    results = []
+    for (batch, ckpt), got in zip(settings, measure_all([measured_config(cfg, b, c, cuda) for b, c in settings],
+                                                        steps)):
+        print(f"  batch {batch}, checkpointing {'on' if ckpt else 'off'}: "
+              + (got["error"] if "error" in got else f"{got['step_s']:.3f} s/step"), flush=True)
+        results.append((batch, ckpt, got))
+    return results
+
+
+def print_measurements(cfg, plan: Plan, results: list[tuple[int, bool, dict]], steps: int) -> None:
     from ..train import _training_frames
 
     cuda = torch.cuda.is_available()
-    where = torch.cuda.get_device_name() if cuda else "CPU"
     frames = _training_frames(cfg)[0]
     pixel_frames = frames * cfg.data.size**2
-    settings = [(b, c) for b in batches for c in (False, True)]
-    print(f"\nmeasured on {where}: {cfg.name}, {cfg.data.size}x{cfg.data.size}, {frames} frames, bf16 "
-          f"{'on' if cfg.bf16 else 'off'}, compile {cfg.compile or 'off'}, 1 warm-up + {steps} timed steps per "
-          f"setting, one process each ...", flush=True)
+    print(f"\nmeasured on {torch.cuda.get_device_name() if cuda else 'CPU'}: {cfg.name}, {cfg.data.size}x"
+          f"{cfg.data.size}, {frames} frames, bf16 {'on' if cfg.bf16 else 'off'}, compile {cfg.compile or 'off'}, "
+          f"1 warm-up + {steps} timed steps per setting\n")
     peak = "peak allocated / reserved GB" if cuda else "peak RSS GB (above the process before training)"
-    rows = [f"| batch | checkpointing | plan GB (1 process, no overhead) | {peak} | measured / plan "
-            "| step s | first step s |", "|---|---|---|---|---|---|---|"]
-    configs = [measured_config(cfg, b, c, cuda) for b, c in settings]
-    for (batch, ckpt), got in zip(settings, measure_all(configs, steps)):
+    print(f"| batch | checkpointing | plan GB (1 process, no overhead) | {peak} | measured / plan "
+          "| step s | first step s |\n|---|---|---|---|---|---|---|")
+    for batch, ckpt, got in results:
         predicted = (plan.states("single", 1) + plan.activations(batch, pixel_frames, ckpt)) / GB
         head = f"| {batch} | {'on' if ckpt else 'off'} | {predicted:.3g} | "
         if "error" in got:
-            rows.append(head + f"{got['error']} | | | |")
-        else:
-            measured = (got["peak_allocated"] if cuda else got["peak_rss"]) / GB
-            shown = f"{measured:.3g} / {got['peak_reserved'] / GB:.3g}" if cuda else f"{measured:.3g}"
-            rows.append(head + f"{shown} | {measured / predicted:.2f} | {got['step_s']:.3f} | "
-                        f"{got['first_step_s']:.2f} |")
-        print(rows[-1] if len(rows) > 3 else "\n".join(rows), flush=True)
+            print(head + f"{got['error']} | | | |")
+            continue
+        measured = (got["peak_allocated"] if cuda else got["peak_rss"]) / GB
+        shown = f"{measured:.3g} / {got['peak_reserved'] / GB:.3g}" if cuda else f"{measured:.3g}"
+        print(head + f"{shown} | {measured / predicted:.2f} | {got['step_s']:.3f} | {got['first_step_s']:.2f} |")
 
 
 def run(args) -> int:
@@ -295,6 +307,7 @@ def run(args) -> int:
         config = network_config(cfg)
     batches, gpus = args.batch, args.gpus
     frames = args.frames or config.max_frames
+    measured = measure_settings(cfg, batches, args.measure_steps) if args.measure else None
     print(f"measuring activations of {type(config).__name__} at {args.probe_size}x{args.probe_size}, 1 and 2 frames "
           f"(CPU, bf16 autocast) ...", flush=True)
     plan = make_plan(config, args.probe_size)
@@ -319,6 +332,6 @@ def run(args) -> int:
                       + " | ".join(cells) + " |")
     print('\nIn the training config: FSDP2 = parallel = "fsdp", checkpointing = activation_checkpointing = true; '
           "a global batch larger than GPUs x batch / GPU: [optim] accumulate.")
-    if args.measure:
-        print_measurements(cfg, plan, batches, args.measure_steps)
+    if measured:
+        print_measurements(cfg, plan, measured, args.measure_steps)
     return 0
