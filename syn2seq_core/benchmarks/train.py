@@ -218,6 +218,8 @@ def measure_training(cfg_json: str, steps: int) -> dict:
     from ..train import LOG_NAME, config_from_dict, train
 
     cfg = config_from_dict(json.loads(cfg_json), "measured config")
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):  # one process, also when the command runs under torchrun
+        os.environ.pop(name, None)
     cuda = torch.cuda.is_available()
     base = _rss_bytes()
     if cuda:
@@ -255,7 +257,6 @@ def measure_all(configs: list, steps: int):
 def measure_settings(cfg, batches: list[int], steps: int) -> list[tuple[int, bool, dict]]:
     """(batch, checkpointing, :func:`measure_training`'s result) of each setting. Run before the plan, whose
     CPU probes would otherwise stay in this process's memory beside the measured one."""
-
     cuda = torch.cuda.is_available()
     settings = [(b, c) for b in batches for c in (False, True)]
     print(f"measuring {len(settings)} settings on {torch.cuda.get_device_name() if cuda else 'the CPU'} (1 warm-up "
