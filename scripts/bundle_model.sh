@@ -2,7 +2,7 @@
 # Make a trained model the bundled one: copy it into the package and record what
 # tests/core/test_bundled_model.py checks (`syn2seq eval` on held-out takes 2^30 + 0..3).
 #
-#   scripts/bundle_model.sh runs/synthetic_tiny_cue3/model.safetensors '{"eta": 1.0}'
+#   scripts/bundle_model.sh runs/synthetic_tiny_cue4/model.safetensors '{"eta": 1.0}'
 #
 # The optional second argument is the model's default sampling settings (safetensors metadata "sampling":
 # steps, eta), what `syn2seq exo2ego`, eval and the ComfyUI sampler use when they are given none.
@@ -14,6 +14,7 @@
 #   syn2seq train --config configs/synthetic_tiny_cue.toml --out runs/synthetic_tiny_cue --minutes 62
 #   syn2seq train --config configs/synthetic_tiny_cue2.toml --out runs/synthetic_tiny_cue2 --minutes 35
 #   syn2seq train --config configs/synthetic_tiny_cue3.toml --out runs/synthetic_tiny_cue3 --minutes 90
+#   syn2seq train --config configs/synthetic_tiny_cue4.toml --out runs/synthetic_tiny_cue4 --minutes 85
 # Run it from the repository root.
 set -euo pipefail
 MODEL=${1:?usage: scripts/bundle_model.sh MODEL.safetensors [SAMPLING_JSON]}
