@@ -160,7 +160,7 @@ LIMITS: dict[str, Range] = dict([
     _r("plan_steps", int, 1, 1000, ["bench train --measure-steps"],
        "timed training steps per measured setting (after one warm-up step)"),
     _r("model_size", int, 8, 4096, ["convert-dfot --size", "bench train --size", "bench train --probe-size"],
-       "frame side (the checkpoint was trained at; RE10K: 256)"),
+       "frame side in pixels (convert-dfot: the size the checkpoint was trained at; RE10K: 256)"),
     _r("model_window", int, 1, 256, ["convert-dfot --max-frames"], "frames the model sees at once (RE10K: 8)"),
     # download
     _r("timeout", float, 0, 3600, ["download --timeout"], "seconds to wait for the server", lo_open=True),
