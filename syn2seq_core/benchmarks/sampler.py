@@ -106,29 +106,6 @@ def _config(name: str, frames: int, attention: str | None = None):
     return config
 
 
-def _hwm_reset() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
 def _memory_probe(spec_json: str) -> None:
     """Child process: one denoising step; prints {"base_mb", "peak_mb", "step_mb"} as JSON."""
     import gc
@@ -136,6 +113,7 @@ def _memory_probe(spec_json: str) -> None:
     import torch
 
     from ..dfot.model import DiT3D
+    from ._rss import peak_mb, reset_peak
 
     spec = json.loads(spec_json)
     torch.set_num_threads(spec["threads"])
@@ -153,13 +131,13 @@ def _memory_probe(spec_json: str) -> None:
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device) / 2 ** 20
     else:
-        _hwm_reset()
-        base = _peak_rss_mb()
+        reset_peak()
+        base = peak_mb()
     with torch.no_grad(), kernel, torch.autocast(device.type, dtype=torch.bfloat16,
                                                                  enabled=spec.get("bf16", False)):
         model(x, logsnr, rays)
     _sync(device)
-    peak = torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else _peak_rss_mb()
+    peak = torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else peak_mb()
     print(json.dumps({"base_mb": base, "peak_mb": peak, "step_mb": peak - base}))
 
 

@@ -192,36 +192,28 @@ def measured_config(cfg, batch: int, checkpoint: bool, cuda: bool):
 
     workers = cfg.data.loader_workers or (min(8, (os.cpu_count() or 2) - 1) if cuda else 0)
     return dataclasses.replace(
-        cfg, activation_checkpointing=checkpoint, parallel="ddp", checkpoint_every=MAX_STEPS, snapshot_every=0,
-        preview_every=0, tensorboard=False, log_every=1, data=dataclasses.replace(cfg.data, loader_workers=workers),
+        cfg, activation_checkpointing=checkpoint, checkpoint_every=MAX_STEPS, snapshot_every=0, preview_every=0,
+        tensorboard=False, log_every=1, data=dataclasses.replace(cfg.data, loader_workers=workers),
         optim=dataclasses.replace(cfg.optim, batch_size=batch, accumulate=1))
-
-
-def _rss_bytes() -> int:
-    """This process's resident memory now (Linux; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def measure_training(cfg_json: str, steps: int) -> dict:
     """Train the config (its JSON) for 1 + ``steps`` steps in this process, keeping nothing; the peak memory
     and the mean time of the steps after the first. Run in a fresh process (:func:`measure_all`)."""
-    import resource
     import tempfile
     from pathlib import Path
 
     from ..data import training  # noqa: F401  the trainer's imports, before the baseline
     from ..errors import Syn2SeqInputError
     from ..train import LOG_NAME, config_from_dict, train
+    from ._rss import peak_mb, reset_peak
 
     cfg = config_from_dict(json.loads(cfg_json), "measured config")
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):  # one process, also when the command runs under torchrun
         os.environ.pop(name, None)
     cuda = torch.cuda.is_available()
-    base = _rss_bytes()
+    reset_peak()
+    base = peak_mb()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     try:
@@ -232,7 +224,7 @@ def measure_training(cfg_json: str, steps: int) -> dict:
         return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"}
     elapsed = [r["elapsed_s"] for r in records]
     result = {"first_step_s": elapsed[0], "step_s": (elapsed[-1] - elapsed[0]) / steps,
-              "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base}
+              "peak_rss": (peak_mb() - base) * 2**20}
     if cuda:
         result["peak_allocated"] = torch.cuda.max_memory_allocated()
         result["peak_reserved"] = torch.cuda.max_memory_reserved()
