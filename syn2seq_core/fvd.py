@@ -41,10 +41,11 @@ The weights file
     :func:`read_torchscript_tensors` reads the archive as a zip, unpickles ``*/data.pkl`` with a
     restricted unpickler that knows only tensor rebuilding, storage types, ``OrderedDict``, TorchScript's
     list builders and inert stand-ins for ``__torch__.*`` classes (anything else is refused), and collects
-    the tensors by module path. A ``.safetensors`` file or a plain state dict (``torch.load(...,
-    weights_only=True)``) with the same keys works too (:func:`convert_i3d_weights` writes one), and so do
-    the TF-Hub variable names (``RGB/inception_i3d/Mixed_3b/Branch_1/Conv3d_0b_3x3/conv_3d/w``, kernels in
-    TF layout) for a file converted from the TF-Hub module. Every key and shape is checked at load.
+    the tensors by module path. A ``.safetensors`` file or a plain state dict
+    (``torch.load(..., weights_only=True)``) with the same keys works too (:func:`convert_i3d_weights` writes
+    one), and so do the TF-Hub variable names
+    (``RGB/inception_i3d/Mixed_3b/Branch_1/Conv3d_0b_3x3/conv_3d/w``, kernels in TF layout) for a file
+    converted from the TF-Hub module. Every key and shape is checked at load.
 
 Without the file, :func:`load_i3d` raises :class:`FVDUnavailable` and reports carry
 ``"unavailable: <reason>"``: never a number from another network.
