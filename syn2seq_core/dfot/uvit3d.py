@@ -20,7 +20,9 @@ Conditioning: the per-frame noise-level embedding (Fourier features of ``0.125 l
 (:func:`~syn2seq_core.dfot.embeddings.dfot_ray_encoding`) -> a spatial embedding map
 ``[B T, 1024, H / p, W / p]``, average-pooled by ``2^level`` for each level. Without a pose (``rays=None``
 or pose dropout) the camera embedding is zero and the map is constant in space, which the forward pass
-uses to FiLM per frame instead of per token.
+uses to FiLM per frame instead of per token when no gradient is recorded; a training forward runs the pose
+embedding even when it drops every pose (and zeroes them), so that its parameters take part in every step of
+every process (DDP / FSDP2 reduce the same tensors on all ranks).
 
 Forward protocol: as :class:`~syn2seq_core.dfot.model.DiT3D` (``v = model(x_t, logsnr, rays)``), with
 ``rays`` = ``model.camera_rays(K, c2w)``: [B, T, H, W, 180]. Frames are normalised by the RE10K
@@ -355,7 +357,11 @@ class UViT3DPose(VideoDenoiser):
 
         emb = self.noise_level_pos_embedding(c.noise_scale * logsnr)  # [B, T, E]
         keep = None if rays is None else self._pose_keep(B, x.device, pose_mask, generator)
-        if rays is not None and (keep is None or bool(keep.any())):
+        # With every pose dropped the map is constant in space: sampling skips the pose embedding. Training
+        # runs it anyway and zeroes the dropped poses (as DFoT's RandomDropoutPatchEmbed does), so that every
+        # process touches every parameter every step whichever poses it drops (DDP / FSDP2 stay in step).
+        grads = self.training and torch.is_grad_enabled()
+        if rays is not None and (keep is None or grads or bool(keep.any())):
             rays = rearrange(rays, "b t h w c -> b t c h w")
             if dtype is not None:
                 rays = rays.to(dtype)
