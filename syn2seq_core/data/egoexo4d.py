@@ -26,9 +26,10 @@ Ego view and time alignment (an assumption the caller must choose)
 
     * ``ego_timestamps_us``: per-frame device times, a sequence, or a file: plain text (one number per
       line) or a CSV with a column ``tracking_timestamp_us`` / ``timestamp_us`` / ``capture_timestamp_us``
-      or ``<aria>_214-1_capture_timestamp_ns`` (nanoseconds, as in the capture's ``timesync.csv``). Rows
-      are taken from ``timesync_start_idx`` on (the take's ``timesync_start_idx`` of ``takes.json`` for a
-      capture-level ``timesync.csv``). This is the exact option. (That the ``capture_timestamp_ns`` of
+      or ``<aria>_214-1_capture_timestamp_ns`` (nanoseconds, as in the capture's ``timesync.csv``). For a
+      capture-level ``timesync.csv`` pass the take's ``timesync_start_idx`` of ``takes.json``: frame ``i`` is
+      data row ``timesync_start_idx + 1 + i`` (:func:`timesync_first_row`, with its sources); without it rows are
+      read from the first on (a file of per-frame times). This is the exact option. (That the ``capture_timestamp_ns`` of
       ``timesync.csv`` is on the same device clock as ``tracking_timestamp_us`` is inferred from the
       Exo2Ego-V preprocessing, not from a specification.)
     * ``start_timestamp_us``: device time of frame 0; frame ``i`` is at ``start + i * 1e6 / fps``.
@@ -46,10 +47,13 @@ The true ego camera (``ego_camera="auto"``, the default, or ``"calibration"``)
     projectaria_tools' ``T_a_b`` takes b-frame coordinates to a-frame coordinates). Read through
     projectaria_tools (``mps.read_online_calibration``) when it is installed, else by the JSON fallback
     :func:`read_aria_online_calibration` (``calibration_reader``); see that function for where the two may
-    differ. Pixel convention: projectaria_tools puts the centre of the top-left pixel at (0, 0) (its
-    ``scaleParams`` maps ``c -> s (c + 0.5) - 0.5``); ours puts it at (0.5, 0.5), so ``cx = cx_aria + 0.5``,
-    and normalised intrinsics do not depend on the calibration's image size (2880x2880 sensor, 1408 video,
-    448 downscaled all give the same ``K``).
+    differ. The calibration is of the raw sensor image; the frame-aligned video is that image turned 90 degrees
+    clockwise, so the camera is turned with it on reading (see "Aria RGB orientation" below). Pixel convention:
+    projectaria_tools puts the centre of the top-left pixel at (0, 0) (its ``scaleParams`` maps
+    ``c -> s (c + 0.5) - 0.5``); ours puts it at (0.5, 0.5), so ``cx = cx_aria + 0.5`` — the same shift as for the
+    KB3 exo cameras of ``gopro_calibs.csv`` (:func:`~syn2seq_core.geometry.cameras.intrinsics_from_centre0`) — and
+    normalised intrinsics do not depend on the calibration's image size (2880x2880 sensor, 1408 video, 448
+    downscaled all give the same ``K``).
 
 The approximate stand-in (``ego_camera="approximate"``, or ``"auto"`` without the calibration file)
     The pose is the Aria *device* frame (as Exo2Ego-V uses it) unless ``T_device_camera`` is given; the device
@@ -66,11 +70,17 @@ Files read
     outside the take) and is read where it is (:func:`~syn2seq_core.data.egoexo4d_index.load_indexed_take` checks
     it against the release root first).
 
-Aria RGB orientation
-    The Aria RGB frames are stored as the sensor sees them, rotated 90 degrees from upright (viewers
-    rotate them clockwise; projectaria_tools tutorials use ``np.rot90(image, k=3)``). The reader keeps
-    frames and poses in the stored (sensor) orientation, which is self-consistent (the calibration is of
-    the sensor image too). To work upright, rotate frames and cameras together with :func:`rotate90`.
+Aria RGB orientation (:data:`ARIA_ORIENTATION`)
+    ``frame_aligned_videos/<aria>_214-1.mp4`` holds the raw VRS ``camera-rgb`` image turned 90 degrees clockwise
+    (upright): a raw pixel ``(x, y)`` is at ``(W - 1 - y, x)`` of the video (Ego4d
+    ``notebooks/egoexo/tutorials/gaze_tutorial.ipynb``, where gaze projected with the raw calibration is turned
+    so before it is drawn on the mp4 frame; ``ego4d/internal/human_pose/utils.py`` ``aria_original_to_extracted``).
+    ``online_calibration.jsonl`` describes the raw image. The reader keeps the frames as stored and turns the
+    calibration with them, once, where it is read (:meth:`AriaCameraCalibration.rotated_cw90`, the same turn as
+    projectaria_tools' ``rotate_camera_calib_cw90deg``, which its ``rotate_upright_image_and_calibration`` pairs
+    with ``np.rot90(image, k=3)``). Every consumer (index, :func:`load_indexed_take`, prepare, eval, the nodes)
+    reads the ego camera through here, so frames and cameras always agree. :func:`rotate90` turns frames and a
+    :class:`Cameras` track together when another orientation is wanted.
 """
 
 from __future__ import annotations
@@ -88,7 +98,7 @@ import torch
 from torch import Tensor
 
 from ..errors import Syn2SeqInputError, check_choice, require
-from ..geometry.cameras import Cameras
+from ..geometry.cameras import Cameras, intrinsics_from_centre0
 from ..safe_paths import Folder, check_inside, check_not_a_playlist
 from ..video_io import probe_video
 from .takes import Take
@@ -104,6 +114,15 @@ FISHEYE624_PROJECTION = "FisheyeRadTanThinPrism"  # the JSON name of FISHEYE624 
 # label; checked with projectaria-tools 2.3.0): the full RGB sensor.
 ARIA_RGB_SENSOR_SIZE = (2880, 2880)
 ARIA_RGB_STREAM = "214-1"
+# The one orientation of the Aria view, everywhere (index, takes, prepare, eval, nodes): frames as stored in
+# frame_aligned_videos, which is the raw VRS camera-rgb image turned 90 degrees clockwise (Ego4d gaze tutorial:
+# x_mp4 = W - 1 - y_raw, y_mp4 = x_raw), with the camera turned the same way when it is read
+# (AriaCameraCalibration.rotated_cw90, as projectaria_tools' rotateCameraCalibCW90Deg).
+ARIA_ORIENTATION = ("frames as stored in frame_aligned_videos (raw camera-rgb turned 90 degrees clockwise); "
+                    "camera-rgb calibration turned with them (FISHEYE624 parameters, principal point, "
+                    "T_Device_Camera), as projectaria_tools rotateCameraCalibCW90Deg")
+# Frame i of a take's frame-aligned videos is timesync.csv row timesync_start_idx + 1 + i (timesync_first_row).
+FRAME_TIMING = "frame i = timesync.csv row timesync_start_idx + 1 + i"
 VIDEOS_DIR = "frame_aligned_videos"
 DOWNSCALED_DIR = ("downscaled", "448")
 GOPRO_CALIBS = ("trajectory", "gopro_calibs.csv")
@@ -220,8 +239,19 @@ def _read_timestamps_file(path: Path, aria: str | None, start_idx: int, n: int) 
     return ts
 
 
+def timesync_first_row(timesync_start_idx: int | None) -> int:
+    """The ``timesync.csv`` data row of frame 0 of a take's frame-aligned videos: ``timesync_start_idx + 1``.
+
+    Frame ``i`` is row ``timesync_start_idx + 1 + i`` and a take has ``timesync_end_idx - timesync_start_idx - 1``
+    frames (Ego4d ``notebooks/egoexo/tutorials/gaze_tutorial.ipynb``: ``start_idx = take["timesync_start_idx"]+1``,
+    rows ``range(start_idx, end_idx)`` paired with frame ``i`` of the mp4; ``ego4d/features/config.py``: the
+    frame count). ``None`` (a file of per-frame times, not the capture's table): row 0.
+    """
+    return 0 if timesync_start_idx is None else int(timesync_start_idx) + 1
+
+
 def _ego_times(n: int, fps: float, trajectory: Path, aria: str | None, ego_timestamps_us, start_timestamp_us,
-               align, timesync_start_idx: int) -> tuple[Tensor, str]:
+               align, timesync_start_idx: int | None) -> tuple[Tensor, str]:
     given = [name for name, v in (("ego_timestamps_us", ego_timestamps_us),
                                   ("start_timestamp_us", start_timestamp_us), ("align", align)) if v is not None]
     if len(given) != 1:
@@ -233,7 +263,10 @@ def _ego_times(n: int, fps: float, trajectory: Path, aria: str | None, ego_times
     if ego_timestamps_us is not None:
         if isinstance(ego_timestamps_us, (str, os.PathLike)):
             p = Path(ego_timestamps_us)
-            return _read_timestamps_file(p, aria, timesync_start_idx, n), f"per-frame timestamps from {p.name}"
+            first = timesync_first_row(timesync_start_idx)
+            how = f"per-frame timestamps from {p.name}" + (
+                "" if timesync_start_idx is None else f", rows {first}.. (frame i = row timesync_start_idx + 1 + i)")
+            return _read_timestamps_file(p, aria, first, n), how
         ts = torch.as_tensor(ego_timestamps_us, dtype=torch.float64).flatten()
         require(len(ts) == n, "ego_timestamps_us", f"{n} values (one per video frame)", len(ts))
         return ts, "per-frame timestamps given by the caller"
@@ -267,10 +300,27 @@ class AriaCameraCalibration:
 
     @property
     def K(self) -> np.ndarray:
-        """[4] normalised intrinsics in our convention (pixel centres at +0.5)."""
+        """[4] normalised intrinsics in our convention (pixel centres at +0.5, as for every Ego-Exo4D camera:
+        :func:`~syn2seq_core.geometry.cameras.intrinsics_from_centre0`)."""
         f, cx, cy = self.params[:3]
+        return np.array(intrinsics_from_centre0(f, f, cx, cy, *self.image_size))
+
+    def rotated_cw90(self) -> "AriaCameraCalibration":
+        """The calibration of the image turned 90 degrees clockwise (what ``frame_aligned_videos`` stores).
+
+        As projectaria_tools' ``rotateCameraCalibCW90Deg`` (``core/calibration/CameraCalibration.cpp``): the size
+        swaps; ``cx' = H - 1 - cy``, ``cy' = cx`` (its pixel convention); ``k0..k5`` stay; the tangential pair
+        becomes ``(-p1, p0)`` and the thin-prism terms ``(-s2, -s3, s0, s1)``; ``T_Device_Camera' =
+        T_Device_Camera @ rotZ(-90 deg)`` (the new camera x axis is the old -y, the new y the old x: what was up
+        in the raw image is right in the stored one). :func:`rotate90` does the same on a :class:`Cameras` in our
+        pixel convention; tests check the two against projectaria_tools' ``rotate_camera_calib_cw90deg``.
+        """
+        p = np.asarray(self.params, dtype=np.float64)
         w, h = self.image_size
-        return np.array([f / w, f / h, (cx + 0.5) / w, (cy + 0.5) / h])
+        turned = np.concatenate([[p[0], h - 1 - p[2], p[1]], p[3:9], [-p[10], p[9]], [-p[13], -p[14], p[11], p[12]]])
+        rot_z = np.eye(4)
+        rot_z[:3, :3] = [[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]  # rotZ(-pi/2)
+        return replace(self, params=turned, image_size=(h, w), T_device_camera=self.T_device_camera @ rot_z)
 
     @property
     def fisheye(self) -> np.ndarray:
@@ -482,8 +532,9 @@ def aria_rgb_cameras(records: list[AriaCameraCalibration], ts_us: Tensor, video_
 
 def load_egoexo4d_take(path, camera: str = "cam01", *, resolution: str = "auto", aria: str | None = None,
                        ego: bool = True, ego_timestamps_us=None, start_timestamp_us: float | None = None,
-                       align: str | None = None, timesync_start_idx: int = 0, ego_K=None, ego_fisheye=None,
-                       T_device_camera=None, ego_camera: str = "auto", calibration_reader: str = "auto") -> Take:
+                       align: str | None = None, timesync_start_idx: int | None = None, ego_K=None, ego_fisheye=None,
+                       T_device_camera=None, ego_camera: str = "auto", calibration_reader: str = "auto",
+                       exo_video: str | None = None, ego_video: str | None = None) -> Take:
     """Read an Ego-Exo4D take folder into a :class:`Take` (see the module docstring for every option).
 
     camera: the exo GoPro (``cam01`` ...). resolution: ``"448"`` (``downscaled/448``), ``"full"``, or
@@ -491,7 +542,13 @@ def load_egoexo4d_take(path, camera: str = "cam01", *, resolution: str = "auto",
     reads the exo view only (no trajectory or time alignment needed). ego_camera: ``"auto"`` (the true Aria
     RGB camera from ``trajectory/online_calibration.jsonl`` when present, else the approximate stand-in),
     ``"calibration"`` (the true camera; an error without the file) or ``"approximate"``. calibration_reader:
-    ``"auto"``, ``"projectaria"`` or ``"json"`` (see :func:`read_aria_online_calibration`).
+    ``"auto"``, ``"projectaria"`` or ``"json"`` (see :func:`read_aria_online_calibration`). timesync_start_idx:
+    the take's ``timesync_start_idx`` of ``takes.json`` when ``ego_timestamps_us`` is the capture's
+    ``timesync.csv`` (frame ``i`` is row ``timesync_start_idx + 1 + i``, :func:`timesync_first_row`); None for a
+    file of per-frame times (row 0 on). exo_video, ego_video: the videos' paths relative to the take folder
+    (``frame_aligned_videos[cam][stream].relative_path`` of ``takes.json``, which the index passes); by default
+    they are found by name (``<camera>.mp4``, ``<aria>_214-1.mp4``). Either must stay inside the take folder,
+    links followed.
     """
     from ..geometry.pose_io import ARIA_RGB_DEFAULT_SIZE, load_cameras
 
@@ -503,8 +560,8 @@ def load_egoexo4d_take(path, camera: str = "cam01", *, resolution: str = "auto",
     check_choice(ego_camera, EGO_CAMERAS, "ego_camera")
     check_choice(calibration_reader, CALIBRATION_READERS, "calibration_reader")
     require(isinstance(camera, str) and camera, "camera", "an exo camera name such as 'cam01'", repr(camera))
-    require(isinstance(timesync_start_idx, int) and timesync_start_idx >= 0, "timesync_start_idx",
-            "a row index >= 0", timesync_start_idx)
+    require(timesync_start_idx is None or (isinstance(timesync_start_idx, int) and timesync_start_idx >= 0),
+            "timesync_start_idx", "a row index >= 0 (takes.json) or None", timesync_start_idx)
     dirs = _video_dirs(take, resolution)
     # Every file read below must resolve, links followed, inside the take folder.
     within = Folder(take, f"Ego-Exo4D take '{take.name}'")
@@ -512,8 +569,18 @@ def load_egoexo4d_take(path, camera: str = "cam01", *, resolution: str = "auto",
     def video(path: Path) -> Path:
         return check_not_a_playlist(within.path(path), owner=within.owner, entry=within.relative(path))
 
-    exo_video = next((d / f"{name}.mp4" for d in dirs for name in _aliases(camera) if (d / f"{name}.mp4").is_file()),
-                     None)
+    def named(rel, key: str) -> Path:
+        p = within.name(rel, key)
+        require(p.is_file(), f"Ego-Exo4D take '{take.name}' {key}", "a video file inside the take folder",
+                f"nothing at '{rel}'")
+        return p
+
+    exo_named = exo_video
+    if exo_named is not None:
+        exo_video = named(exo_named, "exo_video")
+    else:
+        exo_video = next((d / f"{name}.mp4" for d in dirs for name in _aliases(camera)
+                          if (d / f"{name}.mp4").is_file()), None)
     if exo_video is None:
         known = list_exo_cameras(take, resolution)
         raise Syn2SeqInputError("camera", f"one of the exo videos of '{take.name}': {known}", repr(camera),
@@ -533,20 +600,24 @@ def load_egoexo4d_take(path, camera: str = "cam01", *, resolution: str = "auto",
     meta = {"source": "egoexo4d", "notes": f"Ego-Exo4D take {take.name}, exo camera {camera}",
             "meta": {"take_dir": str(take), "exo_camera": camera, "exo_calibration_uid": uid,
                      "resolution": str(exo_video.parent.relative_to(take)),
-                     "aria_orientation": "as stored (sensor orientation, 90 degrees from upright)"}}
-    ego_video = ego_info = ego_cams = None
+                     "aria_orientation": ARIA_ORIENTATION}}
+    ego_named, ego_video = ego_video, None
+    ego_info = ego_cams = None
     stamps = {}
     if ego:
-        pattern = f"{aria}_{ARIA_RGB_STREAM}.mp4" if aria else f"aria*_{ARIA_RGB_STREAM}.mp4"
-        for d in [exo_video.parent] + [d for d in _video_dirs(take, "auto") if d != exo_video.parent]:
-            found = sorted(d.glob(pattern))
-            if len(found) > 1:
-                raise Syn2SeqInputError("aria", f"one of {[p.stem.split('_')[0] for p in found]}", "none",
-                                        "Pass aria='aria01' (the take has several Aria videos)")
-            if found:
-                ego_video = found[0]
-                break
-        aria_name = ego_video.stem.split("_")[0] if ego_video is not None else aria
+        if ego_named is not None:
+            ego_video = named(ego_named, "ego_video")
+        else:
+            pattern = f"{aria}_{ARIA_RGB_STREAM}.mp4" if aria else f"aria*_{ARIA_RGB_STREAM}.mp4"
+            for d in [exo_video.parent] + [d for d in _video_dirs(take, "auto") if d != exo_video.parent]:
+                found = sorted(d.glob(pattern))
+                if len(found) > 1:
+                    raise Syn2SeqInputError("aria", f"one of {[p.stem.split('_')[0] for p in found]}", "none",
+                                            "Pass aria='aria01' (the take has several Aria videos)")
+                if found:
+                    ego_video = found[0]
+                    break
+        aria_name = aria or (ego_video.stem.split("_")[0] if ego_video is not None else None)
         trajectory = take.joinpath(*ARIA_TRAJECTORY)
         if not trajectory.is_file():
             raise Syn2SeqInputError(f"Ego-Exo4D take '{take.name}'", "the Aria track "
@@ -571,6 +642,9 @@ def load_egoexo4d_take(path, camera: str = "cam01", *, resolution: str = "auto",
         ego_source = None
         if use_calib:
             records = read_aria_online_calibration(within.path(calib), ARIA_RGB_LABEL, calibration_reader)
+            # The frame-aligned Aria video is the raw camera-rgb image turned 90 degrees clockwise: turn the
+            # camera with it (ARIA_ORIENTATION), so frames stay as stored and every ray agrees with them.
+            records = [r.rotated_cw90() for r in records]
             ego_K, ego_fisheye, T_device_camera, chosen = aria_rgb_cameras(
                 records, ts_us, size, f"Ego-Exo4D take '{take.name}' ego video")
             ego_source = chosen[0].source

@@ -20,17 +20,27 @@ The cameras are the renderer's, exactly:
   exo target (``exo_cameras``); every exo view is rendered through a Kannala–Brandt (KB3) lens, the model
   ``gopro_calibs.csv`` stores; the calibration is written at 4x the video size (the reader rescales);
 * the ego view is rendered *through* a FISHEYE624 lens (per-ray directions from the lens model, see
-  :func:`~syn2seq_core.data.synthetic.render`), the world's ego camera pose being
-  ``T_world_device @ T_device_camera``; the calibration is written at the 2880x2880 RGB sensor size with
-  ``ImageSizes`` (or without, ``image_sizes=False``: then readers take the sensor default);
+  :func:`~syn2seq_core.data.synthetic.render`) as the raw ``camera-rgb`` sensor sees it: the world's upright ego
+  camera turned 90 degrees counter-clockwise (:func:`sensor_turn`), pose ``T_world_device @ T_device_camera``.
+  The calibration file describes that raw camera, at the 2880x2880 RGB sensor size with ``ImageSizes`` (or
+  without, ``image_sizes=False``: then readers take the sensor default). The video stores the raw frames turned
+  90 degrees clockwise, as the release does (raw pixel ``(x, y)`` at ``(W - 1 - y, x)``; Ego4d
+  ``notebooks/egoexo/tutorials/gaze_tutorial.ipynb``), so it is upright; ``marker=True`` paints an asymmetric
+  marker into the raw frames first, so the turn is visible;
 * frame ``i`` of every video is scene time ``i / fps`` and device time ``t0 + i * 1e6 / fps`` microseconds
-  (whole microseconds: fps must divide 1e6), the trajectory has a sample at every frame time and three in
-  between, so resampling it at the frame times is exact.
+  (whole microseconds: fps must divide 1e6), at ``timesync.csv`` row ``timesync_start_idx + 1 + i``, with
+  ``timesync_end_idx - timesync_start_idx - 1`` frames (as the Ego4d tools read them); the trajectory covers
+  exactly the frames (first sample at frame 0, last at the last frame, three in between each), so resampling
+  it at the frame times is exact and a reader one row off falls outside it;
+* ``gopro_calibs.csv`` and ``online_calibration.jsonl`` put the top-left pixel centre at (0, 0), as
+  projectaria_tools does (``cx_file = cx_ours - 0.5``).
 
 Damaged takes (``damaged``, appended after the good ones, each a take in ``takes.json``): ``missing_folder``,
 ``missing_video`` (no Aria video), ``missing_trajectory``, ``missing_calibration`` (no online calibration),
 ``damaged_calibration`` (a truncated JSON line), ``damaged_csv`` (a gopro_calibs.csv without its header),
-``dropped`` (``is_dropped: true``).
+``dropped`` (``is_dropped: true``), ``short_trajectory`` (the track ends before the last frame),
+``short_video`` (the Aria video lacks its last frame), ``missing_timesync`` (no capture timesync.csv),
+``outside_video`` (a ``relative_path`` climbing out of the take folder).
 
 Not written: VRS files, eye gaze, point clouds, ``downscaled/448`` videos (the reader uses them when present),
 capture-level trajectories.
@@ -53,10 +63,11 @@ from torch import Tensor
 
 from ..atomic import write_text_atomic
 from ..errors import Syn2SeqInputError, require
-from ..geometry.cameras import Cameras, invert_pose, look_at
+from ..geometry.cameras import CENTRE0_TO_OURS_PX, Cameras, invert_pose, look_at
 
 DAMAGE_KINDS = ("missing_folder", "missing_video", "missing_trajectory", "missing_calibration",
-                "damaged_calibration", "damaged_csv", "dropped")
+                "damaged_calibration", "damaged_csv", "dropped", "short_trajectory", "short_video", "missing_timesync",
+                "outside_video")
 SPLITS = ("train", "val", "test")
 SENSOR_SIZE = 2880  # Aria Gen1 RGB sensor, what an online calibration's camera-rgb refers to
 CALIB_SCALE = 4  # the GoPro calibration is written at 4x the video size
@@ -76,10 +87,13 @@ T0_US = 5_000_000  # device time of the first frame of take 0
 class FixtureTake:
     """What was written for one take, with the renderer's exact cameras (for tests).
 
-    exo: camera name -> Cameras (1 static camera, KB3); ego: Cameras [N] (FISHEYE624) as rendered (float32 poses
-    of the world, orthonormal to ~1e-7); T_device_camera: [4, 4]; T_world_device: [N, 4, 4] at the frame times,
-    as the trajectory file holds them (``T_world_device @ T_device_camera`` equals ``ego.c2w`` to ~1e-7);
-    frame_times_us: [N]; damage: the damage kind or None.
+    exo: camera name -> Cameras (1 static camera, KB3); ego: Cameras [N] (FISHEYE624) of the *stored* Aria frames
+    (the raw camera turned 90 degrees clockwise with them; its pose is the world's upright ego camera, float32
+    poses of the world, orthonormal to ~1e-7); ego_raw: the raw camera-rgb camera the calibration file
+    describes; T_device_camera: [4, 4] raw, as the file holds it; T_world_device: [N, 4, 4] at the frame times,
+    as the trajectory file holds them (``T_world_device @ T_device_camera`` equals ``ego_raw.c2w`` to ~1e-7);
+    frame_times_us: [N]; damage: the damage kind or None; marker_world: [N, 3] world points painted as the
+    marker (``marker=True``), else None.
     """
 
     take_name: str
@@ -92,6 +106,8 @@ class FixtureTake:
     T_world_device: Tensor | None = None
     frame_times_us: Tensor | None = None
     damage: str | None = None
+    ego_raw: Cameras | None = None
+    marker_world: Tensor | None = None
 
 
 def _quat_R(q) -> np.ndarray:
@@ -112,6 +128,35 @@ def _orthonormal(R: np.ndarray) -> np.ndarray:
     from scipy.spatial.transform import Rotation
 
     return Rotation.from_quat(Rotation.from_matrix(R).as_quat()).as_matrix()
+
+
+def sensor_turn() -> Tensor:
+    """[4, 4] the raw camera-rgb axes in the stored (upright) camera's: turned 90 degrees counter-clockwise about
+    the optical axis (the raw x axis is the stored y axis, the raw y axis the stored -x)."""
+    T = torch.eye(4, dtype=torch.float64)
+    T[:3, :3] = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    return T
+
+
+MARKER_RAW_PX = (0.3, 0.2)  # where the marker sits in the raw image, as fractions of its width and height
+MARKER_RGB = (1.0, 0.0, 0.0)
+
+
+def _paint_marker(raw: Tensor, cams: Cameras) -> tuple[Tensor, Tensor]:
+    """Paint an asymmetric marker (a 3x3 red square with a 2-pixel tail to its right) into raw frames
+    [N, 3, H, W] at :data:`MARKER_RAW_PX`; returns (frames, the world point [N, 3] 1 m deep on that pixel's ray)."""
+    from ..geometry.plucker import camera_directions
+
+    H, W = raw.shape[-2:]
+    col, row = int(MARKER_RAW_PX[0] * W), int(MARKER_RAW_PX[1] * H)
+    out = raw.clone()
+    colour = torch.tensor(MARKER_RGB, dtype=out.dtype)[:, None, None]
+    out[:, :, row - 1:row + 2, col - 1:col + 2] = colour
+    out[:, :, row, col + 2:col + 4] = colour[..., 0]
+    d = camera_directions(cams.K, H, W, cams.fisheye)[:, row, col]  # [N, 3] the ray of that pixel's centre
+    p_cam = d / d[:, 2:3]
+    world = (cams.c2w[:, :3, :3] @ p_cam[..., None])[..., 0] + cams.c2w[:, :3, 3]
+    return out, world
 
 
 def t_device_camera() -> Tensor:
@@ -156,6 +201,7 @@ def _gopro_csv(exo: dict[str, Cameras]) -> str:
         q = _R_quat_xyzw(c2w[:3, :3])
         W, H = cam.width * CALIB_SCALE, cam.height * CALIB_SCALE
         K = cam.K[0].to(torch.float64).numpy() * np.array([W, H, W, H])
+        K[2:] -= CENTRE0_TO_OURS_PX  # the file's pixel centres are at (0, 0) (projectaria_tools' convention)
         w.writerow([name, "synthetic-world", *map(_fmt, c2w[:3, 3]), *map(_fmt, q), W, H, "KANNALABRANDTK3",
                     *map(_fmt, K), *map(_fmt, cam.fisheye[0].tolist()), -1, -1, 1])
     return out.getvalue()
@@ -229,23 +275,27 @@ def _take_entry(take_name: str, take_uid: str, capture_name: str, capture_uid: s
         "task_name": "Move Objects", "take_idx": 1, "is_dropped": bool(dropped), "validated": True,
         "best_exo": exo_names[-1] if len(exo_names) > 1 else exo_names[0],
         "duration_sec": n / fps, "task_start_sec": 0.0, "task_end_sec": n / fps,
-        "timesync_start_idx": pad, "timesync_end_idx": pad + n + 1,
+        # frame i of the videos is timesync row timesync_start_idx + 1 + i; end - start - 1 frames
+        "timesync_start_idx": pad - 1, "timesync_end_idx": pad + n,
         "frame_aligned_videos": videos, "has_trimmed_vrs": False, "is_narrated": False,
         "syn2seq_seed": int(seed),
     }
 
 
 def write_egoexo4d_fixture(root, seeds, config=None, *, exo_cameras: int = 2, damaged=(), splits=SPLITS,
-                           image_sizes: bool = True, overwrite: bool = False, progress=None) -> list[FixtureTake]:
+                           image_sizes: bool = True, overwrite: bool = False, marker: bool = False,
+                           progress=None) -> list[FixtureTake]:
     """Render one take per seed (plus one per ``damaged`` kind) into ``root`` in the Ego-Exo4D release layout.
 
     config: a :class:`~syn2seq_core.data.synthetic.SyntheticConfig` (``size`` both views, ``ego_frames`` frames
     per take, ``fps`` with ``1e6 / fps`` a whole number); exo_cameras: 1 .. 4 static exo cameras; splits: the
     official split of take i is ``splits[i % len(splits)]``; progress: called once per take. Returns what was
-    written, with the exact cameras (see :class:`FixtureTake`).
+    written, with the exact cameras (see :class:`FixtureTake`). marker: paint an asymmetric marker into the Aria
+    frames (before they are turned as the release turns them), for orientation checks by eye and by test.
     """
     from ..video_io import write_video
     from .synthetic import SyntheticConfig, _threads, render
+    from .egoexo4d import rotate90
     from .synthetic_scene import ego_c2w, sample_scene
 
     config = config or SyntheticConfig()
@@ -291,27 +341,38 @@ def write_egoexo4d_fixture(root, seeds, config=None, *, exo_cameras: int = 2, da
             c2w = scene.exo_c2w[0].to(torch.float64) if k == 0 else _extra_exo_c2w(scene, k)
             exo[name] = Cameras(c2w[None], scene.exo_K[0].to(torch.float64)[None], size, size,
                                 torch.tensor(EXO_KB3, dtype=torch.float64)[None])
-        # ego camera (FISHEYE624 through T_device_camera)
+        # ego camera (FISHEYE624 through T_device_camera). The raw camera-rgb sensor is the world's upright ego
+        # camera turned 90 degrees counter-clockwise about its optical axis (SENSOR_TURN), so that the stored
+        # video -- the raw image turned 90 degrees clockwise, as the release stores it -- is upright again.
         f_norm = float(scene.ego_K[0, 0])
         f_px = f_norm * SENSOR_SIZE
         cx, cy = SENSOR_SIZE / 2 - 0.5 + f_px_offset[0], SENSOR_SIZE / 2 - 0.5 + f_px_offset[1]
-        params15 = [f_px, cx, cy, *EGO_FISHEYE624]
-        K_ego = torch.tensor([f_px / SENSOR_SIZE, f_px / SENSOR_SIZE, (cx + 0.5) / SENSOR_SIZE,
+        params15 = [f_px, cx, cy, *EGO_FISHEYE624]  # the raw image's, as online_calibration.jsonl holds them
+        K_raw = torch.tensor([f_px / SENSOR_SIZE, f_px / SENSOR_SIZE, (cx + 0.5) / SENSOR_SIZE,
                               (cy + 0.5) / SENSOR_SIZE], dtype=torch.float64)
-        ego_c2w_frames = ego_c2w(scene, scene_t)[0].to(torch.float64)  # [N, 4, 4]
-        ego = Cameras(ego_c2w_frames, K_ego[None], size, size, torch.tensor(EGO_FISHEYE624, dtype=torch.float64)[None])
+        turn = sensor_turn()
+        raw_c2w = ego_c2w(scene, scene_t)[0].to(torch.float64) @ turn  # [N, 4, 4]
+        ego_raw = Cameras(raw_c2w, K_raw[None], size, size, torch.tensor(EGO_FISHEYE624, dtype=torch.float64)[None])
+        ego = rotate90(None, ego_raw, clockwise=True)[1]  # the camera of the stored (turned) frames
         sub = step_us // 4
         traj_us = t0 + sub * np.arange(4 * (n - 1) + 1, dtype=np.int64)
         traj_c2w = ego_c2w(scene, torch.from_numpy((traj_us - t0) / 1e6).to(torch.float32))[0].to(torch.float64)
-        T_wd = (traj_c2w @ invert_pose(Tdc)[None]).numpy()
+        T_wd = (traj_c2w @ turn @ invert_pose(Tdc)[None]).numpy()
         T_wd[:, :3, :3] = _orthonormal(T_wd[:, :3, :3])  # exactly what the file's quaternions hold
         with _threads(config.threads):
             videos = {name: render(scene, Cameras(cam.c2w.expand(n, 4, 4), cam.K, size, size, cam.fisheye), scene_t,
                                    supersample=config.supersample, near=config.near)
                       for name, cam in exo.items()}
-            videos[f"{ARIA}_214-1"] = render(scene, ego, scene_t, supersample=config.supersample, near=config.near)
+            raw = render(scene, ego_raw, scene_t, supersample=config.supersample, near=config.near)
+        marker_world = None
+        if marker:
+            raw, marker_world = _paint_marker(raw, ego_raw)
+        # the release's Aria stream: raw pixel (x, y) at (W - 1 - y, x), i.e. the raw image turned clockwise
+        videos[f"{ARIA}_214-1"] = torch.rot90(raw, k=-1, dims=(-2, -1))
         # write the take
         (take_dir / "frame_aligned_videos").mkdir(parents=True, exist_ok=True)
+        if damage == "short_video":
+            videos[f"{ARIA}_214-1"] = videos[f"{ARIA}_214-1"][:-1]
         for name, frames in videos.items():
             write_video(take_dir / "frame_aligned_videos" / f"{name}.mp4", frames, fps=config.fps, crf=12)
         traj = take_dir / "trajectory"
@@ -333,17 +394,27 @@ def write_egoexo4d_fixture(root, seeds, config=None, *, exo_cameras: int = 2, da
         elif damage == "damaged_calibration":
             text = (traj / "online_calibration.jsonl").read_text()
             write_text_atomic(traj / "online_calibration.jsonl", text[: len(text) // 3])
+        elif damage == "short_trajectory":
+            lines = (traj / "closed_loop_trajectory.csv").read_text().splitlines()
+            write_text_atomic(traj / "closed_loop_trajectory.csv", "\n".join(lines[:-2]) + "\n")
+        elif damage == "missing_timesync":
+            (cap_dir / "timesync.csv").unlink()
         elif damage == "damaged_csv":
             text = (traj / "gopro_calibs.csv").read_text()
             write_text_atomic(traj / "gopro_calibs.csv", text.split("\n", 1)[1])
         takes.append(_take_entry(take_name, take_uid, capture_name, capture_uid, exo_names, n, config.fps, pad,
                                  damage == "dropped", seed))
+        if damage == "outside_video":  # the video exists, but outside the take folder
+            moved = out / f"{take_name}_{ARIA}_214-1.mp4"
+            (take_dir / "frame_aligned_videos" / f"{ARIA}_214-1.mp4").replace(moved)
+            takes[-1]["frame_aligned_videos"][ARIA]["rgb"]["relative_path"] = f"../../{moved.name}"
         captures.append({"capture_uid": capture_uid, "capture_name": capture_name,
                          "root_dir": f"captures/{capture_name}", "university_id": "syn2seq",
                          "cameras": takes[-1]["capture"]["cameras"]})
         split_map[take_uid] = split
         results.append(FixtureTake(take_name, take_uid, capture_name, split, exo, ego, Tdc,
-                                   torch.from_numpy(T_wd[::4].copy()), torch.from_numpy(times_us), damage))
+                                   torch.from_numpy(T_wd[::4].copy()), torch.from_numpy(times_us), damage, ego_raw,
+                                   marker_world))
         if progress is not None:
             progress(take_name)
     write_text_atomic(out / "takes.json", json.dumps(takes, indent=1))

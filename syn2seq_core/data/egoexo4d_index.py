@@ -24,12 +24,17 @@ Release layout read (paths relative to ROOT, the folder the ``egoexo`` downloade
     the docs page writes ``capture/<capture_name>/timesync.csv``, the Ego4d tools ``captures/``): one row per
     synchronised frame, columns
     ``<cam>_<stream>_capture_timestamp_ns`` among others, ``aria01_214-1_capture_timestamp_ns`` for the Aria RGB
-    stream (docs.ego-exo4d-data.org/data/takes; human_pose/main.py). The take's rows are
-    ``timesync_start_idx .. timesync_end_idx - 1``: the Ego4d tools count ``end - start - 1`` frames and slice
-    ``iloc[start:end - 1]`` (marked "TODO: confirm" there), i.e. ``end`` is one past an extra row (inferred).
-    Frame ``i`` of the take's videos is row ``timesync_start_idx + i``.
-    ``takes/<take_name>/frame_aligned_videos/<cam>.mp4``, ``<aria>_214-1.mp4`` and ``downscaled/448/`` (same
-    names; manifest_gen.py) — every frame ``i`` is the same moment in every video (docs, data/takes).
+    stream (docs.ego-exo4d-data.org/data/takes; human_pose/main.py). Frame ``i`` of the take's videos is row
+    ``timesync_start_idx + 1 + i``, and a take has ``timesync_end_idx - timesync_start_idx - 1`` frames
+    (docs.ego-exo4d-data.org/data/takes "Take-Timing Information"; Ego4d
+    ``notebooks/egoexo/tutorials/gaze_tutorial.ipynb``: ``start_idx = take["timesync_start_idx"]+1``, rows
+    ``range(start_idx, end_idx)`` paired with mp4 frame ``i``; ``ego4d/features/config.py``: ``frame_count``).
+    Videos: ``frame_aligned_videos[cam][stream].relative_path``, relative to the take folder
+    (``ego4d/features/config.py``, ``ego4d/internal/downscale.py``), kept inside it, links followed; at 448
+    ``frame_aligned_videos/downscaled/448/<its file name>`` (manifest_gen.py). The Aria video is the ``rgb``
+    stream, stored turned 90 degrees clockwise from the raw sensor image (see
+    :data:`~syn2seq_core.data.egoexo4d.ARIA_ORIENTATION`) — every frame ``i`` is the same moment in every video
+    (docs, data/takes).
     ``takes/<take_name>/trajectory/``: the take's MPS outputs (``--parts take_trajectory``, docs data/takes;
     manifest_gen.py lists the folder, not its file names). The file names ``gopro_calibs.csv``,
     ``closed_loop_trajectory.csv`` and ``online_calibration.jsonl`` are those of the capture-level trajectory
@@ -44,13 +49,17 @@ Release layout read (paths relative to ROOT, the folder the ``egoexo`` downloade
     ``captures/<capture_name>/trajectory/`` (the same files for the whole capture) is not read.
 
 Which takes are usable, and why not (``SKIP_REASONS``; a skipped take is counted, never a crash)
-    dropped (``is_dropped``), bad entry (a takes.json entry without its names), outside root (a root_dir or
-    link leading out of ROOT, :mod:`syn2seq_core.safe_paths`), missing folder, missing video (no usable exo
-    video or no Aria RGB video), missing trajectory, missing calibration (no gopro_calibs.csv, no calibrated exo
-    camera with a video, or no online_calibration.jsonl when the true ego camera is required), missing timesync,
-    damaged CSV, damaged JSON, damaged video (unreadable, or exo and ego frame counts differ), exo camera
-    unavailable (the requested one has no video or calibration), failed verification (``verify=True``: the take
-    does not load).
+    The index lists only takes that load: the cheap checks run on every take (no decoding, no full trajectory
+    parse); ``verify=True`` adds a full load. dropped (``is_dropped``), bad entry (a takes.json entry without
+    its names), outside root (a root_dir, timesync or link leading out of ROOT, :mod:`syn2seq_core.safe_paths`),
+    outside take (a video ``relative_path`` leading out of the take folder), missing folder, missing video (no
+    usable exo video or no Aria RGB video), missing trajectory, missing calibration (no gopro_calibs.csv, no
+    calibrated exo camera with a video, or no online_calibration.jsonl when the true ego camera is required),
+    missing timesync, damaged CSV, damaged JSON, damaged video (unreadable, or exo and ego frame counts
+    differ), wrong frame count (a video's container header disagrees with ``timesync_end_idx -
+    timesync_start_idx - 1``), frames outside trajectory (a frame's device time before the first or after the
+    last trajectory sample), exo camera unavailable (the requested one has no video or calibration), failed
+    verification (``verify=True``: the take does not load).
 
 Exo camera choice (``exo_camera``)
     A name (``cam01``: that camera, else the take is skipped), ``"first"`` (the first usable exo camera in
@@ -60,8 +69,9 @@ Exo camera choice (``exo_camera``)
     camera).
 
 Index file (JSON lines, written atomically)
-    Line 1: a header ``{"format": "syn2seq.egoexo4d_index", "version": 1, "root": ..., "options": {...},
-    "counts": {...}, "skipped": [{"take_name", "take_uid", "reason", "detail"}]}``; then one entry per usable
+    Line 1: a header ``{"format": "syn2seq.egoexo4d_index", "version": 2, "root": ..., "conventions":
+    {"frame_timing", "aria_orientation"}, "options": {...}, "counts": {...}, "skipped": [{"take_name",
+    "take_uid", "reason", "detail"}]}``; then one entry per usable
     take (see :class:`IndexedTake`). Paths in entries are relative: ``root_dir`` to ROOT, videos to
     ``root_dir``, ``timesync.path`` to ROOT; :func:`load_indexed_take` keeps them inside ROOT, links followed.
 """
@@ -79,11 +89,12 @@ from ..errors import Syn2SeqInputError, check_choice, require
 from ..safe_paths import OutsideFolderError, resolve_inside
 
 INDEX_FORMAT = "syn2seq.egoexo4d_index"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: frame i = timesync row start + 1 + i; the Aria camera turned with its stored frames
 EXO_CHOICES = ("first", "best")
-SKIP_REASONS = ("dropped", "bad entry", "outside root", "missing folder", "missing video", "missing trajectory",
-                "missing calibration", "missing timesync", "damaged CSV", "damaged JSON", "damaged video",
-                "exo camera unavailable", "failed verification")
+SKIP_REASONS = ("dropped", "bad entry", "outside root", "outside take", "missing folder", "missing video",
+                "missing trajectory", "missing calibration", "missing timesync", "damaged CSV", "damaged JSON",
+                "damaged video", "wrong frame count", "frames outside trajectory", "exo camera unavailable",
+                "failed verification")
 
 
 @dataclass(frozen=True)
@@ -97,7 +108,8 @@ class IndexedTake:
     ``root_dir``; resolution: ``"448"`` or ``"full"``; frames, fps, duration_sec (frames / fps); exo_size,
     ego_size: (width, height); timesync: {"path": relative to ROOT, "start_idx", "end_idx"}; ego_camera:
     ``"calibration"`` (true FISHEYE624 camera) or ``"approximate"`` (pinhole stand-in, no calibration file);
-    calibration_records: online calibration records read.
+    calibration_records: online calibration records read. aria_orientation, frame_timing: the conventions the
+    entry was indexed under (:data:`~syn2seq_core.data.egoexo4d.ARIA_ORIENTATION`, ``FRAME_TIMING``).
     """
 
     take_name: str
@@ -125,6 +137,8 @@ class IndexedTake:
     ego_camera: str
     calibration_records: int = 0
     extra: dict = field(default_factory=dict)
+    aria_orientation: str = ""
+    frame_timing: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=False)
@@ -227,8 +241,49 @@ def _aria_name(take: dict) -> str | None:
     return None
 
 
-def _check_trajectory_head(path: Path) -> None:
-    """The header and the first sample of closed_loop_trajectory.csv (a full read is verify=True's)."""
+def _relative_path(take: dict, cam: str, aria: bool) -> tuple[str, str] | None:
+    """(stream name, ``relative_path``) of a camera's video in takes.json: the ``rgb`` stream of an Aria, else
+    the first non-collage stream (GoPros have one, ``"0"``); None when the release names no file for it."""
+    streams = (take.get("frame_aligned_videos") or {}).get(cam)
+    if not isinstance(streams, dict):
+        return None
+    names = ["rgb"] if aria else sorted(streams)
+    for name in names:
+        st = streams.get(name)
+        if isinstance(st, dict) and not st.get("is_collage") and isinstance(st.get("relative_path"), str) \
+                and st["relative_path"]:
+            return name, st["relative_path"]
+    return None
+
+
+def _video_path(root: Path, folder: Path, take: dict, cam: str, aria: bool, small: bool) -> Path | None:
+    """The video of ``cam`` from its ``relative_path`` (relative to the take folder: ``ego4d/features/config.py``
+    joins ``root_dir`` and ``relative_path``), or its ``downscaled/448`` twin (``frame_aligned_videos/downscaled/
+    448/<file name>``: ``ego4d/internal/download/manifest_gen.py``). Refused (``outside take``) unless it stays
+    inside the take folder, links followed; None when takes.json names no file for the camera."""
+    from .egoexo4d import DOWNSCALED_DIR, VIDEOS_DIR
+
+    named = _relative_path(take, cam, aria)
+    if named is None:
+        return None
+    stream, rel = named
+    where = f"takes.json {take['take_name']} frame_aligned_videos.{cam}.{stream}.relative_path"
+    try:
+        full = resolve_inside(folder, rel, owner=f"Ego-Exo4D take '{take['take_name']}'", entry=where)
+        if not small:
+            return full
+        base = Path(rel).name
+        return resolve_inside(folder, "/".join([VIDEOS_DIR, *DOWNSCALED_DIR, base]),
+                              owner=f"Ego-Exo4D take '{take['take_name']}'", entry=f"{where} (448)")
+    except OutsideFolderError as e:
+        raise _Skip("outside take", str(e)) from None
+    except Syn2SeqInputError as e:
+        raise _Skip("bad entry", str(e)) from None
+
+
+def _check_trajectory_span(path: Path) -> tuple[float, float]:
+    """(first, last) ``tracking_timestamp_us`` of closed_loop_trajectory.csv from its header, first sample and
+    last line (a full parse is ``verify=True``'s): cheap on a 1 kHz track of any length."""
     from ..geometry.pose_io import _ARIA_COLUMNS
 
     with open(path, newline="", encoding="utf-8-sig") as f:
@@ -246,16 +301,66 @@ def _check_trajectory_head(path: Path) -> None:
             raise _Skip("damaged CSV", f"{path.name}: line 2 is not numeric") from None
         if not all(math.isfinite(v) for v in values):
             raise _Skip("damaged CSV", f"{path.name}: line 2 has NaN/inf")
+    col = header.index("tracking_timestamp_us")
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 8192))
+        tail = f.read().decode("utf-8", "replace").splitlines()
+    last_line = next((ln for ln in reversed(tail) if ln.strip()), "")
+    try:
+        last = float(next(csv.reader([last_line]))[col])
+    except (ValueError, IndexError):
+        raise _Skip("damaged CSV", f"{path.name}: the last line is not a sample") from None
+    first = values[0]
+    if not (math.isfinite(last) and last >= first):
+        raise _Skip("damaged CSV", f"{path.name}: last tracking_timestamp_us {last:.0f} before the first {first:.0f}")
+    return first, last
+
+
+def _timesync_column(path: Path, aria: str, cache: dict | None):
+    """All rows of the ``<aria>_214-1_capture_timestamp_ns`` column of a capture's timesync.csv, in
+    microseconds (numpy, NaN where empty); read once per capture when ``cache`` is given."""
+    import numpy as np
+
+    key = (str(path), aria)
+    if cache is not None and key in cache:
+        return cache[key]
+    column = f"{aria}_{'214-1'}_capture_timestamp_ns"
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = [c.strip() for c in next(reader, [])]
+        if column not in header:
+            raise Syn2SeqInputError(str(path), f"a column {column}", f"columns {header[:12]}")
+        i = header.index(column)
+        values = []
+        for row in reader:
+            cell = row[i].strip() if len(row) > i else ""
+            try:
+                values.append(float(cell) * 1e-3 if cell else math.nan)
+            except ValueError:
+                raise Syn2SeqInputError(f"{path} line {reader.line_num}", "a number", repr(cell)) from None
+    out = np.asarray(values, dtype=np.float64)
+    if cache is not None:
+        cache[key] = out
+    return out
 
 
 def index_take(root: Path, take: dict, splits: dict, *, exo_camera: str = "best", resolution: str = "auto",
                require_ego_calibration: bool = True, calibration_reader: str = "auto",
-               verify: bool = False, captures: dict | None = None) -> IndexedTake:
-    """The index entry of one takes.json entry; raises ``_Skip`` (reason, detail) when it cannot be used."""
+               verify: bool = False, captures: dict | None = None, cache: dict | None = None) -> IndexedTake:
+    """The index entry of one takes.json entry; raises ``_Skip`` (reason, detail) when it cannot be used.
+
+    Cheap checks, always (a take that passes them loads): the videos named by ``relative_path`` exist inside
+    the take folder and their container headers hold ``timesync_end_idx - timesync_start_idx - 1`` frames; the
+    calibrations read; every frame's device time (timesync rows ``timesync_start_idx + 1 + i``) lies inside the
+    trajectory's first..last sample. ``verify=True`` also loads the take (full trajectory parse). cache: shared
+    between takes of one build (a capture's timesync.csv is read once).
+    """
     from ..video_io import probe_video
     from .egoexo4d import (
-        ARIA_CALIBRATION, ARIA_RGB_STREAM, ARIA_TRAJECTORY, GOPRO_CALIBS, _aliases, _calib_uids, _read_timestamps_file,
-        _video_dirs, read_aria_online_calibration,
+        ARIA_CALIBRATION, ARIA_ORIENTATION, ARIA_TRAJECTORY, FRAME_TIMING, GOPRO_CALIBS, _aliases, _calib_uids,
+        read_aria_online_calibration, timesync_first_row,
     )
 
     if not isinstance(take, dict) or not all(isinstance(take.get(k), str) and take.get(k)
@@ -281,31 +386,32 @@ def index_take(root: Path, take: dict, splits: dict, *, exo_camera: str = "best"
         except OutsideFolderError as e:
             raise _Skip("outside root", str(e)) from None
 
-    # videos
-    dirs = _video_dirs(folder, resolution)
-    vdir = next((d for d in dirs if d.is_dir() and any(d.glob("*.mp4"))), None)
-    if vdir is None:
-        raise _Skip("missing video", f"no videos in {[os.path.relpath(d, folder) for d in dirs]}")
-    exo_listed = _exo_names(take) or sorted(p.stem for p in vdir.glob("*.mp4") if not p.stem.startswith("aria"))
+    def rel(p: Path) -> str:
+        return os.path.relpath(p, folder).replace(os.sep, "/")
+
+    # videos: frame_aligned_videos[cam][stream].relative_path (downscaled/448/<its file name> at 448)
+    aria = _aria_name(take)
+    if aria is None or _relative_path(take, aria, True) is None:
+        raise _Skip("missing video", "takes.json names no Aria rgb video (frame_aligned_videos.<aria>.rgb)")
+    small_ego = _video_path(root, folder, take, aria, True, True)
+    full_ego = _video_path(root, folder, take, aria, True, False)
+    small = {"448": True, "full": False, "auto": small_ego.is_file()}[resolution]
+    ego_video = small_ego if small else full_ego
+    if not ego_video.is_file():
+        raise _Skip("missing video", f"no Aria RGB video {rel(ego_video)}")
+    exo_listed = _exo_names(take)
     exo_videos = {}
     for cam in exo_listed:
-        hit = next((vdir / f"{a}.mp4" for a in _aliases(cam) if (vdir / f"{a}.mp4").is_file()), None)
-        if hit is not None:
+        hit = _video_path(root, folder, take, cam, False, small)
+        if hit is not None and hit.is_file():
             exo_videos[cam] = hit
-    aria = _aria_name(take)
-    aria_videos = sorted(vdir.glob(f"{aria}_{ARIA_RGB_STREAM}.mp4" if aria else f"aria*_{ARIA_RGB_STREAM}.mp4"))
-    if not aria_videos:
-        raise _Skip("missing video", f"no Aria RGB video ({aria or 'aria*'}_{ARIA_RGB_STREAM}.mp4) in "
-                    f"{os.path.relpath(vdir, folder)}")
-    ego_video = aria_videos[0]
-    aria = ego_video.stem.split("_")[0]
     if not exo_videos:
-        raise _Skip("missing video", f"no exo video of {exo_listed} in {os.path.relpath(vdir, folder)}")
+        raise _Skip("missing video", f"no exo video of {exo_listed} ({'448' if small else 'full'})")
     # trajectory and calibrations
     trajectory = folder.joinpath(*ARIA_TRAJECTORY)
     if not trajectory.is_file():
         raise _Skip("missing trajectory", "/".join(ARIA_TRAJECTORY))
-    _check_trajectory_head(inside(trajectory))
+    track_first, track_last = _check_trajectory_span(inside(trajectory))
     gopro = folder.joinpath(*GOPRO_CALIBS)
     if not gopro.is_file():
         raise _Skip("missing calibration", "/".join(GOPRO_CALIBS))
@@ -326,6 +432,45 @@ def index_take(root: Path, take: dict, splits: dict, *, exo_camera: str = "best"
             raise _Skip("damaged JSON", f"{'/'.join(ARIA_CALIBRATION)}: {e}") from None
     elif require_ego_calibration:
         raise _Skip("missing calibration", "/".join(ARIA_CALIBRATION) + " (the true Aria RGB camera)")
+    # the Aria video's container header, then its frames' device times against the trajectory
+    try:
+        ego_info = probe_video(inside(ego_video))
+    except (Syn2SeqInputError, OSError) as e:
+        raise _Skip("damaged video", str(e)) from None
+    start, end = take.get("timesync_start_idx"), take.get("timesync_end_idx")
+    expected = end - start - 1 if isinstance(start, int) and isinstance(end, int) else None
+    if expected is not None and ego_info.frames != expected:  # ego4d/features/config.py: end - start - 1
+        raise _Skip("wrong frame count", f"timesync_end_idx - timesync_start_idx - 1 = {expected} frames, the Aria "
+                    f"video {rel(ego_video)} holds {ego_info.frames}")
+    if ego_info.frames <= 0:
+        raise _Skip("damaged video", f"no frames in {rel(ego_video)}")
+    # time alignment: the capture's timesync.csv, every frame inside the trajectory
+    capture = take.get("capture") if isinstance(take.get("capture"), dict) else {}
+    capture_name = capture.get("capture_name")
+    capture_uid = capture.get("capture_uid") or take.get("capture_uid")
+    if not isinstance(capture_name, str) or not isinstance(start, int) or start < 0:
+        raise _Skip("missing timesync", "takes.json has no capture.capture_name or timesync_start_idx")
+    capture_dir = (captures or {}).get(str(capture_uid)) or f"captures/{capture_name}"
+    ts_rel = f"{capture_dir.rstrip('/')}/timesync.csv"
+    try:
+        ts_path = resolve_inside(root, ts_rel, owner=owner, entry="timesync.csv")
+    except OutsideFolderError as e:
+        raise _Skip("outside root", str(e)) from None
+    if not ts_path.is_file():
+        raise _Skip("missing timesync", ts_rel)
+    first = timesync_first_row(start)
+    try:
+        column = _timesync_column(ts_path, aria, cache)
+    except (Syn2SeqInputError, UnicodeDecodeError, csv.Error) as e:
+        raise _Skip("damaged CSV", f"{ts_rel}: {e}") from None
+    times = column[first:first + ego_info.frames]
+    if len(times) < ego_info.frames or not all(math.isfinite(t) for t in (times.min(), times.max())):
+        raise _Skip("damaged CSV", f"{ts_rel}: rows {first}..{first + ego_info.frames - 1} "
+                    f"({FRAME_TIMING}) are not all there, or not all numbers")
+    if times.min() < track_first or times.max() > track_last:
+        raise _Skip("frames outside trajectory", f"frame device times {times.min():.0f}..{times.max():.0f} us "
+                    f"(rows {first}..{first + ego_info.frames - 1} of {ts_rel}), trajectory "
+                    f"{track_first:.0f}..{track_last:.0f} us")
     # exo camera choice
     best = take.get("best_exo") if isinstance(take.get("best_exo"), str) else None
     if exo_camera == "first":
@@ -343,47 +488,27 @@ def index_take(root: Path, take: dict, splits: dict, *, exo_camera: str = "best"
         if chosen is None:
             raise _Skip("exo camera unavailable", f"{exo_camera!r} not among the usable {usable}")
         why = "requested"
-    # the videos themselves
     try:
         exo_info = probe_video(inside(exo_videos[chosen]))
-        ego_info = probe_video(inside(ego_video))
     except (Syn2SeqInputError, OSError) as e:
         raise _Skip("damaged video", str(e)) from None
-    if exo_info.frames != ego_info.frames or ego_info.frames <= 0:
-        raise _Skip("damaged video", f"{exo_info.frames} exo frames, {ego_info.frames} ego frames")
+    if exo_info.frames != ego_info.frames:
+        reason = "wrong frame count" if expected is not None else "damaged video"
+        raise _Skip(reason, f"{exo_info.frames} exo frames ({rel(exo_videos[chosen])}), {ego_info.frames} ego frames")
     fps = float(ego_info.fps or exo_info.fps or 30.0)
-    # time alignment: the capture's timesync.csv
-    capture = take.get("capture") if isinstance(take.get("capture"), dict) else {}
-    capture_name = capture.get("capture_name")
-    capture_uid = capture.get("capture_uid") or take.get("capture_uid")
-    start, end = take.get("timesync_start_idx"), take.get("timesync_end_idx")
-    if not isinstance(capture_name, str) or not isinstance(start, int) or start < 0:
-        raise _Skip("missing timesync", "takes.json has no capture.capture_name or timesync_start_idx")
-    capture_dir = (captures or {}).get(str(capture_uid)) or f"captures/{capture_name}"
-    ts_rel = f"{capture_dir.rstrip('/')}/timesync.csv"
-    try:
-        ts_path = resolve_inside(root, ts_rel, owner=owner, entry="timesync.csv")
-    except OutsideFolderError as e:
-        raise _Skip("outside root", str(e)) from None
-    if not ts_path.is_file():
-        raise _Skip("missing timesync", ts_rel)
-    try:
-        _read_timestamps_file(ts_path, aria, start, ego_info.frames)
-    except (Syn2SeqInputError, UnicodeDecodeError, csv.Error) as e:
-        raise _Skip("damaged CSV", f"{ts_rel}: {e}") from None
     entry = IndexedTake(
         take_name=name, take_uid=take["take_uid"], root_dir=take["root_dir"], capture_uid=capture_uid,
         capture_name=capture_name,
         category=take.get("parent_task_name") if isinstance(take.get("parent_task_name"), str) else None,
         task_name=take.get("task_name") if isinstance(take.get("task_name"), str) else None,
         split=splits.get(take["take_uid"]), exo_cameras=usable, exo_camera=chosen, exo_camera_reason=why,
-        best_exo=best, aria=aria, exo_video=os.path.relpath(exo_videos[chosen], folder).replace(os.sep, "/"),
-        ego_video=os.path.relpath(ego_video, folder).replace(os.sep, "/"),
-        resolution="448" if vdir.name == "448" else "full", frames=int(ego_info.frames), fps=fps,
+        best_exo=best, aria=aria, exo_video=rel(exo_videos[chosen]), ego_video=rel(ego_video),
+        resolution="448" if small else "full", frames=int(ego_info.frames), fps=fps,
         duration_sec=ego_info.frames / fps, exo_size=list(exo_info.size), ego_size=list(ego_info.size),
         timesync={"path": ts_rel, "start_idx": start, "end_idx": end if isinstance(end, int) else None},
         ego_camera="calibration" if records else "approximate", calibration_records=records,
-        extra={k: take[k] for k in ("validated", "duration_sec", "task_id", "parent_task_id") if k in take})
+        extra={k: take[k] for k in ("validated", "duration_sec", "task_id", "parent_task_id") if k in take},
+        aria_orientation=ARIA_ORIENTATION, frame_timing=FRAME_TIMING)
     if verify:
         try:
             load_indexed_take(root, entry, calibration_reader=calibration_reader)
@@ -426,13 +551,15 @@ def build_egoexo4d_index(root, *, exo_camera: str = "best", resolution: str = "a
         bar = tqdm(takes, unit="take", desc="index-egoexo4d")
         iterator = bar
     seen = set()
+    cache: dict = {}  # a capture's timesync.csv, read once for all its takes
     for take in iterator:
         try:
             if isinstance(take, dict) and take.get("take_uid") in seen:
                 raise _Skip("bad entry", "a take_uid listed twice")
             entry = index_take(r, take, splits, exo_camera=exo_camera, resolution=resolution,
                                require_ego_calibration=require_ego_calibration,
-                               calibration_reader=calibration_reader, verify=verify, captures=captures)
+                               calibration_reader=calibration_reader, verify=verify, captures=captures,
+                               cache=cache)
             entries.append(entry)
             seen.add(entry.take_uid)
         except _Skip as s:
@@ -450,7 +577,10 @@ def write_egoexo4d_index(path, result: IndexResult, root, options: dict) -> Path
     """Write the index as JSON lines (header, then one entry per take), atomically."""
     from ..atomic import write_text_atomic
 
+    from .egoexo4d import ARIA_ORIENTATION, FRAME_TIMING
+
     header = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "root": str(Path(root).expanduser()),
+              "conventions": {"frame_timing": FRAME_TIMING, "aria_orientation": ARIA_ORIENTATION},
               "options": options, "counts": result.counts, "notes": result.notes, "skipped": result.skipped}
     lines = [json.dumps(header)] + [e.to_json() for e in result.entries]
     return write_text_atomic(path, "\n".join(lines) + "\n")
@@ -519,7 +649,8 @@ def load_indexed_take(root, entry, **options):
                        entry=f"index {key}")
     timesync = resolve_inside(r, entry.timesync["path"], owner=owner, entry=f"index {entry.take_name} timesync")
     kwargs = dict(camera=entry.exo_camera, resolution=entry.resolution, aria=entry.aria,
-                  ego_timestamps_us=timesync, timesync_start_idx=int(entry.timesync["start_idx"]))
+                  ego_timestamps_us=timesync, timesync_start_idx=int(entry.timesync["start_idx"]),
+                  exo_video=entry.exo_video, ego_video=entry.ego_video)
     kwargs.update(options)
     take = load_egoexo4d_take(folder, **kwargs)
     meta = dict(take.meta)

@@ -345,6 +345,21 @@ def normalize_intrinsics(K_pixels: Tensor, width: int, height: int) -> Tensor:
     return K_pixels / torch.tensor([width, height, width, height], dtype=K_pixels.dtype, device=K_pixels.device)
 
 
+# Our pixel coordinates span [0, W] x [0, H]: the top-left pixel's centre is (0.5, 0.5) (COLMAP, NeRF, our Plücker
+# rays). projectaria_tools, and with it every Ego-Exo4D calibration (gopro_calibs.csv KB3, online_calibration.jsonl
+# FISHEYE624), puts that centre at (0, 0) (core/calibration/CameraCalibration.cpp, checkPixelInImageBound). One
+# shift converts both, applied by :func:`intrinsics_from_centre0` and nowhere else.
+CENTRE0_TO_OURS_PX = 0.5
+
+
+def intrinsics_from_centre0(fx: float, fy: float, cx: float, cy: float, width: int, height: int) -> tuple:
+    """Pixel intrinsics whose top-left pixel centre is (0, 0) (projectaria_tools / Ego-Exo4D) -> our normalised
+    ``(fx/W, fy/H, cx/W, cy/H)`` with that centre at (0.5, 0.5): ``cx_ours = cx + 0.5``. With the shift the
+    normalised intrinsics do not depend on the calibration's image size (a resize keeps them)."""
+    s = CENTRE0_TO_OURS_PX
+    return fx / width, fy / height, (cx + s) / width, (cy + s) / height
+
+
 def denormalize_intrinsics(K: Tensor, width: int, height: int) -> Tensor:
     """[..., 4] normalised -> [..., 3, 3] pixel intrinsics matrices."""
     out = torch.zeros(*K.shape[:-1], 3, 3, dtype=K.dtype, device=K.device)

@@ -4,8 +4,9 @@ Every loader returns cameras in the project's conventions (:mod:`syn2seq_core.co
 float64, OpenCV axes; ``K [N, 4]`` normalised ``(fx/W, fy/H, cx/W, cy/H)``; optional Kannala–Brandt
 ``fisheye [N, 4]`` (or FISHEYE624 ``[N, 12]``, the Aria RGB lens, see :mod:`syn2seq_core.geometry.plucker`).
 Pixel coordinates follow COLMAP / NeRF: the image spans ``[0, W] x [0, H]`` and the centre of the top-left pixel
-is ``(0.5, 0.5)``, so a centred principal point is ``cx = W / 2`` (this is the convention of our Plücker rays,
-so no half-pixel shift is applied anywhere).
+is ``(0.5, 0.5)``, so a centred principal point is ``cx = W / 2`` (this is the convention of our Plücker rays).
+The Ego-Exo4D calibrations (projectaria_tools' convention, top-left pixel centre at ``(0, 0)``) are the one
+exception shifted on reading, by :func:`~syn2seq_core.geometry.cameras.intrinsics_from_centre0`.
 
 Formats (``KNOWN_FORMATS``; ``format="auto"`` looks at the *content*, not the extension):
 
@@ -39,8 +40,9 @@ Formats (``KNOWN_FORMATS``; ``format="auto"`` looks at the *content*, not the ex
 ``egoexo4d_exo``
     One static exo (GoPro) camera of an Ego-Exo4D take, from ``trajectory/gopro_calibs.csv`` (the take
     folder, its ``trajectory`` folder or the csv). ``T_world_cam`` is c2w (metres, quaternion xyzw);
-    ``intrinsics_0..3`` = fx fy cx cy in pixels of ``image_width x image_height``, ``intrinsics_4..7`` =
-    KB3 fisheye k1..k4. Options: ``camera`` (``cam_uid``, required when the file has several cameras),
+    ``intrinsics_0..3`` = fx fy cx cy in pixels of ``image_width x image_height``, with the top-left pixel's
+    centre at (0, 0) as projectaria_tools reads them (so ``cx_ours = cx + 0.5``, see
+    :func:`~syn2seq_core.geometry.cameras.intrinsics_from_centre0`), ``intrinsics_4..7`` = KB3 fisheye k1..k4. Options: ``camera`` (``cam_uid``, required when the file has several cameras),
     ``num_frames`` (the static pose repeated, default 1), ``frame_index`` (picks the row whose
     ``start_frame_idx..end_frame_idx`` holds it when a camera has several rows).
 ``egoexo4d_aria``
@@ -87,7 +89,7 @@ from torch import Tensor
 from .. import conventions as C
 from ..errors import Syn2SeqInputError, check_choice, require
 from ..safe_paths import Folder
-from .cameras import Cameras, check_rotations
+from .cameras import Cameras, check_rotations, intrinsics_from_centre0
 
 KNOWN_FORMATS = ("syn2seq", "re10k", "colmap", "nerf", "egoexo4d_exo", "egoexo4d_aria")
 
@@ -997,7 +999,7 @@ def _load_egoexo4d_exo(path: Path, within: Folder, *, camera: str | None = None,
     t = np.array([[num(f"t{a}_world_cam") for a in "xyz"]])
     c2w = _poses_from_quaternions(q, t, src, [at])
     fx, fy, cx, cy = (num(f"intrinsics_{i}") for i in range(4))
-    K = np.array([[fx / w, fy / h, cx / w, cy / h]])
+    K = np.array([intrinsics_from_centre0(fx, fy, cx, cy, w, h)])  # the file's pixel centres are at (0, 0)
     fish = np.array([[num(f"intrinsics_{i}") for i in range(4, 8)]])
     n = int(num_frames)
     parsed = _Parsed(np.repeat(c2w, n, 0), np.repeat(K, n, 0), w, h, [at] * n, fisheye=np.repeat(fish, n, 0))

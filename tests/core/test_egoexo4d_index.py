@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from syn2seq_core.data import egoexo4d
-from syn2seq_core.data.egoexo4d_fixture import DAMAGE_KINDS, write_egoexo4d_fixture
+from syn2seq_core.data.egoexo4d_fixture import DAMAGE_KINDS, sensor_turn, write_egoexo4d_fixture
 from syn2seq_core.data.egoexo4d_index import (
     SKIP_REASONS, _Skip, build_egoexo4d_index, index_take, load_indexed_take, read_egoexo4d_index,
     read_egoexo4d_index_header, read_release,
@@ -29,7 +29,9 @@ from syn2seq_core.safe_paths import OutsideFolderError
 CFG = SyntheticConfig(size=32, exo_frames=4, ego_frames=4, fps=8.0, supersample=1, threads=1)
 EXPECTED_SKIPS = {"missing_folder": "missing folder", "missing_video": "missing video",
                   "missing_trajectory": "missing trajectory", "missing_calibration": "missing calibration",
-                  "damaged_calibration": "damaged JSON", "damaged_csv": "damaged CSV", "dropped": "dropped"}
+                  "damaged_calibration": "damaged JSON", "damaged_csv": "damaged CSV", "dropped": "dropped",
+                  "short_trajectory": "frames outside trajectory", "short_video": "wrong frame count",
+                  "missing_timesync": "missing timesync", "outside_video": "outside take"}
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +125,8 @@ def test_index_entry_fields_and_the_exo_camera_rule(release):
     assert (e.frames, e.fps, e.duration_sec) == (CFG.ego_frames, 8.0, CFG.ego_frames / 8.0)
     assert e.ego_video == "frame_aligned_videos/aria01_214-1.mp4" and e.resolution == "full"
     assert e.ego_camera == "calibration" and e.calibration_records == 2
-    assert e.timesync == {"path": f"captures/{w0.capture_name}/timesync.csv", "start_idx": 3, "end_idx": 8}
+    # frame i = timesync row start_idx + 1 + i: rows 3..6 of the fixture's table (3 rows of padding before)
+    assert e.timesync == {"path": f"captures/{w0.capture_name}/timesync.csv", "start_idx": 2, "end_idx": 7}
     first = build_egoexo4d_index(root, exo_camera="first").entries[0]
     assert (first.exo_camera, first.exo_camera_reason) == ("cam01", "first usable exo camera")
     named = build_egoexo4d_index(root, exo_camera="gp02").entries[0]  # gpNN and camNN name one camera
@@ -164,7 +167,9 @@ def test_indexed_takes_recover_every_camera_of_the_renderer(release, reader, req
         ego = take.ego_cameras
         assert ego.lens_model == "fisheye624" and len(ego) == CFG.ego_frames
         torch.testing.assert_close(ego.c2w, w.ego.c2w, rtol=0, atol=1e-6)  # T_world_device @ T_device_camera
-        torch.testing.assert_close(ego.c2w, w.T_world_device @ w.T_device_camera, rtol=0, atol=1e-12)
+        # T_world_device @ T_device_camera is the raw camera; the stored frames' camera is it turned clockwise
+        torch.testing.assert_close(ego.c2w, w.T_world_device @ w.T_device_camera @ sensor_turn().inverse(), rtol=0,
+                                   atol=1e-12)
         torch.testing.assert_close(ego.K, w.ego.K.expand(len(ego), 4), rtol=0, atol=1e-12)
         torch.testing.assert_close(ego.fisheye, w.ego.fisheye.expand(len(ego), 12), rtol=0, atol=1e-15)
         from syn2seq_core.geometry.slerp import interpolate_cameras

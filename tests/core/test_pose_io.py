@@ -454,7 +454,7 @@ def write_gopro_calibs(take, cams: Cameras, uids):
     for uid, T, k, f in zip(uids, cams.c2w.numpy(), cams.K.numpy(), cams.fisheye.numpy()):
         q = Rotation.from_matrix(T[:3, :3]).as_quat()  # x y z w
         values = [*T[:3, 3], *q]
-        intr = [k[0] * W, k[1] * H, k[2] * W, k[3] * H, *f]
+        intr = [k[0] * W, k[1] * H, k[2] * W - 0.5, k[3] * H - 0.5, *f]  # the file's pixel centres at (0, 0)
         rows.append(",".join([uid, GRAPH] + [repr(float(v)) for v in values] + [str(W), str(H), "KANNALABRANDTK3"]
                              + [repr(float(v)) for v in intr] + ["-1", "-1", "1"]))
     (take / "trajectory" / "gopro_calibs.csv").write_text("\n".join(rows) + "\n")

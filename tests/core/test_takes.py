@@ -259,8 +259,9 @@ def test_egoexo4d_reader_builds_a_take(egoexo_take):
     assert take.exo_video.parent.name == "448" and take.ego_video.name == "aria01_214-1.mp4"
     exo = take.exo_cameras
     assert len(exo) == 10 and exo.size == (64, 36)  # calibration 3840x2160 rescaled to the video
-    assert torch.allclose(exo.K[0], torch.tensor([1761.275757 / 3840, 1761.275757 / 2160, 0.5, 0.5],
-                                                 dtype=torch.float64))
+    # gopro_calibs.csv puts the top-left pixel centre at (0, 0) (projectaria_tools): cx_ours = cx + 0.5
+    assert torch.allclose(exo.K[0], torch.tensor([1761.275757 / 3840, 1761.275757 / 2160, 1920.5 / 3840,
+                                                  1080.5 / 2160], dtype=torch.float64))
     assert torch.allclose(exo.fisheye[0], torch.tensor([0.036902, 0.057131, -0.057154, 0.018458], dtype=torch.float64))
     assert torch.allclose(exo.centers, torch.tensor(CAM01[:3], dtype=torch.float64).expand(10, 3))
     ego = take.ego_cameras
@@ -287,14 +288,14 @@ def test_egoexo4d_camera_names_resolution_and_alignment_options(egoexo_take, tmp
     assert full.exo_cameras.size == (128, 72) and full.ego_cameras.size == (64, 64)
     small = load_egoexo4d_take(egoexo_take, "cam01", align="trajectory_start")
     assert torch.allclose(full.exo_cameras.K, small.exo_cameras.K)  # normalised: the same at both sizes
-    # Per-frame times from a capture's timesync.csv (nanoseconds), starting at the take's first row.
+    # Per-frame times from a capture's timesync.csv (nanoseconds): frame i is row timesync_start_idx + 1 + i.
     rows = ["aria01_214-1_capture_timestamp_ns,cam01_capture_timestamp_ns"]
     rows += [f"{(T0 + 50_000 + k * 1e6 / 30) * 1000:.0f},0" for k in range(15)]
     (tmp_path / "timesync.csv").write_text("\n".join(rows) + "\n")
     synced = load_egoexo4d_take(egoexo_take, "cam01", ego_timestamps_us=tmp_path / "timesync.csv",
                                 timesync_start_idx=3)
     assert torch.allclose(synced.ego_cameras.centers[:, 0],
-                          0.5 + 0.05 + (3 + torch.arange(10, dtype=torch.float64)) / 30, atol=1e-6)
+                          0.5 + 0.05 + (4 + torch.arange(10, dtype=torch.float64)) / 30, atol=1e-6)
     exo_only = load_egoexo4d_take(egoexo_take, "cam01", ego=False)
     assert exo_only.ego_cameras is None and exo_only.views == ("exo",)
 
