@@ -87,6 +87,10 @@ class DataConfig:
     full_noise_prob: float = 0.0
     # Loss weight of transition frames (synthetic in-betweens, not real views).
     transition_loss_weight: float = 1.0
+    # finetune, networks with a cue: probability that a sequence is trained without its cue (the empty cue,
+    # coverage zero everywhere, as at inference on a take with no depth). A model trained with it > 0 runs on
+    # takes without depth (its training record says so; Syn2SeqModel.cue_optional).
+    cue_dropout_prob: float = 0.0
     # pretrain: frames per single-view clip (0 = the model window).
     clip_frames: int = 0
     # Prepared shards instead of the procedural world (finetune only): manifest paths written by `syn2seq
@@ -752,6 +756,37 @@ def _draw_step(cfg: TrainConfig, source, step: int, dist: Dist, model):
     return batch.to(dist.device), noise.to(dist.device), pose_drop.to(dist.device)
 
 
+def dropout_seeds(cfg: TrainConfig, step: int, first: int, count: int) -> torch.Tensor:
+    """[count] int64: the seeds of sequences ``first .. first + count - 1`` of the global batch of ``step``
+    (:func:`sequence_seed`) for the network's own randomness (the U-ViT's block dropout), whichever process
+    holds them."""
+    return torch.tensor([sequence_seed(cfg.seed, step, i) % 2**63 for i in range(first, first + count)],
+                        dtype=torch.int64)
+
+
+class _PerSequenceSeeds:
+    """The training network called micro-batch by micro-batch with each sequence's own ``dropout_seeds``
+    (:func:`dropout_seeds`), in the order ``accumulated_backward`` runs the micro-batches of a step. Seen by
+    that function as the network: ``module`` is the bare network (its config), ``_orig_mod`` the engine
+    (DDP / FSDP2) that controls gradient sync."""
+
+    def __init__(self, net, model):
+        self.net, self.module = net, model
+        self._orig_mod = getattr(net, "_orig_mod", net)
+        self.seeds, self.used = None, 0
+
+    def start(self, seeds: torch.Tensor) -> None:
+        self.seeds, self.used = seeds, 0
+
+    def __call__(self, x_t, logsnr, rays=None, **kwargs):
+        B = x_t.shape[0]
+        if self.used + B > len(self.seeds):
+            raise RuntimeError(f"more sequences through the network this step than its {len(self.seeds)}")
+        seeds = self.seeds[self.used:self.used + B]
+        self.used += B
+        return self.net(x_t, logsnr, rays, dropout_seeds=seeds, **kwargs)
+
+
 # Test hook: a folder where each process appends the sample ids of its batches (samples.rank<R>.jsonl).
 SAMPLE_LOG_ENV = "SYN2SEQ_SAMPLE_LOG"
 
@@ -880,6 +915,11 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
         net = torch.nn.parallel.DistributedDataParallel(model)
     if cfg.compile:
         net = torch.compile(net, backend=cfg.compile)
+    import inspect
+
+    seeded = "dropout_seeds" in inspect.signature(model.forward).parameters
+    if seeded:  # the network's own randomness drawn per sequence (U-ViT block dropout)
+        net = _PerSequenceSeeds(net, model)
 
     stop_step = cfg.max_steps if max_steps is None else min(max_steps, cfg.max_steps)
     source = batch_source(cfg)
@@ -899,7 +939,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
     log = open(out / LOG_NAME, "a") if dist.main else None
     from .train_board import Board
 
-    board = Board(out, cfg, dist.device, cfg.tensorboard and dist.main)
+    board = Board(out, cfg, dist.device, cfg.tensorboard and dist.main, step)
     bar = tqdm(total=stop_step, initial=step, desc=f"{cfg.name} [{cfg.stage}]", disable=not (progress and dist.main),
                dynamic_ncols=True)
     t_start = time.perf_counter()
@@ -911,8 +951,12 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
         while step < stop_step:
             if minutes is not None and time.perf_counter() - t_start > minutes * 60:
                 break
-            # In-model randomness (the U-ViT's block dropout) is a function of the step and rank too.
+            # The network's own randomness comes from each sequence's seed (dropout_seeds); what else draws from
+            # torch's global RNG (peft's LoRA dropout) is a function of the step and rank.
             torch.manual_seed((cfg.seed * 1_000_003 + step) * 1009 + dist.rank)
+            per_rank = cfg.optim.batch_size // dist.world
+            if seeded:
+                net.start(dropout_seeds(cfg, step, dist.rank * per_rank, per_rank))
             if batches is None:
                 batch, noise, pose_drop = _draw_step(cfg, source, step, dist, model)
                 ids = list(getattr(source, "last_ids", []))

@@ -29,22 +29,25 @@ PREVIEW_SEQUENCES = 4
 PREVIEW_FPS = 4
 
 
-def _writer(folder: Path):
+def _writer(folder: Path, step: int = 0):
+    """A SummaryWriter for a run resumed at ``step``: the events a killed run logged after it (its redone steps)
+    are purged, as metrics.jsonl is cut back to the checkpoint, so each step keeps one value."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         print("tensorboard is not installed: logging to metrics.jsonl only (pip install tensorboard)",
               file=sys.stderr)
         return None
-    return SummaryWriter(str(folder))
+    return SummaryWriter(str(folder), purge_step=step + 1 if step else None)
 
 
 class Board:
     """The run's TensorBoard writer (rank 0 only; a no-op when disabled or unavailable)."""
 
-    def __init__(self, out: Path, cfg, device: torch.device, enabled: bool):
+    def __init__(self, out: Path, cfg, device: torch.device, enabled: bool, step: int = 0):
+        """step: the step the run starts (resumes) at."""
         self.cfg, self.device = cfg, device
-        self.writer = _writer(Path(out) / "tensorboard") if enabled else None
+        self.writer = _writer(Path(out) / "tensorboard", step) if enabled else None
         self._last = (time.perf_counter(), None)
         self._preview = None
 

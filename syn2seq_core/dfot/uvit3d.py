@@ -184,6 +184,21 @@ class NormalizeWithCond(nn.Module):
         return torch.addcmul(shift, self.norm(x), 1 + scale)
 
 
+def sequence_dropout(h: Tensor, p: float, seeds: Tensor, salt: int) -> Tensor:
+    """Dropout of ``h`` [B, ...] (zero with probability ``p``, the rest scaled by 1 / (1 - p), as ``nn.Dropout``)
+    whose mask for video ``b`` is drawn from a generator seeded by (``seeds[b]``, ``salt``): a function of the
+    video's own seed and the block, whichever process or micro-batch holds the video, and the same again when
+    activation checkpointing recomputes the block. seeds: [B] int64 (any device)."""
+    import numpy as np
+
+    keep = []
+    for seed in seeds.tolist():
+        state = int(np.random.SeedSequence([seed % 2**64, salt]).generate_state(1, np.uint64)[0])
+        g = torch.Generator(device=h.device).manual_seed(state)
+        keep.append(torch.rand(h.shape[1:], generator=g, device=h.device) >= p)
+    return h * torch.stack(keep).to(h.dtype) / (1 - p)
+
+
 class TransformerBlock(nn.Module):
     """Parallel attention + MLP (ViT-22B): one fused projection to (qkv, mlp hidden), QK RMS norm, RoPE."""
 
@@ -191,6 +206,8 @@ class TransformerBlock(nn.Module):
         super().__init__()
         kw = dict(device=device, dtype=dtype)
         self.heads = heads
+        self.dropout = dropout
+        self.salt = 0  # the block's place in the network (set by UViT3DPose): its dropout stream
         self.norm = NormalizeWithCond(dim, emb_dim, ops, **kw)
         self.fused_dims = (3 * dim, 4 * dim)
         self.fused_attn_mlp_proj = ops.Linear(dim, sum(self.fused_dims), bias=True, **kw)
@@ -199,8 +216,9 @@ class TransformerBlock(nn.Module):
         self.attn_out = ops.Linear(dim, dim, bias=True, **kw)
         self.mlp_out = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), ops.Linear(4 * dim, dim, bias=True, **kw))
 
-    def forward(self, x: Tensor, emb: Tensor, rope: Tensor) -> Tensor:
-        """x: [B, T, S, C] (attention over all T S tokens); emb: [B, T, S or 1, E]; rope: complex [T S, d/2]."""
+    def forward(self, x: Tensor, emb: Tensor, rope: Tensor, seeds: Tensor | None = None) -> Tensor:
+        """x: [B, T, S, C] (attention over all T S tokens); emb: [B, T, S or 1, E]; rope: complex [T S, d/2];
+        seeds: [B] int64, the videos' own seeds for the MLP dropout (None: torch's global RNG, ``nn.Dropout``)."""
         T = x.shape[1]
         qkv, mlp_h = self.fused_attn_mlp_proj(self.norm(x, emb)).split(self.fused_dims, dim=-1)
         q, k, v = rearrange(qkv, "b t s (qkv h d) -> qkv b h (t s) d", qkv=3, h=self.heads).unbind(0)
@@ -208,7 +226,10 @@ class TransformerBlock(nn.Module):
         q, k = apply_rope_complex(q, rope), apply_rope_complex(k, rope)
         o = rearrange(F.scaled_dot_product_attention(q, k, v), "b h (t s) d -> b t s (h d)", t=T)
         x = x + self.attn_out(o)
-        return x + self.mlp_out(mlp_h)
+        if seeds is None or not self.training or self.dropout == 0:
+            return x + self.mlp_out(mlp_h)
+        act, _, out = self.mlp_out
+        return x + out(sequence_dropout(act(mlp_h), self.dropout, seeds, self.salt))
 
 
 class Downsample(nn.Module):
@@ -287,6 +308,8 @@ class UViT3DPose(VideoDenoiser):
             nn.ModuleList([Upsample(c.channels[level + 1], c.channels[level], ops, **kw)]
                           + [block(level) for _ in range(c.num_updown_blocks[level])])
             for level in reversed(range(levels - 1)))
+        for salt, m in enumerate(m for m in self.modules() if isinstance(m, TransformerBlock)):
+            m.salt = salt
         if not (device is not None and torch.device(device).type == "meta"):
             self.reset_parameters()
 
@@ -328,8 +351,9 @@ class UViT3DPose(VideoDenoiser):
                                   theta=c.rope_theta, device=device)
         return rope_rotation(cos, sin).flatten(0, 2)  # complex [(t h w), d / 2]
 
-    def _run_level(self, blocks, x: Tensor, emb: Tensor, level: int, frames: int) -> Tensor:
-        """x: [(B T), C, h, w]; emb: [(B T), E, h, w], or [(B T), E, 1, 1] when constant in space."""
+    def _run_level(self, blocks, x: Tensor, emb: Tensor, level: int, frames: int, seeds: Tensor | None) -> Tensor:
+        """x: [(B T), C, h, w]; emb: [(B T), E, h, w], or [(B T), E, 1, 1] when constant in space; seeds: [B]
+        int64 | None (the transformer blocks' dropout)."""
         if not self.is_transformer[level]:
             for blk in blocks:
                 x = self._block(blk, x, emb)
@@ -339,13 +363,20 @@ class UViT3DPose(VideoDenoiser):
         e = rearrange(emb, "(b t) c h w -> b t (h w) c", t=frames)
         rope = self._level_rope(level, frames, x.device)
         for blk in blocks:
-            x = self._block(blk, x, e, rope)
+            x = self._block(blk, x, e, rope, seeds)
         return rearrange(x, "b t (h w) c -> (b t) c h w", h=h, w=w)
 
     def forward(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None = None, *,
-                pose_mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
-        """x_t: [B, T, C, H, W]; logsnr: [B, T]; rays: [B, T, H, W, ray_channels] | None -> v [B, T, C, H, W]."""
+                pose_mask: Tensor | None = None, generator: torch.Generator | None = None,
+                dropout_seeds: Tensor | None = None) -> Tensor:
+        """x_t: [B, T, C, H, W]; logsnr: [B, T]; rays: [B, T, H, W, ray_channels] | None -> v [B, T, C, H, W].
+        dropout_seeds: [B] int64, each video's own seed for the block dropout in training (None: torch's global
+        RNG); the trainer passes each sequence's seed so that the masks do not depend on the process count."""
         self._check(x_t, logsnr, rays, pose_mask)
+        B = x_t.shape[0]
+        if dropout_seeds is not None:
+            require(tuple(dropout_seeds.shape) == (B,) and not dropout_seeds.is_floating_point(), "dropout_seeds",
+                    f"[B] = ({B},) integers", (tuple(dropout_seeds.shape), str(dropout_seeds.dtype)))
         c = self.config
         B, T = x_t.shape[:2]
         levels = len(c.channels)
@@ -376,15 +407,15 @@ class UViT3DPose(VideoDenoiser):
 
         hs_before, hs_after = [], []
         for level, down in enumerate(self.down_blocks):
-            x = self._run_level(down[:-1], x, embs[level], level, T)
+            x = self._run_level(down[:-1], x, embs[level], level, T, dropout_seeds)
             hs_before.append(x)
             x = down[-1](x)
             hs_after.append(x)
-        x = self._run_level(self.mid_blocks, x, embs[-1], levels - 1, T)
+        x = self._run_level(self.mid_blocks, x, embs[-1], levels - 1, T, dropout_seeds)
         for i, up in enumerate(self.up_blocks):
             level = levels - 2 - i
             x = up[0](x - hs_after.pop()) + hs_before.pop()
-            x = self._run_level(up[1:], x, embs[level], level, T)
+            x = self._run_level(up[1:], x, embs[level], level, T, dropout_seeds)
         out = rearrange(self.project_output(x), "(b t) c h w -> b t c h w", b=B)
         return out.to(x_t.dtype)
 

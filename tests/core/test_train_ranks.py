@@ -87,3 +87,32 @@ def test_a_dropped_pose_still_reaches_every_pose_parameter_in_the_graph():
     net.eval()
     with torch.no_grad():
         torch.testing.assert_close(net(x, logsnr, rays, pose_mask=drop), net(x, logsnr, None), atol=1e-5, rtol=1e-5)
+
+
+def _weights(tmp_path, name, text, procs=1):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    if procs == 1:
+        train(load_config(path), tmp_path / name, progress=False)
+    else:
+        torchrun(path, tmp_path / name, procs)
+    return load_checkpoint(tmp_path / name)["model"]
+
+
+def test_block_dropout_is_drawn_per_sequence_so_two_processes_train_the_weights_of_one(tmp_path):
+    """The U-ViT's block dropout (0.5 here, at its transformer level) is drawn from each sequence's own seed
+    (train.sequence_seed, as its data, noise and pose dropout), not from a per-rank RNG: 2 DDP processes reach
+    the weights of 1 process at the same global batch, to float noise. The reference draws it from each
+    process's global RNG (``nn.Dropout`` in backbones/u_vit/u_vit_blocks.py; ``RandomEmbeddingDropout``,
+    embeddings.py:298), where the masks change with the process count; ours does not, on purpose. Dropout does
+    act (the weights differ from a run without it), and activation checkpointing recomputes the same masks."""
+    text = uvit_text(steps=2, pose_dropout=0.3, block_dropout=0.5, batch=4)
+    one = _weights(tmp_path, "one", text)
+    two = _weights(tmp_path, "two", text, procs=2)
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], atol=2e-5, rtol=1e-4, msg=key)
+    ckpt = _weights(tmp_path, "ckpt", text.replace("bf16 = false", "bf16 = false\nactivation_checkpointing = true"))
+    for key in one:
+        torch.testing.assert_close(ckpt[key], one[key], atol=1e-6, rtol=1e-5, msg=key)
+    off = _weights(tmp_path, "off", uvit_text(steps=2, pose_dropout=0.3, block_dropout=0.0, batch=4))
+    assert max(float((off[k] - one[k]).abs().max()) for k in one) > 1e-4
