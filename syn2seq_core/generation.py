@@ -55,11 +55,15 @@ def views_of(direction: str) -> tuple[str, str]:
 def with_cue(seq: Syn2SeqSequence, take, model: Syn2SeqModel, source_frames: Tensor | None = None
              ) -> Syn2SeqSequence:
     """``seq`` with the cue ``model`` reads (its ``depth_warp`` cue from the take's source-view depth), or ``seq``
-    itself for a model without one. source_frames: the source view at the model's size (default: read)."""
+    itself for a model without one; for a take without the source view's depth, the empty cue if the model runs
+    without it, else an error naming the model (:meth:`Syn2SeqModel.without_cue`). source_frames: the source view
+    at the model's size (default: read)."""
     if model.config.cue == "none":
         return seq
     h, w = model.size
     src = "exo" if seq.direction == "exo2ego" else "ego"
+    if take.depth(src) is None:
+        return model.without_cue(seq, f"take '{take.path}' without {src} depth ({src}_depth.safetensors)")
     if source_frames is None:
         source_frames = take.read_view(src, size=(w, h))[0]
     return seq.with_depth_cue(take.read_depth(src, size=(w, h)), source_frames)

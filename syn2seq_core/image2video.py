@@ -103,11 +103,9 @@ def iter_image_to_video(model, sequence: Syn2SeqSequence, *, mode: str = "slidin
     seeds are ``seed`` and ``seed + 1``. callback(info) per step, with ``pass`` and ``passes`` added."""
     passes = plan(sequence, mode, keyframe_density)
     if model.config.cue != "none" and sequence.cue is None:
-        # One view only: nothing to warp from another view. A zero cue is what such a model saw on the
+        # One view only: nothing to warp from another view. The empty cue is what such a model saw on the
         # single-view clips of its pretraining (and when its conditioning was dropped).
-        c = model.config
-        sequence = replace(sequence, cue=torch.zeros(len(sequence), c.cond_channels - c.ray_channels,
-                                                     sequence.height, sequence.width))
+        sequence = sequence.with_empty_cue()
     frames = sequence.frames.clone()
     mask = sequence.context_mask.clone()
     seed = int(sampling.pop("seed", 0))

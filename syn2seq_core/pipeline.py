@@ -294,6 +294,27 @@ class Syn2SeqModel:
             return 0
         return int(self.data.get("transition_frames", 4))
 
+    @property
+    def cue_optional(self) -> bool:
+        """Whether this model runs without its cue's input (a take without depth): true for a network without a
+        cue, and for a cue network trained with the cue dropped from a share of its sequences
+        (``[data] cue_dropout_prob`` > 0 in its training record), which then reads the empty cue."""
+        return self.config.cue == "none" or float(self.data.get("cue_dropout_prob", 0.0)) > 0
+
+    def without_cue(self, sequence: Syn2SeqSequence, why: str = "a sequence without it") -> Syn2SeqSequence:
+        """``sequence`` for this model where the cue's input (the source view's depth) is missing: with the empty
+        cue if the model was trained for it (:attr:`cue_optional`), else an error naming the model and what it
+        needs. why: what lacks the depth (for the error)."""
+        if self.config.cue == "none":
+            return sequence
+        name = f"'{self.path}'" if self.path is not None else "the bundled model"
+        require(self.cue_optional, f"model {name}", f"the source view's depth for its {self.config.cue} cue (it "
+                "was trained with the cue always present)", why,
+                "Give the source view's depth: a take's <view>_depth.safetensors (syn2seq render-synthetic writes "
+                "it), Syn2SeqSequence.with_depth_cue, or in ComfyUI Syn2Seq Load Take's exo_depth into Syn2Seq "
+                "Build Sequence's source_depth; or use a model trained with [data] cue_dropout_prob > 0")
+        return sequence.with_empty_cue()
+
     def sequence_mode(self, direction: str) -> str:
         """The sequence layout this model was trained on, for ``direction``: the Syn2Seq mode itself
         ("exo2ego"/"ego2exo"), or "video_only" for a model trained with transition frames but no transition
@@ -345,6 +366,8 @@ class Syn2SeqModel:
         intrinsics of :attr:`camera_convention` (``CAMERA_CONVENTIONS``)."""
         if self.camera_convention == "re10k":  # the intrinsics of the uncropped frames, as DFoT's loader gives
             sequence = replace(sequence, cameras=sequence.cameras.with_uncropped_intrinsics())
+        if self.config.cue != "none" and sequence.cue is None:
+            sequence = self.without_cue(sequence)
         return sequence_ray_input(self.config, sequence, reference)
 
     def _check(self, sequence: Syn2SeqSequence) -> None:

@@ -148,6 +148,12 @@ class Syn2SeqSequence:
         out = torch.where(self.roles == C.ROLE_TRANSITION, n_src - 1, k.clamp(0, n_src - 1))
         return torch.where(self.roles == self.source_role, torch.arange(T), out).long()
 
+    def with_empty_cue(self) -> "Syn2SeqSequence":
+        """This sequence with the empty cue [T, 4, H, W]: zero coverage everywhere, nothing warped. What a cue
+        network sees where there is no depth (single-view clips, image2video, takes without depth, and the
+        sequences of its training whose cue was dropped); the coverage channel marks it, not black pixels."""
+        return replace(self, cue=torch.zeros(len(self), 4, self.height, self.width))
+
     def with_depth_cue(self, depth: Tensor, source_frames: Tensor | None = None, *, near: float = 0.05
                        ) -> "Syn2SeqSequence":
         """This sequence with its :attr:`cue` computed from the source view's z-depth.

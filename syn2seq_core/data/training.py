@@ -96,7 +96,8 @@ def triplet_sequence(data, net, g: torch.Generator, exo: Cameras, ego: Cameras, 
                      transition: Tensor | None, source_depth: Tensor | None, reverse: bool):
     """One training sequence of a Syn2Seq triplet, the part every finetune source shares (the procedural world
     and shards alike): the sequence ``[exo | transition | ego]`` (``[ego | transition | exo]`` when ``reverse``)
-    in the config's mode, its depth-warp cue from ``source_depth`` [n_src, h, w] when the network has one, a
+    in the config's mode, its depth-warp cue from ``source_depth`` [n_src, h, w] when the network has one (the
+    empty cue instead in a share ``cue_dropout_prob`` of sequences), a
     window by the stochastic decomposition, noise levels, clean context and loss weights, all drawn from
     ``g``; and the network's camera input. transition: [n, 3, H, W] frames from the source's last frame to the
     target's first (None: none). Returns (frames, rays, noise_t, loss_mask, roles) of one sequence."""
@@ -109,7 +110,9 @@ def triplet_sequence(data, net, g: torch.Generator, exo: Cameras, ego: Cameras, 
                          n_transition=None if mode == "direct" else data.transition_frames, mode=seq_mode,
                          direction=None if seq_mode == "ego2exo" else direction)
     if net.cue != "none":
-        seq = seq.with_depth_cue(source_depth)
+        # (the draw only where dropout is on, so runs without it keep their random streams)
+        dropped = data.cue_dropout_prob > 0 and bool(_uniform(g, 1) < data.cue_dropout_prob)
+        seq = seq.with_empty_cue() if dropped else seq.with_depth_cue(source_depth)
     if window < len(seq):
         seq, _ = decompose(seq, window, g)
     T = len(seq)

@@ -192,8 +192,51 @@ def test_a_cue_model_generates_from_a_rendered_take_and_needs_its_depth(tmp_path
                  "--exo-frames", "3", "--ego-frames", "3", "--no-depth"]) == 0
     plain = load_take(tmp_path / "plain" / "take_00000")
     assert plain.depth("exo") is None
-    with pytest.raises(Syn2SeqInputError, match="exo depth"):
+    # a model trained with the cue always present: refused, naming the model and what it needs
+    with pytest.raises(Syn2SeqInputError, match="exo depth") as err:
         generate_take(plain, model, steps=2)
+    assert "the bundled model" in str(err.value) and "depth_warp cue" in str(err.value)
+    assert "cue_dropout_prob" in str(err.value)
+    # a model trained with the cue dropped from some sequences: runs on the empty cue, as in its training
+    optional = Syn2SeqModel(model.network, info={"config": {"data": {"transition_frames": 2,
+                                                                     "cue_dropout_prob": 0.3}}})
+    assert optional.cue_optional and not model.cue_optional
+    seq, _ = take_sequence(plain, optional)
+    assert seq.cue is not None and seq.cue.shape == (8, 4, 32, 32) and not seq.cue.any()
+    result = generate_take(plain, optional, steps=2)
+    assert result.generated.shape == (3, 3, 32, 32) and torch.isfinite(result.generated).all()
+    # a sequence built without any cue (ComfyUI's Build Sequence with no source_depth) samples the same way
+    bare, _ = take_sequence(plain, Syn2SeqModel(build_model(DiT3DConfig(**TINY)).eval()))
+    assert bare.cue is None
+    torch.testing.assert_close(optional.generate(bare, steps=2, seed=3).frames,
+                               optional.generate(bare.with_empty_cue(), steps=2, seed=3).frames)
+    with pytest.raises(Syn2SeqInputError, match="the bundled model"):
+        model.generate(bare, steps=2)
+
+
+def test_cue_dropout_trains_a_share_of_sequences_on_the_empty_cue(takes):
+    """``[data] cue_dropout_prob``: that share of finetune sequences carries the empty cue (zero coverage
+    everywhere, so the network's coverage column marks it), the rest the warped source view; 0 draws nothing
+    (the random stream of runs without it is unchanged)."""
+    from syn2seq_core.data.training import triplet_sequence
+    from syn2seq_core.train import DataConfig
+
+    net = DiT3DConfig(**TINY, cue="depth_warp")
+    exo = Cameras(takes.exo_c2w[0], takes.exo_K[0], 32, 32)
+    ego = Cameras(takes.ego_c2w[0], takes.ego_K[0], 32, 32)
+    args = (exo, ego, takes.exo_frames[0], takes.ego_frames[0], None, takes.exo_depth[0], False)
+    covered = []
+    for prob in (0.0, 0.5, 1.0):
+        data = DataConfig(size=32, exo_frames=3, ego_frames=3, transition_frames=2, cue_dropout_prob=prob)
+        g = torch.Generator().manual_seed(0)
+        covered.append([bool(triplet_sequence(data, net, g, *args)[1][..., -1].any()) for _ in range(40)])
+    assert all(covered[0]) and not any(covered[2])
+    assert 10 <= sum(covered[1]) <= 30
+    g0, g1 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    a = triplet_sequence(DataConfig(size=32, exo_frames=3, ego_frames=3, transition_frames=2), net, g0, *args)
+    b = triplet_sequence(DataConfig(size=32, exo_frames=3, ego_frames=3, transition_frames=2,
+                                    cue_dropout_prob=0.0), net, g1, *args)
+    assert all(torch.equal(x, y) for x, y in zip(a, b)) and torch.equal(g0.get_state(), g1.get_state())
 
 
 def test_a_cue_finetune_grows_a_run_without_one_and_its_loss_falls(tmp_path):
