@@ -1,20 +1,35 @@
-"""Evaluation over many takes: the model (samples and conditional mean) against trivial baselines.
+"""Evaluation over many takes: a model (samples and conditional mean), trivial baselines and other systems' videos.
 
-Scores are on the generated view only (ego for exo2ego), at the model's resolution, per frame, then per
-take (clip) means, then the mean over takes with a 95% Student-t interval. Comparisons between methods
-are paired per take. Baselines, all computed from what the model sees:
+Scores are on the generated view only (ego for exo2ego), per frame, then per take (clip) means, then the mean over
+takes with a 95% Student-t interval. Comparisons between methods are paired per take. Baselines, all computed from
+what a method sees:
 
 ``copy_last``   the last source frame, repeated for every target frame;
 ``flat_color``  a flat image of the last source frame's mean colour;
-``mean_target`` the mean target-view frame of the training data (when the model's training world is known).
+``mean_target`` the mean target-view frame of the training data (when a model's training world is known).
 
-"Own minus other" compares a method's PSNR against its own take's ground truth with the PSNR against the
-next take's ground truth: a method that only transfers the palette gains little from being on its own take.
+Evaluation resolution (:func:`parse_eval_size`, :func:`to_eval_size`)
+    ``eval_size=(h, w)``: every method is scored at that size, the same way: the ground truth is decoded at its
+    own size and brought to ``h x w``; generated frames, baselines (from the source view at its own size) and
+    other systems' videos likewise, all through :func:`to_eval_size`: a centre crop to the aspect ratio
+    ``w / h`` (whole pixels), then :data:`EVAL_FILTER`. ``eval_size=None``: the model's own resolution, every
+    video read at that size by the decoder (the behaviour of earlier reports and of the model card's numbers).
 
-Other systems' outputs are scored in the same harness: ``external`` videos (a folder per system, matched to
-takes by name, :func:`external_video`) are methods like the baselines. Takes carry a ``category``; reports give
-every summary overall and per category (:func:`summarize_categories`), and per frame index along the
-generated view (:func:`frame_curves`).
+PSNR
+    Per frame, capped at :data:`syn2seq_core.metrics.PSNR_CAP_DB` (100 dB: an identical frame, e.g. copy_last
+    on a static take, scores 100 instead of infinity), then averaged over frames and takes, so every method has a
+    finite mean and CI.
+
+"Own minus other" compares a method's PSNR against its own take's ground truth with the PSNR against the next
+take's ground truth: a method that only transfers the palette gains little from being on its own take (not
+defined with one take).
+
+Other systems' outputs are scored in the same harness: ``external`` videos (a folder per system, matched to takes by
+name, :func:`external_video`) are methods like the baselines, with or without a model. Takes carry a
+``category``; reports give every summary overall and per category (:func:`summarize_categories`), and per frame
+index along the generated view (:func:`frame_curves`). Set-level metrics (FVD on the first 16 frames of every
+clip, FID on every frame) have no CI and are marked ``"stable": false`` below the set sizes where their bias
+dominates (docs/fvd.md).
 """
 
 from __future__ import annotations
@@ -24,13 +39,62 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import Syn2SeqInputError
+from .errors import Syn2SeqInputError, require
 from .fvd import CONVENTIONAL_FRAMES
-from .metrics import mean_ci, paired_difference, psnr
+from .metrics import PSNR_CAP_DB, mean_ci, paired_difference, psnr
 
 BASELINES = ("copy_last", "flat_color", "mean_target")
+# Without a model, the evaluation resolution unless --eval-size says otherwise (the DFoT paper's 256x256).
+DEFAULT_EVAL_SIZE = 256
+EVAL_SIZE_RANGE = (16, 4096)
+EVAL_FILTER = ("centre crop to the evaluation aspect ratio, then bicubic resampling (PyTorch "
+               "F.interpolate(mode='bicubic', antialias=True, align_corners=False): PIL's BICUBIC kernel, a = -0.5, "
+               "widened when shrinking), values clamped to [0, 1]")
+
+
+def parse_eval_size(text) -> tuple[int, int] | None:
+    """``"256"`` -> (256, 256), ``"320x256"`` (WxH) -> (256, 320) as (h, w); ``"model"`` -> None (the model's
+    resolution). Sides within :data:`EVAL_SIZE_RANGE`."""
+    if text is None or str(text).strip().lower() == "model":
+        return None
+    s = str(text).strip().lower()
+    parts = s.split("x")
+    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+        raise Syn2SeqInputError("--eval-size", "N (an N x N square), WxH, or 'model'", repr(text))
+    w = int(parts[0])
+    h = int(parts[-1])
+    lo, hi = EVAL_SIZE_RANGE
+    require(lo <= w <= hi and lo <= h <= hi, "--eval-size", f"sides in [{lo}, {hi}] pixels", f"{w}x{h}")
+    return h, w
+
+
+def _crop_to_aspect(frames: Tensor, h: int, w: int) -> Tensor:
+    """The central crop of frames [..., H, W] with the aspect ratio w / h (whole pixels)."""
+    src_h, src_w = frames.shape[-2:]
+    if src_w * h > src_h * w:  # wider than the target: crop the sides
+        cw = max(1, min(src_w, round(src_h * w / h)))
+        left = (src_w - cw) // 2
+        return frames[..., :, left:left + cw]
+    ch = max(1, min(src_h, round(src_w * h / w)))
+    top = (src_h - ch) // 2
+    return frames[..., top:top + ch, :]
+
+
+def to_eval_size(frames: Tensor, size: tuple[int, int]) -> Tensor:
+    """frames [..., 3, H, W] in [0, 1] -> [..., 3, h, w] float32 at the evaluation size ``(h, w)``, by
+    :data:`EVAL_FILTER` (a no-op for frames already that size)."""
+    h, w = size
+    x = _crop_to_aspect(frames, h, w)
+    if tuple(x.shape[-2:]) == (h, w):
+        return x.float()
+    lead = x.shape[:-3]
+    flat = x.float().reshape(-1, *x.shape[-3:])
+    out = F.interpolate(flat, size=(h, w), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+    return out.reshape(*lead, *out.shape[-3:])
 
 
 def baseline_frames(name: str, source: Tensor, n: int, mean_target: Tensor | None = None) -> Tensor | None:
@@ -70,12 +134,14 @@ class TakeScores:
     name: str
     per_method: dict  # method -> evaluate_frames report
     own_psnr: dict    # method -> clip PSNR vs own GT
-    other_psnr: dict  # method -> clip PSNR vs the next take's GT
+    other_psnr: dict  # method -> clip PSNR vs the next take's GT (empty with a single take)
     category: str | None = None
     # The middle generated frame [3, h, w] of every method, with "source" (the last source frame) and "target".
     example: dict = field(default_factory=dict)
     # FVD: the I3D features [400] of each method's clip and of the ground truth ("target"), or why there are none.
     features: dict | str | None = None
+    # FID: the Inception features [frames, 2048] of each method's frames and of the ground truth ("target").
+    frame_features: dict | None = None
 
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
@@ -99,91 +165,147 @@ def external_video(root, take: str, view: str, label: str) -> Path:
                             "Name each video after its take")
 
 
-def score_take(take, other, model, direction: str = "exo2ego", *, lpips_weights=None, baselines=BASELINES,
-               mean_target: Tensor | None = None, write_to=None, chunk: int = 16,
-               external: Mapping[str, Path] | None = None, category: str | None = None, i3d=None,
-               **options) -> TakeScores:
-    """Generate ``take``'s other view and score it, its conditional mean (``with_mean``), the ``baselines`` and
-    the ``external`` videos (label -> a video of this take's generated view by another system, resized to the
-    model's size; it needs at least as many frames as the view, extra frames are ignored) against its ground
-    truth, and their PSNR against ``other``'s ground truth (another take), streaming
-    (:func:`syn2seq_core.generation.iter_take`): memory does not grow with the length of the takes.
-    ``write_to``: also write the take's result set there (as ``syn2seq exo2ego`` would). ``category``: the
-    take's category (default its own ``take.category``). ``i3d``: an FVD network (``fvd.load_i3d``): the first
-    16 frames of every method's clip and of the ground truth are kept for its features. options: as iter_take."""
-    from contextlib import nullcontext
-
-    from .atomic import result_dir
-    from .generation import ResultWriter, _Held, iter_take, views_of
-    from .metrics import FrameScores
+def check_external_video(path: Path, frames: int, label: str, take: str, view: str) -> int:
+    """Check, before any work, that another system's video of ``take`` decodes through its first ``frames`` frames
+    (the take's ``view``; extra frames are ignored): the container's count first, then every frame decoded (at a
+    tiny size: only decodability is checked). Returns the frames the header announces; raises
+    :class:`Syn2SeqInputError` naming the label, the file and what was found."""
     from .video_io import iter_video_chunks, probe_video
 
+    name = f"--videos {label} '{path}'"
+    try:
+        announced = probe_video(path).frames
+    except Syn2SeqInputError as e:
+        raise Syn2SeqInputError(name, "a decodable video", e.found) from None
+    if announced < frames:
+        raise Syn2SeqInputError(name, f"at least the {frames} frames of take '{take}' {view}", f"{announced} frames")
+    decoded = 0
+    try:
+        for chunk in iter_video_chunks(path, 64, stop=frames, size=(16, 16), crop=None):
+            decoded += len(chunk)
+    except Syn2SeqInputError as e:
+        raise Syn2SeqInputError(name, f"the {frames} frames of take '{take}' {view}, decodable", e.found) from None
+    if decoded < frames:
+        raise Syn2SeqInputError(name, f"at least the {frames} frames of take '{take}' {view}",
+                                f"{decoded} decodable frames (the header announces {announced})")
+    return announced
+
+
+def score_take(take, other, model, direction: str = "exo2ego", *, eval_size: tuple[int, int] | None = None,
+               lpips_weights=None, baselines=BASELINES, mean_target: Tensor | None = None, write_to=None,
+               chunk: int = 16, external: Mapping[str, Path] | None = None, category: str | None = None, i3d=None,
+               inception=None, **options) -> TakeScores:
+    """Score ``take``'s generated view: the ``model``'s sample (and its conditional mean with ``with_mean``), the
+    ``baselines`` and the ``external`` videos (label -> a video of this take's generated view by another system; it
+    needs at least as many frames as the view, extra frames are ignored) against its ground truth, and their PSNR
+    against ``other``'s ground truth (another take; None: no "own minus other"), streaming
+    (:func:`syn2seq_core.generation.iter_take`): memory does not grow with the length of the takes.
+
+    ``model`` None: no generation; the baselines (``mean_target`` needs a model) and the external videos only, at
+    ``eval_size``. ``eval_size`` ``(h, w)``: every method at that size through :func:`to_eval_size` (the ground
+    truth from its own size); None: the model's size, as the decoder reads it. ``write_to``: an existing folder
+    (normally the staging folder of :func:`syn2seq_core.atomic.result_dir`) that receives the take's result set, as
+    ``syn2seq exo2ego`` writes it. ``category``: the take's category (default ``take.category``). ``i3d``: an FVD
+    network (``fvd.load_i3d``): the first 16 frames of every clip are kept for its features. ``inception``: an FID
+    network (``fid.load_inception``): every scored frame's features are kept. options: as iter_take."""
+    from .generation import ResultWriter, _Held, iter_take, views_of
+    from .metrics import FrameScores
+    from .video_io import iter_video_chunks
+
+    require(model is not None or eval_size is not None, "eval_size", "an evaluation size when there is no model",
+            None)
     src, tgt = views_of(direction)
-    h, w = model.size
-    last = take.read_view(src, size=(w, h), start=take.num_frames(src) - 1)[0]
+    h, w = eval_size if eval_size is not None else model.size
+    resized = eval_size is not None
+
+    def stream(chunks):
+        return _Held(to_eval_size(c, (h, w)) for c in chunks) if resized else _Held(chunks)
+
+    def view(t, name: str):
+        return stream(t.iter_view(name, chunk, size=None if resized else (w, h))[0])
+
+    n_src = take.num_frames(src)
+    last = take.read_view(src, size=None if resized else (w, h), start=n_src - 1)[0]
+    last = to_eval_size(last, (h, w)) if resized else last
+    if mean_target is not None and resized:
+        mean_target = to_eval_size(mean_target, (h, w))
     fixed = {name: baseline_frames(name, last, 1, mean_target) for name in baselines}
     fixed = {name: f for name, f in fixed.items() if f is not None}
-    n_other, n_target = other.num_frames(tgt), take.num_frames(tgt)
-    other_frames = _Held(other.iter_view(tgt, chunk, size=(w, h))[0])
-    outside = {}
-    for label, path in (external or {}).items():
-        frames = probe_video(path).frames
-        if frames < n_target:
-            raise Syn2SeqInputError(f"--videos {label} '{path}'", f"at least the {n_target} frames of take "
-                                    f"'{take.name}' {tgt}", f"{frames} frames")
-        outside[label] = _Held(iter_video_chunks(path, chunk, size=(w, h)))
+    n_target = take.num_frames(tgt)
+    n_other = other.num_frames(tgt) if other is not None else 0
+    other_frames = view(other, tgt) if other is not None else None
+    outside = {label: stream(iter_video_chunks(path, chunk, size=None if resized else (w, h)))
+               for label, path in (external or {}).items()}
+    target = view(take, tgt) if (resized or model is None) else None
     middle = n_target // 2
     example: dict = {}
     clips: dict[str, list[Tensor]] = {}  # the first CONVENTIONAL_FRAMES frames of each method, for FVD
+    frame_features: dict[str, list[Tensor]] = {}
     scores: dict[str, FrameScores] = {}
     other_values: dict[str, list[float]] = {}
-    with result_dir(write_to) if write_to is not None else nullcontext() as folder:
-        writer = None if folder is None else ResultWriter.for_take(folder, take, direction)
-        try:
-            for block in iter_take(take, model, direction, chunk=chunk, **options):
-                if writer is not None:
-                    writer.add(block)
-                k = block.scored
-                if not k:
-                    continue
-                preds = {"sample": block.generated[:k]}
-                if block.mean is not None:
-                    preds["mean"] = block.mean[:k]
-                preds.update({name: f.expand(k, -1, -1, -1) for name, f in fixed.items()})
-                preds.update({label: held.take(k) for label, held in outside.items()})
-                if i3d is not None and block.start < CONVENTIONAL_FRAMES:
-                    keep = min(k, CONVENTIONAL_FRAMES - block.start)
-                    for method, pred in {**preds, "target": block.target[:k]}.items():
-                        clips.setdefault(method, []).append(pred[:keep].clone())
-                if block.start <= middle < block.start + k:
-                    i = middle - block.start
-                    example = {"source": last[0], **{m: p[i] for m, p in preds.items()}, "target": block.target[i]}
-                j = max(0, min(k, n_other - block.start))
-                theirs = other_frames.take(k)[:j]
-                for method, pred in preds.items():
-                    scores.setdefault(method, FrameScores(lpips_weights)).add(pred, block.target[:k])
-                    if j:
-                        other_values.setdefault(method, []).extend(psnr(pred[:j], theirs).tolist())
-            reports = {method: s.report() for method, s in scores.items()}
+    writer = None if write_to is None or model is None else ResultWriter.for_take(write_to, take, direction)
+
+    def blocks():
+        """(start, scored frames, {method: predictions}, ground truth) per block of the generated view."""
+        if model is None:
+            for start in range(0, n_target, chunk):
+                yield start, min(chunk, n_target - start), {}, None
+            return
+        for block in iter_take(take, model, direction, chunk=chunk, **options):
             if writer is not None:
-                writer.close(writer.report(take.name, model, reports["sample"], reports.get("mean")))
-        except BaseException:
-            if writer is not None:
-                writer.abort()
-            raise
+                writer.add(block)
+            k = block.scored
+            if not k:
+                continue
+            preds = {"sample": block.generated[:k]}
+            if block.mean is not None:
+                preds["mean"] = block.mean[:k]
+            if resized:
+                preds = {m: to_eval_size(p, (h, w)) for m, p in preds.items()}
+            yield block.start, k, preds, None if resized else block.target[:k]
+
+    try:
+        for start, k, preds, truth in blocks():
+            truth = target.take(k) if truth is None else truth
+            preds.update({name: f.expand(k, -1, -1, -1) for name, f in fixed.items()})
+            preds.update({label: held.take(k) for label, held in outside.items()})
+            if i3d is not None and start < CONVENTIONAL_FRAMES:
+                keep = min(k, CONVENTIONAL_FRAMES - start)
+                for method, pred in {**preds, "target": truth}.items():
+                    clips.setdefault(method, []).append(pred[:keep].clone())
+            if inception is not None:
+                from .fid import inception_features
+
+                for method, pred in {**preds, "target": truth}.items():
+                    frame_features.setdefault(method, []).append(inception_features(pred, inception).float())
+            if start <= middle < start + k:
+                i = middle - start
+                example = {"source": last[0], **{m: p[i] for m, p in preds.items()}, "target": truth[i]}
+            j = max(0, min(k, n_other - start))
+            theirs = other_frames.take(k)[:j] if other_frames is not None else None
+            for method, pred in preds.items():
+                scores.setdefault(method, FrameScores(lpips_weights)).add(pred, truth)
+                if j:
+                    other_values.setdefault(method, []).extend(psnr(pred[:j], theirs, cap=PSNR_CAP_DB).tolist())
+        reports = {method: s.report() for method, s in scores.items()}
+        if writer is not None:
+            writer.close(writer.report(take.name, model, reports["sample"], reports.get("mean")))
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
     own = {method: float(r["psnr"]["mean"]) for method, r in reports.items()}
     other_psnr = {method: sum(v) / len(v) for method, v in other_values.items()}
     features = None
     if i3d is not None:
         features = _clip_features(clips, i3d, take.name)
+    frames = {m: torch.cat(f) for m, f in frame_features.items()} if inception is not None else None
     return TakeScores(take.name, reports, own, other_psnr, category if category is not None else take.category,
-                      {k: v.clone() for k, v in example.items()}, features)
+                      {k: v.clone() for k, v in example.items()}, features, frames)
 
 
 def _clip_features(clips: dict[str, list[Tensor]], net, name: str) -> dict | str:
     """I3D features [400] per method of one take's clips, or why FVD cannot use them."""
-    import torch
-
     from .fvd import MIN_FRAMES, i3d_features
 
     frames = sum(len(c) for c in clips.get("target", []))
@@ -194,10 +316,26 @@ def _clip_features(clips: dict[str, list[Tensor]], net, name: str) -> dict | str
     return dict(zip(methods, i3d_features(videos, net)))
 
 
-def summarize(scores: list[TakeScores], reference: str = "sample") -> dict:
-    """Mean over takes with CIs per method and metric, paired differences vs ``reference``, own-other gaps."""
+NO_CI = "one take: no confidence interval"
+
+
+def default_reference(methods) -> str | None:
+    """The method paired differences are taken against: the model's sample, else the first other system's videos,
+    else None (baselines only)."""
+    methods = list(methods)
+    if "sample" in methods:
+        return "sample"
+    return next((m for m in methods if m not in BASELINES and m != "mean"), None)
+
+
+def summarize(scores: list[TakeScores], reference: str | None = "sample") -> dict:
+    """Mean over takes with CIs per method and metric, paired differences vs ``reference`` (and vs ``"mean"`` when
+    scored), own-other gaps, FVD / FID per method. With one take the means have no CI (``"ci"`` says so)."""
     methods = list(scores[0].per_method)
-    out = {"takes": len(scores), "methods": {}, "paired_vs_" + reference: {}, "own_minus_other_psnr": {}}
+    reference = reference if reference in methods else default_reference(methods)
+    out = {"takes": len(scores), "methods": {}, "reference": reference, "own_minus_other_psnr": {}}
+    if len(scores) < 2:
+        out["ci"] = NO_CI
     for m in methods:
         entry = {}
         for metric in ("psnr", "ssim"):
@@ -211,14 +349,17 @@ def summarize(scores: list[TakeScores], reference: str = "sample") -> dict:
         fvd = _fvd_summary(scores, m)
         if fvd is not None:
             entry["fvd"] = fvd
+        fid = _fid_summary(scores, m)
+        if fid is not None:
+            entry["fid"] = fid
         out["methods"][m] = entry
         if all(m in s.other_psnr for s in scores):
             out["own_minus_other_psnr"][m] = paired_difference([s.own_psnr[m] for s in scores],
                                                                [s.other_psnr[m] for s in scores]).to_dict()
-    # Paired differences against the sample and, when scored, against the conditional mean; with
+    # Paired differences against the reference and, when scored, against the conditional mean; with
     # "own_minus_other": how much more take-specific ref is than m (difference of their own - other gaps).
     gaps = {m: [s.own_psnr[m] - s.other_psnr[m] for s in scores] for m in out["own_minus_other_psnr"]}
-    for ref in dict.fromkeys((reference, "mean")):
+    for ref in dict.fromkeys(r for r in (reference, "mean") if r is not None):
         if ref not in methods:
             continue
         paired = {}
@@ -231,6 +372,8 @@ def summarize(scores: list[TakeScores], reference: str = "sample") -> dict:
             if ref in gaps and m in gaps:
                 paired[m]["own_minus_other"] = paired_difference(gaps[ref], gaps[m]).to_dict()
         out["paired_vs_" + ref] = paired
+    if reference is not None:
+        out.setdefault("paired_vs_" + reference, {})
     return out
 
 
@@ -238,7 +381,7 @@ def _fvd_summary(scores: list[TakeScores], method: str) -> dict | str | None:
     """FVD of ``method``'s clips against the ground-truth clips of the same takes (a set-level metric: no CI;
     ``n`` videos per set, ``stable`` False below fvd.MINIMUM_VIDEOS), its reason when unavailable, None when no
     I3D was given."""
-    from .fvd import HOW_TO_GET_I3D, fvd_entry
+    from .fvd import HOW_TO_GET_I3D, MINIMUM_VIDEOS, fvd_entry
 
     if all(s.features is None for s in scores):
         return f"unavailable: no I3D weights given. {HOW_TO_GET_I3D}"
@@ -247,19 +390,33 @@ def _fvd_summary(scores: list[TakeScores], method: str) -> dict | str | None:
         return f"unavailable: {bad}"
     if len(scores) < 2:
         return "unavailable: FVD compares sets of videos: at least 2 takes needed"
-    import torch
-
     entry = fvd_entry(torch.stack([s.features[method] for s in scores]),
                       torch.stack([s.features["target"] for s in scores]))
-    value = float(entry["fvd"])
-    return {"mean": value, "ci_low": float("nan"), "ci_high": float("nan"), "n": entry["videos"][0],
-            "stable": entry["stable"]}
+    return {"mean": float(entry["fvd"]), "ci_low": "nan", "ci_high": "nan", "n": entry["videos"][0],
+            "stable": entry["stable"], "stable_from": MINIMUM_VIDEOS}
+
+
+def _fid_summary(scores: list[TakeScores], method: str) -> dict | str | None:
+    """Frame-level FID of ``method``'s frames against the ground-truth frames of the same takes (set-level: no CI;
+    ``n`` frames per set, ``stable`` False below fid.MINIMUM_FRAMES), its reason when unavailable, None when no
+    Inception was given."""
+    from .fid import HOW_TO_GET_INCEPTION, MINIMUM_FRAMES, fid_entry
+
+    if all(s.frame_features is None for s in scores):
+        return f"unavailable: no Inception weights given. {HOW_TO_GET_INCEPTION}"
+    a = torch.cat([s.frame_features[method] for s in scores]).double()
+    b = torch.cat([s.frame_features["target"] for s in scores]).double()
+    if min(len(a), len(b)) < 2:
+        return "unavailable: FID compares sets of frames: at least 2 frames needed"
+    entry = fid_entry(a, b)
+    return {"mean": float(entry["fid"]), "ci_low": "nan", "ci_high": "nan", "n": entry["frames"][0],
+            "stable": entry["stable"], "stable_from": MINIMUM_FRAMES}
 
 
 UNCATEGORISED = "(none)"
 
 
-def summarize_categories(scores: list[TakeScores], reference: str = "sample") -> dict:
+def summarize_categories(scores: list[TakeScores], reference: str | None = "sample") -> dict:
     """:func:`summarize` over all takes (``"overall"``) and over the takes of each category (``"categories"``:
     name -> summary, sorted; takes without one under :data:`UNCATEGORISED`; empty when no take has a category;
     a category of one take has means without CIs)."""
@@ -274,6 +431,8 @@ def summarize_categories(scores: list[TakeScores], reference: str = "sample") ->
 def frame_curves(scores: list[TakeScores], metrics=("psnr", "ssim")) -> dict:
     """Quality along the generated view: per method and metric, the mean over takes (95% CI) of the metric at
     each frame index (0 = the first generated frame, next to the source view), over the takes that long."""
+    from .metrics import _json_float
+
     out: dict = {}
     for method in scores[0].per_method:
         for metric in metrics:
@@ -284,8 +443,8 @@ def frame_curves(scores: list[TakeScores], metrics=("psnr", "ssim")) -> dict:
             entry = {"index": [], "mean": [], "ci_low": [], "ci_high": [], "n": []}
             for i in range(max(len(v) for v in series)):
                 ci = mean_ci([v[i] for v in series if len(v) > i])
-                for key, value in (("index", i), ("mean", ci.mean), ("ci_low", ci.low), ("ci_high", ci.high),
-                                   ("n", ci.n)):
+                for key, value in (("index", i), ("mean", _json_float(ci.mean)), ("ci_low", _json_float(ci.low)),
+                                   ("ci_high", _json_float(ci.high)), ("n", ci.n)):
                     entry[key].append(value)
             out.setdefault(method, {})[metric] = entry
     return out
@@ -301,15 +460,17 @@ def format_ci(d: dict | None, digits: int, sign: str = "") -> str:
     return f"{mean:{sign}.{digits}f} [{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
 
 
-def format_table(summary: dict, reference: str = "sample") -> str:
-    """A plain-text table of a :func:`summarize` result."""
-    lines = [f"{summary['takes']} takes; mean over takes with 95% CI",
-             f"{'method':<14} {'PSNR dB':>22} {'SSIM':>24} {'own-other PSNR':>22} {reference + ' - method (PSNR)':>26}"]
+def format_table(summary: dict, reference: str | None = None) -> str:
+    """A plain-text table of a :func:`summarize` result (paired differences against its reference)."""
+    reference = reference or summary.get("reference")
+    note = "; " + summary["ci"] if summary.get("ci") else ""
+    head = f"{reference} - method (PSNR)" if reference else ""
+    lines = [f"{summary['takes']} takes; mean over takes with 95% CI{note}",
+             f"{'method':<14} {'PSNR dB':>22} {'SSIM':>24} {'own-other PSNR':>22} {head:>26}"]
     for m, e in summary["methods"].items():
         p, s = e["psnr"], e["ssim"]
         gap = summary["own_minus_other_psnr"].get(m)
-        diff = summary["paired_vs_" + reference].get(m, {}).get("psnr")
-
+        diff = summary.get("paired_vs_" + str(reference), {}).get(m, {}).get("psnr")
         lines.append(f"{m:<14} {format_ci(p, 2):>22} {format_ci(s, 4):>24} {format_ci(gap, 2):>22} {format_ci(diff, 2):>26}")
     if summary.get("paired_vs_mean"):
         lines.append(f"{'mean - method':<14} {'PSNR dB':>22} {'SSIM':>24} {'own-other PSNR':>22}")

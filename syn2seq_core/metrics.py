@@ -5,8 +5,12 @@ frame, shape ``[...]`` (float64). Score only the generated view's frames (ego fo
 context frames nor the synthetic transition frames.
 
 PSNR
-    ``10 log10(1 / MSE)`` with data range 1, MSE over channels and pixels of one frame. Identical
-    frames give ``inf`` (kept: aggregates over them are ``inf``, and JSON output writes ``"inf"``).
+    ``10 log10(1 / MSE)`` with data range 1, MSE over channels and pixels of one frame. :func:`psnr` returns
+    ``inf`` for identical frames; with ``cap=`` it returns ``min(PSNR, cap)``. Reports (:func:`evaluate_frames`,
+    ``syn2seq eval``, ``exo2ego``'s metrics.json) cap every frame at :data:`PSNR_CAP_DB` = 100 dB, as papers
+    do, so that an identical frame (copy_last on a static take, a perfect system) gives a finite mean and CI
+    instead of ``inf``. Frames within the cap are near-identical: one 8-bit step in one channel of one pixel is
+    89.0 dB at 64x64 and 101.1 dB at 256x256 (counted as 100).
 SSIM
     Wang et al. 2004 with an 11x11 Gaussian window (sigma 1.5), population (co)variances,
     ``K1 = 0.01``, ``K2 = 0.03``, data range 1, per channel, averaged over the *valid* region (the map
@@ -63,6 +67,7 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 LPIPS_NETS = ("alex", "vgg")
 DEFAULT_CONFIDENCE = 0.95
+PSNR_CAP_DB = 100.0  # per-frame PSNR of reports is min(PSNR, 100 dB) (identical frames: 100, not inf)
 _RANGE_SLACK = 0.5  # values beyond [-0.5, 1.5] mean another range ([0, 255] or [-1, 1]) was passed
 
 
@@ -120,11 +125,17 @@ def _check_pair(pred: Tensor, target: Tensor, channels: int | None = None) -> tu
 
 
 # --- PSNR and SSIM --------------------------------------------------------------------------------
-def psnr(pred: Tensor, target: Tensor) -> Tensor:
-    """Peak signal-to-noise ratio in dB, data range 1. pred, target: [..., C, H, W] -> [...] float64."""
+def psnr(pred: Tensor, target: Tensor, cap: float | None = None) -> Tensor:
+    """Peak signal-to-noise ratio in dB, data range 1. pred, target: [..., C, H, W] -> [...] float64; identical
+    frames give ``inf``, or ``cap`` (every value is ``min(PSNR, cap)``) when a cap is given."""
     pred, target = _check_pair(pred, target)
     mse = (pred.double() - target.double()).square().mean(dim=(-3, -2, -1))
-    return 10.0 * torch.log10(1.0 / mse)
+    value = 10.0 * torch.log10(1.0 / mse)
+    if cap is not None:
+        require(isinstance(cap, (int, float)) and math.isfinite(cap) and cap > 0, "cap", "a positive number of dB",
+                cap)
+        value = value.clamp(max=float(cap))
+    return value
 
 
 def _gaussian_1d(size: int, sigma: float, dtype, device) -> Tensor:
@@ -469,6 +480,7 @@ def evaluate_frames(pred: Tensor, target: Tensor, lpips_weights=None) -> dict:
     """PSNR, SSIM and LPIPS (AlexNet and VGG) of one clip. pred, target: [T, 3, H, W] in [0, 1].
 
     lpips_weights: None, one weights file (its net is detected), or ``{"alex": path, "vgg": path}``.
+    PSNR is capped per frame at :data:`PSNR_CAP_DB` (an identical frame scores 100 dB, not ``inf``).
     Returns a JSON-ready dict ``{"frames": T, "psnr": {"per_frame": [...], "mean": m}, "ssim": ...,
     "lpips_alex": ..., "lpips_vgg": ...}``; a metric that cannot be computed is the string
     ``"unavailable: <reason>"``.
@@ -481,7 +493,7 @@ def evaluate_frames(pred: Tensor, target: Tensor, lpips_weights=None) -> dict:
         require(not unknown, "lpips_weights", f"keys among {list(LPIPS_NETS)}", sorted(unknown))
     else:
         paths = {detect_lpips_net(lpips_weights): lpips_weights}
-    values = {"psnr": psnr(pred, target), "ssim": ssim(pred, target)}
+    values = {"psnr": psnr(pred, target, cap=PSNR_CAP_DB), "ssim": ssim(pred, target)}
     for net in LPIPS_NETS:
         values[f"lpips_{net}"] = _lpips_entry(pred, target, net, paths.get(net))
     report: dict = {"frames": int(pred.shape[0])}

@@ -117,8 +117,7 @@ def test_eval_keeps_the_takes_of_the_split(world, capsys):
     capsys.readouterr()
     assert _eval(world, "--split", "test") == 2  # the index has no test take
     assert "['train', 'val']" in capsys.readouterr().err
-    assert _eval(world, "--split", "train") == 2  # one take: not enough to score
-    assert "at least 2 takes" in capsys.readouterr().err
+    # one take is scored too (issue 28), its means without CI: test_eval_of_a_split_with_one_take below
 
 
 def test_a_take_damaged_after_indexing_stops_eval_naming_it(world, tmp_path, capsys):

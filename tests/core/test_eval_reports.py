@@ -137,7 +137,8 @@ def test_frame_curves_follow_the_generated_view():
     summaries = summarize_categories(scores)
     rows = table_rows(summaries)
     assert [r["category"] for r in rows] == ["all", "a", "b"]
-    assert "| a | sample | 1 | 20.00 |" in to_markdown(rows)  # one take: a mean without a CI
+    md = to_markdown(rows)
+    assert "| a | sample | 1 | 20.00† |" in md and "† one take" in md  # one take: a mean without a CI, marked
 
 
 def test_latex_escapes_names():
