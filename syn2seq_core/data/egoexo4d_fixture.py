@@ -139,20 +139,20 @@ def sensor_turn() -> Tensor:
 
 
 MARKER_RAW_PX = (0.3, 0.2)  # where the marker sits in the raw image, as fractions of its width and height
-MARKER_RGB = (1.0, 0.0, 0.0)
 
 
 def _paint_marker(raw: Tensor, cams: Cameras) -> tuple[Tensor, Tensor]:
-    """Paint an asymmetric marker (a 3x3 red square with a 2-pixel tail to its right) into raw frames
-    [N, 3, H, W] at :data:`MARKER_RAW_PX`; returns (frames, the world point [N, 3] 1 m deep on that pixel's ray)."""
+    """Paint an asymmetric marker into raw frames [N, 3, H, W] at :data:`MARKER_RAW_PX`: a white 3x3 square with a
+    2-pixel white tail to its right, on a black 7x9 patch (luma only: H.264's half-resolution chroma would move a
+    coloured mark). Returns (frames, the world point [N, 3] 1 m deep on the ray of the square's centre pixel)."""
     from ..geometry.plucker import camera_directions
 
     H, W = raw.shape[-2:]
     col, row = int(MARKER_RAW_PX[0] * W), int(MARKER_RAW_PX[1] * H)
     out = raw.clone()
-    colour = torch.tensor(MARKER_RGB, dtype=out.dtype)[:, None, None]
-    out[:, :, row - 1:row + 2, col - 1:col + 2] = colour
-    out[:, :, row, col + 2:col + 4] = colour[..., 0]
+    out[:, :, row - 3:row + 4, col - 3:col + 6] = 0.0
+    out[:, :, row - 1:row + 2, col - 1:col + 2] = 1.0
+    out[:, :, row, col + 2:col + 4] = 1.0
     d = camera_directions(cams.K, H, W, cams.fisheye)[:, row, col]  # [N, 3] the ray of that pixel's centre
     p_cam = d / d[:, 2:3]
     world = (cams.c2w[:, :3, :3] @ p_cam[..., None])[..., 0] + cams.c2w[:, :3, 3]
