@@ -62,9 +62,10 @@ FEATURE_DIM = 2048
 INPUT_SIZE = 299
 BN_EPS = 1e-3
 NUM_CLASSES = 1008
-# The smallest frame set whose FID is marked stable: the first size of the measured grid above the 2048
-# features (full-rank covariances, a floor falling as c / N); docs/fvd.md "FID" has the measurement.
-MINIMUM_FRAMES = 4096
+# The smallest frame set whose FID is marked stable: from N = D = 2048 frames on, the measured same-distribution
+# floor falls as c / N; below it the value mostly measures N (docs/fvd.md, "FID"; pytorch-fid's README asks for
+# at least 2048 images for the same reason).
+MINIMUM_FRAMES = 2048
 RECOMMENDED_FRAMES = 10000
 INCEPTION_FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"

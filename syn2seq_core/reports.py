@@ -290,9 +290,8 @@ def _floats(values) -> list[float]:
     return [float(v) for v in values]
 
 
-def frame_curves_png(curves: dict, metrics=("psnr", "ssim"), note: str = "") -> bytes:
-    """Metric per frame index along the generated view, one line (and its 95% CI band) per method: every method
-    in the legend has its line (methods with equal values overlap: the later ones are dashed)."""
+def frame_curves_figure(curves: dict, metrics=("psnr", "ssim"), note: str = ""):
+    """The matplotlib figure of :func:`frame_curves_png` (the caller closes it)."""
     plt, reason = _pyplot()
     if plt is None:
         raise RuntimeError(reason)
@@ -319,6 +318,15 @@ def frame_curves_png(curves: dict, metrics=("psnr", "ssim"), note: str = "") -> 
     axes[0][0].legend(fontsize=8)
     fig.suptitle("Quality along the generated view (mean over takes, 95% CI)" + (f"\n{note}" if note else ""),
                  fontsize=9)
+    return fig
+
+
+def frame_curves_png(curves: dict, metrics=("psnr", "ssim"), note: str = "") -> bytes:
+    """Metric per frame index along the generated view, one line (and its 95% CI band) per method: every method
+    in the legend has its line (methods with equal values overlap: the later ones are dashed)."""
+    import matplotlib.pyplot as plt
+
+    fig = frame_curves_figure(curves, metrics, note)
     data = _png(fig)
     plt.close(fig)
     return data
