@@ -3,7 +3,10 @@
 ROOT is the folder the ``egoexo`` downloader wrote (``takes.json``, ``annotations/splits.json``,
 ``captures/<capture>/timesync.csv``, ``takes/<take>/frame_aligned_videos`` and ``trajectory``). Every take of
 ``takes.json`` is checked; a take that cannot be used is skipped with its reason and counted in the printed
-summary (the reasons, the exo-camera rule and the index format: :mod:`syn2seq_core.data.egoexo4d_index`). The
+summary (the reasons, the exo-camera rule and the index format: :mod:`syn2seq_core.data.egoexo4d_index`). Cheap
+checks run on every take (videos from ``relative_path``, their frame counts from the container headers, every
+frame's device time inside the trajectory, calibrations readable), so the index lists only takes that load;
+``--verify`` adds a full load of each. The
 index is written atomically as JSON lines; read it with
 :func:`~syn2seq_core.data.egoexo4d_index.read_egoexo4d_index` and turn an entry into a take with
 :func:`~syn2seq_core.data.egoexo4d_index.load_indexed_take`.
@@ -33,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how to read online_calibration.jsonl: projectaria_tools, our JSON parser, or auto "
                              "(projectaria_tools when installed)")
     parser.add_argument("--verify", action="store_true",
-                        help="also load every take (full trajectory, time range) and skip those that fail; slower")
+                        help="also load every take (full trajectory parse) and skip those that fail; slower. The cheap "
+                             "checks (videos, frame counts, frame times inside the trajectory, calibrations) "
+                             "always run")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing index file")
 
 
@@ -61,7 +66,11 @@ def run(args) -> int:
     if splits:
         print("  splits: " + ", ".join(f"{k} {v}" for k, v in sorted(splits.items())))
     if skipped:
-        print(f"  skipped {skipped}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items() if k != "indexed"))
+        print(f"  skipped {skipped}:")
+        reasons = [(k, v) for k, v in result.counts.items() if k != "indexed"]
+        width = max(len(k) for k, _ in reasons)
+        for k, v in reasons:
+            print(f"    {k:<{width}}  {v}")
         for s in result.skipped[:10]:
             print(f"    {s['take_name']}: {s['reason']} ({s['detail'][:160]})")
         if skipped > 10:

@@ -9,9 +9,12 @@ at ``i / fps`` seconds.
 ``--layout egoexo4d`` writes the takes as a local Ego-Exo4D release instead (``OUT/takes.json``,
 ``OUT/annotations/splits.json``, ``OUT/captures/<capture>/timesync.csv``, ``OUT/takes/<take>/frame_aligned_videos``
 and ``trajectory``), the exo views through KB3 lenses and the ego view through the FISHEYE624 lens of its
-``online_calibration.jsonl``: see :mod:`syn2seq_core.data.egoexo4d_fixture`. ``--ego-frames`` frames per take (both
-views), ``--exo-cameras`` static exo cameras, ``--damaged KIND`` adds a broken take (for indexer tests);
-``--exo-frames``, ``--batch`` and ``--depth`` do not apply to it.
+``online_calibration.jsonl``: see :mod:`syn2seq_core.data.egoexo4d_fixture`. As in the real release the Aria stream
+is the raw camera-rgb image turned 90 degrees clockwise (the calibration file describes the raw image), and frame
+``i`` is timesync row ``timesync_start_idx + 1 + i``. ``--ego-frames`` frames per take (both views),
+``--exo-cameras`` static exo cameras, ``--marker`` paints an asymmetric marker into the Aria frames (before they
+are turned), ``--damaged KIND`` adds a broken take (for indexer tests); ``--exo-frames``, ``--batch`` and
+``--depth`` do not apply to it.
 """
 
 from __future__ import annotations
@@ -50,7 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--damaged", action="append", default=[], metavar="KIND",
                         help="egoexo4d layout: also write a broken take of this kind (repeatable): "
                              "missing_folder, missing_video, missing_trajectory, missing_calibration, "
-                             "damaged_calibration, damaged_csv, dropped")
+                             "damaged_calibration, damaged_csv, dropped, short_trajectory, short_video, "
+                             "missing_timesync, outside_video")
+    parser.add_argument("--marker", action="store_true",
+                        help="egoexo4d layout: paint an asymmetric marker (white square, tail to the right in the "
+                             "raw image) into the Aria frames, to see their orientation")
     parser.set_defaults(_check_options=limits.check_render_synthetic_options)
 
 
@@ -104,7 +111,8 @@ def _run_egoexo4d(args, config, out: Path) -> int:
     with tqdm(total=total, unit="take", desc="render-synthetic (egoexo4d)") as bar:
         written = write_egoexo4d_fixture(out, [args.seed + i for i in range(args.takes)], config,
                                          exo_cameras=args.exo_cameras, damaged=args.damaged,
-                                         overwrite=args.overwrite, progress=lambda _: bar.update(1))
+                                         overwrite=args.overwrite, marker=getattr(args, "marker", False),
+                                         progress=lambda _: bar.update(1))
     damaged = [t.take_name + f" ({t.damage})" for t in written if t.damage]
     print(f"wrote an Ego-Exo4D layout with {args.takes} takes ({args.exo_cameras} exo cameras each, "
           f"{config.ego_frames} frames, {config.size}x{config.size}) to {out} in {time.perf_counter() - t0:.1f} s"
