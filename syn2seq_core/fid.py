@@ -293,7 +293,7 @@ def _fit_state_dict(sd: Mapping[str, Tensor], config: InceptionConfig, source: s
     if extra:
         raise Syn2SeqInputError(what, f"only the tensors of {layout}", f"{len(extra)} unknown ones, e.g. {extra[:4]}",
                                 "torchvision's own inception_v3 weights (with AuxLogits) are not the FID network")
-    for k in sd:
+    for k in (k for k in expected if k in sd):  # in the network's order: the first layer first
         if tuple(sd[k].shape) != tuple(expected[k].shape):
             raise Syn2SeqInputError(f"{what} key '{k}'", f"shape {tuple(expected[k].shape)} for {layout}",
                                     f"{tuple(sd[k].shape)}")
