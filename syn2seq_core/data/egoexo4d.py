@@ -29,9 +29,9 @@ Ego view and time alignment (an assumption the caller must choose)
       or ``<aria>_214-1_capture_timestamp_ns`` (nanoseconds, as in the capture's ``timesync.csv``). For a
       capture-level ``timesync.csv`` pass the take's ``timesync_start_idx`` of ``takes.json``: frame ``i`` is
       data row ``timesync_start_idx + 1 + i`` (:func:`timesync_first_row`, with its sources); without it rows are
-      read from the first on (a file of per-frame times). This is the exact option. (That the ``capture_timestamp_ns`` of
-      ``timesync.csv`` is on the same device clock as ``tracking_timestamp_us`` is inferred from the
-      Exo2Ego-V preprocessing, not from a specification.)
+      read from the first on (a file of per-frame times). This is the exact option. ``capture_timestamp_ns`` of
+      ``timesync.csv`` is on the clock of ``tracking_timestamp_us`` (the Ego4d gaze tutorial queries the trajectory
+      with it; projectaria_tools ``core/mps/MpsDataProvider.cpp`` keys that query by tracking time).
     * ``start_timestamp_us``: device time of frame 0; frame ``i`` is at ``start + i * 1e6 / fps``.
     * ``align="trajectory_start"``: frame 0 is at the first trajectory sample. Only right when the
       trajectory was cut to the take; otherwise the ego poses are shifted in time.

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,11 +43,23 @@ def _angle_deg(Ra, Rb) -> float:
     return math.degrees(float((a.inv() * b).magnitude()))
 
 
+DOC = Path(__file__).resolve().parents[2] / "docs" / "egoexo4d.md"
+
+
+def doc_command(start: str) -> list[str]:
+    """The command of docs/egoexo4d.md that starts with ``start`` (continuation lines joined, ``[...]`` dropped)."""
+    text = DOC.read_text().replace("\\\n", " ")
+    line = next(ln for ln in text.splitlines() if ln.startswith(start))
+    return shlex.split(re.sub(r"\[[^\]]*\]", "", line))[1:]  # without "syn2seq"
+
+
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
+    """The docs' render-synthetic command as written, plus one --damaged of each kind."""
     root = tmp_path_factory.mktemp("egoexo4d_release") / "release"
-    cmd = ["render-synthetic", "--layout", "egoexo4d", "--out", str(root), "--takes", str(TAKES), "--size", str(SIZE),
-           "--ego-frames", str(FRAMES), "--exo-cameras", "2", "--supersample", "1", "--marker"]
+    cmd = [str(root) if a == "ROOT" else a for a in doc_command("syn2seq render-synthetic --layout egoexo4d")]
+    assert cmd[cmd.index("--takes") + 1] == str(TAKES) and cmd[cmd.index("--size") + 1] == str(SIZE)
+    assert cmd[cmd.index("--ego-frames") + 1] == str(FRAMES) and "--marker" in cmd
     for kind in DAMAGE_KINDS:
         cmd += ["--damaged", kind]
     assert main(cmd) == 0
@@ -59,7 +74,8 @@ def test_render_index_and_read_back_against_the_truth(release, tmp_path, capsys)
 
     index = tmp_path / "index.jsonl"
     capsys.readouterr()
-    assert main(["index-egoexo4d", str(release), "--out", str(index)]) == 0
+    cmd = doc_command("syn2seq index-egoexo4d ROOT --out index.jsonl")
+    assert main([str(release) if a == "ROOT" else str(index) if a == "index.jsonl" else a for a in cmd]) == 0
     printed = capsys.readouterr().out
     header = read_egoexo4d_index_header(index)
     assert header["counts"] == {"indexed": TAKES, **WANT_SKIPS}, header["counts"]
@@ -107,3 +123,15 @@ def test_render_index_and_read_back_against_the_truth(release, tmp_path, capsys)
     assert worst["ego_rot_deg"] < 1e-9 and worst["ego_centre_m"] < 1e-8 and worst["ego_K"] < 1e-12
     assert worst["exo_rot_deg"] < 1e-9 and worst["exo_centre_m"] < 1e-8 and worst["exo_K"] < 1e-12
     assert worst["marker_px"] < 1e-5
+
+
+def test_the_bench_command_of_the_docs_runs(capsys):
+    """``syn2seq bench egoexo4d`` as in docs/egoexo4d.md, at sizes a test can afford."""
+    cmd = doc_command("syn2seq bench egoexo4d")
+    assert cmd[:2] == ["bench", "egoexo4d"] and "--takes" in cmd and "--prepare" in cmd
+    assert main(["bench", "egoexo4d", "--takes", "2", "4", "--prepare", "2", "--base", "1", "--frames", "4",
+                 "--size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "index ms/take" in out and "load ms/take" in out and "prepare ms/take" in out
+    rows = [ln for ln in out.splitlines() if ln.strip().startswith(("2 |", "4 |"))]
+    assert len(rows) == 2
