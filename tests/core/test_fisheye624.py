@@ -196,3 +196,35 @@ def test_slerp_between_kannala_brandt_and_fisheye624_tracks():
     torch.testing.assert_close(mid.fisheye, kb.as_fisheye624().fisheye + s * (f624 - kb.as_fisheye624().fisheye))
     with pytest.raises(Syn2SeqInputError, match="same lens model"):
         interpolate_cameras(Cameras(eye, kb.K, 64, 64), aria, 2)
+
+
+def test_turning_the_aria_calibration_matches_projectaria_tools():
+    """``AriaCameraCalibration.rotated_cw90`` (the reader's turn of the raw camera-rgb calibration) and ``rotate90``
+    (the same on a Cameras track) against projectaria_tools' ``rotate_camera_calib_cw90deg``
+    (``core/calibration/CameraCalibration.cpp`` lines 278-283 and 295-302 at 90f70ffe): parameters, image size,
+    T_Device_Camera, and the normalised camera in our pixel convention."""
+    calibration = pytest.importorskip("projectaria_tools.core.calibration")
+    from projectaria_tools.core.sophus import SE3
+
+    from syn2seq_core.data.egoexo4d import AriaCameraCalibration
+
+    params = np.array([1216.5, 1403.25, 1441.75, *ARIA_LIKE.tolist()])
+    T = np.eye(4)
+    T[:3, :3] = look_at(torch.zeros(3, dtype=torch.float64), torch.tensor([0.3, 1.0, 0.2], dtype=torch.float64)
+                        )[:3, :3].numpy()
+    T[:3, 3] = [0.004, -0.012, -0.005]
+    raw = calibration.CameraCalibration("camera-rgb", calibration.CameraModelType.FISHEYE624, params,
+                                        SE3.from_matrix(T), 2880, 2880, None, 3.0, "x")
+    theirs = calibration.rotate_camera_calib_cw90deg(raw)
+    ours = AriaCameraCalibration("camera-rgb", params, (2880, 2880), T).rotated_cw90()
+    np.testing.assert_allclose(ours.params, theirs.get_projection_params(), rtol=0, atol=1e-12)
+    assert ours.image_size == tuple(int(v) for v in theirs.get_image_size())
+    np.testing.assert_allclose(ours.T_device_camera, theirs.get_transform_device_camera().to_matrix(), rtol=0,
+                               atol=1e-12)
+    raw_ours = AriaCameraCalibration("camera-rgb", params, (2880, 2880), T)
+    cams = Cameras(torch.from_numpy(T)[None], torch.from_numpy(raw_ours.K)[None], 2880, 2880,
+                   torch.from_numpy(raw_ours.fisheye)[None])
+    _, turned = rotate90(None, cams, clockwise=True)
+    torch.testing.assert_close(turned.K[0], torch.from_numpy(ours.K), rtol=0, atol=1e-15)
+    torch.testing.assert_close(turned.fisheye[0], torch.from_numpy(ours.fisheye), rtol=0, atol=0)
+    torch.testing.assert_close(turned.c2w[0], torch.from_numpy(ours.T_device_camera), rtol=0, atol=1e-15)
