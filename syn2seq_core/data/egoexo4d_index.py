@@ -108,7 +108,9 @@ class IndexedTake:
     ``root_dir``; resolution: ``"448"`` or ``"full"``; frames, fps, duration_sec (frames / fps); exo_size,
     ego_size: (width, height); timesync: {"path": relative to ROOT, "start_idx", "end_idx"}; ego_camera:
     ``"calibration"`` (true FISHEYE624 camera) or ``"approximate"`` (pinhole stand-in, no calibration file);
-    calibration_records: online calibration records read. aria_orientation, frame_timing: the conventions the
+    calibration_records: online calibration records read. exo_videos: {camera: video relative to ``root_dir``} of
+    every usable exo camera (``load_indexed_take(..., camera=...)`` reads another one's). aria_orientation,
+    frame_timing: the conventions the
     entry was indexed under (:data:`~syn2seq_core.data.egoexo4d.ARIA_ORIENTATION`, ``FRAME_TIMING``).
     """
 
@@ -139,6 +141,7 @@ class IndexedTake:
     extra: dict = field(default_factory=dict)
     aria_orientation: str = ""
     frame_timing: str = ""
+    exo_videos: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=False)
@@ -508,7 +511,8 @@ def index_take(root: Path, take: dict, splits: dict, *, exo_camera: str = "best"
         timesync={"path": ts_rel, "start_idx": start, "end_idx": end if isinstance(end, int) else None},
         ego_camera="calibration" if records else "approximate", calibration_records=records,
         extra={k: take[k] for k in ("validated", "duration_sec", "task_id", "parent_task_id") if k in take},
-        aria_orientation=ARIA_ORIENTATION, frame_timing=FRAME_TIMING)
+        aria_orientation=ARIA_ORIENTATION, frame_timing=FRAME_TIMING,
+        exo_videos={c: rel(exo_videos[c]) for c in usable})
     if verify:
         try:
             load_indexed_take(root, entry, calibration_reader=calibration_reader)
@@ -652,6 +656,14 @@ def load_indexed_take(root, entry, **options):
                   ego_timestamps_us=timesync, timesync_start_idx=int(entry.timesync["start_idx"]),
                   exo_video=entry.exo_video, ego_video=entry.ego_video)
     kwargs.update(options)
+    # the videos the index resolved from takes.json relative_path, for the camera and resolution asked
+    if options.get("resolution", entry.resolution) != entry.resolution:
+        kwargs.update(exo_video=options.get("exo_video"), ego_video=options.get("ego_video"))
+    elif "camera" in options and "exo_video" not in options:
+        from .egoexo4d import _aliases
+
+        kwargs["exo_video"] = next((v for c, v in entry.exo_videos.items() if options["camera"] in _aliases(c)),
+                                   entry.exo_video if options["camera"] in _aliases(entry.exo_camera) else None)
     take = load_egoexo4d_take(folder, **kwargs)
     meta = dict(take.meta)
     meta["meta"] = {**dict(meta.get("meta") or {}), "take_uid": entry.take_uid, "split": entry.split,

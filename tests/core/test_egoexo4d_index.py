@@ -306,3 +306,14 @@ def test_ego_camera_modes_of_the_take_reader(release):
     with pytest.raises(Syn2SeqInputError, match="ego_camera"):
         egoexo4d.load_egoexo4d_take(root / t["root_dir"], ego_camera="calibration", ego_K=[0.5, 0.5, 0.5, 0.5],
                                     **timing)
+
+
+def test_load_indexed_take_reads_the_video_of_the_camera_asked_for(release):
+    """The entry keeps every usable exo camera's video (from takes.json relative_path): asking another camera reads
+    that camera's video, not the index's chosen one."""
+    root, _ = release
+    entry = read_egoexo4d_index_entries(root)[0]
+    assert entry.exo_camera == "cam03" and sorted(entry.exo_videos) == ["cam01", "cam02", "cam03"]
+    for cam in ("cam01", "gp02", "cam03"):
+        take = load_indexed_take(root, entry, camera=cam)
+        assert take.exo_video.name == f"cam0{cam[-1]}.mp4"
