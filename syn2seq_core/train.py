@@ -735,6 +735,15 @@ def check_batch_memory(cfg: TrainConfig, device=None) -> None:
         limits.require_memory(tensors, f"{cfg.name}: one training batch on {device}", hint, device=device)
 
 
+def check_processes(cfg: TrainConfig, world: int) -> None:
+    """Refuse a run of ``cfg`` on ``world`` processes whose global batch (``[optim] batch_size``) does not split
+    evenly into ``world`` x ``[optim] accumulate`` micro-batches."""
+    if cfg.optim.batch_size % (world * cfg.optim.accumulate):
+        raise Syn2SeqInputError(f"{cfg.name}: [optim] batch_size", f"a multiple of {world} processes x "
+                                f"{cfg.optim.accumulate} micro-batches (the global batch is split evenly)",
+                                cfg.optim.batch_size)
+
+
 # --- the loop --------------------------------------------------------------------------------------------
 def sequence_seed(seed: int, step: int, index: int) -> int:
     """The seed of sequence ``index`` of the global batch of ``step``: everything random about it (scene,
@@ -809,10 +818,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
 
     dist = init_distributed()
     out = Path(out)
-    if cfg.optim.batch_size % (dist.world * cfg.optim.accumulate):
-        raise Syn2SeqInputError(f"{cfg.name}: [optim] batch_size", f"a multiple of {dist.world} processes x "
-                                f"{cfg.optim.accumulate} micro-batches (the global batch is split evenly)",
-                                cfg.optim.batch_size)
+    check_processes(cfg, dist.world)
     check_batch_memory(cfg, dist.device)
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
