@@ -394,6 +394,11 @@ CHECKPOINT_KEYS: dict[str, type | tuple[type, ...]] = {
     "config": str, "step": int, "elapsed": (int, float), "model": dict, "ema": dict, "optimizer": dict}
 
 
+class CheckpointFallbackWarning(UserWarning):
+    """The newest checkpoint of a run folder is damaged and the previous one is used (``syn2seq train`` prints
+    it as one line: ``syn2seq train: warning: ...``)."""
+
+
 class _DamagedCheckpoint(Exception):
     """A checkpoint file that cannot be used; the message says what is wrong with it."""
 
@@ -469,7 +474,7 @@ def latest_checkpoint(out: str | Path, keys: dict = CHECKPOINT_KEYS, *,
         if problems and warn:
             bad, problem = problems[0]
             warnings.warn(f"{bad}: {problem}; using the previous checkpoint {path.name} "
-                          f"(step {state.get('step', '?')}) instead", stacklevel=2)
+                          f"(step {state.get('step', '?')}) instead", CheckpointFallbackWarning, stacklevel=2)
         return state, path
     raise Syn2SeqInputError(str(out), f"a readable training checkpoint ({CHECKPOINT_NAME} or "
                             f"{PREVIOUS_CHECKPOINT_NAME})", "; ".join(f"{p.name}: {why}" for p, why in problems),

@@ -24,11 +24,24 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..train import load_config, train
+    import warnings
+
+    from ..train import CheckpointFallbackWarning, load_config, train
 
     cfg = load_config(args.config)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
-    summary = train(cfg, out, minutes=args.minutes, max_steps=args.max_steps, progress=not args.no_progress)
+    with warnings.catch_warnings():
+        python_form = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            """The pack's warnings as one line, like the command's ``error:`` lines; others as Python has them."""
+            if issubclass(category, CheckpointFallbackWarning):
+                print(f"syn2seq train: warning: {message}", file=sys.stderr)
+            else:
+                python_form(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        summary = train(cfg, out, minutes=args.minutes, max_steps=args.max_steps, progress=not args.no_progress)
     if summary["loss_ema"] is not None:
         print(f"{cfg.name}: step {summary['step']}, {summary['elapsed_s'] / 60:.1f} min trained, "
               f"loss {summary['loss_ema']:.4f} -> {out}")

@@ -247,3 +247,27 @@ def test_the_log_is_not_rewritten_when_nothing_is_dropped(run):
     assert (out / LOG_NAME).stat().st_ino == inode
     assert T._trim_log(out / LOG_NAME, 2) == (2, 0)
     assert [r["step"] for r in read_log(out)] == [1, 2]
+
+
+def test_the_command_reports_a_fallback_as_one_line(run):
+    """``syn2seq train`` resuming past a damaged checkpoint says so in the pack's one-line form
+    (``syn2seq train: warning: ...``, as its ``error:`` and ``failed:`` lines), not as a Python UserWarning
+    with a file name, line number and source line."""
+    import subprocess
+    import sys
+
+    from .test_train import ENV
+
+    cfg, out = run
+    damage(out / CHECKPOINT_NAME, "truncated")
+    config = out.parent / "c.toml"
+    config.write_text(json.dumps(json.loads(cfg.to_json())))
+    config = config.rename(config.with_suffix(".json"))
+    r = subprocess.run([sys.executable, "-m", "syn2seq_core", "train", "--config", str(config), "--out", str(out),
+                        "--no-progress"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if CHECKPOINT_NAME in ln and "previous" in ln]
+    assert lines == [f"syn2seq train: warning: {out / CHECKPOINT_NAME}: truncated or corrupt "
+                     + lines[0].split("truncated or corrupt ", 1)[1]], r.stderr
+    assert "using the previous checkpoint checkpoint.prev.pt (step 2) instead" in lines[0]
+    assert "UserWarning" not in r.stderr and "warnings.warn" not in r.stderr
