@@ -189,11 +189,22 @@ def to_latex(rows: list[dict], caption: str = "", label: str = "tab:syn2seq-eval
 
 # --- the paper's layout: one row per method, a group of metric columns per category --------------
 def _paper_groups(rows: list[dict]) -> tuple[list[str], list[str], list[tuple[str, str, int]], dict]:
-    """Categories (each category, then "all"), methods, metric columns and (category, method) -> row."""
-    cols = _columns(rows)
+    """Categories (each category, then "all"), methods, metric columns (those computed for some row: a metric
+    unavailable everywhere is left out, :func:`_omitted` names it) and (category, method) -> row."""
+    cols = [c for c in _columns(rows) if c[0] not in _omitted(rows)]
     categories = list(dict.fromkeys(r["category"] for r in rows if r["category"] != "all")) + ["all"]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     return categories, methods, cols, {(r["category"], r["method"]): r for r in rows}
+
+
+def _omitted(rows: list[dict]) -> dict[str, str]:
+    """metric -> title of the metrics unavailable in every row."""
+    return {m: t for m, t, _ in _columns(rows) if all(isinstance(r.get(m), str) or r.get(m) is None for r in rows)}
+
+
+def _omitted_note(rows: list[dict]) -> list[str]:
+    left = _omitted(rows)
+    return [f"Not computed (reason in the CSV and JSON): {', '.join(left.values())}."] if left else []
 
 
 def to_paper_markdown(rows: list[dict], title: str = "", notes: list[str] | None = None) -> str:
@@ -208,7 +219,8 @@ def to_paper_markdown(rows: list[dict], title: str = "", notes: list[str] | None
         cells = [_escape_md(str(m))] + [_cell(by[(c, m)], k, d, "±") if (c, m) in by else "-"
                                         for c in categories for k, _, d in cols]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("\nColumns: category (takes) metric. " + " ".join(table_notes(rows) if notes is None else notes))
+    lines.append("\nColumns: category (takes) metric. " + " ".join((table_notes(rows) if notes is None else notes)
+                                                                + _omitted_note(rows)))
     return "\n".join(line for line in lines if line != "") + "\n"
 
 
@@ -229,8 +241,8 @@ def to_paper_latex(rows: list[dict], caption: str = "", label: str = "tab:syn2se
         cells = [latex_escape(str(m))] + [_cell(by[(c, m)], k, d, r"$\pm$", latex=True) if (c, m) in by else "-"
                                           for c in categories for k, _, d in cols]
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", _latex_caption(caption, table_notes(rows) if notes is None
-                                                                 else notes)]
+    lines += [r"\bottomrule", r"\end{tabular}", _latex_caption(caption, (table_notes(rows) if notes is None
+                                                                  else notes) + _omitted_note(rows))]
     lines += [r"\label{" + label + "}", r"\end{table*}"]
     return "\n".join(lines) + "\n"
 

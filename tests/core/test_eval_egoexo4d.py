@@ -151,3 +151,61 @@ def test_a_take_folder_linked_out_of_the_root_is_refused(world, tmp_path, capsys
     assert _eval(world, root=root) == 2
     err = capsys.readouterr().err
     assert f"take '{name}'" in err and f"expected a path inside '{root.resolve()}'" in err
+
+
+def test_eval_of_a_split_with_one_take(world):
+    """Issue 28: a split with a single take is scored as larger splits are, its means reported without CI and
+    marked so (JSON and tables)."""
+    out = world["base"] / "train.json"
+    assert _eval(world, "--split", "train", "--out", str(out)) == 0
+    data = json.loads(out.read_text())
+    assert [t["take"] for t in data["per_take"]] == [world["names"][2]] and data["summary"]["takes"] == 1
+    assert "no confidence interval" in data["summary"]["ci"]
+    sample = data["summary"]["methods"]["sample"]["psnr"]
+    assert sample["mean"] > 0 and sample["ci_low"] == "nan"
+    md = out.with_suffix(".md").read_text()
+    assert f"| all | sample | 1 | {sample['mean']:.2f}† |" in md and "† one take" in md
+
+
+def test_documented_command_scores_another_system_on_a_split_and_category(tmp_path, capsys):
+    """docs/evaluation.md, "Scoring another system on Ego-Exo4D", scaled down: a procedural release in the Ego-Exo4D
+    layout (render-synthetic --layout egoexo4d), its index, another system's folder of videos named after the takes,
+    then eval with --split, --category and --no-model: the paper's layout (methods x metrics per category)."""
+    from syn2seq_core.video_io import write_video
+
+    release, index, videos = tmp_path / "release", tmp_path / "index.jsonl", tmp_path / "egox"
+    assert main(["render-synthetic", "--layout", "egoexo4d", "--out", str(release), "--takes", "9", "--size", "32",
+                 "--exo-frames", "4", "--ego-frames", "4", "--supersample", "1"]) == 0
+    takes_file = release / "takes.json"  # the renderer has one scenario: give the takes of each split two
+    takes = json.loads(takes_file.read_text())
+    split_of = json.loads((release / "annotations" / "splits.json").read_text())["take_uid_to_split"]
+    seen: dict = {}
+    for take in takes:
+        n = seen[split_of[take["take_uid"]]] = seen.get(split_of[take["take_uid"]], 0) + 1
+        take["parent_task_name"] = "Cooking" if n <= 2 else "Bike Repair"
+    takes_file.write_text(json.dumps(takes))
+    assert main(["index-egoexo4d", str(release), "--out", str(index)]) == 0
+    entries = select(read_index(index), "val")
+    chosen = [e for e in entries if e.category == "Cooking"]
+    assert len(chosen) >= 2 and len(chosen) < len(entries)
+    # "EgoX": each take's ego view as the loader presents it, slightly darkened, one video per take
+    for take in load_takes(release, chosen, index):
+        frames = take.read_view("ego")[0]
+        write_video(videos / f"{take.name}.mp4", frames * 0.9, fps=take.fps)
+    out = tmp_path / "reports" / "egox.json"
+    assert main(["eval", "--index", str(index), "--takes", str(release), "--split", "val", "--category", "Cooking",
+                 "--no-model", "--videos", f"egox={videos}", "--eval-size", "64", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [t["take"] for t in data["per_take"]] == [e.take for e in chosen]
+    assert data["category"] == ["Cooking"] and data["split"] == "val" and data["model"] is None
+    assert set(data["summary"]["methods"]) == {"copy_last", "flat_color", "egox"}
+    assert data["summary"]["methods"]["egox"]["psnr"]["mean"] > data["summary"]["methods"]["copy_last"]["psnr"]["mean"]
+    paper = [line for line in out.with_name("egox_by_category.md").read_text().splitlines() if line.startswith("|")]
+    assert paper[0].startswith(f"| method | Cooking ({len(chosen)}) PSNR (dB) | Cooking ({len(chosen)}) SSIM")
+    assert [line.split(" | ")[0] for line in paper[2:]] == ["| copy_last", "| flat_color", "| egox"]
+    tex = out.with_name("egox_by_category.tex").read_text()
+    assert r"\multicolumn{2}{c}{Cooking}" in tex and r"\multicolumn{2}{c}{All}" in tex
+    capsys.readouterr()
+    assert main(["eval", "--index", str(index), "--takes", str(release), "--split", "val", "--category", "Cycling",
+                 "--no-model", "--videos", f"egox={videos}"]) == 2
+    assert "--category: expected one of ['Bike Repair', 'Cooking']" in capsys.readouterr().err
