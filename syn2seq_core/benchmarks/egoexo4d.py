@@ -93,7 +93,7 @@ def run(args) -> int:
             root = Path(tmp) / f"release_{n}"
             _replicate(base, root, n)
 
-            def index():
+            def index(root=root):
                 t = time.perf_counter()
                 result = build_egoexo4d_index(root)
                 return time.perf_counter() - t, result
@@ -101,7 +101,7 @@ def run(args) -> int:
             index_s, result = _best(index, args.repeats)
             require(result.counts == {"indexed": n}, "bench release", f"{n} indexed takes", result.counts)
 
-            def load():
+            def load(root=root, result=result):
                 t = time.perf_counter()
                 for e in result.entries:
                     load_indexed_take(root, e)
@@ -115,7 +115,7 @@ def run(args) -> int:
                 settings = shards.PrepareSettings(size=args.size, exo_frames=2, ego_frames=2, transition_frames=2,
                                                   transition="blend", clips=1, takes_per_shard=8)
 
-                def prepare():
+                def prepare(names=names, loader=loader, settings=settings):
                     out = Path(tempfile.mkdtemp(dir=tmp, prefix="shards-"))
                     t = time.perf_counter()
                     shards.prepare(names, loader, out, settings, progress=False)

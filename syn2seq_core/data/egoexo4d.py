@@ -93,7 +93,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-
 import torch
 from torch import Tensor
 
@@ -305,7 +304,7 @@ class AriaCameraCalibration:
         f, cx, cy = self.params[:3]
         return np.array(intrinsics_from_centre0(f, f, cx, cy, *self.image_size))
 
-    def rotated_cw90(self) -> "AriaCameraCalibration":
+    def rotated_cw90(self) -> AriaCameraCalibration:
         """The calibration of the image turned 90 degrees clockwise (what ``frame_aligned_videos`` stores).
 
         As projectaria_tools' ``rotateCameraCalibCW90Deg`` (``core/calibration/CameraCalibration.cpp``): the size

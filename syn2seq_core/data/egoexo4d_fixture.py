@@ -294,8 +294,8 @@ def write_egoexo4d_fixture(root, seeds, config=None, *, exo_cameras: int = 2, da
     frames (before they are turned as the release turns them), for orientation checks by eye and by test.
     """
     from ..video_io import write_video
-    from .synthetic import SyntheticConfig, _threads, render
     from .egoexo4d import rotate90
+    from .synthetic import SyntheticConfig, _threads, render
     from .synthetic_scene import ego_c2w, sample_scene
 
     config = config or SyntheticConfig()

@@ -147,7 +147,7 @@ class IndexedTake:
         return json.dumps(asdict(self), sort_keys=False)
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "index entry") -> "IndexedTake":
+    def from_dict(cls, data: dict, where: str = "index entry") -> IndexedTake:
         require(isinstance(data, dict), where, "a JSON object", type(data).__name__)
         names = {f.name for f in fields(cls)}
         required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
@@ -580,7 +580,6 @@ def build_egoexo4d_index(root, *, exo_camera: str = "best", resolution: str = "a
 def write_egoexo4d_index(path, result: IndexResult, root, options: dict) -> Path:
     """Write the index as JSON lines (header, then one entry per take), atomically."""
     from ..atomic import write_text_atomic
-
     from .egoexo4d import ARIA_ORIENTATION, FRAME_TIMING
 
     header = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "root": str(Path(root).expanduser()),

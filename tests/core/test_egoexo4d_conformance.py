@@ -41,7 +41,7 @@ def release(tmp_path_factory):
 
 
 def _take(root, written, **options):
-    good = [w for w in written if w.damage is None][0]
+    good = next(w for w in written if w.damage is None)
     entry = next(e for e in build_egoexo4d_index(root).entries if e.take_name == good.take_name)
     return good, entry, load_indexed_take(root, entry, **options)
 
@@ -213,7 +213,7 @@ def test_videos_are_the_relative_paths_of_takes_json_inside_the_take(release, tm
     copy = tmp_path / "release"
     shutil.copytree(root, copy, symlinks=True)
     takes = json.loads((copy / "takes.json").read_text())
-    good = next(t for t in takes if t["take_name"] == [w for w in written if w.damage is None][0].take_name)
+    good = next(t for t in takes if t["take_name"] == next(w for w in written if w.damage is None).take_name)
     folder = copy / good["root_dir"]
     (folder / "frame_aligned_videos" / "aria01_214-1.mp4").rename(folder / "frame_aligned_videos" / "ego_rgb.mp4")
     good["frame_aligned_videos"]["aria01"]["rgb"]["relative_path"] = "frame_aligned_videos/ego_rgb.mp4"

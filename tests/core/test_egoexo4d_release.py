@@ -21,7 +21,11 @@ import torch
 
 from syn2seq_core.cli import main
 from syn2seq_core.data.egoexo4d_fixture import DAMAGE_KINDS, MARKER_RAW_PX
-from syn2seq_core.data.egoexo4d_index import load_indexed_take, read_egoexo4d_index, read_egoexo4d_index_header
+from syn2seq_core.data.egoexo4d_index import (
+    load_indexed_take,
+    read_egoexo4d_index,
+    read_egoexo4d_index_header,
+)
 from syn2seq_core.data.synthetic import SyntheticConfig
 from syn2seq_core.data.synthetic_scene import ego_c2w, sample_scene
 
