@@ -427,12 +427,13 @@ def index_take(root: Path, take: dict, splits: dict, *, exo_camera: str = "best"
         raise _Skip("missing calibration", f"no exo camera with a video ({sorted(exo_videos)}) is calibrated in "
                     f"gopro_calibs.csv ({sorted(uids)})")
     calib = folder.joinpath(*ARIA_CALIBRATION)
-    records = 0
+    records, sizes = 0, set()
     if calib.is_file():
         try:
-            records = len(read_aria_online_calibration(inside(calib), reader=calibration_reader))
+            read = read_aria_online_calibration(inside(calib), reader=calibration_reader)
         except Syn2SeqInputError as e:
             raise _Skip("damaged JSON", f"{'/'.join(ARIA_CALIBRATION)}: {e}") from None
+        records, sizes = len(read), {r.rotated_cw90().image_size for r in read}
     elif require_ego_calibration:
         raise _Skip("missing calibration", "/".join(ARIA_CALIBRATION) + " (the true Aria RGB camera)")
     # the Aria video's container header, then its frames' device times against the trajectory
@@ -447,6 +448,10 @@ def index_take(root: Path, take: dict, splits: dict, *, exo_camera: str = "best"
                     f"video {rel(ego_video)} holds {ego_info.frames}")
     if ego_info.frames <= 0:
         raise _Skip("damaged video", f"no frames in {rel(ego_video)}")
+    for w, h in sizes:  # the calibration must describe the stored image (a resize keeps it, a crop does not)
+        if abs((ego_info.width / ego_info.height) / (w / h) - 1.0) > 0.01:
+            raise _Skip("damaged video", f"the Aria video {rel(ego_video)} is {ego_info.width}x{ego_info.height}, its "
+                        f"calibration (turned as the stored frames) {w}x{h}: not the same aspect ratio")
     # time alignment: the capture's timesync.csv, every frame inside the trajectory
     capture = take.get("capture") if isinstance(take.get("capture"), dict) else {}
     capture_name = capture.get("capture_name")
@@ -498,6 +503,13 @@ def index_take(root: Path, take: dict, splits: dict, *, exo_camera: str = "best"
     if exo_info.frames != ego_info.frames:
         reason = "wrong frame count" if expected is not None else "damaged video"
         raise _Skip(reason, f"{exo_info.frames} exo frames ({rel(exo_videos[chosen])}), {ego_info.frames} ego frames")
+    try:  # the chosen camera's row of gopro_calibs.csv parses (pose, KB3 intrinsics)
+        from ..geometry.pose_io import load_cameras
+
+        uid = next(a for a in _aliases(chosen) if a in uids)
+        load_cameras(inside(gopro), "egoexo4d_exo", root=folder, owner=owner, camera=uid)
+    except (Syn2SeqInputError, UnicodeDecodeError, csv.Error) as e:
+        raise _Skip("damaged CSV", f"{'/'.join(GOPRO_CALIBS)} row of {chosen}: {e}") from None
     fps = float(ego_info.fps or exo_info.fps or 30.0)
     entry = IndexedTake(
         take_name=name, take_uid=take["take_uid"], root_dir=take["root_dir"], capture_uid=capture_uid,

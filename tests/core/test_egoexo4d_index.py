@@ -317,3 +317,27 @@ def test_load_indexed_take_reads_the_video_of_the_camera_asked_for(release):
     for cam in ("cam01", "gp02", "cam03"):
         take = load_indexed_take(root, entry, camera=cam)
         assert take.exo_video.name == f"cam0{cam[-1]}.mp4"
+
+
+def test_cheap_checks_catch_a_damaged_calibration_row_and_a_cropped_aria_video(release, tmp_path):
+    """Without --verify, a take whose chosen exo camera's gopro_calibs.csv row does not parse, or whose Aria video
+    is not of its calibration's aspect ratio, is skipped (the load would stop on either)."""
+    root, written = release
+    copy = tmp_path / "release"
+    shutil.copytree(root, copy, symlinks=True)
+    w0, w1 = _good(written)
+    calibs = copy / "takes" / w0.take_name / "trajectory" / "gopro_calibs.csv"
+    lines = calibs.read_text().splitlines()
+    cells = lines[3].split(",")  # cam03, the best_exo
+    cells[12] = "abc"  # intrinsics_0
+    calibs.write_text("\n".join([*lines[:3], ",".join(cells)]) + "\n")
+    from syn2seq_core.video_io import read_video, write_video
+
+    aria = copy / "takes" / w1.take_name / "frame_aligned_videos" / "aria01_214-1.mp4"
+    frames = read_video(aria)
+    aria.unlink()
+    write_video(aria, frames[..., :, : CFG.size // 2], fps=CFG.fps)
+    result = build_egoexo4d_index(copy)
+    reasons = {s["take_name"]: (s["reason"], s["detail"]) for s in result.skipped}
+    assert reasons[w0.take_name][0] == "damaged CSV" and "cam03" in reasons[w0.take_name][1]
+    assert reasons[w1.take_name][0] == "damaged video" and "aspect ratio" in reasons[w1.take_name][1]
