@@ -56,9 +56,43 @@ def add_generation_arguments(parser) -> None:
 
 
 def add_arguments(parser) -> None:
+    from ..geometry.reproject import DEFAULT_MEDIAN_DEPTH_M, DEPTH_ESTIMATE_KINDS
+
     parser.add_argument("--take", required=True, help="a take folder (exo.mp4 and/or ego.mp4 + camera files)")
     parser.add_argument("--out", required=True, help="output folder")
     add_generation_arguments(parser)
+    parser.add_argument("--source-depth", default=None, metavar="FILE",
+                        help="the source view's depth for a model with the depth_warp cue, instead of the take's "
+                             "<view>_depth.safetensors: a video of a depth estimator's maps (one frame per source "
+                             "frame, grey or RGB, the source video's aspect ratio) or a .safetensors with a "
+                             "'depth' tensor [N, h, w]")
+    parser.add_argument("--source-depth-kind", default="inverse", choices=DEPTH_ESTIMATE_KINDS,
+                        help="inverse: relative inverse depth (MiDaS, Depth Anything; near is bright), depth: "
+                             "relative depth, metric: metres (default inverse)")
+    parser.add_argument("--source-depth-median", type=float, default=DEFAULT_MEDIAN_DEPTH_M, metavar="M",
+                        help="relative maps are scaled so their median is M metres (default "
+                             f"{DEFAULT_MEDIAN_DEPTH_M}: the procedural world's median exo depth)")
+
+
+def source_depth(path, kind: str, median_m: float):
+    """``--source-depth FILE`` -> [N, h, w] metres (:func:`~syn2seq_core.geometry.reproject.depth_from_estimate`)."""
+    from ..data.takes import DEPTH_KEY
+    from ..errors import require
+    from ..geometry.reproject import depth_from_estimate
+    from ..video_io import read_video
+
+    file = Path(path).expanduser()
+    require(file.is_file(), "--source-depth", "an existing depth video or .safetensors file", f"'{file}'")
+    if file.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="pt") as f:
+            require(DEPTH_KEY in f.keys(), "--source-depth", f"a '{DEPTH_KEY}' tensor [N, h, w]",
+                    f"tensors {sorted(f.keys())} in '{file}'")
+            maps = f.get_tensor(DEPTH_KEY).float()
+    else:
+        maps = read_video(file)
+    return depth_from_estimate(maps, kind, median_m)
 
 
 def lpips_weights(args) -> dict | None:
@@ -105,12 +139,15 @@ def sampling_options(args) -> dict:
 def run_one(take_dir, out, args, direction: str, model=None) -> dict:
     from ..atomic import check_result_dir
     from ..data.takes import load_take
-    from ..generation import run_take
+    from ..generation import run_take, views_of
     from ..pipeline import load_model
 
     check_result_dir(out)  # before any expensive work
-    model = model or load_model(args.model, device=args.device, lora=args.lora)
     take = load_take(take_dir)
+    if getattr(args, "source_depth", None):  # checked before the model loads
+        take = take.with_depth(views_of(direction)[0], source_depth(args.source_depth, args.source_depth_kind,
+                                                                    args.source_depth_median))
+    model = model or load_model(args.model, device=args.device, lora=args.lora)
     callback, bar = progress_callback(f"{direction} {take.name}")
     try:
         done = run_take(take, model, direction, out, callback=callback, lpips_weights=lpips_weights(args),

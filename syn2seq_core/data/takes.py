@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,8 @@ class Take:
     for the views that have them. exo_info / ego_info: probed :class:`VideoInfo` (None without video).
     meta: free-form ``source``, ``notes``, ``category`` and ``meta`` of ``take.json`` (or of the reader that
     built it); ``category`` (e.g. "Cooking") groups takes in ``syn2seq eval``'s tables.
-    exo_depth / ego_depth: the view's depth file (``<view>_depth.safetensors``) or None; :meth:`read_depth`.
+    exo_depth / ego_depth: the view's depth file (``<view>_depth.safetensors``), or its maps in memory
+    (:meth:`with_depth`), or None; :meth:`read_depth`.
     """
 
     name: str
@@ -87,8 +88,8 @@ class Take:
     exo_info: VideoInfo | None = None
     ego_info: VideoInfo | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
-    exo_depth: Path | None = None
-    ego_depth: Path | None = None
+    exo_depth: Path | Tensor | None = None
+    ego_depth: Path | Tensor | None = None
 
     def __post_init__(self):
         require(isinstance(self.fps, (int, float)) and self.fps > 0, f"take '{self.name}' fps",
@@ -153,8 +154,24 @@ class Take:
     def info(self, view: str) -> VideoInfo | None:
         return getattr(self, f"{check_choice(view, VIEWS, 'view')}_info")
 
-    def depth(self, view: str) -> Path | None:
+    def depth(self, view: str) -> Path | Tensor | None:
         return getattr(self, f"{check_choice(view, VIEWS, 'view')}_depth")
+
+    def with_depth(self, view: str, depth: Tensor) -> "Take":
+        """This take with ``view``'s z-depth given in memory instead of a depth file (nothing is written):
+        ``depth`` [N, h, w] metres, one map per frame of the view, at the view's aspect ratio (any resolution),
+        non-finite or non-positive values marking no depth; e.g. a monocular estimate aligned by
+        :func:`~syn2seq_core.geometry.reproject.depth_from_estimate`."""
+        cams = self._require_cameras(view)
+        depth = torch.as_tensor(depth)
+        require(depth.ndim == 3 and depth.is_floating_point(), f"take '{self.name}' {view} depth",
+                "a float tensor [N, h, w] (metres)", f"{depth.dtype} {tuple(depth.shape)}")
+        require(depth.shape[0] == len(cams), f"take '{self.name}' {view} depth",
+                f"one map per frame ({len(cams)})", f"{depth.shape[0]} maps")
+        ratio = (depth.shape[2] / depth.shape[1]) / (cams.width / cams.height)
+        require(abs(ratio - 1) <= 0.01, f"take '{self.name}' {view} depth",
+                f"maps with the aspect ratio of the {cams.width}x{cams.height} view", f"{depth.shape[2]}x{depth.shape[1]}")
+        return replace(self, **{f"{view}_depth": depth.float()})
 
     def read_depth(self, view: str, start: int = 0, stop: int | None = None, stride: int = 1, size=None,
                    crop: str | None = "center") -> Tensor:
@@ -166,11 +183,14 @@ class Take:
             raise Syn2SeqInputError(f"take '{self.name}' {view} depth", f"a depth file {view}_depth.safetensors",
                                     f"none in '{self.path}'", "syn2seq render-synthetic --depth writes it for "
                                     "procedural takes")
-        from safetensors import safe_open
-
         frames = select_frames(self.num_frames(view), start, stop, stride, f"the {view} view of take '{self.name}'")
-        with safe_open(str(path), framework="pt") as f:
-            depth = f.get_slice(DEPTH_KEY)[frames.start:frames.stop]
+        if isinstance(path, Tensor):
+            depth = path[frames.start:frames.stop]
+        else:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                depth = f.get_slice(DEPTH_KEY)[frames.start:frames.stop]
         depth = depth[::frames.step].float()
         cams = self._require_cameras(view)
         plan = resize_plan(cams.width, cams.height, size, crop)

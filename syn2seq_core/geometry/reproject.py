@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import conventions as C
-from ..errors import require
+from ..errors import check_choice, require
 from .cameras import full_precision, invert_pose
 
 
@@ -76,3 +76,41 @@ def forward_warp(image: Tensor, depth: Tensor, K_src: Tensor, c2w_src: Tensor, K
     warped = (total / count.clamp(min=1)[:, None]).reshape(N, height, width, ch).permute(0, 3, 1, 2)
     coverage = (count > 0).float().reshape(N, 1, height, width)
     return warped.to(image.dtype if image.is_floating_point() else torch.float32), coverage
+
+
+# Kinds of depth maps depth_from_estimate reads: "inverse" relative inverse depth (disparity-like: near is large,
+# as MiDaS / Depth Anything give), "depth" relative depth (far is large), "metric" z-depth already in metres.
+DEPTH_ESTIMATE_KINDS = ("inverse", "depth", "metric")
+# The median z-depth relative maps are scaled to: the median exo depth of the procedural world the bundled model
+# learnt the cue in (3.26 m over all pixels of held-out takes 2^30 + 0..63; per take 1.7 to 4.8 m).
+DEFAULT_MEDIAN_DEPTH_M = 3.3
+
+
+def depth_from_estimate(maps: Tensor, kind: str = "inverse", median_m: float = DEFAULT_MEDIAN_DEPTH_M) -> Tensor:
+    """[N, h, w] z-depth in metres from a depth estimator's maps, for the ``depth_warp`` cue.
+
+    maps: [N, h, w], or an image batch [N, C, h, w] (its channels averaged: a grey depth video decoded as RGB).
+    kind: one of :data:`DEPTH_ESTIMATE_KINDS`. The rule for relative maps: ``"inverse"`` maps are inverted
+    first; then one scale for the whole clip makes the median over every valid pixel of every frame ``median_m``
+    metres (one scale, so depth keeps its ratios across frames; an affine-invariant estimate's unknown shift is
+    not recovered). Non-finite or non-positive values (sky, a disparity of 0) mark no depth (NaN), as every
+    depth reader here. ``"metric"`` maps are returned as they are (``median_m`` unused).
+    """
+    check_choice(kind, DEPTH_ESTIMATE_KINDS, "depth kind")
+    maps = torch.as_tensor(maps)
+    if maps.ndim == 4:
+        maps = maps.float().mean(1)
+    require(maps.ndim == 3 and maps.shape[0] > 0, "depth maps", "[N, h, w] or an image batch [N, C, h, w]",
+            tuple(maps.shape))
+    require(maps.is_floating_point(), "depth maps", "float values", maps.dtype)
+    require(isinstance(median_m, (int, float)) and 0 < median_m < 1e4, "depth median", "metres in (0, 10000)",
+            median_m)
+    maps = maps.float()
+    valid = torch.isfinite(maps) & (maps > 0)
+    require(bool(valid.any()), "depth maps", "some positive values", "none (every value is zero, negative or NaN)")
+    depth = torch.where(valid, maps, torch.full_like(maps, float("nan")))
+    if kind == "metric":
+        return depth
+    if kind == "inverse":
+        depth = 1.0 / depth
+    return depth * (median_m / depth[valid].median())

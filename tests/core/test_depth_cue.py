@@ -281,3 +281,68 @@ def test_image_to_video_gives_a_cue_model_the_zero_cue_of_a_single_view():
     for mode in ("sliding", "keyframes"):
         frames = image_to_video(model, seq, mode=mode, steps=2)
         assert frames.shape == (12, 3, 32, 32) and torch.isfinite(frames).all()
+
+
+def test_depth_from_estimate_follows_its_documented_rule():
+    """Relative maps: inverted if ``inverse``, then one scale for the clip puts the median at ``median_m``;
+    non-positive values mark no depth; metric maps pass through."""
+    from syn2seq_core.geometry.reproject import depth_from_estimate
+
+    true = torch.rand(3, 8, 10) * 4 + 1  # metres
+    true[0, 0, 0] = 0.0  # no depth there
+    inverse = torch.where(true > 0, 7.0 / true.clamp_min(1e-6), torch.zeros(()))  # any scale
+    got = depth_from_estimate(inverse, "inverse", median_m=2.5)
+    assert torch.isnan(got[0, 0, 0]) and torch.isfinite(got.flatten()[1:]).all()
+    valid = torch.isfinite(got)
+    assert abs(float(got[valid].median()) - 2.5) < 1e-4
+    ratio = got[valid] / true[valid]
+    torch.testing.assert_close(ratio, ratio.mean().expand_as(ratio))  # the true depth up to one scale
+    rgb = (true / true.max())[:, None].expand(-1, 3, -1, -1)  # a grey "depth" video decoded as RGB
+    got = depth_from_estimate(rgb, "depth", median_m=4.0)
+    assert abs(float(got[torch.isfinite(got)].median()) - 4.0) < 1e-4
+    torch.testing.assert_close(depth_from_estimate(true[1:], "metric"), true[1:])
+    with pytest.raises(Syn2SeqInputError, match="depth kind"):
+        depth_from_estimate(true, "disparity")
+    with pytest.raises(Syn2SeqInputError, match="some positive values"):
+        depth_from_estimate(torch.zeros(2, 4, 4))
+
+
+def test_a_monocular_depth_video_drives_the_cue_of_a_take_without_depth(tmp_path, takes, capsys):
+    """The route for footage without depth: an estimator's inverse-depth video, aligned by the median rule,
+    gives the cue of the true depth when its median is right (here: the true one), and `syn2seq exo2ego
+    --source-depth` runs a cue model on a take that has no depth file."""
+    from syn2seq_core.geometry.reproject import depth_from_estimate
+    from syn2seq_core.video_io import write_video
+
+    torch.manual_seed(0)
+    net = build_model(DiT3DConfig(**TINY, cue="depth_warp")).eval()
+    model = Syn2SeqModel(net, info={"config": {"data": {"transition_frames": 2}}})
+    t = takes.take(0)
+    write_take(tmp_path / "take", t.exo_frames, t.exo_cameras, t.ego_frames, t.ego_cameras,
+               depth={"exo": takes.exo_depth[0]})
+    take = load_take(tmp_path / "take")
+    truth, _ = take_sequence(take, model)
+    exo_depth = take.read_depth("exo")  # as stored (float16)
+    disparity = 1.0 / exo_depth
+    estimate = depth_from_estimate(disparity / disparity.max(), "inverse", float(exo_depth.median()))
+    plain = load_take(write_take(tmp_path / "plain", t.exo_frames, t.exo_cameras, t.ego_frames,
+                                 t.ego_cameras).path)
+    assert plain.depth("exo") is None
+    seq, _ = take_sequence(plain.with_depth("exo", estimate), model)
+    torch.testing.assert_close(seq.cue, truth.cue, atol=1e-3, rtol=0)
+    with pytest.raises(Syn2SeqInputError, match="one map per frame"):
+        plain.with_depth("exo", estimate[:2])
+    # the CLI: the same estimate as a grey video (8-bit, so close but not exact) and as a model file
+    from syn2seq_core.dfot.checkpoint import save_model
+
+    save_model(tmp_path / "cue.safetensors", net, extra_metadata={
+        "training": json.dumps({"config": {"data": {"transition_frames": 2}}})})
+    grey = (disparity / disparity.max())[:, None].expand(-1, 3, -1, -1)
+    write_video(tmp_path / "depth.mp4", grey, 30.0)
+    argv = ["exo2ego", "--take", str(tmp_path / "plain"), "--model", str(tmp_path / "cue.safetensors"),
+            "--steps", "2", "--out", str(tmp_path / "out")]
+    assert main(argv + ["--source-depth", str(tmp_path / "missing.mp4")]) != 0
+    assert "--source-depth" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert main(argv + ["--source-depth", str(tmp_path / "depth.mp4")]) == 0
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert report["generated_frames"] == 3
