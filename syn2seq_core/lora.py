@@ -7,6 +7,12 @@ config in the metadata; ``model.safetensors`` holds the base with the adapters m
 :func:`apply_lora` puts a ``lora.safetensors`` on top of a loaded base network (``--lora`` of the generation
 commands): it merges ``W += (alpha / rank) B A`` into the weights, so loading needs no ``peft``.
 
+A LoRA file also keeps its run: the run's training record (as the run's ``model.safetensors``: noise shift,
+frame counts, how it samples and which cameras it saw) and the record of the base it was trained on
+(``syn2seq.lora_base``: the base file and its metadata record). Loading a base with adapters
+(:func:`lora_model_metadata`) uses the run's record, not the base's, so the pair samples as the merged model
+does, and refuses a base of another network or another record, naming both files.
+
 peft is an optional dependency (``pip install 'syn2seq[train]'``), needed only to train adapters.
 """
 
@@ -22,7 +28,11 @@ from torch import nn
 from .errors import Syn2SeqInputError, require
 
 KEY_LORA = "syn2seq.lora"
+KEY_LORA_BASE = "syn2seq.lora_base"
 LORA_NAME = "lora.safetensors"
+# The metadata that says how a model file is used (its training record, sampling grid and steps, camera
+# convention, conversion source): a LoRA run's replaces its base's, and a base must have the one it was trained on.
+RECORD_KEYS = ("training", "sampling", "camera_convention", "source")
 # The attention and MLP projections of each network (regular expressions over module names, full match).
 DEFAULT_TARGETS = {
     "dit3d": r"blocks\.\d+\.((attn|temporal_attn)\.(qkv|out)|mlp_in|mlp_out)",
@@ -98,6 +108,50 @@ def save_lora(path: str | Path, network: nn.Module, cfg: LoraConfig, extra_metad
     meta = {KEY_LORA: json.dumps({**asdict(cfg), "targets": cfg.target_regex(type(network.config).arch)}),
             **(extra_metadata or {})}
     return save_state_dict(path, adapter_state_dict(network), network.config, meta)
+
+
+def record_of(meta: dict[str, str]) -> dict[str, str]:
+    """The :data:`RECORD_KEYS` entries of a model file's metadata."""
+    return {k: meta[k] for k in RECORD_KEYS if k in meta}
+
+
+def base_record(init_from: str | Path) -> dict:
+    """What a LoRA file keeps of its base (``init_from``): the file, and its metadata record when it is a model
+    file (a run folder or checkpoint has none: only the network is then checked)."""
+    from .dfot.checkpoint import read_metadata
+
+    path = Path(init_from)
+    record = record_of(read_metadata(path)) if path.suffix == ".safetensors" and path.is_file() else None
+    return {"file": str(init_from), "record": record}
+
+
+def lora_model_metadata(lora: str | Path, base: str | Path, base_meta: dict[str, str], config) -> dict[str, str]:
+    """The metadata to use a base (``base``: its file, ``base_meta``: its metadata, ``config``: its network) with
+    the adapters of ``lora``: the base's, with the LoRA run's record (:data:`RECORD_KEYS`) in place of the
+    base's. Refuses, naming both files, adapters of another network, or of the same network with another
+    base record than the one they were trained on."""
+    from .dfot.checkpoint import read_config, read_metadata
+
+    lora, base = Path(lora), Path(base)
+    require(lora.is_file(), "lora", "an existing lora.safetensors file", str(lora))
+    meta = read_metadata(lora)
+    require(KEY_LORA in meta, "lora", "a LoRA file written by syn2seq training ([lora] rank > 0)",
+            f"{lora} without LoRA metadata", "Pass the run's lora.safetensors, not a model file")
+    trained_on = json.loads(meta[KEY_LORA_BASE]) if KEY_LORA_BASE in meta else {"file": "?", "record": None}
+    hint = (f"Load the base {trained_on['file']} that {lora} was trained on, or the run's model.safetensors "
+            "(the adapters merged in)")
+    network = read_config(lora)
+    if network != config:
+        raise Syn2SeqInputError("lora", f"adapters trained on this network ({base}: {type(config).__name__})",
+                                f"{lora}, trained on a base of another network ({type(network).__name__} {network})",
+                                hint)
+    expected = trained_on["record"]
+    if expected is not None and record_of(base_meta) != expected:
+        differ = sorted(k for k in set(expected) | set(record_of(base_meta))
+                        if expected.get(k) != base_meta.get(k))
+        raise Syn2SeqInputError("lora", f"the base record {lora} was trained on ({trained_on['file']})",
+                                f"{base} with another record ({', '.join(differ)} differ)", hint)
+    return {**{k: v for k, v in base_meta.items() if k not in RECORD_KEYS}, **record_of(meta)}
 
 
 def apply_lora(network: nn.Module, path: str | Path) -> nn.Module:

@@ -516,7 +516,9 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
 
     dtype: the weights' dtype (default: as stored); operations: the layer namespace of the network
     (:mod:`syn2seq_core.dfot.ops`; ComfyUI passes its weight-casting layers); lora: a LoRA run's
-    ``lora.safetensors`` to merge into the weights (:func:`syn2seq_core.lora.apply_lora`)."""
+    ``lora.safetensors`` to merge into the weights (:func:`syn2seq_core.lora.apply_lora`); the model then has the
+    LoRA run's record (sampling, cameras, frame counts), as its merged model.safetensors, and a base the LoRA was
+    not trained on is refused (:func:`syn2seq_core.lora.lora_model_metadata`)."""
     from .dfot.checkpoint import load_model as load_network, read_metadata
 
     path = Path(path) if path is not None else BUNDLED_MODEL
@@ -527,11 +529,12 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     from .dfot.schedule import NoiseSchedule
 
     network = load_network(path, device=device, dtype=dtype, operations=operations)
-    if lora is not None:
-        from .lora import apply_lora
-
-        apply_lora(network, lora)
     meta = read_metadata(path)
+    if lora is not None:  # the LoRA run's record (sampling, cameras, frame counts), checked against the base
+        from .lora import apply_lora, lora_model_metadata
+
+        meta = lora_model_metadata(lora, path, meta, network.config)
+        apply_lora(network, lora)
     info = json.loads(meta["training"]) if "training" in meta else {}
     sampling = _json_meta(meta, "sampling", path)
     require(sampling.get("grid", "uniform") in TIME_GRIDS, f"model '{path}' sampling grid",

@@ -600,10 +600,11 @@ def _save_ema(path: Path, cfg: TrainConfig, ema, step: int, elapsed: float) -> P
     record = _training_record(cfg, step, elapsed)
     if not cfg.lora.rank:
         return save_model(path, ema, extra_metadata=record)
-    from .lora import merged_state_dict, save_lora
+    from .lora import KEY_LORA_BASE, base_record, merged_state_dict, save_lora
 
+    # The adapters keep the run's record (how its model.safetensors is used) and the base's (what they fit).
     save_lora(path.with_name(LORA_NAME if path.name == MODEL_NAME else path.stem + ".lora.safetensors"), ema,
-              cfg.lora, extra_metadata=record)
+              cfg.lora, extra_metadata={**record, KEY_LORA_BASE: json.dumps(base_record(cfg.init_from))})
     return save_state_dict(path, merged_state_dict(ema, cfg.lora), ema.config, record)
 
 

@@ -147,3 +147,59 @@ def test_lora_finetune_of_the_uvit_under_fsdp_equals_one_process(tmp_path):
     assert [r["loss"] for r in read_log(tmp_path / "two")] == pytest.approx(
         [r["loss"] for r in read_log(tmp_path / "one")], rel=1e-4)
     assert (tmp_path / "two" / LORA_NAME).is_file()
+
+
+def _converted_dfot(tmp_path, name="dfot", **extra):
+    from syn2seq_core.cli import main as cli
+
+    from .test_convert_dfot import make_dfot_ckpt
+
+    make_dfot_ckpt(tmp_path / f"{name}.ckpt", extra=extra or None)
+    out = tmp_path / f"{name}.safetensors"
+    assert cli(["convert-dfot", str(tmp_path / f"{name}.ckpt"), str(out), "--size", "16"]) == 0
+    return out
+
+
+def test_a_lora_of_a_converted_dfot_samples_as_its_run_and_refuses_a_base_that_does_not_fit(tmp_path):
+    """A LoRA trained from a converted DFoT base with the pack's sequence settings (its cameras, 2 transition
+    frames, noise shift 0.5) is sampled as the same run's merged model.safetensors, not with the base's record
+    (RE10K cameras, DFoT's time grid and 50 steps, 4 transition frames, shift 0.125): lora.safetensors carries its
+    run's training record and the base's, and loading applies the first after checking the second. A base of
+    another network, or of the same network with another record, is refused naming both files.
+    (The reference DFoT has no LoRA; its converted file's sampling record is configurations/algorithm/
+    dfot_video.yaml's, via syn2seq_core/dfot/convert.py.)"""
+    from syn2seq_core.pipeline import BUNDLED_MODEL, load_model
+
+    base = _converted_dfot(tmp_path)
+    text = with_model_table(TINY.format(stage="finetune", steps=2, every=2))  # the network is the base file's
+    text = text.replace('name = "tiny"', f'name = "tiny"\ninit_from = "{base.as_posix()}"')
+    text = text.replace("noise_shift = 1.0", "noise_shift = 0.5") + "[lora]\nrank = 4\nalpha = 8\n"
+    path = tmp_path / "lora.toml"
+    path.write_text(text)
+    train(load_config(path), tmp_path / "run", progress=False)
+    lora_file = tmp_path / "run" / LORA_NAME
+
+    merged = load_model(tmp_path / "run" / MODEL_NAME)
+    applied = load_model(base, lora=lora_file)
+    plain = load_model(base)
+    assert (plain.camera_convention, plain.schedule.grid, plain.default_steps, plain.transition_frames,
+            plain.schedule.shift) == ("re10k", "dfot_ddim", 50, 4, 0.125)
+    assert (merged.camera_convention, merged.schedule.grid, merged.default_steps, merged.transition_frames,
+            merged.schedule.shift) == ("pack", "uniform", 25, 2, 0.5)
+    for attr in ("camera_convention", "default_steps", "default_eta", "transition_frames", "data", "info"):
+        assert getattr(applied, attr) == getattr(merged, attr), attr
+    assert (applied.schedule.grid, applied.schedule.shift, applied.schedule.timesteps) == (
+        merged.schedule.grid, merged.schedule.shift, merged.schedule.timesteps)
+    torch.testing.assert_close(_outputs(applied.network), _outputs(merged.network), atol=1e-5, rtol=1e-5)
+
+    # the same network with another record: the run's own merged file, another DFoT checkpoint (other step)
+    other = _converted_dfot(tmp_path, "other", global_step=99)
+    for wrong in (tmp_path / "run" / MODEL_NAME, other):
+        with pytest.raises(Syn2SeqInputError) as e:
+            load_model(wrong, lora=lora_file)
+        text = str(e.value)
+        assert str(lora_file) in text and str(wrong) in text and base.as_posix() in text and "record" in text
+    # another network
+    with pytest.raises(Syn2SeqInputError) as e:
+        load_model(BUNDLED_MODEL, lora=lora_file)
+    assert str(lora_file) in str(e.value) and str(BUNDLED_MODEL) in str(e.value)
