@@ -106,7 +106,7 @@ def table_notes(rows: list[dict], settings: list[str] | None = None) -> list[str
     marks = {_cell_parts(row, m, d)[2] for row in rows for m, _, d in cols}
     if NO_CI_MARK in marks:
         notes.append(f"{NO_CI_MARK} one take: the mean has no confidence interval.")
-    if any(m in SET_METRICS for m, _, _ in cols):
+    if any(isinstance(row.get(m), (int, float)) for row in rows for m in SET_METRICS):
         notes.append("FVD and FID are set-level (one number per method and category, no CI).")
     if UNSTABLE_MARK in marks:
         from .fid import MINIMUM_FRAMES
