@@ -483,7 +483,8 @@ def format_table(summary: dict, reference: str | None = None) -> str:
 def compare_reports(reports: dict[str, dict], method: str = "sample", reference: str | None = None) -> dict:
     """Paired per-take comparison of several ``syn2seq eval`` reports (e.g. the ablation's variants).
 
-    reports: label -> a report written by ``syn2seq eval --out`` on the same takes. For each label: the mean
+    reports: label -> a report written by ``syn2seq eval --out`` on the same takes at the same evaluation size
+    (reports that record different sizes are refused). For each label: the mean
     of ``method`` ("sample", "mean" or a baseline) with its 95% CI; for each pair (or each label against
     ``reference``): the mean per-take difference ``a - b`` with its paired 95% CI, for PSNR and SSIM.
     """
@@ -499,6 +500,12 @@ def compare_reports(reports: dict[str, dict], method: str = "sample", reference:
             raise Syn2SeqInputError(f"report '{label}'", f"the same takes in the same order as '{first}' "
                                     f"({len(takes[first])} takes)", f"{len(takes[label])} takes, other names "
                                     "or order", "Evaluate every model on the same --takes folder")
+    sizes = {label: (r["eval_size"]["width"], r["eval_size"]["height"]) for label, r in reports.items()
+             if isinstance(r.get("eval_size"), dict)}
+    if len(set(sizes.values())) > 1:
+        raise Syn2SeqInputError("reports", "reports scored at one evaluation size",
+                                ", ".join(f"{label}: {w}x{h}" for label, (w, h) in sizes.items()),
+                                "Evaluate every model with the same --eval-size (e.g. 256)")
     for label, r in reports.items():
         if method not in r["per_take"][0]["methods"]:
             raise Syn2SeqInputError(f"report '{label}'", f"scores of method '{method}'",

@@ -94,6 +94,11 @@ def test_two_model_sizes_are_scored_at_one_resolution(world):
     for method in ("copy_last", "flat_color", "other"):
         assert take_means(reports["small", "32"], method) == take_means(reports["big", "32"], method)
         assert take_means(reports["small", "model"], method) != take_means(reports["big", "model"], method)
+    # syn2seq compare pairs reports of one evaluation size only
+    assert main(["compare", f"a={world['root'] / 'r_small_32.json'}", f"b={world['root'] / 'r_big_32.json'}",
+                 "--method", "copy_last"]) == 0
+    assert main(["compare", f"a={world['root'] / 'r_small_model.json'}",
+                 f"b={world['root'] / 'r_big_model.json'}"]) == 2
     md = (world["root"] / "r_small_32.md").read_text()
     assert "Evaluated at 32x32 pixels" in md and "capped at 100 dB" in md
 
