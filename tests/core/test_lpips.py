@@ -291,7 +291,9 @@ def test_reports_carry_the_reason_never_a_number(tmp_path):
     assert report["lpips_vgg"].startswith("unavailable: ") and "vgg16-397923af.pth" in report["lpips_vgg"]
     assert report["psnr"]["mean"] == pytest.approx(float(metrics.psnr(x, x.flip(0)).mean()))
     same = evaluate_frames(x, x, lpips_weights=save_weights(tmp_path, "alex"))
-    assert same["psnr"]["mean"] == "inf" and same["ssim"]["mean"] == pytest.approx(1.0)
+    # identical frames: PSNR capped at 100 dB in reports (metrics.PSNR_CAP_DB), never inf
+    assert same["psnr"]["per_frame"] == [100.0, 100.0] and same["psnr"]["mean"] == 100.0
+    assert same["ssim"]["mean"] == pytest.approx(1.0)
     assert same["lpips_alex"]["per_frame"] == [0.0, 0.0]
     json.dumps(same, allow_nan=False)
     # Frames too small for AlexNet: unavailable in the report, VGG still scored.

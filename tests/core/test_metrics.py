@@ -111,3 +111,19 @@ def test_summarize_clips_keeps_unavailable_metrics_as_text():
     assert summary["psnr"]["mean"] == pytest.approx(np.mean([c["psnr"]["mean"] for c in clips]))
     assert summary["lpips_alex"].startswith("unavailable: ")
     json.dumps(summary, allow_nan=False)
+
+
+def test_psnr_cap_applies_per_frame():
+    """Reports cap per-frame PSNR at 100 dB (an identical frame scores 100, not inf); the cap is min(PSNR, cap), so
+    frames below it keep their value, and the uncapped function still says inf."""
+    from syn2seq_core.metrics import PSNR_CAP_DB
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(3, 3, 16, 16, generator=g)
+    pred = target.clone()
+    pred[1] = (pred[1] + 0.1).clamp(0, 1)
+    capped, raw = psnr(pred, target, cap=PSNR_CAP_DB), psnr(pred, target)
+    assert capped[0] == PSNR_CAP_DB == capped[2] and bool(torch.isinf(raw[0]))
+    assert capped[1] == raw[1] < PSNR_CAP_DB
+    with pytest.raises(Syn2SeqInputError, match="cap"):
+        psnr(pred, target, cap=float("inf"))
