@@ -3,7 +3,12 @@ blocks, then its root, so that each process holds 1/N of the parameters, gradien
 gathers a block's full weights only while that block runs (what lets the 458M-parameter DFoT U-ViT train
 where DDP's full replica per GPU does not fit; ``syn2seq bench train`` says where).
 
-The EMA model is sharded the same way (its update is then a local op on each shard). Checkpoints stay in the
+Under ``bf16 = true`` the network is sharded with a ``MixedPrecisionPolicy``: its blocks' weights are
+all-gathered and computed with in bfloat16 (half the traffic and half the unsharded copy), gradients are
+reduce-scattered in float32 into the float32 shards the optimizer steps (as DDP's all-reduce of float32
+gradients under autocast). Forward inputs are not cast (autocast decides per op; the noise levels stay
+float32). The EMA model is sharded the same way, without a policy: it never runs forward while sharded (its
+update is a local op on each shard). Checkpoints stay in the
 format of a one-process run: full (unsharded) state dicts gathered to rank 0 with
 ``torch.distributed.checkpoint.state_dict``, the optimizer's keyed by parameter index as
 ``optimizer.state_dict()`` keys them, so a run may resume on any number of processes and under DDP or FSDP.
@@ -27,14 +32,27 @@ def shard_units(model: nn.Module) -> list[nn.Module]:
     return list(units.values())
 
 
-def shard(model: nn.Module) -> nn.Module:
+def mixed_precision(bf16: bool):
+    """The FSDP2 policy of a training run: bfloat16 parameters for compute and the all-gather, float32 gradient
+    reduction, inputs left to autocast; None without bf16 (everything float32)."""
+    if not bf16:
+        return None
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, cast_forward_inputs=False)
+
+
+def shard(model: nn.Module, bf16: bool = False) -> nn.Module:
     """``fully_shard`` each of :func:`shard_units`, then the root (the embeddings and the output head), over
-    all processes of the default process group. In place; returns ``model``."""
+    all processes of the default process group, with :func:`mixed_precision` (``bf16``). In place; returns
+    ``model``."""
     from torch.distributed.fsdp import fully_shard
 
+    policy = mixed_precision(bf16)
+    options = {} if policy is None else {"mp_policy": policy}
     for unit in shard_units(model):
-        fully_shard(unit)
-    fully_shard(model)
+        fully_shard(unit, **options)
+    fully_shard(model, **options)
     return model
 
 

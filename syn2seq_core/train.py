@@ -882,7 +882,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
             if cfg.lora.rank:
                 add_lora(host_ema, cfg.lora)
             host_ema.requires_grad_(False)
-        fsdp.shard(model)
+        fsdp.shard(model, bf16=cfg.bf16)  # bf16 weights for compute, float32 reduction (fsdp.mixed_precision)
         fsdp.shard(ema)
     decay, no_decay = [], []
     for n, p in model.named_parameters():
@@ -1033,6 +1033,7 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
             sample_log.close()
         if step > 0 and final_checkpoint:
             checkpoint()
+        held = state_bytes(model, ema, optimizer)
         if dist.world > 1:
             if not sharded:  # FSDP holds one copy of each shard: nothing to compare
                 _check_ranks_agree(model, dist, log, step)
@@ -1042,4 +1043,18 @@ def train(cfg: TrainConfig, out: str | Path, *, minutes: float | None = None, ma
         if log:
             log.close()
         board.close()
-    return {"step": step, "elapsed_s": elapsed, "loss_ema": running, "out": str(out)}
+    return {"step": step, "elapsed_s": elapsed, "loss_ema": running, "out": str(out), "state_bytes": held}
+
+
+def state_bytes(model, ema, optimizer) -> dict[str, int]:
+    """Bytes this process holds of the parameters, their gradients, the optimizer state and the EMA (its own
+    shards under FSDP2, a full replica under DDP)."""
+    def size(t) -> int:
+        t = getattr(t, "_local_tensor", t)  # a DTensor's shard
+        return t.numel() * t.element_size()
+
+    return {"parameters": sum(size(p) for p in model.parameters()),
+            "gradients": sum(size(p.grad) for p in model.parameters() if p.grad is not None),
+            "optimizer": sum(size(v) for s in optimizer.state.values() for v in s.values()
+                             if isinstance(v, torch.Tensor) and v.ndim > 0),
+            "ema": sum(size(p) for p in ema.parameters())}

@@ -11,6 +11,10 @@ Commands: ``exo2ego`` and ``ego2exo`` (generate, score, write the result set, si
 (two such takes, sample and baselines scored, each against the other take's ground truth too) and
 ``interpolate`` (``--video`` mode, one in-between per frame pair). Generation uses the bundled model unless
 ``--model`` is given; ``--steps`` only sets how long each run takes, not its memory.
+
+:class:`LiveTensors` counts another thing, on every device alike: the peak bytes of tensor storages alive at
+once (what a memory plan counts; ``torch.cuda.max_memory_allocated`` on a GPU, up to the allocator's rounding),
+where process RSS adds the interpreter, libraries and the allocator's free lists.
 """
 
 from __future__ import annotations
@@ -28,6 +32,69 @@ import torch
 from .. import limits
 
 COMMANDS = ("exo2ego", "ego2exo", "eval", "interpolate")
+
+
+class LiveTensors:
+    """Peak bytes of live tensor storages per device, while active (``with LiveTensors() as live: ...``; then
+    ``live.peak["cpu"]``, ``live.peak["cuda:0"]``): a ``TorchDispatchMode`` sees every tensor an operator returns
+    (forward, backward, optimizer, data), counts each storage once, for as long as it lives (a finalizer on the
+    storage, which outlives its views), at its current size. Storages made before entering are not counted;
+    enter before building what is to be counted. Python-level overhead per operator: time runs inside it are
+    slower."""
+
+    def __init__(self):
+        from collections import Counter
+
+        self.live: Counter = Counter()
+        self.peak: Counter = Counter()
+        self._sizes: dict[int, tuple[str, int]] = {}
+        self._mode = None
+
+    def _track(self, t: torch.Tensor) -> None:
+        import weakref
+
+        if t.device.type == "meta" or not hasattr(t, "untyped_storage"):
+            return
+        try:
+            storage = t.untyped_storage()
+        except (RuntimeError, NotImplementedError):  # tensor subclasses without a storage
+            return
+        key, nbytes, device = storage._cdata, storage.nbytes(), str(t.device)
+        old = self._sizes.get(key)
+        if old is None:
+            weakref.finalize(storage, self._free, key)
+        elif old[1] == nbytes:
+            return
+        self.live[device] += nbytes - (old[1] if old else 0)
+        self._sizes[key] = (device, nbytes)
+        if self.live[device] > self.peak[device]:
+            self.peak[device] = self.live[device]
+
+    def _free(self, key: int) -> None:
+        device, nbytes = self._sizes.pop(key, ("", 0))
+        if device:
+            self.live[device] -= nbytes
+
+    def __enter__(self) -> "LiveTensors":
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_leaves
+
+        counter = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                for leaf in tree_leaves(out):
+                    if isinstance(leaf, torch.Tensor):
+                        counter._track(leaf)
+                return out
+
+        self._mode = _Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._mode.__exit__(*exc)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

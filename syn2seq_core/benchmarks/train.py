@@ -65,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "steps here (CUDA if there is a GPU, else CPU; random weights) and print measured "
                              "peak memory and step time beside the plan")
     parser.add_argument("--measure-steps", **limits.option("plan_steps", "timed steps per measured setting", 3))
+    parser.add_argument("--measure-ranks", type=limits.arg("plan_gpus"), default=None, metavar="N",
+                        help="also train 2 steps on N processes (torchrun: gloo on CPU, NCCL on GPUs) under DDP, "
+                             "then under FSDP2, 1 sequence per process, and print each process's parameters, "
+                             "gradients, optimizer state and EMA, and its peak of live tensors, side by side")
 
 
 def block_modules(network: torch.nn.Module) -> list[torch.nn.Module]:
@@ -136,21 +140,36 @@ class Plan:
     ckpt_const: float
     ckpt_per_px: float
     block_peak_per_px: float
+    # the largest block's own activations (recomputed under checkpointing): const + per_px * pixel frames
+    block_peak_const: float = 0.0
+    # the step's batch on the device, float32: frames, their noise and the camera input (rays, cue)
+    input_per_px: float = 0.0
 
     def activations(self, batch: int, pixel_frames: int, checkpoint: bool) -> float:
         n = batch * pixel_frames
         if checkpoint:
-            return self.ckpt_const + self.ckpt_per_px * n + self.block_peak_per_px * n
+            return self.ckpt_const + self.ckpt_per_px * n + self.block_peak_const + self.block_peak_per_px * n
         return self.act_const + self.act_per_px * n
 
-    def states(self, strategy: str, gpus: int) -> float:
-        """Bytes per GPU of ``strategy``: "ddp", "fsdp2", or "single" (one process, no wrapper)."""
+    def inputs(self, batch: int, pixel_frames: int) -> float:
+        return self.input_per_px * batch * pixel_frames
+
+    def total(self, strategy: str, gpus: int, batch: int, pixel_frames: int, checkpoint: bool,
+              bf16: bool = False) -> float:
+        """Bytes per GPU of a training step: states, activations and the batch (no overhead)."""
+        return (self.states(strategy, gpus, bf16) + self.activations(batch, pixel_frames, checkpoint)
+                + self.inputs(batch, pixel_frames))
+
+    def states(self, strategy: str, gpus: int, bf16: bool = False) -> float:
+        """Bytes per GPU of ``strategy``: "ddp", "fsdp2", or "single" (one process, no wrapper). FSDP2 under
+        ``bf16`` gathers bfloat16 weights (syn2seq_core.fsdp.mixed_precision): 2 bytes per unsharded weight and
+        unsharded gradient, and the gradient's float32 copy for the reduce-scatter."""
         p, b = self.parameters, self.largest_block_parameters
         if strategy == "single":
             return STATE_BYTES * p
         if strategy == "ddp":
             return (STATE_BYTES + DDP_BUCKET_BYTES) * p
-        return STATE_BYTES * p / gpus + (2 * 4 + 4) * b
+        return STATE_BYTES * p / gpus + ((2 * 2 + 2 + 4) if bf16 else (2 * 4 + 4)) * b
 
 
 def make_plan(config, probe_size: int) -> Plan:
@@ -166,11 +185,13 @@ def make_plan(config, probe_size: int) -> Plan:
     full2, _ = measure_activations(probe, 2)
     ck1, _ = measure_activations(probe, 1, checkpoint=True)
     ck2, _ = measure_activations(probe, 2, checkpoint=True)
-    _, block_plain = measure_activations(probe, 2)
+    _, block1 = measure_activations(probe, 1)
+    _, block2 = measure_activations(probe, 2)
     per_px = (full2 - full1) / px
     ck_per_px = (ck2 - ck1) / px
+    block_per_px = (block2 - block1) / px  # a block's bf16 weight copies are its constant part, not per pixel
     return Plan(parameters, largest, full1 - per_px * px, per_px, ck1 - ck_per_px * px, ck_per_px,
-                block_plain / (2 * px))
+                block_per_px, block1 - block_per_px * px, 4 * (2 * config.in_channels + config.cond_channels))
 
 
 def at_size(cfg, size: int | None):
@@ -197,9 +218,13 @@ def measured_config(cfg, batch: int, checkpoint: bool, cuda: bool):
         optim=dataclasses.replace(cfg.optim, batch_size=batch, accumulate=1))
 
 
-def measure_training(cfg_json: str, steps: int) -> dict:
+def measure_training(cfg_json: str, steps: int, live: bool = False) -> dict:
     """Train the config (its JSON) for 1 + ``steps`` steps in this process, keeping nothing; the peak memory
-    and the mean time of the steps after the first. Run in a fresh process (:func:`measure_all`)."""
+    and the mean time of the steps after the first. Run in a fresh process (:func:`measure_all`).
+    live: count the peak bytes of live tensors on the training device instead (:class:`~.memory.LiveTensors`
+    around the whole run: model, EMA, optimizer state, batches, activations; its per-operator overhead makes
+    the times of such a run meaningless)."""
+    import contextlib
     import tempfile
     from pathlib import Path
 
@@ -207,6 +232,7 @@ def measure_training(cfg_json: str, steps: int) -> dict:
     from ..errors import Syn2SeqInputError
     from ..train import LOG_NAME, config_from_dict, train
     from ._rss import peak_mb, reset_peak
+    from .memory import LiveTensors
 
     cfg = config_from_dict(json.loads(cfg_json), "measured config")
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):  # one process, also when the command runs under torchrun
@@ -216,12 +242,16 @@ def measure_training(cfg_json: str, steps: int) -> dict:
     base = peak_mb()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    counter = LiveTensors() if live else None
     try:
         with tempfile.TemporaryDirectory(prefix="syn2seq_measure_") as tmp:
-            train(cfg, tmp, max_steps=steps + 1, progress=False, final_checkpoint=False)
+            with counter or contextlib.nullcontext():
+                train(cfg, tmp, max_steps=steps + 1, progress=False, final_checkpoint=False)
             records = [json.loads(line) for line in (Path(tmp) / LOG_NAME).read_text().splitlines()]
     except (torch.OutOfMemoryError, Syn2SeqInputError) as e:
         return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"}
+    if counter is not None:
+        return {"peak_live": counter.peak[f"cuda:{torch.cuda.current_device()}" if cuda else "cpu"]}
     elapsed = [r["elapsed_s"] for r in records]
     result = {"first_step_s": elapsed[0], "step_s": (elapsed[-1] - elapsed[0]) / steps,
               "peak_rss": (peak_mb() - base) * 2**20}
@@ -231,7 +261,7 @@ def measure_training(cfg_json: str, steps: int) -> dict:
     return result
 
 
-def measure_all(configs: list, steps: int):
+def measure_all(configs: list, steps: int, live: bool = False):
     """Yield :func:`measure_training` of each config, each in its own fresh process (peaks do not mix; an
     out-of-memory kill ends only that one)."""
     import multiprocessing
@@ -241,25 +271,115 @@ def measure_all(configs: list, steps: int):
     for cfg in configs:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             try:
-                yield pool.submit(measure_training, cfg.to_json(), steps).result()
+                yield pool.submit(measure_training, cfg.to_json(), steps, live).result()
             except BrokenProcessPool:
                 yield {"error": "the process died (killed for memory?)"}
 
 
 def measure_settings(cfg, batches: list[int], steps: int) -> list[tuple[int, bool, dict]]:
-    """(batch, checkpointing, :func:`measure_training`'s result) of each setting. Run before the plan, whose
-    CPU probes would otherwise stay in this process's memory beside the measured one."""
+    """(batch, checkpointing, :func:`measure_training`'s result) of each setting: a timed run (RSS, CUDA
+    allocator peaks, step times) and a run of 2 steps under the live-tensor counter (the optimizer state exists
+    from the first step's end, so the second holds everything the plan counts), each in a fresh process. Run
+    before the plan, whose CPU probes would otherwise stay in this process's memory beside the measured one."""
     cuda = torch.cuda.is_available()
     settings = [(b, c) for b in batches for c in (False, True)]
     print(f"measuring {len(settings)} settings on {torch.cuda.get_device_name() if cuda else 'the CPU'} (1 warm-up "
-          f"+ {steps} timed steps each, one process each) ...", flush=True)
+          f"+ {steps} timed steps each, then 2 steps counting live tensors; one process each) ...", flush=True)
+    configs = [measured_config(cfg, b, c, cuda) for b, c in settings]
     results = []
-    for (batch, ckpt), got in zip(settings, measure_all([measured_config(cfg, b, c, cuda) for b, c in settings],
-                                                        steps)):
+    for (batch, ckpt), got, counted in zip(settings, measure_all(configs, steps), measure_all(configs, 1, live=True)):
+        if "error" not in got:
+            got = {**got, **counted} if "error" not in counted else {**got, "live_error": counted["error"]}
         print(f"  batch {batch}, checkpointing {'on' if ckpt else 'off'}: "
               + (got["error"] if "error" in got else f"{got['step_s']:.3f} s/step"), flush=True)
         results.append((batch, ckpt, got))
     return results
+
+
+RANK_WORKER = "--rank-worker"
+
+
+def rank_worker(cfg_json: str, out_dir: str) -> None:
+    """One torchrun process of :func:`measure_ranks`: train 2 steps counting live tensors, then write
+    ``<out_dir>/rank<R>.json`` (the trainer's ``state_bytes``, the peak of live tensors on its device and the
+    dtype the weights had inside a forward)."""
+    import tempfile
+    from pathlib import Path
+
+    from ..train import config_from_dict, train
+    from .memory import LiveTensors
+
+    cfg = config_from_dict(json.loads(cfg_json), "measured config")
+    rank = int(os.environ.get("RANK", "0"))
+    seen: list[str] = []
+
+    def weight_dtype(module, args):
+        weight = getattr(module, "weight", None)
+        if isinstance(module, torch.nn.Linear) and weight is not None and not seen:
+            seen.append(str(getattr(weight, "_local_tensor", weight).dtype).replace("torch.", ""))
+
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(weight_dtype)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"syn2seq_ranks{rank}_") as tmp, LiveTensors() as live:
+            summary = train(cfg, tmp, max_steps=2, progress=False, final_checkpoint=False)
+    finally:
+        hook.remove()
+    device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(
+        {"rank": rank, **summary["state_bytes"], "peak_live": live.peak[device], "forward_weights": seen[0]}))
+
+
+def measure_ranks(cfg, procs: int) -> dict[str, list[dict]]:
+    """{"ddp": [per rank], "fsdp": [per rank]}: :func:`rank_worker` of 2 training steps on ``procs`` processes
+    under each engine (torchrun, 1 sequence per process, no accumulation, nothing kept)."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from ..errors import Syn2SeqInputError
+
+    exe = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if exe is None:
+        raise Syn2SeqInputError("--measure-ranks", "torchrun (installed with torch)", "no torchrun on PATH")
+    results = {}
+    for engine in ("ddp", "fsdp"):
+        measured = measured_config(cfg, procs, False, torch.cuda.is_available())
+        measured = dataclasses.replace(measured, parallel=engine, data=dataclasses.replace(measured.data,
+                                                                                          loader_workers=0))
+        with tempfile.TemporaryDirectory(prefix="syn2seq_ranks_") as tmp:
+            env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+            r = subprocess.run([exe, "--standalone", f"--nproc_per_node={procs}", "-m", "syn2seq_core.benchmarks.train",
+                                RANK_WORKER, measured.to_json(), tmp], env=env, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"--measure-ranks {procs} under {engine} failed:\n{r.stderr[-3000:]}")
+            results[engine] = [json.loads(Path(tmp, f"rank{i}.json").read_text()) for i in range(procs)]
+    return results
+
+
+def print_ranks(cfg, plan: Plan, results: dict[str, list[dict]], procs: int) -> None:
+    MB = 2**20
+    device = "GPU" if torch.cuda.is_available() else "CPU, gloo"
+    print(f"\nper process at {procs} processes ({device}): {cfg.name}, {cfg.data.size}x{cfg.data.size}, bf16 "
+          f"{'on' if cfg.bf16 else 'off'}, 1 sequence per process, 2 steps\n")
+    print("| engine | rank | parameters MB | gradients MB | optimizer MB | EMA MB | states MB | plan states MB | "
+          "peak live tensors MB | weights in forward |\n|---|---|---|---|---|---|---|---|---|---|")
+    totals = {}
+    for engine, ranks in results.items():
+        strategy = "ddp" if engine == "ddp" else "fsdp2"
+        planned = plan.states(strategy, procs, bf16=cfg.bf16)
+        for r in ranks:
+            states = r["parameters"] + r["gradients"] + r["optimizer"] + r["ema"]
+            totals.setdefault(engine, []).append((states, r["peak_live"]))
+            print(f"| {'DDP' if engine == 'ddp' else 'FSDP2'} | {r['rank']} | {r['parameters'] / MB:.2f} | "
+                  f"{r['gradients'] / MB:.2f} | {r['optimizer'] / MB:.2f} | {r['ema'] / MB:.2f} | {states / MB:.2f} | "
+                  f"{planned / MB:.2f} | {r['peak_live'] / MB:.1f} | {r['forward_weights']} |")
+    if len(totals) == 2:
+        states = max(s for s, _ in totals["fsdp"]) / max(s for s, _ in totals["ddp"])
+        live = max(p for _, p in totals["fsdp"]) / max(p for _, p in totals["ddp"])
+        print(f"FSDP2 / DDP per process: states (parameters + gradients + optimizer + EMA) x{states:.2f}, "
+              f"peak live tensors x{live:.2f}")
 
 
 def print_measurements(cfg, plan: Plan, results: list[tuple[int, bool, dict]], steps: int) -> None:
@@ -271,18 +391,26 @@ def print_measurements(cfg, plan: Plan, results: list[tuple[int, bool, dict]], s
     print(f"\nmeasured on {torch.cuda.get_device_name() if cuda else 'CPU'}: {cfg.name}, {cfg.data.size}x"
           f"{cfg.data.size}, {frames} frames, bf16 {'on' if cfg.bf16 else 'off'}, compile {cfg.compile or 'off'}, "
           f"1 warm-up + {steps} timed steps per setting\n")
-    peak = "peak allocated / reserved GB" if cuda else "peak RSS GB (above the process before training)"
-    print(f"| batch | checkpointing | plan GB (1 process, no overhead) | {peak} | measured / plan "
-          "| step s | first step s |\n|---|---|---|---|---|---|---|")
+    device = "cuda" if cuda else "cpu"
+    cuda_cols = "CUDA peak allocated GB | CUDA peak reserved GB | " if cuda else ""
+    print(f"| batch | checkpointing | plan GB (1 process, no overhead) | live tensors peak GB ({device}) | "
+          f"live / plan | {cuda_cols}peak RSS GB (above the process before training) | step s | first step s |")
+    print("|" + "---|" * (8 + 2 * cuda))
     for batch, ckpt, got in results:
-        predicted = (plan.states("single", 1) + plan.activations(batch, pixel_frames, ckpt)) / GB
+        predicted = plan.total("single", 1, batch, pixel_frames, ckpt) / GB
         head = f"| {batch} | {'on' if ckpt else 'off'} | {predicted:.3g} | "
         if "error" in got:
-            print(head + f"{got['error']} | | | |")
+            print(head + f"{got['error']} |" + " |" * (4 + 2 * cuda))
             continue
-        measured = (got["peak_allocated"] if cuda else got["peak_rss"]) / GB
-        shown = f"{measured:.3g} / {got['peak_reserved'] / GB:.3g}" if cuda else f"{measured:.3g}"
-        print(head + f"{shown} | {measured / predicted:.2f} | {got['step_s']:.3f} | {got['first_step_s']:.2f} |")
+        live = got.get("peak_live")
+        cells = [f"{live / GB:.3g}", f"{live / GB / predicted:.2f}"] if live else [got.get("live_error", "?"), ""]
+        if cuda:
+            cells += [f"{got['peak_allocated'] / GB:.3g}", f"{got['peak_reserved'] / GB:.3g}"]
+        cells += [f"{got['peak_rss'] / GB:.3g}", f"{got['step_s']:.3f}", f"{got['first_step_s']:.2f}"]
+        print(head + " | ".join(cells) + " |")
+    print("live tensors: the peak bytes of tensor storages alive at once on the device (what the plan counts); "
+          "RSS adds the interpreter, libraries and the allocator's free memory" + (", CUDA reserved the caching "
+                                                                                  "allocator's pool" if cuda else ""))
 
 
 def run(args) -> int:
@@ -295,12 +423,13 @@ def run(args) -> int:
     for option, value in (("--probe-size", args.probe_size), ("--size", args.size)):
         if value and value % stride:
             raise Syn2SeqInputError(option, f"a multiple of the network's stride {stride}", value)
-    if args.size or args.measure:
+    if args.size or args.measure or args.measure_ranks:
         cfg = at_size(cfg, args.size)
         config = network_config(cfg)
     batches, gpus = args.batch, args.gpus
     frames = args.frames or config.max_frames
     measured = measure_settings(cfg, batches, args.measure_steps) if args.measure else None
+    ranks = measure_ranks(cfg, args.measure_ranks) if args.measure_ranks else None
     print(f"measuring activations of {type(config).__name__} at {args.probe_size}x{args.probe_size}, 1 and 2 frames "
           f"(CPU, bf16 autocast) ...", flush=True)
     plan = make_plan(config, args.probe_size)
@@ -311,7 +440,7 @@ def run(args) -> int:
           f"checkpointing {plan.activations(1, pixel_frames, True) / GB:.2f} GB; states per GPU: DDP "
           f"{plan.states('ddp', 1) / GB:.2f} GB, FSDP2 {plan.states('fsdp2', 1) / GB:.2f} GB / N + ...")
     header = "| strategy | checkpointing | batch / GPU | " + " | ".join(f"{n} GPU{'s' * (n > 1)}" for n in gpus) + " |"
-    print(f"\nGB per GPU (states + activations + {args.overhead:g} overhead); * = fits {args.vram:g} GB\n")
+    print(f"\nGB per GPU (states + activations + batch + {args.overhead:g} overhead); * = fits {args.vram:g} GB\n")
     print(header)
     print("|" + "---|" * (3 + len(gpus)))
     for strategy in ("ddp", "fsdp2"):
@@ -319,7 +448,7 @@ def run(args) -> int:
             for batch in batches:
                 cells = []
                 for n in gpus:
-                    total = (plan.states(strategy, n) + plan.activations(batch, pixel_frames, ckpt)) / GB + args.overhead
+                    total = plan.total(strategy, n, batch, pixel_frames, ckpt, cfg.bf16) / GB + args.overhead
                     cells.append(f"{total:.1f}{'*' if total <= args.vram else ''}")
                 print(f"| {strategy.upper() if strategy == 'ddp' else 'FSDP2'} | {'on' if ckpt else 'off'} | {batch} | "
                       + " | ".join(cells) + " |")
@@ -327,4 +456,12 @@ def run(args) -> int:
           "a global batch larger than GPUs x batch / GPU: [optim] accumulate.")
     if measured:
         print_measurements(cfg, plan, measured, args.measure_steps)
+    if args.measure_ranks:
+        print_ranks(cfg, plan, ranks, args.measure_ranks)
     return 0
+
+
+if __name__ == "__main__" and len(os.sys.argv) == 4 and os.sys.argv[1] == RANK_WORKER:
+    rank_worker(os.sys.argv[2], os.sys.argv[3])
+    os.sys.stdout.flush()
+    os._exit(0)  # as `syn2seq train` under torchrun: no interpreter finalization after the process group

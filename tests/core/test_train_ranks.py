@@ -116,3 +116,17 @@ def test_block_dropout_is_drawn_per_sequence_so_two_processes_train_the_weights_
         torch.testing.assert_close(ckpt[key], one[key], atol=1e-6, rtol=1e-5, msg=key)
     off = _weights(tmp_path, "off", uvit_text(steps=2, pose_dropout=0.3, block_dropout=0.0, batch=4))
     assert max(float((off[k] - one[k]).abs().max()) for k in one) > 1e-4
+
+
+def test_fsdp_under_bf16_trains_as_one_bf16_process(tmp_path):
+    """parallel = "fsdp" with bf16 = true shards with a MixedPrecisionPolicy (bfloat16 weights gathered and
+    computed with, float32 gradient reduction; syn2seq_core/fsdp.py): 2 gloo processes follow one process under
+    bf16 autocast (float32 weights) to bf16's precision, and the checkpoint's weights stay float32."""
+    text = uvit_text(steps=2, pose_dropout=0.3, block_dropout=0.5, batch=2).replace("bf16 = false", "bf16 = true")
+    one = _weights(tmp_path, "one", text)
+    two = _weights(tmp_path, "two", text.replace("bf16 = true", 'bf16 = true\nparallel = "fsdp"'), procs=2)
+    assert {v.dtype for v in two.values() if v.is_floating_point()} == {torch.float32}
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], atol=2e-3, rtol=2e-2, msg=key)
+    assert [r["loss"] for r in read_log(tmp_path / "two")] == pytest.approx(
+        [r["loss"] for r in read_log(tmp_path / "one")], rel=3e-2)
