@@ -35,8 +35,9 @@ class Syn2SeqBuildSequence(io.ComfyNode):
                 io.Image.Input("transition_frames", optional=True,
                                tooltip="From Syn2SeqInterpolate or Syn2SeqWanFramesToTransition (training data)."),
                 Depth.Input("source_depth", optional=True,
-                            tooltip="The source view's z-depth (Syn2Seq Load Take's exo_depth for exo2ego): models "
-                                    "with the depth_warp cue (the bundled one) need it; others ignore it."),
+                            tooltip="The source view's z-depth (Syn2Seq Load Take's exo_depth for exo2ego, or "
+                                    "Syn2Seq Depth From Image): models with the depth_warp cue (the bundled one) "
+                                    "read it, and run without it if trained so; others ignore it."),
             ],
             outputs=[
                 Sequence.Output("sequence", display_name="sequence"),
@@ -93,4 +94,34 @@ class Syn2SeqSplitSequence(io.ComfyNode):
         return io.NodeOutput(*parts)
 
 
-NODES = [Syn2SeqBuildSequence, Syn2SeqSplitSequence]
+class Syn2SeqDepthFromImage(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        r = core("geometry.reproject")
+        return io.Schema(
+            node_id="Syn2SeqDepthFromImage",
+            display_name="Syn2Seq Depth From Image",
+            category=f"{CATEGORY}/sequence",
+            description="A depth estimator's maps (an IMAGE batch, one per source frame) as the source view's depth "
+                        "for Build Sequence's source_depth, for footage without depth. Relative maps are inverted "
+                        "if inverse, then one scale for the clip puts their median at median_m metres.",
+            inputs=[
+                io.Image.Input("depth_image", tooltip="One map per source frame, grey or RGB (channels averaged)."),
+                io.Combo.Input("kind", options=[k for k in r.DEPTH_ESTIMATE_KINDS if k != "metric"],
+                               default="inverse",
+                               tooltip="inverse: relative inverse depth, near is bright (MiDaS, Depth Anything); "
+                                       "depth: relative depth, far is bright."),
+                io.Float.Input("median_m", default=r.DEFAULT_MEDIAN_DEPTH_M, min=0.1, max=100.0, step=0.1,
+                               tooltip="The median depth of the scene in metres (default: the procedural "
+                                       "world's, where the bundled model learnt the cue)."),
+            ],
+            outputs=[Depth.Output("depth", display_name="depth")],
+        )
+
+    @classmethod
+    def execute(cls, depth_image, kind, median_m) -> io.NodeOutput:
+        frames = convert.image_to_frames(depth_image, "depth_image")
+        return io.NodeOutput(core("geometry.reproject").depth_from_estimate(frames, kind, float(median_m)))
+
+
+NODES = [Syn2SeqBuildSequence, Syn2SeqSplitSequence, Syn2SeqDepthFromImage]

@@ -90,7 +90,7 @@ def pack_loads_through_its_entrypoint(work: Path):
     other = [m for m in LOAD["new_modules"] if not m.startswith("syn2seq_core")]
     detail = (f"module {LOAD['module_ms']:.1f} ms, entrypoint + {LOAD['nodes']} schemas "
               f"{LOAD['entrypoint_ms']:.0f} ms; core modules loaded by the schemas: {core}; other new modules: {other}")
-    return LOAD["nodes"] == 15, detail
+    return LOAD["nodes"] == 16, detail
 
 
 @check
@@ -253,6 +253,28 @@ def conditional_mean_node_keeps_the_context_and_refuses_long_sequences(work: Pat
           and tuple(frames.shape) == (len(seq), height, width, 3)
           and error is not None and "window" in error)
     return ok, f"{len(seq)} frames, {int(generated.sum())} generated; long sequence: {error}"
+
+
+@check
+def depth_from_image_feeds_build_sequence_the_depth_of_an_estimate(work: Path):
+    """An estimator's inverse-depth IMAGE batch -> Syn2Seq Depth From Image -> Build Sequence's source_depth:
+    the cue of the true depth (the median put at the true one), as from the depth itself."""
+    import torch
+    from syn2seq_pack.nodes.sequence import Syn2SeqBuildSequence, Syn2SeqDepthFromImage
+
+    width = height = 32
+    true = torch.linspace(2.0, 5.0, width).expand(4, height, width).contiguous()  # a slanted wall
+    disparity = 1.0 / true
+    image = (disparity / disparity.max())[..., None].expand(-1, -1, -1, 3)
+    depth = Syn2SeqDepthFromImage.execute(image, "inverse", float(true.median())).result[0]
+    cams = (_cameras(4, 0.0, width, height), _cameras(4, 0.4, width, height))
+    exo = torch.rand(4, height, width, 3)
+    seq = Syn2SeqBuildSequence.execute(*cams, "exo2ego", 2, exo_frames=exo, source_depth=depth).result[0]
+    want = Syn2SeqBuildSequence.execute(*cams, "exo2ego", 2, exo_frames=exo, source_depth=true).result[0]
+    error = raises(Syn2SeqDepthFromImage.execute, torch.zeros(2, 8, 8, 3), "inverse", 3.0)
+    ok = (tuple(depth.shape) == (4, height, width) and torch.allclose(depth, true, rtol=1e-3)
+          and torch.allclose(seq.cue, want.cue, atol=1e-3) and error is not None and "positive" in error)
+    return ok, f"depth range {float(depth.min()):.2f}-{float(depth.max()):.2f} m; all-zero maps: {error}"
 
 
 @check
