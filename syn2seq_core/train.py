@@ -13,9 +13,10 @@ uninterrupted run would have seen.
 
 Multi-process: ``torchrun --nproc_per_node=N -m syn2seq_core train --config ...`` uses DDP (gloo on CPU,
 NCCL on GPU), or FSDP2 with ``parallel = "fsdp"`` (:mod:`syn2seq_core.fsdp`); ``[optim] batch_size`` is the
-global batch, each rank draws its share, every sequence from its own seed (:func:`sequence_seed`), so the
-run does not depend on the number of ranks (it may resume on another, under either engine: checkpoints
-hold full state dicts); rank 0 writes checkpoints and logs.
+global batch, each rank draws its share, every sequence from its own seed (:func:`sequence_seed`: its data,
+noise, pose dropout, and the network's own dropout through ``dropout_seeds``), so the run does not depend on
+the number of ranks (it may resume on another, under either engine: checkpoints hold full state dicts); rank
+0 writes checkpoints and logs. The global batch must split evenly (:func:`check_processes`).
 
 Data: the procedural world by default; with ``[data] shards`` (manifests of ``syn2seq prepare``) the
 sequences come from prepared shards. Shards, and procedural scenes when ``[data] loader_workers`` > 0, come
@@ -753,7 +754,8 @@ def check_processes(cfg: TrainConfig, world: int) -> None:
 # --- the loop --------------------------------------------------------------------------------------------
 def sequence_seed(seed: int, step: int, index: int) -> int:
     """The seed of sequence ``index`` of the global batch of ``step``: everything random about it (scene,
-    noise levels, noise, pose dropout) comes from a generator of this seed, whichever process draws it."""
+    noise levels, noise, pose dropout; the network's block dropout, :func:`dropout_seeds`) comes from this
+    seed, whichever process draws it."""
     import numpy as np
 
     return int(np.random.SeedSequence([seed, step, index]).generate_state(1, np.uint64)[0])
