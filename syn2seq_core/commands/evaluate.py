@@ -59,8 +59,18 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..errors import Syn2SeqInputError
-    from ..evaluation import (BASELINES, DEFAULT_EVAL_SIZE, EVAL_FILTER, default_reference, format_table,
-                              frame_curves, parse_eval_size, score_take, summarize_categories, training_mean_target)
+    from ..evaluation import (
+        BASELINES,
+        DEFAULT_EVAL_SIZE,
+        EVAL_FILTER,
+        default_reference,
+        format_table,
+        frame_curves,
+        parse_eval_size,
+        score_take,
+        summarize_categories,
+        training_mean_target,
+    )
     from ..generation import views_of
     from ..metrics import PSNR_CAP_DB
     from .generate import lpips_weights, sampling_options
@@ -115,13 +125,13 @@ def run(args) -> int:
             print(f"\ncategory {category}: " + format_table(part))
         if args.out:
             files, skipped = _render_report(args, outputs["out"], model, summaries, curves, scores, sources,
-                                             roots, eval_size, size_text, settings, reference)
+                                             roots, eval_size, settings, reference)
             _commit_files(files)  # the report files; the staged take folders follow as the stack closes
             tables = [p for p in files if p.suffix in (".csv", ".md", ".tex")]
             plots = [p for p in files if p.suffix == ".png"]
             print(f"report: {outputs['out']}; tables: {', '.join(str(p) for p in tables)}")
             print(f"plots: {', '.join(str(p) for p in plots)}" if plots else f"plots skipped: {skipped}")
-    print(f"evaluated {len(scores)} takes at {w}x{h} in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    print(f"evaluated {len(scores)} takes at {size_text} in {time.monotonic() - started:.1f} s", file=sys.stderr)
     return 0
 
 
@@ -299,8 +309,8 @@ def _check_aspect(model, eval_size) -> None:
                                 f"Use --eval-size WxH with that aspect (e.g. {mw * 256 // mh}x256) or 'model'")
 
 
-def _render_report(args, out: Path, model, summaries, curves, scores, sources, roots, eval_size, size_text,
-                   settings, reference) -> tuple[dict[Path, bytes], str | None]:
+def _render_report(args, out: Path, model, summaries, curves, scores, sources, roots, eval_size, settings,
+                   reference) -> tuple[dict[Path, bytes], str | None]:
     """Every report file (path -> bytes), nothing written yet, and why the plots were skipped (or None)."""
     import json
 

@@ -170,7 +170,7 @@ def test_a_bad_video_stops_eval_before_the_model_loads_and_writes_nothing(world,
                                                                           damage):
     """Every other system's video is decoded through the frames its take needs before the model loads; a take
     late in the list with a short or damaged video stops the run with nothing written."""
-    import syn2seq_core.pipeline as pipeline
+    from syn2seq_core import pipeline
 
     videos = tmp_path / "videos"
     shutil.copytree(world["other"], videos)
@@ -197,7 +197,7 @@ def test_a_bad_video_stops_eval_before_the_model_loads_and_writes_nothing(world,
 def test_a_failure_while_scoring_leaves_nothing_new(world, tmp_path, capsys, monkeypatch):
     """--write-videos folders and the report are staged and moved into place only after the last take: an error
     at the last take leaves an earlier result folder as it was and writes no new file."""
-    import syn2seq_core.evaluation as evaluation
+    from syn2seq_core import evaluation
     from syn2seq_core.errors import Syn2SeqInputError
 
     written = tmp_path / "written"

@@ -26,15 +26,24 @@ import torch
 import torch.nn.functional as F
 
 from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.fid import (MINIMUM_FRAMES, FIDInception, FIDUnavailable, InceptionConfig, convert_inception_weights,
-                              fid, fid_entry, inception_features, load_inception)
+from syn2seq_core.fid import (
+    MINIMUM_FRAMES,
+    FIDInception,
+    FIDUnavailable,
+    InceptionConfig,
+    convert_inception_weights,
+    fid,
+    fid_entry,
+    inception_features,
+    load_inception,
+)
 
 
-def random_state_dict(config=InceptionConfig(), seed=0) -> dict:
+def random_state_dict(config=None, seed=0) -> dict:
     """Random weights in the reference layout, with batch-norm statistics away from their defaults (so that a
     mix-up of mean, variance, weight and bias shows)."""
     g = torch.Generator().manual_seed(seed)
-    sd = FIDInception(config).state_dict()
+    sd = FIDInception(config or InceptionConfig()).state_dict()
     out = {}
     for k, v in sd.items():
         if k.endswith("num_batches_tracked"):
