@@ -166,8 +166,9 @@ def test_a_lora_of_a_converted_dfot_samples_as_its_run_and_refuses_a_base_that_d
     (RE10K cameras, DFoT's time grid and 50 steps, 4 transition frames, shift 0.125): lora.safetensors carries its
     run's training record and the base's, and loading applies the first after checking the second. A base of
     another network, or of the same network with another record, is refused naming both files.
-    (The reference DFoT has no LoRA; its converted file's sampling record is configurations/algorithm/
-    dfot_video.yaml's, via syn2seq_core/dfot/convert.py.)"""
+    (The reference DFoT has no LoRA; the converted base's sampling record is the reference's own,
+    configurations/algorithm/dfot_video.yaml:45,58 of fork ktncktnc/diffusion-forcing-transformer @ a3a0e70:
+    1,000 training levels, 50 DDIM steps.)"""
     from syn2seq_core.pipeline import BUNDLED_MODEL, load_model
 
     base = _converted_dfot(tmp_path)

@@ -8,8 +8,8 @@ snapshot holds only a README): ``algorithms/dfot/backbones/modules/embeddings.py
 ``torch.where`` (lines 297-301), so every rank touches the pose embedding's parameters every step, under
 ``DDPStrategy(find_unused_parameters=False)`` (``configurations/experiment/base_pytorch_exp.yaml:54``,
 ``experiments/base_exp.py:150``). Its dropout masks (``embeddings.py:298``, ``nn.Dropout`` in
-``backbones/u_vit/u_vit_blocks.py``) come from each process's global RNG; we differ on purpose: ours come from
-each sequence's own seed, so a run does not depend on its process count.
+``backbones/u_vit/u_vit_blocks.py:232``) come from each process's global RNG; we differ on purpose: ours come
+from each sequence's own seed, so a run does not depend on its process count.
 """
 
 import pytest
@@ -69,8 +69,8 @@ def test_a_dropped_pose_still_reaches_every_pose_parameter_in_the_graph():
     from syn2seq_core.dfot.uvit3d import UViT3DPose, UViT3DPoseConfig
 
     cfg = UViT3DPoseConfig(height=16, width=16, channels=(32, 64), emb_channels=32, num_updown_blocks=(1,),
-                           num_mid_blocks=1, num_heads=2, noise_features=32, block_types=("ResBlock", "TransformerBlock"),
-                           block_dropouts=(0.0, 0.0), max_frames=4)
+                           num_mid_blocks=1, num_heads=2, noise_features=32,
+                           block_types=("ResBlock", "TransformerBlock"), block_dropouts=(0.0, 0.0), max_frames=4)
     torch.manual_seed(0)
     net = UViT3DPose(cfg)
     with torch.no_grad():
@@ -103,7 +103,7 @@ def test_block_dropout_is_drawn_per_sequence_so_two_processes_train_the_weights_
     """The U-ViT's block dropout (0.5 here, at its transformer level) is drawn from each sequence's own seed
     (train.sequence_seed, as its data, noise and pose dropout), not from a per-rank RNG: 2 DDP processes reach
     the weights of 1 process at the same global batch, to float noise. The reference draws it from each
-    process's global RNG (``nn.Dropout`` in backbones/u_vit/u_vit_blocks.py; ``RandomEmbeddingDropout``,
+    process's global RNG (``nn.Dropout``, backbones/u_vit/u_vit_blocks.py:232; ``RandomEmbeddingDropout``,
     embeddings.py:298), where the masks change with the process count; ours does not, on purpose. Dropout does
     act (the weights differ from a run without it), and activation checkpointing recomputes the same masks."""
     text = uvit_text(steps=2, pose_dropout=0.3, block_dropout=0.5, batch=4)
