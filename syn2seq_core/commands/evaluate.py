@@ -97,6 +97,7 @@ def run(args) -> int:
 
         model = load_model(args.model, device=args.device, lora=args.lora)
         _check_aspect(model, eval_size)
+        _check_model_inputs(model, loaded, src)
     mean_target = None if (args.no_baselines or model is None) else training_mean_target(model, args.direction)
     h, w = eval_size if eval_size is not None else model.size
     size_text = (f"{w}x{h}, {EVAL_FILTER}" if eval_size is not None else
@@ -307,6 +308,16 @@ def _check_aspect(model, eval_size) -> None:
     if mh * w != mw * h:
         raise Syn2SeqInputError("--eval-size", f"the aspect ratio of model '{model.path}' ({mw}x{mh})", f"{w}x{h}",
                                 f"Use --eval-size WxH with that aspect (e.g. {mw * 256 // mh}x256) or 'model'")
+
+
+def _check_model_inputs(model, loaded, src: str) -> None:
+    """What the model needs of every take, before any take is generated: the source view's depth for a cue model
+    that cannot run without it (the error names the model and the take: Syn2SeqModel.without_cue)."""
+    if model.config.cue == "none" or model.cue_optional:
+        return
+    for take in loaded:
+        if take.depth(src) is None:
+            model.without_cue(None, f"take '{take.path}' without {src} depth ({src}_depth.safetensors)")
 
 
 def _render_report(args, out: Path, model, summaries, curves, scores, sources, roots, eval_size, settings,

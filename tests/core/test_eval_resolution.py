@@ -224,6 +224,23 @@ def test_a_failure_while_scoring_leaves_nothing_new(world, tmp_path, capsys, mon
     assert out.exists() and out.with_suffix(".tex").exists()
 
 
+def test_a_take_the_model_cannot_run_stops_eval_before_any_generation(world, tmp_path, capsys, monkeypatch):
+    """The bundled model reads the exo depth (a depth_warp cue, trained with it always present): takes without
+    depth are refused once it has loaded, before the first take is generated, naming the model and the take."""
+    from syn2seq_core import generation
+    from syn2seq_core.pipeline import BUNDLED_MODEL, load_model
+
+    if not BUNDLED_MODEL.exists() or load_model().cue_optional:
+        pytest.skip("needs the bundled depth-cue model")
+    monkeypatch.setattr(generation, "iter_take", lambda *a, **k: pytest.fail("a take was generated"))
+    capsys.readouterr()
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--takes", str(world["takes"]), "--eval-size", "64", "--steps", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"model '{BUNDLED_MODEL}'" in err and f"take '{world['takes'] / NAMES[0]}' without exo depth" in err
+    assert not out.exists()
+
+
 def test_a_take_alone_is_scored_without_ci(world, tmp_path):
     one = tmp_path / "one"
     shutil.copytree(world["takes"] / NAMES[0], one / NAMES[0])
