@@ -12,6 +12,14 @@ finished shards are kept as they are, the others are written. Format and guarant
         --transition-frames 2 --transition flow --workers 2
     syn2seq prepare --index egoexo4d/index.csv --root egoexo4d/takes --split train --out shards/ee4d \\
         --transition wan --devices cuda:0 cuda:1 --size 256 --stride 4
+
+Many processes, one device each (``syn2seq_core.data.shards``: process k of N writes the shards i % N == k):
+
+    torchrun --standalone --nproc_per_node=8 -m syn2seq_core prepare --takes takes --out shards/x --transition wan
+    sbatch --array=1-16 --gres=gpu:1 --wrap "syn2seq prepare --takes takes --out shards/x --transition wan"
+
+Under torchrun rank 0 writes the manifest after the others are done; in a Slurm array the task that finishes
+last does (or ``syn2seq prepare ... --merge``, the same command with ``--merge``, once all tasks are done).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import argparse
 import sys
 
 from .. import limits
+
+BARRIER_DAYS = 7  # how long torchrun ranks wait at the barrier for the slowest one (then: --merge)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also store the ego -> exo transition (for training with ego2exo_prob > 0)")
     parser.add_argument("--workers", **limits.option("workers", "processes; shard i goes to worker i %% N", 1))
     parser.add_argument("--devices", nargs="+", help="devices of the workers, round robin (e.g. cuda:0 cuda:1: one "
-                                                     "process per GPU; --workers defaults to their number)")
+                                                     "process per GPU; --workers defaults to their number); "
+                                                     "under torchrun / a Slurm array: the process's device is "
+                                                     "devices[LOCAL_RANK %% N] (default cuda:LOCAL_RANK, or cpu)")
+    parser.add_argument("--merge", action="store_true",
+                        help="write nothing but the complete manifest of shards written by other processes (a "
+                             "Slurm array's tasks): the same command plus --merge, once all are done")
     parser.add_argument("--verify", action="store_true", help="re-hash finished shards before skipping them")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -79,14 +94,81 @@ def run(args) -> int:
         else:
             names, loader = shards.egoexo4d_takes(args.egoexo4d_index, args.root, args.split, args.category)
             source = f"egoexo4d index {args.egoexo4d_index} (root {args.root}, split {args.split}, category {args.category})"
-    workers = args.workers if args.workers != 1 or not args.devices else len(args.devices)
-    summary = shards.prepare(names, loader, args.out, settings, workers=workers, devices=args.devices, source=source,
-                             verify=args.verify, progress=not args.no_progress)
-    print(f"prepare: {summary['shards']} shards ({summary['written']} written, {summary['skipped']} already done), "
-          f"{summary['samples']} samples, {summary['failed']} takes failed"
-          + (f" (see {args.out}/{shards.FAILURES_NAME})" if summary["failed"] else "")
-          + f", {summary['seconds']:.1f} s -> {args.out}/{shards.MANIFEST_NAME}")
-    if summary["samples"] == 0:
+    manifest = f"{args.out}/{shards.MANIFEST_NAME}"
+    if args.merge:
+        merged = shards.merge(names, args.out, settings, source=source, verify=args.verify)
+        print(f"prepare --merge: {merged['shards']} shards, {merged['samples']} samples, {merged['failed']} takes "
+              f"failed -> {manifest}")
+        return _verdict(merged["samples"])
+    share = shards.share_from_env()
+    if share.count == 1:
+        workers = args.workers if args.workers != 1 or not args.devices else len(args.devices)
+        summary = shards.prepare(names, loader, args.out, settings, workers=workers, devices=args.devices,
+                                 source=source, verify=args.verify, progress=not args.no_progress)
+        print(f"prepare: {summary['shards']} shards ({summary['written']} written, {summary['skipped']} already "
+              f"done), {summary['samples']} samples, {summary['failed']} takes failed"
+              + (f" (see {args.out}/{shards.FAILURES_NAME})" if summary["failed"] else "")
+              + f", {summary['seconds']:.1f} s -> {manifest}")
+        return _verdict(summary["samples"])
+    return _run_shared(args, share, names, loader, settings, source, manifest)
+
+
+def _verdict(samples: int) -> int:
+    if samples == 0:
         print("syn2seq prepare: no samples: every take failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _run_shared(args, share, names, loader, settings, source: str, manifest: str) -> int:
+    """One process of many: its share of the shards, then the manifest (rank 0 after a barrier under torchrun;
+    in a Slurm array the task that finds every shard written)."""
+    import os
+    from datetime import timedelta
+
+    import torch
+
+    from ..data import shards
+
+    device = shards.share_device(share, args.devices)
+    group = "torchrun" in share.launcher and os.environ.get("MASTER_ADDR") is not None
+    if group:  # gloo for the one barrier, on GPUs too (no tensors move); ranks may wait long for the slowest
+        torch.distributed.init_process_group("gloo", timeout=timedelta(days=BARRIER_DAYS))
+    try:
+        summary = shards.prepare(names, loader, args.out, settings, workers=args.workers, devices=[device],
+                                 source=source, verify=args.verify, progress=not args.no_progress, share=share)
+        print(f"prepare ({share.describe()}, {device}): {summary['shards']} of {summary['total_shards']} shards "
+              f"({summary['written']} written, {summary['skipped']} already done), {summary['samples']} samples, "
+              f"{summary['failed']} takes failed, {summary['seconds']:.1f} s", flush=True)
+        leader = True
+        if group:
+            torch.distributed.barrier()
+            leader = torch.distributed.get_rank() == 0
+        if leader:
+            # Under torchrun alone every shard is written after the barrier (missing ones are an error); in an
+            # array the others may still run: then the last of them writes the manifest.
+            merged = shards.merge(names, args.out, settings, source=source,
+                                  require_all=share.launcher == "torchrun")
+            if merged["complete"]:
+                print(f"prepare: all {merged['shards']} shards written, {merged['samples']} samples, "
+                      f"{merged['failed']} takes failed"
+                      + (f" (see {args.out}/{shards.FAILURES_NAME})" if merged["failed"] else "")
+                      + f" -> {manifest}", flush=True)
+                code = _verdict(merged["samples"])
+            else:
+                print(f"prepare: {len(merged['missing'])} shards of other processes not written yet; the last "
+                      f"process to finish writes {manifest} (or run this command with --merge when all are done)",
+                      flush=True)
+                code = 0
+        else:
+            code = 0
+    finally:
+        if group:
+            torch.distributed.destroy_process_group()
+    if group:
+        # As `syn2seq train` under torchrun: leave without interpreter finalization, where static destructors of
+        # gloo threads can abort a finished process and torchrun would report the run as failed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

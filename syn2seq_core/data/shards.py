@@ -42,9 +42,21 @@ Resumable
     manifest at most every few seconds, and at the end). A re-run with the same settings and takes skips
     every shard recorded (file present with its recorded size; ``verify`` re-hashes them) and writes the
     rest, so ``kill -9`` loses at most the shards in progress; their temporary files are removed by the next
-    run. Training reads only a complete manifest.
+    run (of this process's shards). Training reads only a complete manifest.
     Per-take failures (an unreadable video, a take too short for one clip, ``ideal`` on a take without a
     seed) are recorded in the shard's entry and in ``failures.jsonl``, and the take is skipped.
+
+Many processes (torchrun ranks, Slurm array tasks, or both; :func:`share_from_env`)
+    Process ``k`` of ``N`` writes the shards ``i % N == k`` (:class:`Share`), on one device (``cuda:LOCAL_RANK``
+    with CUDA, else the CPU; :func:`share_device`), and nothing else: at start-up it removes the temporary
+    files of its own shards only (another process may be writing its own), and records each finished shard in
+    its entry file. The first process to start writes the (incomplete) manifest, the settings and takes every
+    later one is checked against (a hard link: no locks). The complete manifest and ``failures.jsonl`` are
+    written by :func:`merge` once every shard is finished: under torchrun by rank 0 after a barrier, in a
+    Slurm array by the task that finds every shard finished after writing its own (the last to finish; two
+    finishing together both write the same bytes), or by ``prepare --merge``. Shards hold fixed takes and
+    entries are deterministic, so N processes write the same bytes as one, and a run may resume on another
+    number of processes.
 """
 
 from __future__ import annotations
@@ -80,6 +92,8 @@ IDEAL = "ideal"
 SYNTHETIC_SOURCE = "syn2seq render-synthetic"
 # Test hook: seconds to sleep after each finished shard (so a test can kill a run between shards).
 SLEEP_ENV = "SYN2SEQ_PREPARE_SLEEP"
+# Test hook: a folder; a shard's writer waits there with the shard half-written when asked to (see _hold).
+HOLD_ENV = "SYN2SEQ_PREPARE_HOLD"
 FRAME_VIEWS = ("exo", "transition", "ego")
 VIEWS = ("exo", "ego")
 
@@ -168,10 +182,12 @@ def _tar_info(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def write_shard(path: Path, samples: Sequence[tuple[str, list[tuple[str, bytes]], str]]) -> dict:
+def write_shard(path: Path, samples: Sequence[tuple[str, list[tuple[str, bytes]], str]],
+                on_sample: Callable[[int], None] | None = None) -> dict:
     """Write ``samples`` (key, [(extension, bytes), ...], sample id) as the tar shard ``path``, atomically
     (hidden temporary file, fsync, rename). Returns ``{"bytes", "sha256", "index"}``; ``index`` holds per
-    sample ``[key, offset, length, id]``: the byte range of its members (headers included)."""
+    sample ``[key, offset, length, id]``: the byte range of its members (headers included). on_sample: called
+    with ``k`` after sample ``k`` is in the temporary file (flushed)."""
     from ..atomic import temp_file_near
 
     path = Path(path)
@@ -186,6 +202,9 @@ def write_shard(path: Path, samples: Sequence[tuple[str, list[tuple[str, bytes]]
                     for ext, data in members:
                         tar.addfile(_tar_info(f"{key}.{ext}", len(data)), io.BytesIO(data))
                     index.append([key, start, tar.offset - start, sample_id])
+                    if on_sample is not None:
+                        raw.flush()
+                        on_sample(len(index) - 1)
             raw.flush()
             os.fsync(raw.fileno())
         digest, size = f.hash.hexdigest(), f.size
@@ -427,17 +446,213 @@ def make_shard(i: int, names: list[str], settings: PrepareSettings, out: Path, t
         except Exception as e:  # noqa: BLE001  a bad take is skipped and reported, the others go on
             failed.append({"take": name, "error": f"{type(e).__name__}: {e}"})
     file = SHARD_PATTERN.format(i)
-    written = write_shard(out / file, samples)
+    hold = os.environ.get(HOLD_ENV)
+    written = write_shard(out / file, samples, on_sample=(lambda k: _hold(hold, file)) if hold else None)
     return {"file": file, "samples": len(samples), "takes": takes, "failed": failed, **written}
+
+
+def _hold(folder: str, file: str) -> None:
+    """Test hook (``SYN2SEQ_PREPARE_HOLD=DIR``): when ``DIR/hold-FILE`` exists, stop with shard FILE half-written:
+    create ``DIR/held-FILE`` and wait until ``DIR/release-FILE`` exists (so a test can start another process while
+    this shard is in progress)."""
+    folder = Path(folder)
+    held, release = folder / f"held-{file}", folder / f"release-{file}"
+    if not (folder / f"hold-{file}").exists() or held.exists():
+        return
+    held.touch()
+    while not release.exists():
+        time.sleep(0.05)
+
+
+# --- many processes: torchrun ranks and Slurm array tasks --------------------------------------------------
+@dataclass(frozen=True)
+class Share:
+    """The shards one process writes: shard ``i`` when ``i % count == index`` (round robin: neighbouring shards,
+    whose takes are neighbours in the sorted list and cost about the same, go to different processes).
+    launcher: what set it (``single``, ``torchrun``, ``slurm-array``, ``slurm-array+torchrun``); local_rank: the
+    process's rank on its machine, whose GPU it uses (``cuda:local_rank``)."""
+
+    index: int = 0
+    count: int = 1
+    launcher: str = "single"
+    local_rank: int = 0
+
+    def owns(self, i: int) -> bool:
+        return i % self.count == self.index
+
+    def describe(self) -> str:
+        if self.count == 1:
+            return "one process"
+        return f"{self.launcher} process {self.index} of {self.count}: shards i % {self.count} == {self.index}"
+
+
+def share_from_env(environ=None) -> Share:
+    """This process's :class:`Share` from its launcher's environment variables.
+
+    torchrun: ``RANK`` of ``WORLD_SIZE`` (``LOCAL_RANK``: its GPU). Slurm job array: task ``k`` of
+    ``SLURM_ARRAY_TASK_COUNT`` with ``k = (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP``
+    (arrays may start at any number, ``--array=1-8`` or ``0-7``; a list such as ``--array=1,5,9`` is refused:
+    its tasks are not numbered 0..COUNT-1). Both (an array of torchrun jobs): index ``k * WORLD_SIZE + RANK`` of
+    ``COUNT * WORLD_SIZE``. Neither: one process."""
+    env = os.environ if environ is None else environ
+
+    def integer(name: str, minimum: int = 0) -> int:
+        text = env.get(name)
+        require(text is not None, f"environment variable {name}", "an integer (set by the launcher)", "not set")
+        try:
+            value = int(text)
+        except ValueError:
+            raise Syn2SeqInputError(f"environment variable {name}", "an integer", repr(text)) from None
+        require(value >= minimum, f"environment variable {name}", f"an integer >= {minimum}", value)
+        return value
+
+    world = integer("WORLD_SIZE", 1) if env.get("WORLD_SIZE") else 1
+    rank = integer("RANK") if world > 1 else 0
+    require(rank < world, "environment variable RANK", f"a rank below WORLD_SIZE {world}", rank)
+    local = integer("LOCAL_RANK") if world > 1 and env.get("LOCAL_RANK") else 0
+    tasks, task = 1, 0
+    if env.get("SLURM_ARRAY_TASK_ID"):
+        task_id, first = integer("SLURM_ARRAY_TASK_ID"), integer("SLURM_ARRAY_TASK_MIN")
+        tasks = integer("SLURM_ARRAY_TASK_COUNT", 1)
+        step = integer("SLURM_ARRAY_TASK_STEP", 1) if env.get("SLURM_ARRAY_TASK_STEP") else 1
+        offset = task_id - first
+        require(offset >= 0 and offset % step == 0 and offset // step < tasks, "environment variable "
+                "SLURM_ARRAY_TASK_ID", f"one of the {tasks} tasks {first}, {first + step}, ... (MIN + k * STEP)",
+                task_id, "prepare runs on a contiguous array (--array=MIN-MAX or MIN-MAX:STEP): task k writes the "
+                "shards i % COUNT == k")
+        task = offset // step
+    launcher = "+".join(n for n, c in (("slurm-array", tasks > 1), ("torchrun", world > 1)) if c) or "single"
+    return Share(task * world + rank, tasks * world, launcher, local)
+
+
+def share_device(share: Share, devices: Sequence[str] | None) -> str:
+    """The one device of a process of a share: ``devices[local_rank % len(devices)]`` when given, else
+    ``cuda:LOCAL_RANK`` when CUDA is available (one GPU per process), else ``cpu``."""
+    if devices:
+        return devices[share.local_rank % len(devices)]
+    if not torch.cuda.is_available():
+        return "cpu"
+    n = torch.cuda.device_count()
+    require(share.local_rank < n, "environment variable LOCAL_RANK", f"a rank below this machine's {n} CUDA "
+            "devices (one GPU per process)", share.local_rank, "Start at most one process per GPU "
+            "(torchrun --nproc_per_node), or name the devices with --devices")
+    return f"cuda:{share.local_rank}"
+
+
+def _claim_manifest(out: Path, doc: dict) -> None:
+    """Write ``doc`` as the manifest unless a manifest exists: the first process of a run to start records the
+    settings and takes, every later one is checked against them. Atomic without locks: a complete temporary
+    file is hard-linked onto the name, which fails when another process was first (on a file system without
+    hard links, the temporary file is renamed onto the name unless it exists)."""
+    from ..atomic import temp_file_near
+
+    path = out / MANIFEST_NAME
+    tmp = temp_file_near(path, ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _run_record(out: Path, settings: PrepareSettings, names: list[str], source: str) -> dict:
+    """The manifest in ``out`` (checked: the same settings and takes), or a new one (no shards yet)."""
+    doc = _read_manifest_file(out / MANIFEST_NAME)
+    settings_doc = settings.to_dict()
+    if doc is None:
+        return {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "settings": settings_doc, "takes": names,
+                "source": source, "shards": []}
+    if doc.get("settings") != settings_doc or doc.get("takes") != names:
+        what = "settings" if doc.get("settings") != settings_doc else "takes"
+        raise Syn2SeqInputError(str(out / MANIFEST_NAME), "a manifest of the same settings and takes (a resumed "
+                                "run)", f"other {what}", "Use a new --out folder, or the settings the run "
+                                "was started with")
+    return doc
+
+
+def _shard_number(file: str) -> int:
+    return int(file[len("shard-"):-len(".tar")])
+
+
+def _finished(out: Path, n_shards: int, doc: dict, verify=()) -> dict[int, dict]:
+    """Finished shards: ``{i: entry}`` for each shard whose tar has the size its entry records (its entry file
+    beside it, else the manifest's entry); those in ``verify`` also their recorded hash."""
+    known = {_shard_number(e["file"]): e for e in doc.get("shards", [])}
+    for i in range(n_shards):
+        side = out / ENTRY_PATTERN.format(i)
+        if side.is_file():
+            try:
+                known[i] = json.loads(side.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError):  # cannot be half-written (atomic): damaged, so redone
+                side.unlink(missing_ok=True)
+    done = {}
+    for i, entry in known.items():
+        path = out / SHARD_PATTERN.format(i)
+        ok = i < n_shards and entry.get("file") == path.name and path.is_file() and path.stat().st_size == entry["bytes"]
+        if ok and i in verify:
+            ok = file_sha256(path) == entry["sha256"]
+        if ok:
+            done[i] = entry
+    return done
+
+
+def _shard_list(numbers: list[int], most: int = 12) -> str:
+    shown = ", ".join(map(str, numbers[:most]))
+    return f"[{shown}{', ...' if len(numbers) > most else ''}]"
+
+
+def merge(names: Sequence[str], out, settings: PrepareSettings, *, source: str = "", verify: bool = False,
+          require_all: bool = True) -> dict:
+    """Write the complete manifest (and ``failures.jsonl``, in shard order) of the shards in ``out`` once every
+    shard of ``names`` is finished, whichever processes wrote them: the same bytes as one process writes.
+    ``prepare --merge``; rank 0 of a torchrun run after the others; the last Slurm array task to finish.
+    Missing shards: :class:`Syn2SeqInputError` naming them, or with ``require_all=False`` nothing is written.
+    Returns ``{"complete", "missing", "shards", "samples", "failed"}``."""
+    settings = settings.check()
+    names = list(names)
+    out = Path(out).expanduser()
+    n_shards = -(-len(names) // settings.takes_per_shard)
+    doc = _run_record(out, settings, names, source)
+    done = _finished(out, n_shards, doc, verify=range(n_shards) if verify else ())
+    missing = [i for i in range(n_shards) if i not in done]
+    summary = {"complete": not missing, "missing": missing, "shards": n_shards,
+               "samples": sum(e["samples"] for e in done.values()),
+               "failed": sum(len(e["failed"]) for e in done.values())}
+    if missing:
+        require(not require_all, f"prepare --merge {out}", f"all {n_shards} shards written", f"{len(missing)} "
+                f"missing: shards {_shard_list(missing)}", "Run the processes that write them (the same prepare "
+                "command, on the same launcher) again: they resume, and the last to finish writes the manifest")
+        return summary
+    from ..atomic import write_text_atomic
+
+    entries = [done[i] for i in range(n_shards)]
+    failures = "".join(json.dumps({"shard": e["file"], **fail}) + "\n" for e in entries for fail in e["failed"])
+    if failures:  # before the manifest: a complete manifest means everything is written
+        write_text_atomic(out / FAILURES_NAME, failures)
+    _write_manifest(out, {**doc, "shards": entries, "complete": True})
+    return summary
 
 
 def prepare(names: Sequence[str], take_loader: TakeLoader, out, settings: PrepareSettings, *, workers: int = 1,
             devices: Sequence[str] | None = None, source: str = "", verify: bool = False,
-            progress: bool = True) -> dict:
+            progress: bool = True, share: Share = Share()) -> dict:
     """Write the shards of the takes ``names`` (each loaded by ``take_loader(name) -> Take``) into ``out``;
     resumes a run of the same settings and takes. workers: processes (shard i -> worker i % workers);
     devices: one per worker, round robin (e.g. one process per GPU for ``wan``); source: what the takes are
-    (recorded). Returns a summary: shards written / skipped, samples, failed takes, seconds."""
+    (recorded). share: which shards this process writes (:func:`share_from_env`); with more than one process
+    it writes only its own and leaves the complete manifest to :func:`merge`, which one process (prepare's
+    command: rank 0, or the last array task) runs when all are written. Returns a summary: shards written /
+    skipped, samples, failed takes (of this process's shards), seconds, and ``missing``: shards not finished
+    when this process was done."""
     from tqdm import tqdm
 
     settings = settings.check()
@@ -445,44 +660,26 @@ def prepare(names: Sequence[str], take_loader: TakeLoader, out, settings: Prepar
     require(names, "prepare", "at least one take", "none")
     require(len(set(names)) == len(names), "prepare takes", "each take once", "duplicates")
     require(isinstance(workers, int) and workers >= 1, "prepare --workers", "an integer >= 1", workers)
+    require(isinstance(share, Share) and 0 <= share.index < share.count, "prepare share", "index in [0, count)",
+            share)
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    for leftover in out.glob(".shard-*.partial.tar"):  # temporary files of a killed run
-        leftover.unlink(missing_ok=True)
     n_shards = -(-len(names) // settings.takes_per_shard)
-    doc = _read_manifest_file(out / MANIFEST_NAME)
-    settings_doc = settings.to_dict()
-    if doc is not None:
-        if doc.get("settings") != settings_doc or doc.get("takes") != names:
-            what = "settings" if doc.get("settings") != settings_doc else "takes"
-            raise Syn2SeqInputError(str(out / MANIFEST_NAME), "a manifest of the same settings and takes (a resumed "
-                                    "run)", f"other {what}", "Use a new --out folder, or the settings the run "
-                                    "was started with")
-    else:
-        doc = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "settings": settings_doc, "takes": names,
-               "source": source, "shards": []}
-    # A finished shard: its tar with the size its entry records (the manifest's, or its entry file's when the
-    # manifest was not rewritten since; --verify: and its hash).
-    known = {int(e["file"][len("shard-"):-len(".tar")]): e for e in doc.get("shards", [])}
-    for i in range(n_shards):
-        side = out / ENTRY_PATTERN.format(i)
-        if i not in known and side.is_file():
-            try:
-                known[i] = json.loads(side.read_text(encoding="utf-8"))
-            except (ValueError, UnicodeDecodeError):
-                side.unlink()
-    done = {}
-    for i, entry in known.items():
-        path = out / SHARD_PATTERN.format(i)
-        ok = i < n_shards and entry.get("file") == path.name and path.is_file() and path.stat().st_size == entry["bytes"]
-        if ok and verify:
-            ok = file_sha256(path) == entry["sha256"]
-        if ok:
-            done[i] = entry
-    todo = [i for i in range(n_shards) if i not in done]
+    mine = [i for i in range(n_shards) if share.owns(i)]
+    # Temporary files of a killed run, of this process's own shards only: another process may be writing its own.
+    for i in mine:
+        for leftover in out.glob(f".shard-{i:06d}.*.partial.*"):
+            leftover.unlink(missing_ok=True)
+    doc = _run_record(out, settings, names, source)
+    done = _finished(out, n_shards, doc, verify=set(mine) if verify else ())
+    todo = [i for i in mine if i not in done]
     doc["shards"] = [done[i] for i in sorted(done)]
-    doc["complete"] = not todo
-    _write_manifest(out, doc)
+    doc["complete"] = False
+    alone = share.count == 1
+    if alone:
+        _write_manifest(out, doc)
+    else:
+        _claim_manifest(out, doc)
     sleep = float(os.environ.get(SLEEP_ENV, "0") or 0)
     t0 = time.perf_counter()
     new_failures = []
@@ -491,27 +688,28 @@ def prepare(names: Sequence[str], take_loader: TakeLoader, out, settings: Prepar
     def record(entry: dict) -> None:
         from ..atomic import write_text_atomic
 
-        i = int(entry["file"][len("shard-"):-len(".tar")])
+        i = _shard_number(entry["file"])
         write_text_atomic(out / ENTRY_PATTERN.format(i), json.dumps(entry, sort_keys=True) + "\n")
         done[i] = entry
-        doc["shards"] = [done[k] for k in sorted(done)]
-        doc["complete"] = len(done) == n_shards
-        # The manifest (which holds every sample's offset) is rewritten at most every few seconds, not after
-        # every shard of a large run; the entry file beside each shard makes it count as finished meanwhile.
-        if doc["complete"] or time.monotonic() - last_write[0] > MANIFEST_EVERY_S:
-            _write_manifest(out, doc)
-            last_write[0] = time.monotonic()
-        if entry["failed"]:
-            with open(out / FAILURES_NAME, "a", encoding="utf-8") as f:
-                f.writelines(json.dumps({"shard": entry["file"], **fail}) + "\n" for fail in entry["failed"])
-            new_failures.extend(entry["failed"])
+        if alone:
+            # The manifest (which holds every sample's offset) is rewritten at most every few seconds, not after
+            # every shard of a large run; the entry file beside each shard makes it count as finished meanwhile.
+            # With many processes only the entry files are written (no process rewrites another's record).
+            if time.monotonic() - last_write[0] > MANIFEST_EVERY_S:
+                doc["shards"] = [done[k] for k in sorted(done)]
+                _write_manifest(out, doc)
+                last_write[0] = time.monotonic()
+            if entry["failed"]:  # rewritten in shard order by merge() at the end
+                with open(out / FAILURES_NAME, "a", encoding="utf-8") as f:
+                    f.writelines(json.dumps({"shard": entry["file"], **fail}) + "\n" for fail in entry["failed"])
+        new_failures.extend(entry["failed"])
         bar.update(1)
-        bar.set_postfix(samples=sum(e["samples"] for e in done.values()), failed=len(new_failures))
+        bar.set_postfix(samples=sum(done[k]["samples"] for k in mine if k in done), failed=len(new_failures))
         if sleep:
             time.sleep(sleep)
 
     devices = list(devices or [])
-    with tqdm(total=n_shards, initial=len(done), unit="shard", desc="prepare", disable=not progress,
+    with tqdm(total=len(mine), initial=len(mine) - len(todo), unit="shard", desc="prepare", disable=not progress,
               dynamic_ncols=True) as bar:
         if workers == 1 or len(todo) <= 1:
             interp = _build_interpolator(settings, devices[0] if devices else None)
@@ -524,7 +722,7 @@ def prepare(names: Sequence[str], take_loader: TakeLoader, out, settings: Prepar
             queue = ctx.Queue()
             procs = []
             for w in range(workers):
-                jobs = [i for i in todo if i % workers == w]
+                jobs = [i for i in todo if mine.index(i) % workers == w]  # alone: shard i -> worker i % N
                 if not jobs:
                     continue
                 device = devices[w % len(devices)] if devices else None
@@ -549,10 +747,16 @@ def prepare(names: Sequence[str], take_loader: TakeLoader, out, settings: Prepar
                     p.join()
             if errors:
                 raise RuntimeError("a prepare worker failed:\n" + errors[0])
-    entries = [done[i] for i in sorted(done)]
-    return {"out": str(out), "shards": n_shards, "written": len(todo), "skipped": n_shards - len(todo),
-            "samples": sum(e["samples"] for e in entries), "failed": sum(len(e["failed"]) for e in entries),
-            "failed_this_run": len(new_failures), "seconds": time.perf_counter() - t0}
+    seconds = time.perf_counter() - t0
+    if alone:
+        missing = merge(names, out, settings, source=source, require_all=False)["missing"]
+    else:  # the others' shards as this process sees them now (entry files)
+        missing = [i for i in range(n_shards) if i not in _finished(out, n_shards, doc)]
+    entries = [done[i] for i in mine if i in done]
+    return {"out": str(out), "shards": len(mine), "total_shards": n_shards, "written": len(todo),
+            "skipped": len(mine) - len(todo), "samples": sum(e["samples"] for e in entries),
+            "failed": sum(len(e["failed"]) for e in entries), "failed_this_run": len(new_failures),
+            "seconds": seconds, "missing": missing, "share": share}
 
 
 # --- take sources ------------------------------------------------------------------------------------------
