@@ -144,6 +144,74 @@ class TakeScores:
     frame_features: dict | None = None
 
 
+# --- per-take records: one take's scores and features in a file, for runs over many processes -------------
+RECORD_KEY = "syn2seq.eval_take"
+RECORD_VERSION = 1
+
+
+def take_record(scores: TakeScores, valid_for: dict, take: dict) -> bytes:
+    """One take's :class:`TakeScores` as a ``.safetensors`` file's bytes: the per-method scores, own / other PSNR
+    and category as JSON in the metadata (floats survive JSON exactly), the tensors (example frames, FVD's I3D
+    features, FID's Inception features) as they are. ``valid_for``: what makes the record valid (model hash,
+    sampling, evaluation size, the run's takes...: a later run reuses it only with the same); ``take``: this
+    take's own part of that (its position, name, neighbour, other systems' videos) and facts of the run (the
+    model's resolved steps)."""
+    from safetensors.torch import save
+
+    tensors = {f"example/{k}": v.contiguous() for k, v in scores.example.items()}
+    features = scores.features
+    if isinstance(features, dict):
+        tensors.update({f"i3d/{k}": v.contiguous() for k, v in features.items()})
+        features = "tensors"
+    if scores.frame_features is not None:
+        tensors.update({f"inception/{k}": v.contiguous() for k, v in scores.frame_features.items()})
+    doc = {"version": RECORD_VERSION, "valid_for": valid_for, "take": take, "name": scores.name,
+           "category": scores.category, "per_method": scores.per_method, "own_psnr": scores.own_psnr,
+           "other_psnr": scores.other_psnr, "features": features,
+           "frame_features": scores.frame_features is not None,
+           "order": {prefix: [k[len(prefix) + 1:] for k in tensors if k.startswith(prefix + "/")]
+                     for prefix in ("example", "i3d", "inception")}}  # safetensors sorts its keys
+    import json
+
+    return save(tensors, metadata={RECORD_KEY: json.dumps(doc)})
+
+
+def read_record_doc(path) -> dict:
+    """The JSON part of a :func:`take_record` file (header only: no tensor is read); a file that is not one is
+    refused naming it."""
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        doc = json.loads(meta[RECORD_KEY])
+        require(isinstance(doc, dict) and doc.get("version") == RECORD_VERSION, "record", "", "")
+        return doc
+    except Exception:  # noqa: BLE001 -- any damage (truncated, foreign file) is refused below
+        raise Syn2SeqInputError(f"eval record '{path}'", f"a per-take record of syn2seq eval (version "
+                                f"{RECORD_VERSION})", "a damaged or foreign file",
+                                "Delete it: the take is scored again") from None
+
+
+def read_take_record(path) -> TakeScores:
+    """The :class:`TakeScores` of a :func:`take_record` file."""
+    from safetensors.torch import load_file
+
+    doc = read_record_doc(path)
+    tensors = load_file(str(path))
+
+    def part(prefix: str) -> dict:
+        return {k: tensors[f"{prefix}/{k}"] for k in doc["order"][prefix]}
+
+    features = doc["features"]
+    if features == "tensors":
+        features = part("i3d")
+    return TakeScores(doc["name"], doc["per_method"], doc["own_psnr"], doc["other_psnr"], doc["category"],
+                      part("example"), features, part("inception") if doc["frame_features"] else None)
+
+
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 
 

@@ -50,40 +50,51 @@ def add_arguments(parser) -> None:
                         help="also score another system's videos as method LABEL: DIR/<take>/<view>.mp4 or "
                              "DIR/<take>.mp4 per take (repeatable)")
     parser.add_argument("--write-videos", default=None, help="also write each take's outputs under this folder")
+    parser.add_argument("--batch-size", type=int, default=1, metavar="N",
+                        help="generate N takes at once, their network calls batched (each take keeps its own noise: "
+                             "the same samples to float rounding); default 1")
+    parser.add_argument("--merge", action="store_true",
+                        help="score nothing: merge the per-take records that the processes of a Slurm array wrote "
+                             "beside --out into the report (the same command plus --merge, once all are done)")
     add_generation_arguments(parser)
+
+
+BATCH_SIZE_RANGE = (1, 256)
+RECORDS_SUFFIX = "_takes"  # R.json -> R_takes/: the per-take records of a run over many processes
 
 
 def run(args) -> int:
     import time
 
-    from tqdm import tqdm
-
+    from ..distributed import share_device, share_from_env
     from ..errors import Syn2SeqInputError
     from ..evaluation import (
         BASELINES,
         DEFAULT_EVAL_SIZE,
-        EVAL_FILTER,
         default_reference,
-        format_table,
-        frame_curves,
         parse_eval_size,
-        score_take,
-        summarize_categories,
-        training_mean_target,
     )
     from ..generation import views_of
-    from ..metrics import PSNR_CAP_DB
-    from .generate import lpips_weights, sampling_options
+    from .generate import lpips_weights
 
     started = time.monotonic()
     _check_model_options(args)
+    _check_batch_size(args)
+    share = share_from_env()
+    many = share.distributed or args.merge  # per-take records, merged into the report
+    if many and not args.out:
+        raise Syn2SeqInputError("--out", "a report path (the processes leave their per-take records beside it)",
+                                "none", f"Give --out R.json under {share.launcher if share.distributed else '--merge'}")
+    if args.merge and args.write_videos:
+        raise Syn2SeqInputError("--merge", "no --write-videos (the processes wrote them)", "--write-videos as well")
+    args.device = share_device(share, args.device)
     eval_size = parse_eval_size(args.eval_size if args.eval_size is not None
                                 else (str(DEFAULT_EVAL_SIZE) if args.no_model else "model"))
     loaded, categories, sources = _load_takes(args)
     src, tgt = views_of(args.direction)
     roots = _roots(args.videos)
     external = _check_takes_and_videos(loaded, roots, src, tgt, needs_source=not args.no_model)
-    outputs = _check_outputs(args, loaded)
+    outputs = _check_outputs(args, loaded, records=many)
     lpips = lpips_weights(args)  # files checked before the model loads
     i3d = _load_i3d(args)
     inception = _load_inception(args)
@@ -91,49 +102,308 @@ def run(args) -> int:
     if args.no_model and not baselines and not roots:
         raise Syn2SeqInputError("--no-model", "something to score: --videos LABEL=DIR or the baselines",
                                 "--no-baselines and no --videos")
-    model = None
-    if not args.no_model:
-        from ..pipeline import load_model
-
-        model = load_model(args.model, device=args.device, lora=args.lora)
-        _check_aspect(model, eval_size)
-        _check_model_inputs(model, loaded, src)
-    mean_target = None if (args.no_baselines or model is None) else training_mean_target(model, args.direction)
-    h, w = eval_size if eval_size is not None else model.size
-    size_text = (f"{w}x{h}, {EVAL_FILTER}" if eval_size is not None else
-                 f"{w}x{h}, the model's resolution (every video read at that size by the decoder)")
-    reference = "sample" if model is not None else default_reference(list(roots))
-    settings = [f"Evaluated at {w}x{h} pixels ({'every method resized to it' if eval_size else 'the model size'}).",
-                f"PSNR per frame capped at {PSNR_CAP_DB:g} dB (identical frames), averaged over frames, then takes."]
+    run = _Run(args, loaded, categories, sources, roots, external, outputs, eval_size, baselines, lpips, i3d,
+               inception, src, reference="sample" if not args.no_model else default_reference(list(roots)))
+    if many:
+        return _run_many(run, share, started)
+    run.load_model()
+    scores: dict[int, object] = {}
     with ExitStack() as stack:
         if args.write_videos:
             stack.enter_context(_removed_unless_used(Path(args.write_videos)))
         staged = {name: stack.enter_context(_staged_result(path)) for name, path in outputs["folders"].items()}
-        scores = []  # each take is also scored against its neighbour's ground truth ("own minus other")
-        for i, take in enumerate(tqdm(loaded, desc="eval", unit="take", file=sys.stderr, dynamic_ncols=True)):
-            scores.append(score_take(take, loaded[(i + 1) % len(loaded)] if len(loaded) > 1 else None, model,
-                                     args.direction, eval_size=eval_size, lpips_weights=lpips, baselines=baselines,
-                                     mean_target=mean_target,
-                                     external={label: paths[take.name] for label, paths in external.items()},
-                                     category=categories[i] or take.category, i3d=i3d, inception=inception,
-                                     write_to=staged.get(take.name),
-                                     **(sampling_options(args) if model is not None else {})))
-        summaries = summarize_categories(scores, reference)
+        for i, s in run.score_all(range(len(loaded)), staged):
+            scores[i] = s
+        run.report([scores[i] for i in range(len(loaded))], run.facts())
+    print(f"evaluated {len(scores)} takes at {run.size_text(run.facts())} in {time.monotonic() - started:.1f} s",
+          file=sys.stderr)
+    return 0
+
+
+class _Run:
+    """One evaluation's checked inputs, its model (once loaded) and the steps every mode shares: scoring takes,
+    the report of a list of scores."""
+
+    def __init__(self, args, loaded, categories, sources, roots, external, outputs, eval_size, baselines, lpips,
+                 i3d, inception, src, reference):
+        self.args, self.loaded, self.categories, self.sources = args, loaded, categories, sources
+        self.roots, self.external, self.outputs, self.eval_size = roots, external, outputs, eval_size
+        self.baselines, self.lpips, self.i3d, self.inception = baselines, lpips, i3d, inception
+        self.src, self.reference = src, reference
+        self.model = None
+        self.mean_target = None
+
+    def load_model(self) -> None:
+        from ..evaluation import training_mean_target
+
+        args = self.args
+        if args.no_model:
+            return
+        from ..pipeline import load_model
+
+        self.model = load_model(args.model, device=args.device, lora=args.lora)
+        _check_aspect(self.model, self.eval_size)
+        _check_model_inputs(self.model, self.loaded, self.src)
+        if not args.no_baselines:
+            self.mean_target = training_mean_target(self.model, args.direction)
+
+    def facts(self) -> dict:
+        """What the report states of the model, resolved (the steps and eta it samples with, its size)."""
+        model, args = self.model, self.args
+        if model is None:
+            return {"model": None}
+        return {"model": str(model.path), "size": list(model.size),
+                "steps": args.steps or model.default_steps,
+                "eta": model.default_eta if args.eta is None else args.eta}
+
+    def size_text(self, facts: dict) -> str:
+        from ..evaluation import EVAL_FILTER
+
+        h, w = self.eval_size if self.eval_size is not None else facts["size"]
+        return (f"{w}x{h}, {EVAL_FILTER}" if self.eval_size is not None else
+                f"{w}x{h}, the model's resolution (every video read at that size by the decoder)")
+
+    def score_one(self, i: int, model, write_to=None):
+        from ..evaluation import score_take
+        from .generate import sampling_options
+
+        args, loaded = self.args, self.loaded
+        take = loaded[i]
+        return score_take(take, loaded[(i + 1) % len(loaded)] if len(loaded) > 1 else None, model,
+                          args.direction, eval_size=self.eval_size, lpips_weights=self.lpips,
+                          baselines=self.baselines, mean_target=self.mean_target,
+                          external={label: paths[take.name] for label, paths in self.external.items()},
+                          category=self.categories[i] or take.category, i3d=self.i3d, inception=self.inception,
+                          write_to=write_to, **(sampling_options(args) if model is not None else {}))
+
+    def score_all(self, indices, staged: dict | None = None, finish=None):
+        """(index, TakeScores) of the takes at ``indices`` as each is scored (``--batch-size`` at a time); each
+        take's --write-videos folder: its entry in ``staged`` (a staging folder committed with the report), or,
+        with ``staged`` None, a staging folder of its own committed as soon as the take is scored. ``finish(i,
+        scores)``: called in the take's thread once it is scored (and its folder committed)."""
+        from tqdm import tqdm
+
+        from ..batching import map_batched
+
+        indices = list(indices)
+
+        def one(i: int, model):
+            folder = self.outputs["folders"].get(self.loaded[i].name)
+            if staged is None and folder is not None:
+                with _staged_result(folder) as tmp:
+                    s = self.score_one(i, model, tmp)
+            else:
+                s = self.score_one(i, model, None if staged is None else staged.get(self.loaded[i].name))
+            if finish is not None:
+                finish(i, s)
+            return s
+
+        with tqdm(total=len(indices), desc="eval", unit="take", file=sys.stderr, dynamic_ncols=True) as bar:
+            for i, s in map_batched(one, indices, self.model, self.args.batch_size):
+                bar.update(1)
+                yield indices[i], s
+
+    def report(self, scores: list, facts: dict) -> None:
+        """Print the tables of ``scores`` (every take, in order) and, with --out, write every report file."""
+        from ..evaluation import format_table, frame_curves, summarize_categories
+        from ..metrics import PSNR_CAP_DB
+
+        args = self.args
+        summaries = summarize_categories(scores, self.reference)
         curves = frame_curves(scores)
-        summary = summaries["overall"]
-        print(format_table(summary))
+        print(format_table(summaries["overall"]))
         for category, part in summaries["categories"].items():
             print(f"\ncategory {category}: " + format_table(part))
-        if args.out:
-            files, skipped = _render_report(args, outputs["out"], model, summaries, curves, scores, sources,
-                                             roots, eval_size, settings, reference)
-            _commit_files(files)  # the report files; the staged take folders follow as the stack closes
-            tables = [p for p in files if p.suffix in (".csv", ".md", ".tex")]
-            plots = [p for p in files if p.suffix == ".png"]
-            print(f"report: {outputs['out']}; tables: {', '.join(str(p) for p in tables)}")
-            print(f"plots: {', '.join(str(p) for p in plots)}" if plots else f"plots skipped: {skipped}")
-    print(f"evaluated {len(scores)} takes at {size_text} in {time.monotonic() - started:.1f} s", file=sys.stderr)
-    return 0
+        if not args.out:
+            return
+        h, w = self.eval_size if self.eval_size is not None else facts["size"]
+        settings = [f"Evaluated at {w}x{h} pixels ({'every method resized to it' if self.eval_size else 'the model size'}).",
+                    f"PSNR per frame capped at {PSNR_CAP_DB:g} dB (identical frames), averaged over frames, then takes."]
+        out = self.outputs["out"]
+        files, skipped = _render_report(args, out, facts, summaries, curves, scores, self.sources, self.roots,
+                                         self.eval_size, settings, self.reference)
+        _commit_files(files)  # the report files; the staged take folders follow as the stack closes
+        tables = [p for p in files if p.suffix in (".csv", ".md", ".tex")]
+        plots = [p for p in files if p.suffix == ".png"]
+        print(f"report: {out}; tables: {', '.join(str(p) for p in tables)}")
+        print(f"plots: {', '.join(str(p) for p in plots)}" if plots else f"plots skipped: {skipped}")
+
+
+# --- many processes: torchrun ranks and Slurm array tasks (syn2seq_core.distributed) ---------------------
+def _run_many(run: _Run, share, started: float) -> int:
+    """One process of many (or ``--merge``): score this process's share of the takes (take i when
+    ``i % N == k``) that have no record yet, writing each take's record as it is scored; then one process merges
+    every record into the report: rank 0 after a barrier under torchrun, in a Slurm array the task that finds
+    every record written (or ``--merge``)."""
+    import time
+
+    from ..distributed import barrier, process_group
+
+    args, loaded = run.args, run.loaded
+    folder = run.outputs["records"]
+    valid_for = _valid_for(run)
+    expected = [_take_part(run, i) for i in range(len(loaded))]
+    done = _check_records(folder, valid_for, expected)  # every record on disk, before the model loads
+    if args.merge:
+        _merge(run, folder, expected, require_all=True)
+        return 0
+    mine = [i for i in share.items(len(loaded)) if i not in done]
+    code = 0
+    with process_group(share, args.device) as group:
+        if mine:
+            run.load_model()
+            facts = run.facts()
+            write = _record_writer(folder, valid_for, expected, facts, args)
+            with ExitStack() as stack:
+                if args.write_videos:
+                    stack.enter_context(_removed_unless_used(Path(args.write_videos)))
+                for _ in run.score_all(mine, staged=None, finish=write):
+                    pass
+        print(f"eval ({share.describe()}): {len(mine)} takes scored, "
+              f"{sum(1 for i in share.items(len(loaded)) if i in done)} already recorded, of "
+              f"{len(loaded)} in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+        barrier(args.device)
+        if share.rank == 0:
+            merged = _merge(run, folder, expected, require_all=share.launcher == "torchrun")
+            if not merged:
+                print(f"eval: takes of other processes are not scored yet; the last process to finish writes "
+                      f"{run.outputs['out']} (or run this command with --merge when all are done)", flush=True)
+    if group:
+        # As `syn2seq train`: a torchrun worker whose work is written leaves without interpreter finalization,
+        # where static destructors of gloo threads can abort a finished process.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _record_path(folder: Path, i: int) -> Path:
+    return folder / f"{i:06d}.safetensors"
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _valid_for(run: _Run) -> dict:
+    """What makes a per-take record valid for this run (a record made otherwise is refused, never mixed in): the
+    model's and LoRA's bytes, every sampling option, the direction, evaluation size, baselines, other systems'
+    folders, the metric networks' bytes and the run's takes in order (a take's "own minus other" reads its
+    neighbour). Computed before the model loads."""
+    import hashlib
+    import json
+
+    from ..errors import Syn2SeqInputError
+
+    args = run.args
+    model = None
+    if not args.no_model:
+        from ..pipeline import BUNDLED_MODEL
+
+        path = Path(args.model) if args.model is not None else BUNDLED_MODEL
+        if not path.is_file():  # load_model's own refusal, before hashing
+            raise Syn2SeqInputError("model", "an existing .safetensors model file", str(path))
+        if args.lora and not Path(args.lora).is_file():
+            raise Syn2SeqInputError("--lora", "an existing lora.safetensors file", str(args.lora))
+        model = {"sha256": _sha256(path), "lora_sha256": _sha256(args.lora) if args.lora else None,
+                 "steps": args.steps, "eta": args.eta, "seed": args.seed, "scheduling": args.scheduling,
+                 "guidance": args.guidance, "guidance_scale": args.guidance_scale,
+                 "stabilization": args.stabilization, "transition_frames": args.transition_frames,
+                 "mean": bool(args.mean), "mean_draws": args.mean_draws if args.mean else None}
+    takes = [[t.name, run.categories[i] or t.category, run.sources[i]] for i, t in enumerate(run.loaded)]
+    return {"direction": args.direction, "model": model,
+            "eval_size": list(run.eval_size) if run.eval_size is not None else "model",
+            "baselines": list(run.baselines), "external": sorted(run.roots),
+            "lpips_sha256": sorted(_sha256(p) for p in (args.lpips_weights or [])),
+            "i3d_sha256": _sha256(args.i3d) if args.i3d else None,
+            "inception_sha256": _sha256(args.inception) if args.inception else None,
+            "takes": len(takes), "takes_sha256": hashlib.sha256(json.dumps(takes).encode()).hexdigest()}
+
+
+def _take_part(run: _Run, i: int) -> dict:
+    """A record's own part: its take, its neighbour and the other systems' videos of it (path and size)."""
+    loaded = run.loaded
+    take = loaded[i]
+    videos = {label: [str(paths[take.name]), paths[take.name].stat().st_size]
+              for label, paths in run.external.items()}
+    return {"index": i, "name": take.name, "neighbour": loaded[(i + 1) % len(loaded)].name if len(loaded) > 1
+            else None, "videos": videos}
+
+
+def _check_records(folder: Path | None, valid_for: dict, expected: list[dict]) -> set[int]:
+    """The takes whose records are already in ``folder``; a record of other settings or of another take is
+    refused, naming the file and what differs (before the model loads)."""
+    from ..errors import Syn2SeqInputError
+    from ..evaluation import read_record_doc
+
+    done = set()
+    if folder is None or not folder.is_dir():
+        return done
+    for i in range(len(expected)):
+        path = _record_path(folder, i)
+        if not path.is_file():
+            continue
+        doc = read_record_doc(path)
+        theirs = {**doc.get("valid_for", {}), **{f"take {k}": v for k, v in doc.get("take", {}).items()
+                                                 if k != "run"}}
+        ours = {**valid_for, **{f"take {k}": v for k, v in expected[i].items()}}
+        differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+        if differ:
+            raise Syn2SeqInputError(f"eval record '{path}'", "a record of this run's settings and takes",
+                                    "a record made otherwise: " + "; ".join(
+                                        f"{k} {theirs.get(k)!r} (this run: {ours.get(k)!r})" for k in differ[:4]),
+                                    f"Give another --out, or delete '{folder}' to score every take again")
+        done.add(i)
+    return done
+
+
+def _record_writer(folder: Path, valid_for: dict, expected: list[dict], facts: dict, args):
+    """finish(i, scores): write take i's record atomically (the model's resolved facts and how it was computed
+    go with it)."""
+    from ..atomic import write_bytes_atomic
+    from ..evaluation import take_record
+
+    info = {"run": facts, "device": str(args.device), "batch_size": args.batch_size}
+
+    def finish(i: int, scores) -> None:
+        write_bytes_atomic(_record_path(folder, i), take_record(scores, valid_for, {**expected[i], **info}))
+    return finish
+
+
+def _merge(run: _Run, folder: Path, expected: list[dict], require_all: bool) -> bool:
+    """The report of every take's record (the same report one process writes); False (nothing written) when
+    records are missing and not ``require_all``, an error naming them when ``require_all``."""
+    from ..errors import Syn2SeqInputError
+    from ..evaluation import read_record_doc, read_take_record
+
+    missing = [i for i in range(len(expected)) if not _record_path(folder, i).is_file()]
+    if missing:
+        if not require_all:
+            return False
+        names = ", ".join(f"{i} ({expected[i]['name']})" for i in missing[:5])
+        raise Syn2SeqInputError(f"eval records in '{folder}'", f"a record of each of the {len(expected)} takes",
+                                f"{len(missing)} missing: takes {names}" + (", ..." if len(missing) > 5 else ""),
+                                "Run the processes that score them (records must be on a file system every "
+                                "process shares), then merge")
+    scores = [read_take_record(_record_path(folder, i)) for i in range(len(expected))]
+    facts = read_record_doc(_record_path(folder, 0))["take"]["run"]
+    run.report(scores, facts)
+    print(f"merged {len(scores)} take records from {folder}", file=sys.stderr)
+    return True
+
+
+def _check_batch_size(args) -> None:
+    from ..errors import require
+
+    lo, hi = BATCH_SIZE_RANGE
+    require(isinstance(args.batch_size, int) and lo <= args.batch_size <= hi, "--batch-size",
+            f"an integer in [{lo}, {hi}]", args.batch_size)
 
 
 def _check_model_options(args) -> None:
@@ -217,24 +487,36 @@ def _report_files(out: Path) -> list[Path]:
     return [out, *table_paths(stem).values(), *plot_paths(stem).values()]
 
 
-def _check_outputs(args, loaded) -> dict:
+def records_dir(out: Path) -> Path:
+    """Where the processes of a run write their per-take records: ``R_takes/`` beside ``R.json``."""
+    return out.with_name(out.with_suffix("").name + RECORDS_SUFFIX)
+
+
+def _check_outputs(args, loaded, records: bool = False) -> dict:
     """Every output path, before any work: the --out report and its tables and plots (no folder in the way, a
-    folder that can be created and written), and each take's --write-videos folder (atomic.check_result_dir)."""
+    folder that can be created and written), each take's --write-videos folder (atomic.check_result_dir) and, for
+    a run over many processes (``records``), the folder of per-take records (a folder, or none yet)."""
     from ..atomic import check_result_dir
     from ..errors import Syn2SeqInputError
 
     out = None
+    rec = None
     if args.out:
         out = Path(args.out).expanduser()
         for path in _report_files(out):
             if path.is_dir():
                 raise Syn2SeqInputError("--out", f"a file path for {path.name}", f"the folder '{path}'")
         _check_writable_dir(out.parent, "--out")
+        if records:
+            rec = records_dir(out)
+            if rec.exists() and not rec.is_dir():
+                raise Syn2SeqInputError("--out", f"a folder (or nothing) at {rec.name} for the per-take records",
+                                        f"the file '{rec}'")
     folders = {}
     if args.write_videos:
         for take in loaded:
             folders[take.name] = check_result_dir(Path(args.write_videos) / take.name, "--write-videos")
-    return {"out": out, "folders": folders}
+    return {"out": out, "folders": folders, "records": rec}
 
 
 def _check_writable_dir(folder: Path, name: str) -> None:
@@ -320,9 +602,10 @@ def _check_model_inputs(model, loaded, src: str) -> None:
             model.without_cue(None, f"take '{take.path}' without {src} depth ({src}_depth.safetensors)")
 
 
-def _render_report(args, out: Path, model, summaries, curves, scores, sources, roots, eval_size, settings,
+def _render_report(args, out: Path, facts: dict, summaries, curves, scores, sources, roots, eval_size, settings,
                    reference) -> tuple[dict[Path, bytes], str | None]:
-    """Every report file (path -> bytes), nothing written yet, and why the plots were skipped (or None)."""
+    """Every report file (path -> bytes), nothing written yet, and why the plots were skipped (or None). facts:
+    the model's path, size and resolved steps and eta (:meth:`_Run.facts`; ``{"model": None}`` without one)."""
     import json
 
     from ..evaluation import EVAL_FILTER
@@ -331,9 +614,9 @@ def _render_report(args, out: Path, model, summaries, curves, scores, sources, r
     from ..metrics import PSNR_CAP_DB
     from ..reports import render_plots, render_tables
 
-    h, w = eval_size if eval_size is not None else model.size
+    h, w = eval_size if eval_size is not None else facts["size"]
     report = {"summary": summaries["overall"], "categories": summaries["categories"],
-              "model": None if model is None else str(model.path),
+              "model": facts["model"],
               "eval_size": {"width": w, "height": h, "mode": "fixed" if eval_size is not None else "model",
                             "resize": EVAL_FILTER if eval_size is not None else "the decoder's, at the model size"},
               "psnr": f"per frame, capped at {PSNR_CAP_DB:g} dB, mean over frames then takes",
@@ -345,9 +628,8 @@ def _render_report(args, out: Path, model, summaries, curves, scores, sources, r
               "per_take": [{"take": s.name, "category": s.category, "methods": s.per_method,
                             "own_psnr": s.own_psnr, "other_psnr": s.other_psnr,
                             **({"egoexo4d": src} if src else {})} for s, src in zip(scores, sources)]}
-    if model is not None:
-        report.update({"steps": args.steps or model.default_steps,
-                       "eta": model.default_eta if args.eta is None else args.eta, "seed": args.seed,
+    if facts["model"] is not None:
+        report.update({"steps": facts["steps"], "eta": facts["eta"], "seed": args.seed,
                        "mean_draws": args.mean_draws if args.mean else None})
     stem = out.with_suffix("")
     caption = f"{args.direction}, {len(scores)} takes" + (f", split {args.split}" if args.split else "")

@@ -1,0 +1,220 @@
+"""Several takes generated at once: their network calls share one batch (``syn2seq eval --batch-size N``).
+
+Each take runs its own, unchanged sampling (its own noise generator and seed, windows, guidance branches) in a
+worker thread of its own; only the network calls meet: :class:`Batcher` holds each call until every take that is
+generating has one waiting, then runs them as one call of the network, the inputs concatenated along the batch
+axis (calls of different shapes, or with and without rays or a pose mask, go in separate calls), and hands each
+take its rows. So a batched take gets the same noise and the same arithmetic as an unbatched one; its frames
+differ only by the float rounding of a larger matrix product (a test holds them equal to float tolerance). A take
+counts as generating while it is inside ``generate`` / ``generate_stream`` / ``predict_mean`` (not while it decodes
+or scores its frames between windows), so a take busy elsewhere never holds the others' batch.
+
+The network call runs in the thread of one of the waiting takes, inside its sampler, so under the same autocast
+and no-grad state as an unbatched call (every take uses the same model and dtype). An error in a call reaches
+every take of that batch; :meth:`Batcher.cancel` (Ctrl-C in the main thread) stops every take at its next call.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor
+
+
+class Cancelled(RuntimeError):
+    """Raised in a take's thread at its next network call once the batch run is cancelled."""
+
+
+class _Call:
+    __slots__ = ("args", "done", "error", "pose_mask", "result")
+
+    def __init__(self, args: tuple, pose_mask):
+        self.args, self.pose_mask = args, pose_mask
+        self.result = self.error = None
+        self.done = False
+
+    def key(self) -> tuple:
+        """Calls that can share one network call: the same shapes past the batch axis, rays or none, a pose
+        mask or none."""
+        x, logsnr, rays = self.args
+        return (tuple(x.shape[1:]), x.dtype, tuple(logsnr.shape[1:]), None if rays is None else tuple(rays.shape[1:]),
+                self.pose_mask is not None)
+
+
+class Batcher:
+    """Gathers the network calls of the takes that are generating into batched calls of ``network``."""
+
+    def __init__(self, network):
+        self.network = network
+        self._cond = threading.Condition()
+        self._waiting: list[_Call] = []
+        self._active = 0
+        self._running = False
+        self._cancelled = False
+        self._local = threading.local()
+        self.calls = 0  # network calls made, and the takes' calls they served
+        self.served = 0
+
+    # A take counts as generating inside these blocks (nested blocks count once).
+    @contextmanager
+    def generating(self):
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            with self._cond:
+                self._active += 1
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            if depth == 0:
+                with self._cond:
+                    self._active -= 1
+                    self._cond.notify_all()
+
+    def cancel(self) -> None:
+        with self._cond:
+            self._cancelled = True
+            self._cond.notify_all()
+
+    def __call__(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None, pose_mask: Tensor | None = None) -> Tensor:
+        call = _Call((x_t, logsnr, rays), pose_mask)
+        with self._cond:
+            if self._cancelled:
+                raise Cancelled("the batch run was cancelled")
+            self._waiting.append(call)
+            self._cond.notify_all()
+            while not call.done:
+                if self._cancelled:
+                    self._waiting = [c for c in self._waiting if c is not call]
+                    raise Cancelled("the batch run was cancelled")
+                if not self._running and len(self._waiting) >= max(1, self._active):
+                    batch, self._waiting = self._waiting, []
+                    self._running = True
+                    self._cond.release()
+                    try:
+                        self._run(batch)
+                    finally:
+                        self._cond.acquire()
+                        self._running = False
+                        self._cond.notify_all()
+                else:
+                    self._cond.wait()
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def _run(self, batch: list[_Call]) -> None:
+        groups: dict[tuple, list[_Call]] = {}
+        for call in batch:
+            groups.setdefault(call.key(), []).append(call)
+        for calls in groups.values():
+            try:
+                x = torch.cat([c.args[0] for c in calls])
+                logsnr = torch.cat([c.args[1] for c in calls])
+                rays = None if calls[0].args[2] is None else torch.cat([c.args[2] for c in calls])
+                kwargs = {}
+                if calls[0].pose_mask is not None:
+                    kwargs["pose_mask"] = torch.cat([c.pose_mask for c in calls])
+                out = self.network(x, logsnr, rays, **kwargs)
+                self.calls += 1
+                self.served += len(calls)
+                for call, part in zip(calls, out.split([len(c.args[0]) for c in calls])):
+                    call.result = part
+            except BaseException as e:  # noqa: BLE001 -- every take of the batch sees (and raises) the error
+                for call in calls:
+                    call.error = e
+            for call in calls:
+                call.done = True
+
+
+class _BatchedNetwork:
+    """The model's network as one take's thread sees it: calls go through the :class:`Batcher`; everything else
+    (config, parameters, ...) is the network's own."""
+
+    def __init__(self, network, batcher: Batcher):
+        self._network, self._batcher = network, batcher
+
+    def __call__(self, x_t, logsnr, rays, pose_mask=None):
+        return self._batcher(x_t, logsnr, rays, pose_mask)
+
+    def __getattr__(self, name):
+        return getattr(self._network, name)
+
+
+def batched_view(model, batcher: Batcher):
+    """A shallow copy of ``model`` (a ``pipeline.Syn2SeqModel``) whose network calls go through ``batcher`` and
+    whose sampling methods count as generating (:meth:`Batcher.generating`); weights and settings are shared."""
+    view = copy.copy(model)
+    view.network = _BatchedNetwork(model.network, batcher)
+    cls = type(model)
+
+    def generate(*a, **k):
+        with batcher.generating():
+            return cls.generate(view, *a, **k)
+
+    def predict_mean(*a, **k):
+        with batcher.generating():
+            return cls.predict_mean(view, *a, **k)
+
+    def generate_stream(*a, **k):
+        frames = cls.generate_stream(view, *a, **k)
+        while True:
+            with batcher.generating():  # generating only while inside the stream, not while its frames are used
+                try:
+                    item = next(frames)
+                except StopIteration:
+                    return
+            yield item
+
+    view.generate, view.predict_mean, view.generate_stream = generate, predict_mean, generate_stream
+    return view
+
+
+def map_batched(fn: Callable, items: Iterable, model, batch_size: int) -> Iterator[tuple[int, object]]:
+    """``fn(item, model_view)`` for every item, ``batch_size`` at a time in worker threads whose network calls are
+    batched; yields ``(position, result)`` as each finishes (not in order). ``batch_size`` 1: in this thread, in
+    order, with ``model`` itself. The first error stops the run: takes not started are dropped, running ones stop
+    at their next network call, and the error is raised here once they have ended."""
+    items = list(items)
+    if batch_size <= 1 or len(items) <= 1 or model is None:
+        for i, item in enumerate(items):
+            yield i, fn(item, model)
+        return
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    batcher = Batcher(model.network)
+    view = batched_view(model, batcher)
+    pool = ThreadPoolExecutor(max_workers=min(batch_size, len(items)), thread_name_prefix="syn2seq-take")
+    pending = {}
+    queue = list(enumerate(items))
+    failed = None
+    try:
+        while queue or pending:
+            while queue and len(pending) < batch_size and failed is None:
+                i, item = queue.pop(0)
+                pending[pool.submit(fn, item, view)] = i
+            if not pending:
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                i = pending.pop(future)
+                if future.exception() is not None:
+                    if failed is None:
+                        failed = future.exception()
+                        batcher.cancel()
+                        queue.clear()
+                    continue
+                if failed is None:
+                    yield i, future.result()
+    except BaseException:
+        batcher.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if failed is not None:
+        raise failed
