@@ -175,11 +175,13 @@ def batched_view(model, batcher: Batcher):
     return view
 
 
-def map_batched(fn: Callable, items: Iterable, model, batch_size: int) -> Iterator[tuple[int, object]]:
+def map_batched(fn: Callable, items: Iterable, model, batch_size: int, stats: dict | None = None
+                ) -> Iterator[tuple[int, object]]:
     """``fn(item, model_view)`` for every item, ``batch_size`` at a time in worker threads whose network calls are
     batched; yields ``(position, result)`` as each finishes (not in order). ``batch_size`` 1: in this thread, in
     order, with ``model`` itself. The first error stops the run: takes not started are dropped, running ones stop
-    at their next network call, and the error is raised here once they have ended."""
+    at their next network call, and the error is raised here once they have ended. ``stats``: filled with
+    ``calls`` (network calls made) and ``served`` (the takes' calls they served; their ratio is the mean batch)."""
     items = list(items)
     if batch_size <= 1 or len(items) <= 1 or model is None:
         for i, item in enumerate(items):
@@ -188,6 +190,8 @@ def map_batched(fn: Callable, items: Iterable, model, batch_size: int) -> Iterat
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     batcher = Batcher(model.network)
+    if stats is not None:
+        stats["batcher"] = batcher
     view = batched_view(model, batcher)
     pool = ThreadPoolExecutor(max_workers=min(batch_size, len(items)), thread_name_prefix="syn2seq-take")
     pending = {}

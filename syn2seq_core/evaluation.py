@@ -197,10 +197,12 @@ def read_record_doc(path) -> dict:
 
 def read_take_record(path) -> TakeScores:
     """The :class:`TakeScores` of a :func:`take_record` file."""
-    from safetensors.torch import load_file
+    from pathlib import Path
+
+    from safetensors.torch import load
 
     doc = read_record_doc(path)
-    tensors = load_file(str(path))
+    tensors = load(Path(path).read_bytes())  # in memory, not mapped: the file may be replaced meanwhile
 
     def part(prefix: str) -> dict:
         return {k: tensors[f"{prefix}/{k}"] for k in doc["order"][prefix]}

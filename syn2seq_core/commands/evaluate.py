@@ -115,8 +115,9 @@ def run(args) -> int:
         for i, s in run.score_all(range(len(loaded)), staged):
             scores[i] = s
         run.report([scores[i] for i in range(len(loaded))], run.facts())
-    print(f"evaluated {len(scores)} takes at {run.size_text(run.facts())} in {time.monotonic() - started:.1f} s",
-          file=sys.stderr)
+    seconds = time.monotonic() - started
+    print(f"evaluated {len(scores)} takes at {run.size_text(run.facts())} in {seconds:.1f} s "
+          f"({len(scores) / seconds:.3f} takes/s{run.batch_text()})", file=sys.stderr)
     return 0
 
 
@@ -132,6 +133,14 @@ class _Run:
         self.src, self.reference = src, reference
         self.model = None
         self.mean_target = None
+        self.batching: dict = {}  # the Batcher of --batch-size > 1 (its network calls and the calls they served)
+
+    def batch_text(self) -> str:
+        b = self.batching.get("batcher")
+        if b is None or not b.calls:
+            return ""
+        return f"; --batch-size {self.args.batch_size}: {b.calls} network calls for {b.served} (mean batch " \
+               f"{b.served / b.calls:.2f} takes)"
 
     def load_model(self) -> None:
         from ..evaluation import training_mean_target
@@ -199,7 +208,7 @@ class _Run:
             return s
 
         with tqdm(total=len(indices), desc="eval", unit="take", file=sys.stderr, dynamic_ncols=True) as bar:
-            for i, s in map_batched(one, indices, self.model, self.args.batch_size):
+            for i, s in map_batched(one, indices, self.model, self.args.batch_size, self.batching):
                 bar.update(1)
                 yield indices[i], s
 
@@ -261,7 +270,7 @@ def _run_many(run: _Run, share, started: float) -> int:
                     pass
         print(f"eval ({share.describe()}): {len(mine)} takes scored, "
               f"{sum(1 for i in share.items(len(loaded)) if i in done)} already recorded, of "
-              f"{len(loaded)} in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+              f"{len(loaded)} in {time.monotonic() - started:.1f} s{run.batch_text()}", file=sys.stderr, flush=True)
         barrier(args.device)
         if share.rank == 0:
             merged = _merge(run, folder, expected, require_all=share.launcher == "torchrun")
