@@ -149,13 +149,13 @@ RECORD_KEY = "syn2seq.eval_take"
 RECORD_VERSION = 1
 
 
-def take_record(scores: TakeScores, valid_for: dict, take: dict) -> bytes:
+def take_record(scores: TakeScores, valid_for: dict, take: dict, made: dict | None = None) -> bytes:
     """One take's :class:`TakeScores` as a ``.safetensors`` file's bytes: the per-method scores, own / other PSNR
     and category as JSON in the metadata (floats survive JSON exactly), the tensors (example frames, FVD's I3D
     features, FID's Inception features) as they are. ``valid_for``: what makes the record valid (model hash,
     sampling, evaluation size, the run's takes...: a later run reuses it only with the same); ``take``: this
-    take's own part of that (its position, name, neighbour, other systems' videos) and facts of the run (the
-    model's resolved steps)."""
+    take's own part of that (its position, name, neighbour, other systems' videos); ``made``: how it was made
+    (the model's resolved steps and size, the device, the batch size: facts, not conditions)."""
     from safetensors.torch import save
 
     tensors = {f"example/{k}": v.contiguous() for k, v in scores.example.items()}
@@ -165,7 +165,7 @@ def take_record(scores: TakeScores, valid_for: dict, take: dict) -> bytes:
         features = "tensors"
     if scores.frame_features is not None:
         tensors.update({f"inception/{k}": v.contiguous() for k, v in scores.frame_features.items()})
-    doc = {"version": RECORD_VERSION, "valid_for": valid_for, "take": take, "name": scores.name,
+    doc = {"version": RECORD_VERSION, "valid_for": valid_for, "take": take, "made": made or {}, "name": scores.name,
            "category": scores.category, "per_method": scores.per_method, "own_psnr": scores.own_psnr,
            "other_psnr": scores.other_psnr, "features": features,
            "frame_features": scores.frame_features is not None,

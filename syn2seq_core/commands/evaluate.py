@@ -359,8 +359,7 @@ def _check_records(folder: Path | None, valid_for: dict, expected: list[dict]) -
         if not path.is_file():
             continue
         doc = read_record_doc(path)
-        theirs = {**doc.get("valid_for", {}), **{f"take {k}": v for k, v in doc.get("take", {}).items()
-                                                 if k != "run"}}
+        theirs = {**doc.get("valid_for", {}), **{f"take {k}": v for k, v in doc.get("take", {}).items()}}
         ours = {**valid_for, **{f"take {k}": v for k, v in expected[i].items()}}
         differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
         if differ:
@@ -381,7 +380,7 @@ def _record_writer(folder: Path, valid_for: dict, expected: list[dict], facts: d
     info = {"run": facts, "device": str(args.device), "batch_size": args.batch_size}
 
     def finish(i: int, scores) -> None:
-        write_bytes_atomic(_record_path(folder, i), take_record(scores, valid_for, {**expected[i], **info}))
+        write_bytes_atomic(_record_path(folder, i), take_record(scores, valid_for, expected[i], info))
     return finish
 
 
@@ -401,7 +400,7 @@ def _merge(run: _Run, folder: Path, expected: list[dict], require_all: bool) -> 
                                 "Run the processes that score them (records must be on a file system every "
                                 "process shares), then merge")
     scores = [read_take_record(_record_path(folder, i)) for i in range(len(expected))]
-    facts = read_record_doc(_record_path(folder, 0))["take"]["run"]
+    facts = read_record_doc(_record_path(folder, 0))["made"]["run"]
     run.report(scores, facts)
     print(f"merged {len(scores)} take records from {folder}", file=sys.stderr)
     return True
