@@ -38,7 +38,8 @@ class LiveTensors:
     """Peak bytes of live tensor storages per device, while active (``with LiveTensors() as live: ...``; then
     ``live.peak["cpu"]``, ``live.peak["cuda:0"]``): a ``TorchDispatchMode`` sees every tensor an operator returns
     (forward, backward, optimizer, data), counts each storage once, for as long as it lives (a finalizer on the
-    storage, which outlives its views), at its current size. Storages made before entering are not counted;
+    storage, which outlives its views), at its current size (``UntypedStorage.resize_``, with which FSDP2 frees
+    and re-allocates its gathered weights in place, is followed too). Storages made before entering are not counted;
     enter before building what is to be counted. Python-level overhead per operator: time runs inside it are
     slower."""
 
@@ -49,11 +50,20 @@ class LiveTensors:
         self.peak: Counter = Counter()
         self._sizes: dict[int, tuple[str, int]] = {}
         self._mode = None
+        self._resize = None
 
     def _track(self, t: torch.Tensor) -> None:
         import weakref
 
-        if t.device.type == "meta" or not hasattr(t, "untyped_storage"):
+        from torch.utils._python_dispatch import is_traceable_wrapper_subclass
+
+        if is_traceable_wrapper_subclass(t):  # e.g. FSDP2's DTensor: the tensors it wraps hold the memory
+            for name in t.__tensor_flatten__()[0]:
+                inner = getattr(t, name)
+                if isinstance(inner, torch.Tensor):
+                    self._track(inner)
+            return
+        if t.device.type == "meta":
             return
         try:
             storage = t.untyped_storage()
@@ -69,6 +79,14 @@ class LiveTensors:
         self._sizes[key] = (device, nbytes)
         if self.live[device] > self.peak[device]:
             self.peak[device] = self.live[device]
+
+    def _resized(self, storage) -> None:
+        key = storage._cdata
+        if key in self._sizes:
+            device, old = self._sizes[key]
+            self._sizes[key] = (device, storage.nbytes())
+            self.live[device] += storage.nbytes() - old
+            self.peak[device] = max(self.peak[device], self.live[device])
 
     def _free(self, key: int) -> None:
         device, nbytes = self._sizes.pop(key, ("", 0))
@@ -91,9 +109,18 @@ class LiveTensors:
 
         self._mode = _Mode()
         self._mode.__enter__()
+        self._resize = resize = torch.UntypedStorage.resize_
+
+        def resize_(storage, size):
+            out = resize(storage, size)
+            counter._resized(storage)
+            return out
+
+        torch.UntypedStorage.resize_ = resize_
         return self
 
     def __exit__(self, *exc) -> None:
+        torch.UntypedStorage.resize_ = self._resize
         self._mode.__exit__(*exc)
 
 

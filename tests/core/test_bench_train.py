@@ -82,6 +82,12 @@ def test_live_tensor_counter_counts_each_storage_once_while_it_lives():
         assert live.live["cpu"] == 4 * 2000  # the view keeps b's storage
         del view
         assert live.live["cpu"] == 0
+        kept_storage = torch.zeros(1000).untyped_storage()
+        kept_storage.resize_(0)  # how FSDP2 frees a gathered weight in place
+        assert live.live["cpu"] == 0
+        kept_storage.resize_(400)
+        assert live.live["cpu"] == 400
+        del kept_storage
         w = torch.randn(256, 256, requires_grad=True)
         loss = (w @ w).square().sum()
         kept = live.live["cpu"]
