@@ -130,7 +130,8 @@ def _run_shared(args, share, names, loader, settings, source: str, manifest: str
 
     from ..data import shards
 
-    device = shards.share_device(share, args.devices)
+    # One device per process where the backend takes one (wan, rife); flow, blend and ideal run on the CPU.
+    device = shards.share_device(share, args.devices) if shards.uses_device(settings) else "cpu"
     group = "torchrun" in share.launcher and os.environ.get("MASTER_ADDR") is not None
     if group:  # gloo for the one barrier, on GPUs too (no tensors move); ranks may wait long for the slowest
         torch.distributed.init_process_group("gloo", timeout=timedelta(days=BARRIER_DAYS))

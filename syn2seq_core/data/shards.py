@@ -415,6 +415,18 @@ def _shard_worker(jobs: list[int], names: list[str], settings: PrepareSettings, 
     queue.put(("done", None, None))
 
 
+def uses_device(settings: PrepareSettings) -> bool:
+    """Whether the transition backend runs on a chosen device (takes a ``device`` option: wan, rife), so that a
+    process of many needs one of its own; flow (OpenCV), blend and ideal run on the CPU."""
+    if settings.transition == IDEAL or not settings.transition_frames:
+        return False
+    import inspect
+
+    from ..interpolation.base import interpolator_class
+
+    return "device" in inspect.signature(interpolator_class(settings.transition)).parameters
+
+
 def _build_interpolator(settings: PrepareSettings, device: str | None):
     if settings.transition == IDEAL or not settings.transition_frames:
         return None
