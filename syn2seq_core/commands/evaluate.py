@@ -359,8 +359,8 @@ def _check_records(folder: Path | None, valid_for: dict, expected: list[dict]) -
         if not path.is_file():
             continue
         doc = read_record_doc(path)
-        theirs = {**doc.get("valid_for", {}), **{f"take {k}": v for k, v in doc.get("take", {}).items()}}
-        ours = {**valid_for, **{f"take {k}": v for k, v in expected[i].items()}}
+        theirs = _flat({**doc.get("valid_for", {}), "take": doc.get("take", {})})
+        ours = _flat({**valid_for, "take": expected[i]})
         differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
         if differ:
             raise Syn2SeqInputError(f"eval record '{path}'", "a record of this run's settings and takes",
@@ -369,6 +369,17 @@ def _check_records(folder: Path | None, valid_for: dict, expected: list[dict]) -
                                     f"Give another --out, or delete '{folder}' to score every take again")
         done.add(i)
     return done
+
+
+def _flat(doc: dict, prefix: str = "") -> dict:
+    """``{"model": {"seed": 0}}`` -> ``{"model.seed": 0}`` (so that a refusal names the one setting that differs)."""
+    out = {}
+    for k, v in doc.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
 
 
 def _record_writer(folder: Path, valid_for: dict, expected: list[dict], facts: dict, args):

@@ -290,7 +290,7 @@ def test_slurm_array_from_1_last_task_merges_and_merge_step(takes, one, tmp_path
     before = report_files(out)
     stamps = {p.name: p.stat().st_mtime_ns for p in (out.parent / "r_takes").iterdir()}
     r = run_task(eval_command(takes, out, "--seed", "1"), task_env(1, count=2), code=2)
-    assert "r_takes/000000.safetensors" in r.stderr and "seed 0 (this run: 1)" in r.stderr, r.stderr
+    assert "r_takes/000000.safetensors" in r.stderr and "model.seed 0 (this run: 1)" in r.stderr, r.stderr
     assert "Give another --out" in r.stderr and report_files(out) == before
     assert {p.name: p.stat().st_mtime_ns for p in (out.parent / "r_takes").iterdir()} == stamps
     (out.parent / "r_takes" / "000003.safetensors").unlink()
