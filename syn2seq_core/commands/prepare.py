@@ -29,8 +29,6 @@ import sys
 
 from .. import limits
 
-BARRIER_DAYS = 7  # how long torchrun ranks wait at the barrier for the slowest one (then: --merge)
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
@@ -100,7 +98,9 @@ def run(args) -> int:
         print(f"prepare --merge: {merged['shards']} shards, {merged['samples']} samples, {merged['failed']} takes "
               f"failed -> {manifest}")
         return _verdict(merged["samples"])
-    share = shards.share_from_env()
+    from ..distributed import share_from_env
+
+    share = share_from_env()
     if share.count == 1:
         workers = args.workers if args.workers != 1 or not args.devices else len(args.devices)
         summary = shards.prepare(names, loader, args.out, settings, workers=workers, devices=args.devices,
@@ -124,28 +124,25 @@ def _run_shared(args, share, names, loader, settings, source: str, manifest: str
     """One process of many: its share of the shards, then the manifest (rank 0 after a barrier under torchrun;
     in a Slurm array the task that finds every shard written)."""
     import os
-    from datetime import timedelta
 
     import torch
 
     from ..data import shards
+    from ..distributed import barrier, process_group
 
     # One device per process where the backend takes one (wan, rife); flow, blend and ideal run on the CPU.
     device = shards.share_device(share, args.devices) if shards.uses_device(settings) else "cpu"
-    group = "torchrun" in share.launcher and os.environ.get("MASTER_ADDR") is not None
-    if group:  # gloo for the one barrier, on GPUs too (no tensors move); ranks may wait long for the slowest
-        torch.distributed.init_process_group("gloo", timeout=timedelta(days=BARRIER_DAYS))
-    try:
+    # gloo for the one barrier, on GPUs too (no tensors move); ranks may wait long for the slowest (7 days).
+    with process_group(share, "cpu") as group:
         summary = shards.prepare(names, loader, args.out, settings, workers=args.workers, devices=[device],
                                  source=source, verify=args.verify, progress=not args.no_progress, share=share)
-        print(f"prepare ({share.describe()}, {device}): {summary['shards']} of {summary['total_shards']} shards "
+        print(f"prepare ({share.launcher} process {share.index} of {share.count}: shards i % {share.count} == "
+              f"{share.index}, {device}): {summary['shards']} of {summary['total_shards']} shards "
               f"({summary['written']} written, {summary['skipped']} already done), {summary['samples']} samples, "
               f"{summary['failed']} takes failed, {summary['seconds']:.1f} s", flush=True)
-        leader = True
-        if group:
-            torch.distributed.barrier()
-            leader = torch.distributed.get_rank() == 0
-        if leader:
+        barrier("cpu")
+        code = 0
+        if not group or torch.distributed.get_rank() == 0:
             # Under torchrun alone every shard is written after the barrier (missing ones are an error); in an
             # array the others may still run: then the last of them writes the manifest.
             merged = shards.merge(names, args.out, settings, source=source,
@@ -160,12 +157,6 @@ def _run_shared(args, share, names, loader, settings, source: str, manifest: str
                 print(f"prepare: {len(merged['missing'])} shards of other processes not written yet; the last "
                       f"process to finish writes {manifest} (or run this command with --merge when all are done)",
                       flush=True)
-                code = 0
-        else:
-            code = 0
-    finally:
-        if group:
-            torch.distributed.destroy_process_group()
     if group:
         # As `syn2seq train` under torchrun: leave without interpreter finalization, where static destructors of
         # gloo threads can abort a finished process and torchrun would report the run as failed.

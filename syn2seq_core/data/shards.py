@@ -46,8 +46,8 @@ Resumable
     Per-take failures (an unreadable video, a take too short for one clip, ``ideal`` on a take without a
     seed) are recorded in the shard's entry and in ``failures.jsonl``, and the take is skipped.
 
-Many processes (torchrun ranks, Slurm array tasks, or both; :func:`share_from_env`)
-    Process ``k`` of ``N`` writes the shards ``i % N == k`` (:class:`Share`), on one device (``cuda:LOCAL_RANK``
+Many processes (torchrun ranks, Slurm array tasks, or both; :mod:`syn2seq_core.distributed`)
+    Process ``k`` of ``N`` writes the shards ``i % N == k`` (its :class:`~syn2seq_core.distributed.Share`), on one device (``cuda:LOCAL_RANK``
     with CUDA, else the CPU; :func:`share_device`), and nothing else: at start-up it removes the temporary
     files of its own shards only (another process may be writing its own), and records each finished shard in
     its entry file. The first process to start writes the (incomplete) manifest, the settings and takes every
@@ -77,6 +77,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..distributed import Share, share_from_env  # noqa: F401  (share_from_env: prepare's, re-exported)
 from ..errors import Syn2SeqInputError, require
 from ..geometry.cameras import Cameras
 from ..safe_paths import resolve_inside
@@ -477,78 +478,15 @@ def _hold(folder: str, file: str) -> None:
 
 
 # --- many processes: torchrun ranks and Slurm array tasks --------------------------------------------------
-@dataclass(frozen=True)
-class Share:
-    """The shards one process writes: shard ``i`` when ``i % count == index`` (round robin: neighbouring shards,
-    whose takes are neighbours in the sorted list and cost about the same, go to different processes).
-    launcher: what set it (``single``, ``torchrun``, ``slurm-array``, ``slurm-array+torchrun``); local_rank: the
-    process's rank on its machine, whose GPU it uses (``cuda:local_rank``)."""
-
-    index: int = 0
-    count: int = 1
-    launcher: str = "single"
-    local_rank: int = 0
-
-    def owns(self, i: int) -> bool:
-        return i % self.count == self.index
-
-    def describe(self) -> str:
-        if self.count == 1:
-            return "one process"
-        return f"{self.launcher} process {self.index} of {self.count}: shards i % {self.count} == {self.index}"
-
-
-def share_from_env(environ=None) -> Share:
-    """This process's :class:`Share` from its launcher's environment variables.
-
-    torchrun: ``RANK`` of ``WORLD_SIZE`` (``LOCAL_RANK``: its GPU). Slurm job array: task ``k`` of
-    ``SLURM_ARRAY_TASK_COUNT`` with ``k = (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP``
-    (arrays may start at any number, ``--array=1-8`` or ``0-7``; a list such as ``--array=1,5,9`` is refused:
-    its tasks are not numbered 0..COUNT-1). Both (an array of torchrun jobs): index ``k * WORLD_SIZE + RANK`` of
-    ``COUNT * WORLD_SIZE``. Neither: one process."""
-    env = os.environ if environ is None else environ
-
-    def integer(name: str, minimum: int = 0) -> int:
-        text = env.get(name)
-        require(text is not None, f"environment variable {name}", "an integer (set by the launcher)", "not set")
-        try:
-            value = int(text)
-        except ValueError:
-            raise Syn2SeqInputError(f"environment variable {name}", "an integer", repr(text)) from None
-        require(value >= minimum, f"environment variable {name}", f"an integer >= {minimum}", value)
-        return value
-
-    world = integer("WORLD_SIZE", 1) if env.get("WORLD_SIZE") else 1
-    rank = integer("RANK") if world > 1 else 0
-    require(rank < world, "environment variable RANK", f"a rank below WORLD_SIZE {world}", rank)
-    local = integer("LOCAL_RANK") if world > 1 and env.get("LOCAL_RANK") else 0
-    tasks, task = 1, 0
-    if env.get("SLURM_ARRAY_TASK_ID"):
-        task_id, first = integer("SLURM_ARRAY_TASK_ID"), integer("SLURM_ARRAY_TASK_MIN")
-        tasks = integer("SLURM_ARRAY_TASK_COUNT", 1)
-        step = integer("SLURM_ARRAY_TASK_STEP", 1) if env.get("SLURM_ARRAY_TASK_STEP") else 1
-        offset = task_id - first
-        require(offset >= 0 and offset % step == 0 and offset // step < tasks, "environment variable "
-                "SLURM_ARRAY_TASK_ID", f"one of the {tasks} tasks {first}, {first + step}, ... (MIN + k * STEP)",
-                task_id, "prepare runs on a contiguous array (--array=MIN-MAX or MIN-MAX:STEP): task k writes the "
-                "shards i % COUNT == k")
-        task = offset // step
-    launcher = "+".join(n for n, c in (("slurm-array", tasks > 1), ("torchrun", world > 1)) if c) or "single"
-    return Share(task * world + rank, tasks * world, launcher, local)
-
-
 def share_device(share: Share, devices: Sequence[str] | None) -> str:
     """The one device of a process of a share: ``devices[local_rank % len(devices)]`` when given, else
-    ``cuda:LOCAL_RANK`` when CUDA is available (one GPU per process), else ``cpu``."""
+    ``cuda:LOCAL_RANK`` when CUDA is available (one GPU per process; :func:`syn2seq_core.distributed.share_device`),
+    else ``cpu``."""
+    from ..distributed import share_device as one_device
+
     if devices:
         return devices[share.local_rank % len(devices)]
-    if not torch.cuda.is_available():
-        return "cpu"
-    n = torch.cuda.device_count()
-    require(share.local_rank < n, "environment variable LOCAL_RANK", f"a rank below this machine's {n} CUDA "
-            "devices (one GPU per process)", share.local_rank, "Start at most one process per GPU "
-            "(torchrun --nproc_per_node), or name the devices with --devices")
-    return f"cuda:{share.local_rank}"
+    return one_device(share, "cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _claim_manifest(out: Path, doc: dict) -> None:
@@ -656,15 +594,15 @@ def merge(names: Sequence[str], out, settings: PrepareSettings, *, source: str =
 
 def prepare(names: Sequence[str], take_loader: TakeLoader, out, settings: PrepareSettings, *, workers: int = 1,
             devices: Sequence[str] | None = None, source: str = "", verify: bool = False,
-            progress: bool = True, share: Share = Share()) -> dict:
+            progress: bool = True, share: Share | None = None) -> dict:
     """Write the shards of the takes ``names`` (each loaded by ``take_loader(name) -> Take``) into ``out``;
     resumes a run of the same settings and takes. workers: processes (shard i -> worker i % workers);
     devices: one per worker, round robin (e.g. one process per GPU for ``wan``); source: what the takes are
-    (recorded). share: which shards this process writes (:func:`share_from_env`); with more than one process
-    it writes only its own and leaves the complete manifest to :func:`merge`, which one process (prepare's
-    command: rank 0, or the last array task) runs when all are written. Returns a summary: shards written /
-    skipped, samples, failed takes (of this process's shards), seconds, and ``missing``: shards not finished
-    when this process was done."""
+    (recorded). share: which shards this process writes (:func:`syn2seq_core.distributed.share_from_env`;
+    None: all); with more than one process it writes only its own and leaves the complete manifest to
+    :func:`merge`, which one process (prepare's command: rank 0, or the last array task) runs when all are
+    written. Returns a summary: shards written / skipped, samples, failed takes (of this process's shards),
+    seconds, and ``missing``: shards not finished when this process was done."""
     from tqdm import tqdm
 
     settings = settings.check()
@@ -672,6 +610,7 @@ def prepare(names: Sequence[str], take_loader: TakeLoader, out, settings: Prepar
     require(names, "prepare", "at least one take", "none")
     require(len(set(names)) == len(names), "prepare takes", "each take once", "duplicates")
     require(isinstance(workers, int) and workers >= 1, "prepare --workers", "an integer >= 1", workers)
+    share = share or Share()  # one process
     require(isinstance(share, Share) and 0 <= share.index < share.count, "prepare share", "index in [0, count)",
             share)
     out = Path(out).expanduser()

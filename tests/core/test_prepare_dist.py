@@ -165,33 +165,35 @@ def test_a_half_written_shard_survives_another_process_start_up(takes, one, tmp_
 
 
 def test_share_from_the_launchers_environment():
-    share = shards.share_from_env
-    assert share({}) == shards.Share()
-    assert share({"WORLD_SIZE": "1", "RANK": "0"}).count == 1
-    assert share({"WORLD_SIZE": "4", "RANK": "2", "LOCAL_RANK": "0"}) == shards.Share(2, 4, "torchrun", 0)
+    """prepare's share rule is syn2seq_core.distributed's (eval's too); here what prepare relies on."""
+    def share(env):
+        s = shards.share_from_env(env)
+        return s.index, s.count, s.launcher, s.local_rank
+
+    assert share({}) == (0, 1, "single", 0) and share({"WORLD_SIZE": "1", "RANK": "0"})[1] == 1
+    assert share({"WORLD_SIZE": "4", "RANK": "2", "LOCAL_RANK": "0"}) == (2, 4, "torchrun", 0)
     # arrays starting at 1 and at 0, with a step, and an array of 2-process torchrun jobs
     assert share({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "3"}) == \
-        shards.Share(0, 3, "slurm-array")
-    assert share({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "3"}).index == 2
+        (0, 3, "slurm-array", 0)
+    assert share({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "3"})[0] == 2
     assert share({"SLURM_ARRAY_TASK_ID": "14", "SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_COUNT": "3",
-                  "SLURM_ARRAY_TASK_STEP": "2"}).index == 2
-    both = share({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "2",
-                  "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"})
-    assert both == shards.Share(3, 4, "slurm-array+torchrun", 1) and both.owns(7) and not both.owns(6)
+                  "SLURM_ARRAY_TASK_STEP": "2"})[0] == 2
+    both = shards.share_from_env({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "1",
+                                  "SLURM_ARRAY_TASK_COUNT": "2", "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"})
+    assert (both.index, both.count, both.launcher) == (3, 4, "slurm-array+torchrun") and both.owns(7)
+    assert not both.owns(6)
     with pytest.raises(Syn2SeqInputError, match="SLURM_ARRAY_TASK_MIN: expected an integer .*got not set"):
         share({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "3"})
     with pytest.raises(Syn2SeqInputError, match="contiguous array"):  # --array=1,5,9: task 5 is not k = 1
         share({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "3"})
     with pytest.raises(Syn2SeqInputError, match="RANK: expected a rank below WORLD_SIZE 2, got 2"):
         share({"WORLD_SIZE": "2", "RANK": "2"})
-    with pytest.raises(Syn2SeqInputError, match="WORLD_SIZE: expected an integer, got 'x'"):
-        share({"WORLD_SIZE": "x"})
     # one device per process: the given devices by LOCAL_RANK, else cuda:LOCAL_RANK with CUDA, else the CPU
-    assert shards.share_device(shards.Share(3, 4, "torchrun", 1), ["cuda:0", "cuda:1"]) == "cuda:1"
+    assert shards.share_device(both, ["cuda:0", "cuda:1"]) == "cuda:1"
     import torch
 
     if not torch.cuda.is_available():
-        assert shards.share_device(shards.Share(1, 2, "torchrun", 1), None) == "cpu"
+        assert shards.share_device(both, None) == "cpu"
 
 
 def test_the_documented_array_commands(takes, one, tmp_path, monkeypatch):
