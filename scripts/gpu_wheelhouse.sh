@@ -18,5 +18,5 @@ done | grep -v -E ' @ |^-e |^#' \
 echo "gpu_wheelhouse: $(wc -l < "$DIR/requirements.txt") packages -> $DIR/requirements.txt" >&2
 if [ "${2:-}" = "--list-only" ]; then exit 0; fi
 # Wheels as published where there are some; the others built here (same platform as the GPU machine).
-python3 -m pip wheel -q --no-deps -w "$DIR" -r "$DIR/requirements.txt"
+.venv/bin/python -m pip wheel -q --no-deps -w "$DIR" -r "$DIR/requirements.txt"
 echo "gpu_wheelhouse: $(ls "$DIR"/*.whl | wc -l) wheels in $DIR" >&2

@@ -287,7 +287,7 @@ def step_sampler_mfu(ctx: Context) -> dict:
     import torch
 
     from ..benchmarks import sampler
-    from ..dfot.model import DiT3D, count_parameters
+    from ..dfot.model import DiT3D
     from ..dfot.uvit3d import UViT3DPose, uvit3d_preset
 
     device = torch.device(ctx.device)
@@ -299,27 +299,41 @@ def step_sampler_mfu(ctx: Context) -> dict:
               for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     rows = {}
     for label, cls, config in nets:
-        frames = config.max_frames
-        torch.manual_seed(0)
-        model = cls(config).to(device).eval()
-        x, logsnr, rays = sampler._inputs(config, 2, frames, device)
-        flops = sampler.step_flops(cls(config, device="meta").eval(), *(t.to("meta") for t in (x, logsnr, rays)))
-        row = {"params_m": round(count_parameters(model) / 1e6, 1), "frames": frames, "batch": 2,
-               "gflop_per_step": round(flops / 1e9, 1)}
-        for dtype, bf16 in (("fp32", False), ("bf16", True)):
-            inputs = (x, logsnr, rays)
-            seconds = sampler._median_time(lambda m=model, b=bf16, i=inputs: sampler._step(m, *i, bf16=b), device,
-                                   1 if ctx.small else 5, budget_s=10)
-            tflops = flops / seconds / 1e12
-            row[dtype] = {"s_per_step": round(seconds, 4), "tflops": round(tflops, 2),
-                          "of_matmul": round(tflops * 1e3 / matmul[dtype], 3),
-                          "mfu": round(tflops / peaks[1 if dtype == "fp32" else 0], 3) if peaks else None}
-        rows[label] = row
-        del model
+        try:
+            rows[label] = _mfu_row(cls, config, device, matmul, peaks, reps=1 if ctx.small else 5)
+        except (RuntimeError, ValueError) as e:  # e.g. out of memory: the other network still gets measured
+            rows[label] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    if all("error" in r for r in rows.values()):
+        raise RuntimeError(f"no network could be measured: {rows}")
     return {"device": name, "nominal_peak_tflops": dict(zip(("bf16", "fp32"), peaks)) if peaks else None,
             "matmul_tflops": {k: round(v / 1e3, 3) for k, v in matmul.items()}, "networks": rows}
+
+
+def _mfu_row(cls, config, device, matmul: dict, peaks, reps: int) -> dict:
+    """FLOPs (counted on the meta device), s/step and MFU of one denoising step (B = 2, the full window)."""
+    import torch
+
+    from ..benchmarks import sampler
+    from ..dfot.model import count_parameters
+
+    frames = config.max_frames
+    torch.manual_seed(0)
+    model = cls(config).to(device).eval()
+    x, logsnr, rays = sampler._inputs(config, 2, frames, device)
+    flops = sampler.step_flops(cls(config, device="meta").eval(), *(t.to("meta") for t in (x, logsnr, rays)))
+    row = {"params_m": round(count_parameters(model) / 1e6, 1), "frames": frames, "batch": 2,
+           "gflop_per_step": round(flops / 1e9, 1)}
+    for dtype, bf16 in (("fp32", False), ("bf16", True)):
+        inputs = (x, logsnr, rays)
+        seconds = sampler._median_time(lambda m=model, b=bf16, i=inputs: sampler._step(m, *i, bf16=b), device, reps,
+                                       budget_s=10)
+        tflops = flops / seconds / 1e12
+        row[dtype] = {"s_per_step": round(seconds, 4), "tflops": round(tflops, 2),
+                      "of_matmul": round(tflops * 1e3 / matmul[dtype], 3),
+                      "mfu": round(tflops / peaks[1 if dtype == "fp32" else 0], 3) if peaks else None}
+    return row
 
 
 def _tree_hashes(folder: Path) -> dict[str, str]:
