@@ -67,11 +67,13 @@ clean-venv:
 
 # The GPU check (README, "GPU check"): `syn2seq selfcheck --gpu` with a Python that has CUDA torch, GPU_CHECK_PY
 # (default: .venv/bin/python if there is one, else python3: a bare machine's own). A wheelhouse/ folder (made by
-# scripts/gpu_wheelhouse.sh, carried along) is installed first, offline, into .venv-gpu. stdout: one JSON.
-# Its exit status: 0 passed, 1 a step failed, 77 no CUDA (nothing ran; make reports "Error 77").
+# scripts/gpu_wheelhouse.sh, carried along) is installed first, offline, into GPU_CHECK_DEPS, put on PYTHONPATH.
+# stdout: one JSON. Its exit status: 0 passed, 1 a step failed, 77 no CUDA (nothing ran; make reports "Error 77").
 GPU_CHECK_PY ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 WHEELHOUSE ?= wheelhouse
+GPU_CHECK_DEPS ?= .gpu-deps
 GPU_CHECK_ARGS ?=
 .PHONY: gpu-check
 gpu-check:
-	@GPU_CHECK_PY=$(GPU_CHECK_PY) WHEELHOUSE=$(WHEELHOUSE) sh scripts/gpu_check.sh $(GPU_CHECK_ARGS)
+	@GPU_CHECK_PY=$(GPU_CHECK_PY) WHEELHOUSE=$(WHEELHOUSE) GPU_CHECK_DEPS=$(GPU_CHECK_DEPS) \
+		sh scripts/gpu_check.sh $(GPU_CHECK_ARGS)

@@ -161,7 +161,8 @@ def environment(ctx: Context) -> dict:
 
     info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
             "cuda_available": torch.cuda.is_available(), "missing_modules": missing_modules(),
-            "root": str(ROOT), "checkout": (ROOT / "tests").is_dir(), "comfyui": ctx.env.get("COMFYUI_PATH")}
+            "root": str(ROOT), "checkout": (ROOT / "tests").is_dir(), "comfyui": ctx.env.get("COMFYUI_PATH"),
+            "pythonpath": os.environ.get("PYTHONPATH")}
     if torch.cuda.is_available():
         info["devices"] = [{"name": p.name, "memory_gib": round(p.total_memory / 2**30, 1),
                             "capability": f"{p.major}.{p.minor}"}

@@ -181,3 +181,45 @@ def test_the_wheelhouse_list_pins_our_environment_without_torch(tmp_path):
     assert not {"torch", "torchvision", "torchaudio", "triton", "syn2seq"} & set(names)
     assert not [n for n in names if n.startswith("nvidia-")]
     assert not list((tmp_path / "wh").glob("*.whl"))  # --list-only downloads nothing
+
+
+def _wheel(folder: Path, name: str, module: str, text: str) -> Path:
+    """A minimal pure-Python wheel (PEP 427) of one module, built here: nothing is downloaded."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist = f"{name}-0.1.dist-info"
+    files = {f"{module}.py": text, f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n",
+             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test_gpu_check\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = []
+    for path, content in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(content.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(content.encode())}")
+    record.append(f"{dist}/RECORD,,")
+    files[f"{dist}/RECORD"] = "\n".join(record) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{name}-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for path, content in files.items():
+            z.writestr(path, content)
+    return wheel
+
+
+def test_make_gpu_check_installs_a_carried_wheelhouse_offline(tmp_path):
+    """A bare machine's path, scaled down: `make gpu-check` with a wheelhouse (here one wheel built by the test)
+    installs it offline into GPU_CHECK_DEPS, puts that on PYTHONPATH for the check and its steps, and only once."""
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    wheelhouse, deps = tmp_path / "wheelhouse", tmp_path / "deps"
+    _wheel(wheelhouse, "syn2seq_gpu_probe", "syn2seq_gpu_probe", "CARRIED = True\n")
+    (wheelhouse / "requirements.txt").write_text("syn2seq_gpu_probe==0.1\n")
+    cmd = ["make", "-s", "gpu-check", f"GPU_CHECK_PY={sys.executable}", f"WHEELHOUSE={wheelhouse}",
+           f"GPU_CHECK_DEPS={deps}", "GPU_CHECK_ARGS=--dry-run"]
+    r = subprocess.run(cmd, env={**NO_CUDA, "PIP_NO_INDEX": "1"}, cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (deps / "syn2seq_gpu_probe.py").is_file() and "installing" in r.stderr
+    assert summary(r.stdout)["environment"]["pythonpath"].split(os.pathsep)[0] == str(deps)
+    r = subprocess.run(cmd, env=NO_CUDA, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0 and "installing" not in r.stderr  # the same list: installed once
