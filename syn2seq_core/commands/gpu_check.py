@@ -75,7 +75,7 @@ STEPS = (
     Step("sampler_mfu", "one denoising step of DiT3D small and the RE10K U-ViT3D: FLOPs, s/step, MFU", 60,
          "syn2seq_core.benchmarks.sampler's step_flops / matmul_gflops / step timing on cuda, B = 2"),
     Step("prepare_flow", "syn2seq prepare --transition flow, 1 process and torchrun: identical SHA-256, wall times",
-         60, "syn2seq render-synthetic --takes 16 --size 128; syn2seq prepare --transition flow; torchrun "
+         90, "syn2seq render-synthetic --takes 16 --size 128; syn2seq prepare --transition flow; torchrun "
          "--standalone --nproc_per_node=max(2, GPUs) -m syn2seq_core prepare ..."),
     Step("wan_offload", "the tests' tiny random Wan on cuda with model CPU offload, against the CPU", 90,
          "python -m pytest tests/core/test_gpu_check.py -k cuda_wan", ("checkout", "diffusers", "transformers",
