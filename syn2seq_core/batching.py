@@ -222,3 +222,72 @@ def map_batched(fn: Callable, items: Iterable, model, batch_size: int, stats: di
         pool.shutdown(wait=True, cancel_futures=True)
     if failed is not None:
         raise failed
+
+
+# --- benchmark: python -m syn2seq_core.batching --takes DIR [--batch-size 1 4] [--rounds 3] --------------------
+def bench(takes, batch_sizes=(1, 4), rounds: int = 3, steps: int | None = None, model_path=None,
+          device: str = "cpu") -> list[dict]:
+    """Generate every take of the folder ``takes`` at each batch size in turn, ``rounds`` times (interleaved, so a
+    shared machine's drifting load reaches every size alike): one row per (round, batch size) with wall and
+    process CPU seconds (all threads) and takes per second. Generation only (no decoding for scores)."""
+    import time
+
+    from .data.takes import find_takes, load_take
+    from .generation import generate_take
+    from .pipeline import load_model
+
+    model = load_model(model_path, device=device)
+    loaded = [load_take(t) for t in find_takes(takes)]
+
+    def generate(take, m):
+        return generate_take(take, m, steps=steps, seed=0).generated
+
+    rows = []
+    for r in range(rounds):
+        for b in batch_sizes:
+            stats: dict = {}
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in map_batched(generate, loaded, model, b, stats):
+                pass
+            if str(device).startswith("cuda"):
+                torch.cuda.synchronize(device)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            batcher = stats.get("batcher")
+            rows.append({"round": r, "batch_size": b, "takes": len(loaded), "wall_s": wall, "cpu_s": cpu,
+                         "takes_per_s": len(loaded) / wall,
+                         "mean_batch": batcher.served / batcher.calls if batcher and batcher.calls else 1.0})
+    return rows
+
+
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
+
+
+def main(argv=None) -> int:
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m syn2seq_core.batching",
+                                description="throughput of --batch-size: takes generated per second at each size")
+    p.add_argument("--takes", required=True, help="a folder of take folders")
+    p.add_argument("--batch-size", type=int, nargs="+", default=[1, 4])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--model", default=None)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    rows = bench(args.takes, args.batch_size, args.rounds, args.steps, args.model, args.device)
+    for row in rows:
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+    base = args.batch_size[0]
+    for key in ("wall_s", "cpu_s"):
+        per = {b: _median([r[key] for r in rows if r["batch_size"] == b]) for b in args.batch_size}
+        print(f"median {key} per run: " + ", ".join(f"batch {b}: {per[b]:.2f}" for b in args.batch_size)
+              + "; throughput ratio vs batch " + str(base) + ": "
+              + ", ".join(f"{b}: {per[base] / per[b]:.2f}x" for b in args.batch_size if b != base))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -332,3 +332,14 @@ def test_fid_of_two_ranks_is_computed_once_on_all_features(takes, tmp_path):
     assert report_files(out) == report_files(ref)
     fid = json.loads(out.read_text())["summary"]["methods"]["other"]["fid"]
     assert fid["n"] == 12 and fid["mean"] > 0  # 3 takes x 4 frames in one set
+
+
+def test_the_batch_size_benchmark_runs_as_documented(takes, capsys):
+    """`python -m syn2seq_core.batching --takes DIR --batch-size 1 4 --rounds 3` (docs/evaluation.md), scaled down:
+    one row per (round, size) and the throughput ratio line (no timing is asserted)."""
+    from syn2seq_core.batching import main
+
+    assert main(["--takes", str(takes), "--batch-size", "1", "3", "--rounds", "1", "--steps", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(r["batch_size"], r["takes"]) for r in rows] == [(1, N_TAKES), (3, N_TAKES)]
+    assert rows[0]["mean_batch"] == 1.0 and rows[1]["mean_batch"] > 1.0
