@@ -98,6 +98,7 @@ class Syn2SeqDepthFromImage(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         r = core("geometry.reproject")
+        m = core("limits").LIMITS["depth_median_m"]
         return io.Schema(
             node_id="Syn2SeqDepthFromImage",
             display_name="Syn2Seq Depth From Image",
@@ -111,7 +112,7 @@ class Syn2SeqDepthFromImage(io.ComfyNode):
                                default="inverse",
                                tooltip="inverse: relative inverse depth, near is bright (MiDaS, Depth Anything); "
                                        "depth: relative depth, far is bright."),
-                io.Float.Input("median_m", default=r.DEFAULT_MEDIAN_DEPTH_M, min=0.1, max=100.0, step=0.1,
+                io.Float.Input("median_m", default=r.DEFAULT_MEDIAN_DEPTH_M, min=m.lo, max=m.hi, step=0.1,
                                tooltip="The median depth of the scene in metres (default: the procedural "
                                        "world's, where the bundled model learnt the cue)."),
             ],

@@ -100,6 +100,9 @@ LIMITS: dict[str, Range] = dict([
     _r("eta", float, 0.0, 1.0, [f"{_SAMPLE} --eta"],
        "DDIM stochasticity: 0 deterministic, 1 ancestral DDPM; above 1 a step would add more noise than the "
        "noise level it lands on"),
+    _r("depth_median_m", float, 0.1, 100.0,
+       ["exo2ego / ego2exo --source-depth-median", "Syn2SeqDepthFromImage.median_m"],
+       "the median depth a relative depth estimate is scaled to, in metres: a room is a few, a stadium a hundred"),
     # camera paths (Syn2SeqCameraPath, geometry.camera_paths)
     _r("path_frames", int, 1, 10_000, ["image2video --path-frames", "Syn2SeqCameraPath.frames"], "cameras in a built track, one per frame"),
     _r("path_keyframes", int, 1, 10_000, ["keyframe lists (image2video --keyframes files, the Syn2SeqCameraPath keyframes widget)"],

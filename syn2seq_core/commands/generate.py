@@ -56,6 +56,7 @@ def add_generation_arguments(parser) -> None:
 
 
 def add_arguments(parser) -> None:
+    from .. import limits
     from ..geometry.reproject import DEFAULT_MEDIAN_DEPTH_M, DEPTH_ESTIMATE_KINDS
 
     parser.add_argument("--take", required=True, help="a take folder (exo.mp4 and/or ego.mp4 + camera files)")
@@ -69,9 +70,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--source-depth-kind", default="inverse", choices=DEPTH_ESTIMATE_KINDS,
                         help="inverse: relative inverse depth (MiDaS, Depth Anything; near is bright), depth: "
                              "relative depth, metric: metres (default inverse)")
-    parser.add_argument("--source-depth-median", type=float, default=DEFAULT_MEDIAN_DEPTH_M, metavar="M",
-                        help="relative maps are scaled so their median is M metres (default "
-                             f"{DEFAULT_MEDIAN_DEPTH_M}: the procedural world's median exo depth)")
+    parser.add_argument("--source-depth-median", **limits.option(
+        "depth_median_m", "relative maps are scaled so their median is this many metres (the default: the "
+        "procedural world's median exo depth)", DEFAULT_MEDIAN_DEPTH_M))
 
 
 def source_depth(path, kind: str, median_m: float):

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import conventions as C
+from .. import limits
 from ..errors import check_choice, require
 from .cameras import full_precision, invert_pose
 
@@ -103,8 +104,7 @@ def depth_from_estimate(maps: Tensor, kind: str = "inverse", median_m: float = D
     require(maps.ndim == 3 and maps.shape[0] > 0, "depth maps", "[N, h, w] or an image batch [N, C, h, w]",
             tuple(maps.shape))
     require(maps.is_floating_point(), "depth maps", "float values", maps.dtype)
-    require(isinstance(median_m, (int, float)) and 0 < median_m < 1e4, "depth median", "metres in (0, 10000)",
-            median_m)
+    median_m = limits.check("depth_median_m", median_m, "depth median")
     maps = maps.float()
     valid = torch.isfinite(maps) & (maps > 0)
     require(bool(valid.any()), "depth maps", "some positive values", "none (every value is zero, negative or NaN)")
