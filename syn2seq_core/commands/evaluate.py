@@ -5,7 +5,13 @@ takes, overall and per category, at one evaluation resolution (terminal table; w
 Every input is checked before the model loads (takes and their cameras, every other system's video decoded through
 the frames it needs, every weights file, every output path), and the outputs (``--out`` files, ``--write-videos``
 folders) are staged and moved into place only when every take has been scored: a run completes or leaves nothing
-new."""
+new.
+
+Under torchrun or a Slurm array (``syn2seq_core.distributed``) take ``i`` is scored by process ``i % N``, which
+writes the take's record (scores, FVD / FID features, example frames; what makes it valid) beside ``--out`` as soon
+as it is scored, its --write-videos folder moved into place first; a rerun skips recorded takes and refuses records
+made otherwise; one process merges every record into the report one process would write (docs/evaluation.md).
+``--batch-size N``: N takes generated at once, their network calls batched (``syn2seq_core.batching``)."""
 
 from __future__ import annotations
 

@@ -266,11 +266,15 @@ def test_three_torchrun_ranks_one_resuming_write_the_report_of_one(takes, one, t
 
 
 def test_a_rank_without_takes(takes, one, tmp_path):
-    """--limit 2 on 3 ranks: rank 2 has no take (it loads no model) and still meets the others at the barrier."""
-    out = tmp_path / "two" / "r.json"
-    r = torchrun(3, eval_command(takes, out, "--limit", "2"))
+    """--limit 2 on 3 ranks with --write-videos: rank 2 has no take (it loads no model) and still meets the others
+    at the barrier; ranks 0 and 1 each move their take's result folder into place as it is scored."""
+    out, videos = tmp_path / "two" / "r.json", tmp_path / "videos"
+    r = torchrun(3, eval_command(takes, out, "--limit", "2", "--write-videos", str(videos)))
     assert "process 2 of 3 (items i % 3 == 2)): 0 takes scored, 0 already recorded, of 2" in r.stderr, r.stderr
     assert report_files(out) == one["two"]
+    assert sorted(p.name for p in videos.iterdir()) == ["take_00000", "take_00001"]  # no staging folder left
+    for name in ("take_00000", "take_00001"):
+        assert (videos / name / "ego_generated.mp4").is_file() and (videos / name / "metrics.json").is_file()
 
 
 def test_slurm_array_from_1_last_task_merges_and_merge_step(takes, one, tmp_path):
