@@ -128,6 +128,8 @@ LIMITS: dict[str, Range] = dict([
     # eval
     _r("eval_takes", int, 2, 100_000, ["eval --limit"],
        "every take is scored against its neighbour's ground truth too, so at least 2"),
+    _r("eval_batch", int, 1, 256, ["eval --batch-size"],
+       "takes generated at once, their network calls batched; the device's working memory grows with it"),
     # render-synthetic
     _r("synthetic_takes", int, 1, 100_000, ["render-synthetic --takes"],
        "takes are written as take_00000 .. take_99999 (five digits keep them sorted)"),

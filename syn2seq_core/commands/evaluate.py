@@ -56,16 +56,15 @@ def add_arguments(parser) -> None:
                         help="also score another system's videos as method LABEL: DIR/<take>/<view>.mp4 or "
                              "DIR/<take>.mp4 per take (repeatable)")
     parser.add_argument("--write-videos", default=None, help="also write each take's outputs under this folder")
-    parser.add_argument("--batch-size", type=int, default=1, metavar="N",
-                        help="generate N takes at once, their network calls batched (each take keeps its own noise: "
-                             "the same samples to float rounding); default 1")
+    parser.add_argument("--batch-size", **limits.option(
+        "eval_batch", "generate N takes at once, their network calls batched (each take keeps its own noise: the "
+        "same samples to float rounding)", 1))
     parser.add_argument("--merge", action="store_true",
                         help="score nothing: merge the per-take records that the processes of a Slurm array wrote "
                              "beside --out into the report (the same command plus --merge, once all are done)")
     add_generation_arguments(parser)
 
 
-BATCH_SIZE_RANGE = (1, 256)
 RECORDS_SUFFIX = "_takes"  # R.json -> R_takes/: the per-take records of a run over many processes
 
 
@@ -85,7 +84,6 @@ def run(args) -> int:
 
     started = time.monotonic()
     _check_model_options(args)
-    _check_batch_size(args)
     share = share_from_env()
     many = share.distributed or args.merge  # per-take records, merged into the report
     if many and not args.out:
@@ -421,14 +419,6 @@ def _merge(run: _Run, folder: Path, expected: list[dict], require_all: bool) -> 
     run.report(scores, facts)
     print(f"merged {len(scores)} take records from {folder}", file=sys.stderr)
     return True
-
-
-def _check_batch_size(args) -> None:
-    from ..errors import require
-
-    lo, hi = BATCH_SIZE_RANGE
-    require(isinstance(args.batch_size, int) and lo <= args.batch_size <= hi, "--batch-size",
-            f"an integer in [{lo}, {hi}]", args.batch_size)
 
 
 def _check_model_options(args) -> None:
