@@ -224,7 +224,7 @@ def test_records_keep_scores_features_and_example_frames_exactly(tmp_path):
                        {"source": torch.rand(3, 4, 4, generator=g), "sample": torch.rand(3, 4, 4, generator=g),
                         "copy_last": torch.rand(3, 4, 4, generator=g), "target": torch.rand(3, 4, 4, generator=g)},
                        {m: torch.randn(400, generator=g) for m in ("sample", "copy_last", "target")},
-                       {m: torch.randn(2, 2048, generator=g) for m in ("sample", "copy_last", "target")})
+                       {m: torch.randn(2, 16, generator=g) for m in ("sample", "copy_last", "target")})
         path = tmp_path / f"{k}.safetensors"
         path.write_bytes(take_record(s, {"run": 1}, {"index": k}))
         back = read_take_record(path)
