@@ -266,10 +266,10 @@ def test_three_torchrun_ranks_one_resuming_write_the_report_of_one(takes, one, t
 
 
 def test_a_rank_without_takes(takes, one, tmp_path):
-    """--limit 2 on 3 ranks with --write-videos: rank 2 has no take (it loads no model) and still meets the others
+    """--limit 2 on 3 ranks with --write-videos and --batch-size (the documented command): rank 2 has no take (it loads no model) and still meets the others
     at the barrier; ranks 0 and 1 each move their take's result folder into place as it is scored."""
     out, videos = tmp_path / "two" / "r.json", tmp_path / "videos"
-    r = torchrun(3, eval_command(takes, out, "--limit", "2", "--write-videos", str(videos)))
+    r = torchrun(3, eval_command(takes, out, "--limit", "2", "--write-videos", str(videos), "--batch-size", "2"))
     assert "process 2 of 3 (items i % 3 == 2)): 0 takes scored, 0 already recorded, of 2" in r.stderr, r.stderr
     assert report_files(out) == one["two"]
     assert sorted(p.name for p in videos.iterdir()) == ["take_00000", "take_00001"]  # no staging folder left
