@@ -108,6 +108,19 @@ def test_share_from_env_torchrun_slurm_arrays_and_both():
         share_from_env({"WORLD_SIZE": "2", "RANK": "x"})
 
 
+def test_one_device_per_process():
+    """Under torchrun --device cuda is cuda:LOCAL_RANK and an explicit cuda:N (every rank on one GPU) is refused;
+    the CPU and a single process keep their device."""
+    from syn2seq_core.distributed import share_device
+
+    ranks = share_from_env({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"})
+    assert share_device(ranks, "cpu") == "cpu" and share_device(share_from_env({}), "cuda:1") == "cuda:1"
+    with pytest.raises(Syn2SeqInputError, match="--device.*cuda \\(each torchrun process takes cuda:LOCAL_RANK\\).*'cuda:1'"):
+        share_device(ranks, "cuda:1")
+    if torch.cuda.device_count() >= 2:
+        assert share_device(ranks, "cuda") == "cuda:1"
+
+
 # --- --batch-size: batched network calls --------------------------------------------------------------------
 def test_batcher_gathers_calls_of_every_generating_thread_by_shape():
     """An oracle network (2x, recording each call's batch): 4 threads generating at once, two of each shape, 3
