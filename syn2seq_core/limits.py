@@ -126,8 +126,8 @@ LIMITS: dict[str, Range] = dict([
        "Wan frames, 4k + 1 (the node checks it); 0 = one frame per camera; 1025 = 257 latent frames, far past "
        "Wan's 81"),
     # eval
-    _r("eval_takes", int, 2, 100_000, ["eval --limit"],
-       "every take is scored against its neighbour's ground truth too, so at least 2"),
+    _r("eval_takes", int, 1, 100_000, ["eval --limit"],
+       "one take gives a report without confidence intervals or the own - other take comparison"),
     _r("eval_batch", int, 1, 256, ["eval --batch-size"],
        "takes generated at once, their network calls batched; the device's working memory grows with it"),
     # render-synthetic

@@ -32,7 +32,7 @@ OUT_OF_RANGE = [
     (["exo2ego", *GEN, "--guidance-scale", "21"], "--guidance-scale", "[0.0, 20.0]", "21"),
     (["exo2ego", *GEN, "--eta", "1.5"], "--eta", "[0.0, 1.0]", "1.5"),
     (["demo", "--steps", "5000"], "--steps", "[1, 1000]", "5000"),
-    (["eval", "--takes", "d", "--limit", "1"], "--limit", "[2, 100000]", "1"),
+    (["eval", "--takes", "d", "--limit", "0"], "--limit", "[1, 100000]", "0"),
     (["eval", "--takes", "d", "--mean-draws", "0"], "--mean-draws", "[1, 64]", "0"),
     (["render-synthetic", "--out", "o", "--takes", "0"], "--takes", "[1, 100000]", "0"),
     (["render-synthetic", *RS, "--size", "3"], "--size", "[4, 4096]", "3"),
