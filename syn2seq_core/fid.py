@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import Syn2SeqInputError, require
-from .metrics import MetricUnavailable
+from .metrics import MetricUnavailable, read_state_dict
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
@@ -255,24 +255,8 @@ def _canonical_key(key: str) -> str:
 
 
 def _read_state_dict(p: Path) -> dict[str, Tensor]:
-    try:
-        if p.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj = load_file(str(p), device="cpu")
-        else:
-            obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - refused unpickling, damaged or foreign file: many exception types
-        raise Syn2SeqInputError(f"Inception file '{p}'", f"{INCEPTION_FILE_NAME}, a .safetensors copy or a torch "
-                                "state dict (weights only)", f"a file that cannot be read ({type(e).__name__}: "
-                                f"{' '.join(str(e).split())[:200]})") from None
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-    if not isinstance(obj, Mapping):
-        raise Syn2SeqInputError(f"Inception file '{p}'", "a state dict (name -> tensor)", f"a {type(obj).__name__}")
-    return {_canonical_key(str(k)): v for k, v in obj.items()
-            if isinstance(v, Tensor) and not str(k).endswith("num_batches_tracked")}
+    sd = read_state_dict(p, "Inception file", f"{INCEPTION_FILE_NAME}, a .safetensors copy or a torch state dict")
+    return {_canonical_key(k): v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
 
 
 def _fit_state_dict(sd: Mapping[str, Tensor], config: InceptionConfig, source: str) -> dict[str, Tensor]:

@@ -71,7 +71,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .errors import Syn2SeqInputError, require
-from .metrics import MetricUnavailable, Unavailable
+from .metrics import MetricUnavailable, Unavailable, read_state_dict
 
 I3D_INPUT_SIZE = 224
 MIN_FRAMES = 9
@@ -467,23 +467,7 @@ def _from_tf_name(key: str, value: Tensor) -> tuple[str, Tensor] | None:
 
 
 def _plain_state_dict(p: Path) -> dict[str, Tensor]:
-    try:
-        if p.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj = load_file(str(p), device="cpu")
-        else:
-            obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - refused unpickling, damaged or foreign file: many exception types
-        raise Syn2SeqInputError(f"I3D file '{p}'", "i3d_torchscript.pt, a .safetensors file or a torch state dict "
-                                "(weights only)", f"a file that cannot be read ({type(e).__name__}: "
-                                f"{' '.join(str(e).split())[:200]})") from None
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-    if not isinstance(obj, Mapping):
-        raise Syn2SeqInputError(f"I3D file '{p}'", "a state dict (name -> tensor)", f"a {type(obj).__name__}")
-    return {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
+    return read_state_dict(p, "I3D file", "i3d_torchscript.pt, a .safetensors file or a torch state dict")
 
 
 def read_i3d_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:

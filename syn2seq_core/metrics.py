@@ -240,24 +240,31 @@ class LPIPSNet(nn.Module):
         return total[:, 0]
 
 
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
+def read_state_dict(path: Path, label: str, expected: str) -> dict[str, Tensor]:
+    """The tensors of a weights file: ``.safetensors``, or a torch file read with ``weights_only=True`` (a
+    ``state_dict`` or ``model`` entry inside it is taken). label / expected: the input's name and the files it
+    accepts, for the error a damaged, foreign or code-carrying file gets. Used by every metric's weights (LPIPS,
+    I3D, Inception)."""
     try:
-        if path.suffix == ".safetensors":
+        if path.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file
 
-            sd = load_file(str(path))
+            obj = load_file(str(path), device="cpu")
         else:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling refused, corrupt file, ...
-        raise Syn2SeqInputError("LPIPS weights", "a .safetensors file or a torch state dict (weights only)",
-                                f"'{path}' ({e.__class__.__name__}: {e})") from None
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - refused unpickling, damaged or foreign file: many exception types
+        raise Syn2SeqInputError(label, f"{expected} (weights only)", f"'{path}', a file that cannot be read "
+                                f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
     for key in ("state_dict", "model"):
-        if isinstance(sd, Mapping) and key in sd and isinstance(sd[key], Mapping):
-            sd = sd[key]
-    if not isinstance(sd, Mapping):
-        raise Syn2SeqInputError("LPIPS weights", "a state dict (name -> tensor)",
-                                f"'{path}' holding {type(sd).__name__}")
-    return {str(k): v for k, v in sd.items() if isinstance(v, Tensor)}
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+    if not isinstance(obj, Mapping):
+        raise Syn2SeqInputError(label, "a state dict (name -> tensor)", f"'{path}' holding a {type(obj).__name__}")
+    return {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
+
+
+def _read_state_dict(path: Path) -> dict[str, Tensor]:
+    return read_state_dict(path, "LPIPS weights", "a .safetensors file or a torch state dict")
 
 
 def _canonical_key(key: str) -> str | None:
