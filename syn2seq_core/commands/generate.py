@@ -59,8 +59,14 @@ def add_arguments(parser) -> None:
     from .. import limits
     from ..geometry.reproject import DEFAULT_MEDIAN_DEPTH_M, DEPTH_ESTIMATE_KINDS
 
-    parser.add_argument("--take", required=True, help="a take folder (exo.mp4 and/or ego.mp4 + camera files)")
+    parser.add_argument("--take", required=True, help="a take folder (exo.mp4 and/or ego.mp4 + camera files); "
+                        "with --index, the name of a take of the index")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--index", default=None, metavar="FILE",
+                        help="a take index (as eval --index: CSV/JSON, or syn2seq index-egoexo4d's .jsonl, whose "
+                             "takes load with the index's exo camera and the true Aria camera); needs --takes")
+    parser.add_argument("--takes", default=None, metavar="ROOT",
+                        help="with --index: the folder its takes are under (an Ego-Exo4D release root)")
     add_generation_arguments(parser)
     parser.add_argument("--source-depth", default=None, metavar="FILE",
                         help="the source view's depth for a model with the depth_warp cue, instead of the take's "
@@ -137,6 +143,20 @@ def sampling_options(args) -> dict:
                 with_mean=args.mean, mean_draws=args.mean_draws)
 
 
+def indexed_take(args):
+    """``--take NAME`` of ``--index FILE`` under ``--takes ROOT``, loaded as ``eval --index`` loads it."""
+    from ..data.index import load_takes, read_index
+    from ..errors import require
+
+    require(args.takes is not None, "--takes", "the folder the index's takes are under (with --index)", "none")
+    entries = read_index(args.index)
+    chosen = [e for e in entries if e.take == args.take]
+    names = [e.take for e in entries]
+    require(chosen, "--take", f"a take of the index '{args.index}' ({', '.join(names[:5])}"
+            + (", ..." if len(names) > 5 else "") + ")", repr(args.take))
+    return load_takes(Path(args.takes), chosen, args.index)[0]
+
+
 def run_one(take_dir, out, args, direction: str, model=None) -> dict:
     from ..atomic import check_result_dir
     from ..data.takes import load_take
@@ -144,7 +164,7 @@ def run_one(take_dir, out, args, direction: str, model=None) -> dict:
     from ..pipeline import load_model
 
     check_result_dir(out)  # before any expensive work
-    take = load_take(take_dir)
+    take = indexed_take(args) if getattr(args, "index", None) else load_take(take_dir)
     if getattr(args, "source_depth", None):  # checked before the model loads
         take = take.with_depth(views_of(direction)[0], source_depth(args.source_depth, args.source_depth_kind,
                                                                     args.source_depth_median))

@@ -343,6 +343,7 @@ def test_a_monocular_depth_video_drives_the_cue_of_a_take_without_depth(tmp_path
             "--steps", "2", "--out", str(tmp_path / "out")]
     assert main(argv + ["--source-depth", str(tmp_path / "missing.mp4")]) != 0
     assert "--source-depth" in capsys.readouterr().err and not (tmp_path / "out").exists()
-    assert main(argv + ["--source-depth", str(tmp_path / "depth.mp4")]) == 0
+    assert main(argv + ["--source-depth", str(tmp_path / "depth.mp4"), "--source-depth-kind", "inverse",
+                        "--source-depth-median", "3.3"]) == 0
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert report["generated_frames"] == 3
