@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Make a trained model the bundled one: copy it into the package and record what
-# tests/core/test_bundled_model.py checks (`syn2seq eval` on held-out takes 2^30 + 0..3).
+# tests/core/test_bundled_model.py checks (`syn2seq eval` on held-out takes 2^30 + 0..3, with their depth files and,
+# for a model that runs without its cue, without them).
 #
-#   scripts/bundle_model.sh runs/synthetic_tiny_cue4/model.safetensors '{"eta": 1.0}'
+#   scripts/bundle_model.sh runs/synthetic_tiny_cue5/model.safetensors '{"eta": 1.0}'
 #
 # The optional second argument is the model's default sampling settings (safetensors metadata "sampling":
 # steps, eta), what `syn2seq exo2ego`, eval and the ComfyUI sampler use when they are given none.
@@ -15,6 +16,7 @@
 #   syn2seq train --config configs/synthetic_tiny_cue2.toml --out runs/synthetic_tiny_cue2 --minutes 35
 #   syn2seq train --config configs/synthetic_tiny_cue3.toml --out runs/synthetic_tiny_cue3 --minutes 90
 #   syn2seq train --config configs/synthetic_tiny_cue4.toml --out runs/synthetic_tiny_cue4 --minutes 85
+#   syn2seq train --config configs/synthetic_tiny_cue5.toml --out runs/synthetic_tiny_cue5 --minutes 55  (+ 40)
 # Run it from the repository root.
 set -euo pipefail
 MODEL=${1:?usage: scripts/bundle_model.sh MODEL.safetensors [SAMPLING_JSON]}
@@ -43,6 +45,11 @@ fi
 mv "$ASSET.tmp" "$ASSET" && chmod 644 "$ASSET"
 "$PY" -m syn2seq_core render-synthetic --out "$TMP/takes" --takes 4 --seed 1073741824 "${RENDER[@]}"
 "$PY" -m syn2seq_core eval --takes "$TMP/takes" --steps 25 --seed 0 --mean --out "$TMP/eval.json"
+# The same takes without their depth files (footage without depth), where the model runs without its cue.
+if "$PY" -c "from syn2seq_core.pipeline import load_model; raise SystemExit(not load_model().cue_optional)"; then
+  "$PY" -m syn2seq_core render-synthetic --out "$TMP/plain" --takes 4 --seed 1073741824 "${RENDER[@]}" --no-depth
+  "$PY" -m syn2seq_core eval --takes "$TMP/plain" --steps 25 --seed 0 --mean --out "$TMP/eval_no_depth.json"
+fi
 "$PY" - "$TMP/eval.json" "${ASSET%.safetensors}.eval_subset.json" "${RENDER[@]}" <<'PY'
 import json, sys
 from pathlib import Path
@@ -58,6 +65,10 @@ record = {"takes": summary["takes"], "steps": report["steps"], "eta": report["et
           "render_args": render,
           "methods": {m: {"psnr": round(e["psnr"]["mean"], 4), "ssim": round(e["ssim"]["mean"], 5)}
                       for m, e in summary["methods"].items()}}
+no_depth = Path(sys.argv[1]).with_name("eval_no_depth.json")
+if no_depth.exists():  # the same takes without depth files (render-synthetic --no-depth)
+    record["no_depth"] = {m: {"psnr": round(e["psnr"]["mean"], 4), "ssim": round(e["ssim"]["mean"], 5)}
+                          for m, e in json.loads(no_depth.read_text())["summary"]["methods"].items()}
 write_text_atomic(out, json.dumps(record, indent=2) + "\n")
 print(f"recorded {out}")
 PY

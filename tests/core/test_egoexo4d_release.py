@@ -139,3 +139,29 @@ def test_the_bench_command_of_the_docs_runs(capsys):
     assert "index ms/take" in out and "load ms/take" in out and "prepare ms/take" in out
     rows = [ln for ln in out.splitlines() if ln.strip().startswith(("2 |", "4 |"))]
     assert len(rows) == 2
+
+
+def test_every_indexed_take_runs_through_exo2ego_and_eval_with_the_default_model(release, tmp_path):
+    """Real takes have no exo depth: the docs' exo2ego and eval commands, with the pack's default model, on every
+    take the index lists (the bundled model runs without its depth cue, MODEL_CARD.md)."""
+    from syn2seq_core.pipeline import load_model
+
+    assert load_model().cue_optional
+    index = tmp_path / "index.jsonl"
+    assert main(["index-egoexo4d", str(release), "--out", str(index)]) == 0
+    entries = read_egoexo4d_index(index)
+    assert len(entries) == TAKES
+    names = {"index.jsonl": str(index), "ROOT": str(release)}
+    for entry in entries:
+        out = tmp_path / "out" / entry.take_name
+        cmd = doc_command("syn2seq exo2ego --index")
+        argv = [{**names, "TAKE_NAME": entry.take_name, "OUT": str(out)}.get(a, a) for a in cmd]
+        assert main(argv + ["--steps", "2"]) == 0
+        report = json.loads((out / "metrics.json").read_text())
+        assert report["generated_frames"] == FRAMES and report["metrics"]["psnr"]["mean"] > 5
+    cmd = doc_command("syn2seq eval --index")
+    report = tmp_path / "reports" / "val.json"
+    argv = [names.get(a, a) for a in cmd]
+    argv[argv.index("--out") + 1] = str(report)
+    assert main(argv + ["--steps", "2"]) == 0
+    assert json.loads(report.read_text())["summary"]["takes"] == TAKES
