@@ -10,6 +10,7 @@ Listings are cheap (no decoding, no torch) because ComfyUI calls ``define_schema
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -82,21 +83,62 @@ def _bundled_takes() -> list[str]:
     return out
 
 
+# An Ego-Exo4D take in the take list: "<index file, relative> | <take_name>". The index (syn2seq index-egoexo4d's
+# JSON lines, first line {"format": EGOEXO4D_INDEX_FORMAT, ...}) sits in the release root it was built from.
+INDEX_TAKE_SEPARATOR = " | "
+EGOEXO4D_INDEX_FORMAT = "syn2seq.egoexo4d_index"
+
+
+def _index_takes(index: Path) -> list[str]:
+    """The take names of an Ego-Exo4D index file (plain JSON: listing runs at ComfyUI's start, without torch),
+    or [] for any other file."""
+    try:
+        with open(index, encoding="utf-8") as f:
+            if json.loads(f.readline() or "null").get("format") != EGOEXO4D_INDEX_FORMAT:
+                return []
+            return [json.loads(line)["take_name"] for line in f if line.strip()]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return []
+
+
 def list_takes() -> list[str]:
-    """Take folders in the input folder (relative, '/'-separated) after the bundled sample takes."""
-    found = []
+    """Take folders in the input folder (relative, '/'-separated) after the bundled sample takes, then the takes
+    of the Ego-Exo4D indexes there (``release/index.jsonl | take_name``)."""
+    found, indexed = [], []
     root = input_dir()
     for here, dirnames, filenames in _walk(root):
         if here != root and _is_take(here, filenames):
             found.append(here.relative_to(root).as_posix())
             dirnames[:] = []
-    return _bundled_takes() + found
+            continue
+        for f in filenames:
+            if f.endswith(".jsonl"):
+                rel = (here / f).relative_to(root).as_posix()
+                indexed += [f"{rel}{INDEX_TAKE_SEPARATOR}{name}" for name in _index_takes(here / f)]
+    return _bundled_takes() + found + indexed
 
 
 def resolve_take(name: str) -> Path:
+    """The take folder of a listed take, or the index file of an Ego-Exo4D one."""
     if isinstance(name, str) and name.startswith(BUNDLED_PREFIX):
         return inside(ASSETS_DIR, name[len(BUNDLED_PREFIX):], "take")
+    if isinstance(name, str) and INDEX_TAKE_SEPARATOR in name:
+        return inside(input_dir(), name.split(INDEX_TAKE_SEPARATOR, 1)[0], "take index")
     return inside(input_dir(), name, "take")
+
+
+def load_take(name: str):
+    """The core's Take of a listed take: a take folder, or a take of an Ego-Exo4D index (loaded as ``syn2seq
+    exo2ego --index`` loads it, the release root being the index's folder)."""
+    path = resolve_take(name)
+    if INDEX_TAKE_SEPARATOR not in name or name.startswith(BUNDLED_PREFIX):
+        return core("data.takes").load_take(path)
+    index = core("data.index")
+    take_name = name.split(INDEX_TAKE_SEPARATOR, 1)[1]
+    chosen = [e for e in index.read_index(path) if e.take == take_name]
+    if not chosen:
+        raise input_error("take", f"a take of the index '{path.name}'", repr(take_name))
+    return index.load_takes(path.parent, chosen, path)[0]
 
 
 def list_camera_files() -> list[str]:

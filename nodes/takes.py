@@ -58,7 +58,9 @@ class Syn2SeqLoadTake(io.ComfyNode):
             inputs=[
                 io.Combo.Input("take", options=paths.list_takes(),
                                tooltip="A folder under ComfyUI/input holding exo.mp4 / ego.mp4 and camera files; "
-                                       "'(bundled)' entries ship with the pack."),
+                                       "'(bundled)' entries ship with the pack; 'release/index.jsonl | name' "
+                                       "entries are the takes of an Ego-Exo4D index (syn2seq index-egoexo4d "
+                                       "ROOT --out ROOT/index.jsonl, ROOT under ComfyUI/input)."),
                 io.Int.Input("width", default=0, min=size.lo, max=size.hi, step=8,
                              tooltip="Output width; 0 with height 0 keeps the native size. Frames are scaled to "
                                      "cover width x height and centre-cropped; the cameras follow."),
@@ -89,14 +91,16 @@ class Syn2SeqLoadTake(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(cls, take, **kwargs):
         try:
-            return fingerprint_folder(str(paths.resolve_take(take)))
+            path = paths.resolve_take(take)
+            # a take folder's files, or an Ego-Exo4D take's index file
+            return fingerprint_folder(str(path)) if path.is_dir() else paths.file_fingerprint(paths.resolve_take, take)
         except ValueError:
             return take
 
     @classmethod
     def execute(cls, take, width, height, start, frames, stride) -> io.NodeOutput:
         takes = core("data.takes")
-        loaded = takes.load_take(paths.resolve_take(take))
+        loaded = paths.load_take(take)
         size = size_arg(width, height)
         start, stop, stride = frame_range(start, frames, stride)
         images, cameras, depth = {}, {}, {}

@@ -225,19 +225,31 @@ def test_a_failure_while_scoring_leaves_nothing_new(world, tmp_path, capsys, mon
 
 
 def test_a_take_the_model_cannot_run_stops_eval_before_any_generation(world, tmp_path, capsys, monkeypatch):
-    """The bundled model reads the exo depth (a depth_warp cue, trained with it always present): takes without
-    depth are refused once it has loaded, before the first take is generated, naming the model and the take."""
+    """A depth_warp model trained with the cue always present (the bundled weights with a record of no cue
+    dropout, as the stage-7 bundled model was) refuses takes without depth once it has loaded, before the first
+    take is generated, naming the model and the take."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
     from syn2seq_core import generation
     from syn2seq_core.pipeline import BUNDLED_MODEL, load_model
 
-    if not BUNDLED_MODEL.exists() or load_model().cue_optional:
+    if not BUNDLED_MODEL.exists():
         pytest.skip("needs the bundled depth-cue model")
+    needs_depth = tmp_path / "needs_depth.safetensors"
+    with safe_open(str(BUNDLED_MODEL), framework="pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    record = json.loads(meta["training"])
+    record["config"]["data"]["cue_dropout_prob"] = 0.0
+    save_file(tensors, str(needs_depth), metadata={**meta, "training": json.dumps(record)})
+    assert not load_model(needs_depth).cue_optional
     monkeypatch.setattr(generation, "iter_take", lambda *a, **k: pytest.fail("a take was generated"))
     capsys.readouterr()
     out = tmp_path / "eval.json"
-    assert main(["eval", "--takes", str(world["takes"]), "--eval-size", "64", "--steps", "1", "--out", str(out)]) == 2
+    assert main(["eval", "--takes", str(world["takes"]), "--model", str(needs_depth), "--eval-size", "64",
+                 "--steps", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"model '{BUNDLED_MODEL}'" in err and f"take '{world['takes'] / NAMES[0]}' without exo depth" in err
+    assert f"model '{needs_depth}'" in err and f"take '{world['takes'] / NAMES[0]}' without exo depth" in err
     assert not out.exists()
 
 

@@ -278,6 +278,35 @@ def depth_from_image_feeds_build_sequence_the_depth_of_an_estimate(work: Path):
 
 
 @check
+def an_egoexo4d_take_runs_load_take_to_sampler_with_the_bundled_model(work: Path):
+    """The exo2ego workflow's chain on a take of an Ego-Exo4D release in the input folder (no depth, the true
+    Aria camera): Load Take lists and loads it from its index, Build Sequence gets no depth, and the bundled model
+    samples it without its cue."""
+    from syn2seq_pack.nodes import paths
+    from syn2seq_pack.nodes._core import core
+    from syn2seq_pack.nodes.model import Syn2SeqLoadModel
+    from syn2seq_pack.nodes.sequence import Syn2SeqBuildSequence
+    from syn2seq_pack.nodes.takes import Syn2SeqLoadTake
+
+    cli = core("cli").main
+    release = work / "input" / "release"
+    assert cli(["render-synthetic", "--layout", "egoexo4d", "--out", str(release), "--takes", "2", "--size", "32",
+                "--ego-frames", "4", "--exo-frames", "4"]) == 0
+    assert cli(["index-egoexo4d", str(release), "--out", str(release / "index.jsonl")]) == 0
+    listed = [t for t in paths.list_takes() if t.startswith("release/index.jsonl | ")]
+    model, width, height, n_tr = Syn2SeqLoadModel.execute(paths.BUNDLED_MODEL).result
+    out = Syn2SeqLoadTake.execute(listed[0], width, height, 0, 0, 1).result
+    exo, ego, exo_cams, ego_cams, fps, exo_depth = out[:6]
+    seq = Syn2SeqBuildSequence.execute(exo_cams, ego_cams, "exo2ego", n_tr, exo_frames=exo,
+                                       source_depth=exo_depth).result[0]
+    frames = _sample(model, seq, steps=2)[1]
+    error = raises(paths.load_take, "release/index.jsonl | no_such_take")
+    ok = (len(listed) == 2 and exo_depth is None and seq.cue is None and ego_cams.fisheye is not None
+          and tuple(frames.shape) == (len(seq), height, width, 3) and error is not None and "no_such_take" in error)
+    return ok, f"listed {listed}; {len(seq)} frames sampled; unknown take: {error}"
+
+
+@check
 def evaluate_reports_metrics_and_lpips_unavailable(work: Path):
     import torch
     from syn2seq_pack.nodes.evaluate import Syn2SeqEvaluate

@@ -23,6 +23,7 @@ CHECK_NAMES = [
     "sampler_callback_cancels_on_interrupt",
     "conditional_mean_node_keeps_the_context_and_refuses_long_sequences",
     "depth_from_image_feeds_build_sequence_the_depth_of_an_estimate",
+    "an_egoexo4d_take_runs_load_take_to_sampler_with_the_bundled_model",
     "evaluate_reports_metrics_and_lpips_unavailable",
     "comfy_model_management_loads_offloads_and_reloads_the_network",
     "each_weight_dtype_samples_close_to_float32",
