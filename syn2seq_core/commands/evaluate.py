@@ -290,18 +290,14 @@ def _run_many(run: _Run, share, started: float) -> int:
     return code
 
 
+def _sha256(path) -> str:
+    from ..data.shards import file_sha256
+
+    return file_sha256(path)
+
+
 def _record_path(folder: Path, i: int) -> Path:
     return folder / f"{i:06d}.safetensors"
-
-
-def _sha256(path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _valid_for(run: _Run) -> dict:
