@@ -133,12 +133,7 @@ def load_take(name: str):
     path = resolve_take(name)
     if INDEX_TAKE_SEPARATOR not in name or name.startswith(BUNDLED_PREFIX):
         return core("data.takes").load_take(path)
-    index = core("data.index")
-    take_name = name.split(INDEX_TAKE_SEPARATOR, 1)[1]
-    chosen = [e for e in index.read_index(path) if e.take == take_name]
-    if not chosen:
-        raise input_error("take", f"a take of the index '{path.name}'", repr(take_name))
-    return index.load_takes(path.parent, chosen, path)[0]
+    return core("data.index").load_take_of_index(path, path.parent, name.split(INDEX_TAKE_SEPARATOR, 1)[1])
 
 
 def list_camera_files() -> list[str]:

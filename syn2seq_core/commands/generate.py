@@ -145,16 +145,11 @@ def sampling_options(args) -> dict:
 
 def indexed_take(args):
     """``--take NAME`` of ``--index FILE`` under ``--takes ROOT``, loaded as ``eval --index`` loads it."""
-    from ..data.index import load_takes, read_index
+    from ..data.index import load_take_of_index
     from ..errors import require
 
     require(args.takes is not None, "--takes", "the folder the index's takes are under (with --index)", "none")
-    entries = read_index(args.index)
-    chosen = [e for e in entries if e.take == args.take]
-    names = [e.take for e in entries]
-    require(chosen, "--take", f"a take of the index '{args.index}' ({', '.join(names[:5])}"
-            + (", ..." if len(names) > 5 else "") + ")", repr(args.take))
-    return load_takes(Path(args.takes), chosen, args.index)[0]
+    return load_take_of_index(args.index, args.takes, args.take)
 
 
 def run_one(take_dir, out, args, direction: str, model=None) -> dict:

@@ -175,3 +175,15 @@ def load_takes(root, entries: list[IndexEntry], index_path) -> list:
             raise Syn2SeqInputError(f"index '{index_path}' take {e.take!r}", "a readable take", str(err),
                                     "Re-run syn2seq index-egoexo4d if the release changed") from None
     return out
+
+
+def load_take_of_index(index_path, root, name: str):
+    """The :class:`~syn2seq_core.data.takes.Take` named ``name`` in the index ``index_path`` (its ``take``), under
+    ``root`` as :func:`load_takes` loads it (an Ego-Exo4D index: the release root); an unknown name is an error
+    listing some of the index's takes."""
+    entries = read_index(index_path)
+    chosen = [e for e in entries if e.take == name]
+    names = [e.take for e in entries]
+    require(chosen, "--take", f"a take of the index '{index_path}' ({', '.join(names[:5])}"
+            + (", ..." if len(names) > 5 else "") + ")", repr(name))
+    return load_takes(Path(root), chosen, index_path)[0]
