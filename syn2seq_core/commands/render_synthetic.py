@@ -6,13 +6,20 @@ the default, also exo_depth.safetensors / ego_depth.safetensors: exact z-depth a
 for models with the depth_warp cue), so every loader, command and node reads them. Frame ``i`` of both views is
 at ``i / fps`` seconds.
 
+``--textured`` covers every surface with fine procedural noise fixed to the surfaces (deterministic per seed; see
+``SyntheticConfig.textured``), so SIFT features match across frames and views and structure from motion can
+register the frames at 128-256 pixels (the flat-shaded default gives it little to match). take.json records it
+as ``"textured": true`` in its ``synthetic`` settings; untextured takes leave the key out, so they are byte for byte
+what they were before the option existed. Python: ``render_takes(seeds, SyntheticConfig(size=160,
+textured=True))``.
+
 ``--layout egoexo4d`` writes the takes as a local Ego-Exo4D release instead (``OUT/takes.json``,
 ``OUT/annotations/splits.json``, ``OUT/captures/<capture>/timesync.csv``, ``OUT/takes/<take>/frame_aligned_videos``
 and ``trajectory``), the exo views through KB3 lenses and the ego view through the FISHEYE624 lens of its
 ``online_calibration.jsonl``: see :mod:`syn2seq_core.data.egoexo4d_fixture`. As in the real release the Aria stream
 is the raw camera-rgb image turned 90 degrees clockwise (the calibration file describes the raw image), and frame
 ``i`` is timesync row ``timesync_start_idx + 1 + i``. ``--ego-frames`` frames per take (both views),
-``--exo-cameras`` static exo cameras, ``--marker`` paints an asymmetric marker into the Aria frames (before they
+``--exo-cameras`` static exo cameras, ``--textured`` as above, ``--marker`` paints an asymmetric marker into the Aria frames (before they
 are turned), ``--damaged KIND`` adds a broken take (for indexer tests); ``--exo-frames``, ``--batch`` and
 ``--depth`` do not apply to it.
 """
@@ -43,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth", action=argparse.BooleanOptionalAction, default=True,
                         help="write each view's exact z-depth (<view>_depth.safetensors; needed by models with the "
                              "depth_warp cue, e.g. the bundled one); --no-depth leaves it out")
+    parser.add_argument("--textured", action="store_true",
+                        help="cover every surface with fine procedural noise fixed to it (deterministic per seed), so "
+                             "feature matching and structure from motion work on the frames (use 128-256 px); "
+                             "recorded in take.json. Default: flat-shaded, as the bundled model was trained")
     parser.add_argument("--overwrite", action="store_true", help="replace takes that already exist")
     parser.add_argument("--layout", choices=("takes", "egoexo4d"), default="takes",
                         help="takes: one take folder per take (default); egoexo4d: a local Ego-Exo4D release "
@@ -71,12 +82,12 @@ def run(args) -> int:
     require(args.seed >= 0, "--seed", "a non-negative integer", args.seed)
     require(args.batch >= 1, "--batch", "a positive number", args.batch)
     config = SyntheticConfig(size=args.size, supersample=args.supersample, exo_frames=args.exo_frames,
-                             ego_frames=args.ego_frames, fps=args.fps, threads=args.threads)
+                             ego_frames=args.ego_frames, fps=args.fps, threads=args.threads,
+                             textured=bool(getattr(args, "textured", False)))
     out = Path(args.out).expanduser()
     if getattr(args, "layout", "takes") == "egoexo4d":
         return _run_egoexo4d(args, config, out)
-    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
-                if k not in ("chunk_rays", "threads")}  # those change the speed, not the pixels
+    settings = synthetic_settings(config)
     render_s = 0.0
     frames = 0
     t0 = time.perf_counter()
@@ -95,10 +106,18 @@ def run(args) -> int:
                 frames += config.exo_frames + config.ego_frames
                 bar.update(1)
     total_s = time.perf_counter() - t0
-    print(f"wrote {args.takes} takes ({frames} frames, {config.size}x{config.size}) to {out}: "
+    print(f"wrote {args.takes} {'textured ' if config.textured else ''}takes ({frames} frames, "
+          f"{config.size}x{config.size}) to {out}: "
           f"rendering {frames / max(render_s, 1e-9):.0f} frames/s, with encoding and writing "
           f"{frames / max(total_s, 1e-9):.0f} frames/s ({total_s:.1f} s)")
     return 0
+
+
+def synthetic_settings(config) -> dict:
+    """The world's settings as take.json records them: every field that changes the pixels (not chunk_rays or
+    threads), ``textured`` only when on (so untextured takes stay byte for byte as before the option)."""
+    skip = ("chunk_rays", "threads") + (() if config.textured else ("textured",))
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items() if k not in skip}
 
 
 def _run_egoexo4d(args, config, out: Path) -> int:

@@ -103,8 +103,9 @@ def render_batch(scene: Scene, c2w: Tensor, K: Tensor, times: Tensor, size: int 
                     v[:, None].expand(B, N, *v.shape[1:]).reshape(B * N, *v.shape[1:])) for k, v in tab.items()}
         light = scene.light_dir[:, None].expand(B, N, 3).reshape(B * N, 3)
         ambient = scene.ambient[:, None].expand(B, N).reshape(B * N)
+        texture = scene.texture[:, None].expand(B, N).reshape(B * N)
         out = cast(flat, c2w.reshape(B * N, 4, 4), K.reshape(B * N, 4), light, ambient, height, width, s, near,
-                   chunk_rays, aux=return_aux, rays=rays)
+                   chunk_rays, aux=return_aux, rays=rays, texture=texture if bool((texture >= 0).any()) else None)
         rgb = out[0] if return_aux else out
         frames = rgb.clamp_(0.0, 1.0).reshape(B, N, 3, height, width)
     if not return_aux:

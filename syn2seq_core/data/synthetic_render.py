@@ -39,6 +39,59 @@ _SIGN = -(1 << 31)  # int32 0x80000000
 _ABS = (1 << 31) - 1  # int32 0x7fffffff
 
 
+# The procedural noise texture (SyntheticConfig.textured): octaves of value noise on cubic lattices with these
+# cell sizes (metres) and weights. The finest cell is about 4-8 pixels on the table in a 160-pixel ego frame
+# and the coarsest gives blobs SIFT finds at its larger scales; the albedo is scaled by a factor in
+# [TEXTURE_FLOOR, TEXTURE_FLOOR + TEXTURE_GAIN] = [0, 2] (mean about 1: the scene keeps its brightness; chosen on
+# 8 takes for the most SIFT inliers between ego frames 0.6 s apart at 128 and 192 pixels).
+TEXTURE_CELLS = (0.025, 0.06, 0.15)
+TEXTURE_WEIGHTS = (0.45, 0.35, 0.2)
+TEXTURE_FLOOR, TEXTURE_GAIN = 0.0, 2.0
+_M32 = 0xFFFFFFFF
+
+
+def _hash32(x: Tensor) -> Tensor:
+    """A 32-bit integer mix of int64 values in [0, 2^32) (no overflow: each product stays below 2^59)."""
+    x = ((x >> 16) ^ x) * 0x45D9F3B & _M32
+    x = ((x >> 16) ^ x) * 0x45D9F3B & _M32
+    return (x >> 16) ^ x
+
+
+def texture_noise(X, key: Tensor, pid: Tensor) -> Tensor:
+    """Value noise in [0, 1] at points X fixed to the surfaces they lie on.
+
+    X: 3 planes [F, P] (coordinates in metres of each hit point, world or primitive-anchored); key: [F]
+    int64 texture keys (>= 0); pid: [F, P] int64 primitive ids. Each octave hashes the integer lattice
+    corners around ``X / cell`` with the key, the primitive and the octave, and interpolates the 8 corner
+    values trilinearly with smoothstep weights (continuous across cells, so a surface lying on a lattice
+    plane shows no seam). A pure function of its inputs: the same point looks the same in every view.
+    """
+    seed = _hash32((key[:, None] * 0x9E3779B1 + pid * 0x85EBCA77) & _M32)  # [F, P]
+    out = None
+    for octave, (cell, weight) in enumerate(zip(TEXTURE_CELLS, TEXTURE_WEIGHTS)):
+        base = _hash32((seed + octave * 0xC2B2AE3D) & _M32)
+        inv = 1.0 / cell
+        ijk, w = [], []
+        for k in range(3):
+            q = X[k] * inv + 0.37 * (k + 1)  # lattice planes away from the room's faces
+            f = torch.floor(q)
+            u = q - f
+            w.append(u * u * (3.0 - 2.0 * u))
+            ijk.append(f.to(torch.int64))
+        hz = [_hash32((base ^ ((ijk[2] + dz) * 0x27D4EB2F & _M32))) for dz in (0, 1)]
+        hyz = [[_hash32(h ^ ((ijk[1] + dy) * 0x165667B1 & _M32)) for h in hz] for dy in (0, 1)]
+        val = None
+        for dx in (0, 1):
+            hx = (ijk[0] + dx) * 0x61C88647 & _M32
+            c = [[_hash32(hyz[dy][dz] ^ hx).to(torch.float32) * (1.0 / _M32) for dz in (0, 1)] for dy in (0, 1)]
+            y0 = torch.lerp(c[0][0], c[0][1], w[2])
+            y1 = torch.lerp(c[1][0], c[1][1], w[2])
+            v = torch.lerp(y0, y1, w[1])
+            val = v if val is None else torch.lerp(val, v, w[0])
+        out = weight * val if out is None else out.add_(val, alpha=weight)
+    return out
+
+
 # Columns holding a primitive's z coordinates in each group's table, and the height below which a primitive
 # counts as parked (primitive_tables moves absent and hidden primitives 1000 m below the floor).
 _TOP_Z = {"spheres": [2], "boxes": [5], "cylinders": [4], "capsules": [2, 5]}
@@ -167,9 +220,9 @@ def _onehot(code: Tensor, k: int) -> Tensor:
 
 
 def _shade(t: Tensor, pid: Tensor, o: Tensor, d, geo: Tensor, mat: Tensor, light: Tensor,
-           ambient: Tensor) -> Tensor:
+           ambient: Tensor, texture: Tensor | None = None) -> Tensor:
     """Colour of each hit. t, pid: [F, P]; geo: [F, NP, 7]; mat: [F, NP, 12]; light: [F, 3];
-    ambient: [F] -> rgb [3, F, P]."""
+    ambient: [F]; texture: None or [F] int64 noise-texture keys (-1: none) -> rgb [3, F, P]."""
     F, P = t.shape
     flat = (pid + (torch.arange(F)[:, None] * NUM_PRIMITIVES)).reshape(-1)
     g = geo.reshape(F * NUM_PRIMITIVES, 7).t().contiguous().index_select(1, flat).reshape(7, F, P)
@@ -206,6 +259,15 @@ def _shade(t: Tensor, pid: Tensor, o: Tensor, d, geo: Tensor, mat: Tensor, light
     ndl = (n[0] * light[:, 0:1] + n[1] * light[:, 1:2] + n[2] * light[:, 2:3]).clamp_(min=0.0)
     amb = ambient[:, None]
     shade = amb + (1.0 - amb) * ndl
+    if texture is not None and bool((texture >= 0).any()):
+        # noise fixed to the surface: room faces (fixed normals) in world coordinates, every other primitive
+        # relative to its anchor p0 (a sphere's or box's centre, a cylinder's axis middle, a capsule's start),
+        # which moves with it
+        anchored = 1.0 - m_fix
+        local = [X[k] - anchored * g[1 + k] for k in range(3)]
+        noise = texture_noise(local, texture.clamp(min=0), pid)
+        on = (texture >= 0).to(torch.float32)[:, None]
+        shade = shade * (1.0 + on * (TEXTURE_FLOOR + TEXTURE_GAIN * noise - 1.0))
     return torch.stack([(m[c] + pat * m[3 + c]) * shade for c in range(3)])
 
 
@@ -225,7 +287,7 @@ def subpixel_centers(height: int, width: int, supersample: int) -> tuple[Tensor,
 
 def cast(tables: dict[str, Tensor], c2w: Tensor, K: Tensor, light: Tensor, ambient: Tensor, height: int,
          width: int, supersample: int, near: float, chunk_rays: int, aux: bool = False,
-         rays: tuple[Tensor, Tensor] | None = None):
+         rays: tuple[Tensor, Tensor] | None = None, texture: Tensor | None = None):
     """Render F frames with ``supersample`` x ``supersample`` rays per pixel, box-filtered.
 
     rays: for a lens other than the pinhole, the camera-space direction of every sub-pixel ray as
@@ -234,7 +296,8 @@ def cast(tables: dict[str, Tensor], c2w: Tensor, K: Tensor, light: Tensor, ambie
 
     tables: from :func:`~syn2seq_core.data.synthetic_scene.primitive_tables`, flattened to F frames
     (``spheres [F, 5, 4]`` ... ``geometry [F, NP, 7]``, ``material [F, NP, 12]``); c2w: [F, 4, 4];
-    K: [F, 4]; light: [F, 3]; ambient: [F]. Returns rgb [F, 3, H, W]; with ``aux`` also z-depth
+    K: [F, 4]; light: [F, 3]; ambient: [F]; texture: None or [F] int64 keys of the noise texture (-1: the
+    frame's scene is untextured; see :func:`texture_noise`). Returns rgb [F, 3, H, W]; with ``aux`` also z-depth
     [F, s*H, s*W] (metres along the camera's optical axis) and primitive id [F, s*H, s*W] (int64) at the
     supersampled resolution.
     """
@@ -283,7 +346,8 @@ def cast(tables: dict[str, Tensor], c2w: Tensor, K: Tensor, light: Tensor, ambie
             torch.minimum(best, kg, out=best)
         pid = (best & _ID_MASK).to(torch.int64)
         t = (best & ~_ID_MASK).view(torch.float32) + near
-        col = _shade(t, pid, o, d, tables["geometry"][s:e], tables["material"][s:e], light[s:e], ambient[s:e])
+        col = _shade(t, pid, o, d, tables["geometry"][s:e], tables["material"][s:e], light[s:e], ambient[s:e],
+                     None if texture is None else texture[s:e])
         torch.sum(col.view(3, f, s2, HW), 2, out=rgb[:, s:e])
         if aux:
             depth[s:e] = t * zfac

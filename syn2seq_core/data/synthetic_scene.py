@@ -19,6 +19,9 @@ Cameras (OpenCV axes, metres, normalised ``K``; built with :func:`syn2seq_core.g
   invisible to it), looking down at the work area between the hands and the objects, with smooth head
   sway, lean and bob; fov in ``SyntheticConfig.ego_fov_deg``.
 
+``SyntheticConfig.textured`` adds fine procedural noise fixed to every surface (off by default), so that
+feature matchers and structure from motion have something to match; the flat-shaded world gives SIFT little.
+
 Scenes are batched: every tensor field has a leading batch dimension ``B``; ``scene[i]`` is scene ``i``
 as a batch of one. Scene ``i`` of :func:`sample_scenes` depends only on its own seed.
 """
@@ -85,6 +88,13 @@ class SyntheticConfig:
     many small ops; on the shared 2-core machine one thread renders 1.2-1.5k frames/s at 32x32 while two
     threads fall to 0.1-0.8k whenever other processes are busy (``syn2seq bench render``), hence 1. The
     thread count is set for the duration of each render call and restored after it.
+    textured: cover every surface with fine procedural noise (off by default: the bundled model's world, and
+    every take rendered before the option existed, is untextured, and stays so byte for byte). The noise is a
+    function of the hit point in world coordinates (static surfaces) or relative to the primitive's anchor
+    (moving ones), keyed by the scene's seed and the primitive, so it is fixed to the surfaces: the same
+    point looks the same from every camera and at every time, which gives feature matchers (SIFT) and
+    structure from motion something to match at 128-256 pixels. See
+    :func:`~syn2seq_core.data.synthetic_render.texture_noise`.
     """
 
     size: int = 64
@@ -98,6 +108,7 @@ class SyntheticConfig:
     near: float = 0.05
     chunk_rays: int = 32768
     threads: int = 1
+    textured: bool = False
 
     def __post_init__(self):
         require(int(self.size) == self.size and self.size >= 4, "size", "an integer >= 4", self.size)
@@ -117,6 +128,7 @@ class SyntheticConfig:
         require(self.chunk_rays >= 256, "chunk_rays", "at least 256", self.chunk_rays)
         require(int(self.threads) == self.threads and self.threads >= 0, "threads", "an integer >= 0 (0: unchanged)",
                 self.threads)
+        require(isinstance(self.textured, bool), "textured", "True or False", repr(self.textured))
         object.__setattr__(self, "exo_fov_deg", tuple(float(x) for x in self.exo_fov_deg))
         object.__setattr__(self, "ego_fov_deg", tuple(float(x) for x in self.ego_fov_deg))
         object.__setattr__(self, "objects", tuple(int(x) for x in self.objects))
@@ -167,6 +179,7 @@ class Scene:
     exo_K: Tensor  # [B, 4]
     exo_target: Tensor  # [B, 3] the point the exo camera looks at
     ego_K: Tensor  # [B, 4]
+    texture: Tensor  # [B] int64 key of the procedural noise texture (the scene's seed); -1: untextured
 
     @property
     def batch_size(self) -> int:
@@ -445,6 +458,7 @@ def sample_scenes(seeds, config: SyntheticConfig = SyntheticConfig()) -> Scene:
         look_amp=stack("look_amp"), look_freq=stack("look_freq"), look_phase=stack("look_phase"),
         material=stack("material"), light_dir=stack("light_dir"), ambient=stack("ambient"),
         exo_c2w=exo_c2w, exo_K=stack("exo_K"), exo_target=target.to(f32), ego_K=stack("ego_K"),
+        texture=torch.tensor(seeds if config.textured else [-1] * len(seeds), dtype=torch.int64),
     )
 
 
