@@ -375,10 +375,18 @@ class DiT3D(VideoDenoiser):
         return out.to(x_t.dtype) if x_t.is_floating_point() else out
 
 
-def cue_weights(state: dict, config: DiT3DConfig) -> dict:
+def cue_weights(state: dict, config) -> dict:
     """The weights of a DiT3D without a cue (or with fewer cue channels) for ``config``'s network with one: the
     ray embedding's missing input columns are zeros, so the network starts out computing exactly what the given
-    one did and learns to read the cue. Weights that already fit pass through unchanged."""
+    one did and learns to read the cue. Weights that already fit pass through unchanged. A U-ViT3D-Pose reads its
+    cue with the frames: its input convolution's missing input channels are zeros (``config.arch``)."""
+    if config.arch == "uvit3d_pose":
+        key, want = "embed_input.proj.weight", config.in_channels + CUE_CHANNELS[config.cue]
+        w = state.get(key)
+        if w is None or w.shape[1] == want:
+            return state
+        require(w.ndim == 4 and w.shape[1] < want, key, f"[C, c <= {want}, p, p]", tuple(w.shape))
+        return {**state, key: torch.cat([w, w.new_zeros(w.shape[0], want - w.shape[1], *w.shape[2:])], 1)}
     key = "ray_embed.proj.weight"
     w = state.get(key)
     p, want = config.patch_size, config.cond_channels

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from ..errors import check_choice, require
 from .embeddings import (NoiseLevelEmbedding, RMSNorm, apply_rope_complex, dfot_ray_encoding,
                          rope_3d_axis_dims, rope_3d_tables, rope_rotation)
-from .model import VideoDenoiser
+from .model import CUE_CHANNELS, VideoDenoiser
 from .ops import resolve
 
 BLOCK_TYPES = ("ResBlock", "TransformerBlock")
@@ -58,11 +58,13 @@ class UViT3DPoseConfig:
     dropout per level (training only); num_updown_blocks: blocks per down / up level (all but the last);
     num_mid_blocks: blocks at the last level; num_heads: heads of every transformer level;
     emb_channels: conditioning width; noise_features: Fourier features of the noise level;
-    ray_channels: the pose input (180 = DFoT ray encoding); max_frames: the window.
+    ray_channels: the pose input (180 = DFoT ray encoding); max_frames: the window;
+    cue: extra per-pixel conditioning (``CUE_CHANNELS``, as :attr:`DiT3DConfig.cue`), given after the rays in the
+    ``rays`` input and concatenated to the noisy frames before ``embed_input`` (a pixel-aligned path the
+    convolutions can copy from, not FiLM); "none" is DFoT's network unchanged.
     """
 
     arch: ClassVar[str] = "uvit3d_pose"
-    cue: ClassVar[str] = "none"  # no extra conditioning beside the rays (DiT3DConfig.cue)
 
     height: int = 256
     width: int = 256
@@ -79,6 +81,7 @@ class UViT3DPoseConfig:
     rope_theta: float = 10000.0
     ray_channels: int = 180
     ray_format: str = "dfot_ray_encoding"
+    cue: str = "none"
     pose_dropout: float = 0.1
     noise_scale: float = 0.125
     noise_features: int = 256
@@ -106,6 +109,7 @@ class UViT3DPoseConfig:
         require(len(self.data_mean) == self.in_channels and len(self.data_std) == self.in_channels,
                 "data_mean, data_std", f"{self.in_channels} values each", (self.data_mean, self.data_std))
         check_choice(self.ray_format, ("dfot_ray_encoding",), "ray_format")
+        check_choice(self.cue, CUE_CHANNELS, "cue")
         require(self.ray_channels == 180, "ray_channels", "180 (DFoT ray encoding: 15 frequencies of o and d)",
                 self.ray_channels, "DFoT's 6-channel 'ray' / 'plucker' pose inputs are not supported")
 
@@ -115,8 +119,8 @@ class UViT3DPoseConfig:
 
     @property
     def cond_channels(self) -> int:
-        """Channels of the network's ``rays`` input (the rays only: no cue)."""
-        return self.ray_channels
+        """Channels of the network's ``rays`` input: the rays, then the cue."""
+        return self.ray_channels + CUE_CHANNELS[self.cue]
 
     def replace(self, **changes) -> "UViT3DPoseConfig":
         return dataclasses.replace(self, **changes)
@@ -290,7 +294,7 @@ class UViT3DPose(VideoDenoiser):
         # Registration order follows DFoT: noise embedding, pose embedding, in/out, down, mid, up.
         self.noise_level_pos_embedding = NoiseLevelEmbedding(c.noise_features, c.emb_channels, ops, **kw)
         self.external_cond_embedding = PoseEmbedding(c.ray_channels, c.emb_channels, c.patch_size, ops, **kw)
-        self.embed_input = EmbedInput(c.in_channels, c.channels[0], c.patch_size, ops, **kw)
+        self.embed_input = EmbedInput(c.in_channels + CUE_CHANNELS[c.cue], c.channels[0], c.patch_size, ops, **kw)
         self.project_output = ProjectOutput(c.channels[0], c.in_channels, c.patch_size, ops, **kw)
 
         def block(level: int) -> nn.Module:
@@ -335,7 +339,7 @@ class UViT3DPose(VideoDenoiser):
         c = self.config
         levels = len(c.channels)
         n = [batch * frames * h * w for h, w in (c.level_grid(level) for level in range(levels))]
-        pixels = batch * frames * c.height * c.width * 2 * c.in_channels  # the input's copy, the output
+        pixels = batch * frames * c.height * c.width * (2 * c.in_channels + CUE_CHANNELS[c.cue])  # input (+ cue), output
         embs = c.emb_channels * (2 * n[0] + sum(n[1:]))
         skips = sum(c.channels[level] * n[level] + c.channels[level + 1] * n[level + 1] for level in range(levels - 1))
         work = max((16 if self.is_transformer[level] else 8) * c.channels[level] * n[level] for level in range(levels))
@@ -382,12 +386,21 @@ class UViT3DPose(VideoDenoiser):
         levels = len(c.channels)
         x = rearrange(x_t, "b t c h w -> (b t) c h w")
         dtype = self._input_dtype(self.embed_input.proj.weight, x.device.type)
+        keep = None if rays is None else self._pose_keep(B, x.device, pose_mask, generator)
+        if c.cue != "none":  # the cue joins the frames (zeros = no cue, as a dropped pose drops it)
+            if rays is None:
+                cue = x.new_zeros(B * T, CUE_CHANNELS[c.cue], c.height, c.width)
+            else:
+                rays, cue = rays[..., :c.ray_channels], rays[..., c.ray_channels:]
+                if keep is not None:
+                    cue = cue * keep.to(cue.dtype)[:, None, None, None, None]
+                cue = rearrange(cue, "b t h w c -> (b t) c h w").to(x.dtype)
+            x = torch.cat([x, cue], 1)
         if dtype is not None:
             x = x.to(dtype)
         x = self.embed_input(x)
 
         emb = self.noise_level_pos_embedding(c.noise_scale * logsnr)  # [B, T, E]
-        keep = None if rays is None else self._pose_keep(B, x.device, pose_mask, generator)
         # With every pose dropped the map is constant in space: sampling skips the pose embedding. Training
         # runs it anyway and zeroes the dropped poses (as DFoT's RandomDropoutPatchEmbed does), so that every
         # process touches every parameter every step whichever poses it drops (DDP / FSDP2 stay in step).

@@ -136,6 +136,39 @@ def test_a_finetune_grown_from_a_network_without_a_cue_starts_out_computing_the_
     assert cue_weights(state, grown_config) is state  # already grown: unchanged
 
 
+def test_a_uvit_reads_the_cue_with_its_frames_grows_from_a_network_without_one_and_drops_it_with_the_pose():
+    """The U-ViT3D-Pose's cue joins the noisy frames at its input convolution (not its FiLM embedding): grown
+    from a cue-less network it computes the same; the cue then changes the output, and a dropped pose drops the
+    cue too (the same output as an empty cue with that pose dropped)."""
+    from syn2seq_core.dfot.uvit3d import UViT3DPoseConfig
+
+    base = dict(height=16, width=16, channels=(32, 48), emb_channels=32, num_heads=2, num_updown_blocks=(1,),
+                num_mid_blocks=1, block_types=("ResBlock", "TransformerBlock"), block_dropouts=(0.0, 0.0),
+                noise_features=16, max_frames=4)
+    torch.manual_seed(0)
+    plain = build_model(UViT3DPoseConfig(**base)).eval()
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    config = UViT3DPoseConfig(**base, cue="depth_warp")
+    assert config.cond_channels == 184
+    grown = build_model(config).eval()
+    grown.load_state_dict(cue_weights(plain.state_dict(), config))
+    x_t, logsnr = torch.randn(2, 4, 3, 16, 16), torch.zeros(2, 4)
+    rays = torch.cat([torch.randn(2, 4, 16, 16, 180), torch.rand(2, 4, 16, 16, 4)], -1)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x_t, logsnr, rays), plain(x_t, logsnr, rays[..., :180]))
+        for p in grown.embed_input.parameters():
+            torch.nn.init.normal_(p, std=0.05)
+        out = grown(x_t, logsnr, rays)
+        empty = torch.cat([rays[..., :180], torch.zeros_like(rays[..., 180:])], -1)
+        assert (out - grown(x_t, logsnr, empty)).abs().max() > 1e-3  # the cue is read
+        drop = torch.tensor([True, False])
+        dropped = grown(x_t, logsnr, rays, pose_mask=drop)
+        torch.testing.assert_close(dropped[0], grown(x_t, logsnr, empty, pose_mask=drop)[0])
+        torch.testing.assert_close(dropped[1], out[1])
+        torch.testing.assert_close(grown(x_t, logsnr, None)[0], dropped[0])  # no pose at all: no cue either
+
+
 def test_takes_store_depth_and_refuse_a_depth_file_that_does_not_fit(tmp_path, takes):
     size = WORLD.size
     exo = Cameras(takes.exo_c2w[0], takes.exo_K[0], size, size)
