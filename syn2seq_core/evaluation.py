@@ -48,6 +48,7 @@ from .fvd import CONVENTIONAL_FRAMES
 from .metrics import PSNR_CAP_DB, mean_ci, paired_difference, psnr
 
 BASELINES = ("copy_last", "flat_color", "mean_target")
+GROUND_TRUTH = "ground_truth"  # the take's own target-view video, as camera accuracy names it
 # Without a model, the evaluation resolution unless --eval-size says otherwise (the DFoT paper's 256x256).
 DEFAULT_EVAL_SIZE = 256
 EVAL_SIZE_RANGE = (16, 4096)
@@ -142,6 +143,9 @@ class TakeScores:
     features: dict | str | None = None
     # FID: the Inception features [frames, 2048] of each method's frames and of the ground truth ("target").
     frame_features: dict | None = None
+    # Camera accuracy (evaluation_cameras): {"frames", "transition_frames", "methods": {method: entry},
+    # "transitions": {backend: entry}}, entry = score_video's dict; None when not asked for.
+    camera: dict | None = None
 
 
 # --- per-take records: one take's scores and features in a file, for runs over many processes -------------
@@ -168,7 +172,7 @@ def take_record(scores: TakeScores, valid_for: dict, take: dict, made: dict | No
     doc = {"version": RECORD_VERSION, "valid_for": valid_for, "take": take, "made": made or {}, "name": scores.name,
            "category": scores.category, "per_method": scores.per_method, "own_psnr": scores.own_psnr,
            "other_psnr": scores.other_psnr, "features": features,
-           "frame_features": scores.frame_features is not None,
+           "frame_features": scores.frame_features is not None, "camera": scores.camera,
            "order": {prefix: [k[len(prefix) + 1:] for k in tensors if k.startswith(prefix + "/")]
                      for prefix in ("example", "i3d", "inception")}}  # safetensors sorts its keys
     import json
@@ -211,7 +215,8 @@ def read_take_record(path) -> TakeScores:
     if features == "tensors":
         features = part("i3d")
     return TakeScores(doc["name"], doc["per_method"], doc["own_psnr"], doc["other_psnr"], doc["category"],
-                      part("example"), features, part("inception") if doc["frame_features"] else None)
+                      part("example"), features, part("inception") if doc["frame_features"] else None,
+                      doc.get("camera"))
 
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
@@ -264,7 +269,7 @@ def check_external_video(path: Path, frames: int, label: str, take: str, view: s
 def score_take(take, other, model, direction: str = "exo2ego", *, eval_size: tuple[int, int] | None = None,
                lpips_weights=None, baselines=BASELINES, mean_target: Tensor | None = None, write_to=None,
                chunk: int = 16, external: Mapping[str, Path] | None = None, category: str | None = None, i3d=None,
-               inception=None, **options) -> TakeScores:
+               inception=None, camera=None, estimator=None, interpolators=None, **options) -> TakeScores:
     """Score ``take``'s generated view: the ``model``'s sample (and its conditional mean with ``with_mean``), the
     ``baselines`` and the ``external`` videos (label -> a video of this take's generated view by another system; it
     needs at least as many frames as the view, extra frames are ignored) against its ground truth, and their PSNR
@@ -277,7 +282,10 @@ def score_take(take, other, model, direction: str = "exo2ego", *, eval_size: tup
     (normally the staging folder of :func:`syn2seq_core.atomic.result_dir`) that receives the take's result set, as
     ``syn2seq exo2ego`` writes it. ``category``: the take's category (default ``take.category``). ``i3d``: an FVD
     network (``fvd.load_i3d``): the first 16 frames of every clip are kept for its features. ``inception``: an FID
-    network (``fid.load_inception``): every scored frame's features are kept. options: as iter_take."""
+    network (``fid.load_inception``): every scored frame's features are kept. ``camera``: a
+    :class:`~syn2seq_core.evaluation_cameras.CameraEvalSettings`: the camera accuracy of every method, the ground
+    truth and the transitions of ``interpolators`` (name -> built backend) is scored with ``estimator`` (None: the
+    pack's structure from motion; see :mod:`syn2seq_core.evaluation_cameras`). options: as iter_take."""
     from .generation import ResultWriter, _Held, iter_take, views_of
     from .metrics import FrameScores
     from .video_io import iter_video_chunks
@@ -313,6 +321,7 @@ def score_take(take, other, model, direction: str = "exo2ego", *, eval_size: tup
     frame_features: dict[str, list[Tensor]] = {}
     scores: dict[str, FrameScores] = {}
     other_values: dict[str, list[float]] = {}
+    camera_frames: dict[str, list[Tensor]] = {}  # the first camera.frames frames of each method and the truth
     writer = None if write_to is None or model is None else ResultWriter.for_take(write_to, take, direction)
 
     def blocks():
@@ -348,6 +357,10 @@ def score_take(take, other, model, direction: str = "exo2ego", *, eval_size: tup
 
                 for method, pred in {**preds, "target": truth}.items():
                     frame_features.setdefault(method, []).append(inception_features(pred, inception).float())
+            if camera is not None and start < camera.frames:
+                keep = min(k, camera.frames - start)
+                for method, pred in {**preds, GROUND_TRUTH: truth}.items():
+                    camera_frames.setdefault(method, []).append(pred[:keep].clone())
             if start <= middle < start + k:
                 i = middle - start
                 example = {"source": last[0], **{m: p[i] for m, p in preds.items()}, "target": truth[i]}
@@ -370,8 +383,37 @@ def score_take(take, other, model, direction: str = "exo2ego", *, eval_size: tup
     if i3d is not None:
         features = _clip_features(clips, i3d, take.name)
     frames = {m: torch.cat(f) for m, f in frame_features.items()} if inception is not None else None
+    cameras = None
+    if camera is not None:
+        cameras = _camera_scores(take, direction, camera, {m: torch.cat(f) for m, f in camera_frames.items()},
+                                 last[0], (h, w), estimator, interpolators or {})
     return TakeScores(take.name, reports, own, other_psnr, category if category is not None else take.category,
-                      {k: v.clone() for k, v in example.items()}, features, frames)
+                      {k: v.clone() for k, v in example.items()}, features, frames, cameras)
+
+
+def _camera_scores(take, direction: str, settings, frames: dict[str, Tensor], source_last: Tensor,
+                   size: tuple[int, int], estimator, interpolators: dict) -> dict:
+    """One take's camera accuracy (evaluation_cameras): every method's first frames and the ground truth's against
+    the requested target track; each backend's transition (and the ideal one of a procedural take) against the
+    SLERP track from the last source camera to the first target camera."""
+    from .evaluation_cameras import horizontal_fov_deg, ideal_transition, score_video, transition_scores, \
+        transition_track
+    from .generation import views_of
+
+    src, tgt = views_of(direction)
+    h, w = size
+    truth = frames[GROUND_TRUTH]
+    n = len(truth)
+    requested = take.view_cameras(tgt, size=(w, h), stop=n)
+    fov = None if requested.fisheye is not None else horizontal_fov_deg(requested.K[0])
+    methods = {m: score_video(f, requested.c2w, estimator=estimator, fov_deg=fov, settings=settings)
+               for m, f in frames.items()}
+    nt = settings.transition_frames
+    track = transition_track(take.view_cameras(src).c2w[-1], take.view_cameras(tgt).c2w[0], nt)
+    ideal = ideal_transition(take, direction, nt, size) if settings.ideal else None
+    transitions = transition_scores(source_last, truth[0], track, interpolators, ideal=ideal, estimator=estimator,
+                                    settings=settings)
+    return {"frames": n, "transition_frames": nt, "fov_deg": fov, "methods": methods, "transitions": transitions}
 
 
 def _clip_features(clips: dict[str, list[Tensor]], net, name: str) -> dict | str:

@@ -130,6 +130,12 @@ LIMITS: dict[str, Range] = dict([
        "one take gives a report without confidence intervals or the own - other take comparison"),
     _r("eval_batch", int, 1, 256, ["eval --batch-size"],
        "takes generated at once, their network calls batched; the device's working memory grows with it"),
+    _r("camera_frames", int, 2, 4096, ["eval --camera-frames"],
+       "frames whose cameras are re-estimated per video; relative poses need two, structure from motion slows with many"),
+    _r("camera_transition_frames", int, 0, 256, ["eval --camera-transition-frames"],
+       "interpolated frames per scored transition, as --transition-frames"),
+    _r("camera_time_limit_s", float, 0, 3600, ["eval --camera-time-limit"],
+       "seconds per camera estimate; an hour is far beyond any clip of a report", lo_open=True),
     # render-synthetic
     _r("synthetic_takes", int, 1, 100_000, ["render-synthetic --takes"],
        "takes are written as take_00000 .. take_99999 (five digits keep them sorted)"),

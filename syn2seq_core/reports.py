@@ -24,7 +24,8 @@ from .atomic import write_bytes_atomic
 
 METRICS = (("psnr", "PSNR (dB)", 2, True), ("ssim", "SSIM", 4, True), ("lpips_alex", "LPIPS (Alex)", 4, False),
            ("lpips_vgg", "LPIPS (VGG)", 4, False), ("fvd", "FVD", 1, False),
-           ("fid", "FID", 1, False))  # name, title, digits, higher better
+           ("fid", "FID", 1, False), ("rot_err", "RotErr (rad)", 3, False),
+           ("trans_err", "TransErr", 3, False))  # name, title, digits, higher better
 SET_METRICS = ("fvd", "fid")  # set-level: no CI; marked when the set is below the size where bias dominates
 NO_CI_MARK = "†"  # a per-take metric without a CI (one take)
 UNSTABLE_MARK = "*"  # FVD / FID below their stable set size

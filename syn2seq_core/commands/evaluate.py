@@ -59,6 +59,25 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", **limits.option(
         "eval_batch", "generate N takes at once, their network calls batched (each take keeps its own noise: the "
         "same samples to float rounding)", 1))
+    parser.add_argument("--camera-accuracy", action="store_true",
+                        help="also score whether the videos move as their cameras say: re-estimate the cameras of the "
+                             "first --camera-frames generated frames of every method and of the ground truth at the "
+                             "evaluation size (needs --eval-size N; structure from motion, e.g. 160 for procedural "
+                             "takes rendered with --textured) and report RotErr / TransErr against the requested track, "
+                             "and the same for the transitions of --camera-backends against their SLERP cameras "
+                             "(docs/evaluation.md). A video whose cameras cannot be recovered scores as a static camera")
+    parser.add_argument("--camera-frames", **limits.option(
+        "camera_frames", "with --camera-accuracy: the first N frames of the generated view are re-estimated", 16))
+    parser.add_argument("--camera-transition-frames", **limits.option(
+        "camera_transition_frames", "with --camera-accuracy: frames each backend interpolates between the last "
+        "source frame and the first target frame (0: no transitions)", 8))
+    parser.add_argument("--camera-backends", default="flow,rife,blend", metavar="LIST",
+                        help="with --camera-accuracy: comma-separated interpolation backends whose transitions are "
+                             "scored ('none': no backend); procedural takes also score their ideal transition "
+                             "(default: flow,rife,blend)")
+    parser.add_argument("--camera-time-limit", **limits.option(
+        "camera_time_limit_s", "with --camera-accuracy: seconds per camera estimate (a video that runs out scores "
+        "as a static camera)", 120.0))
     parser.add_argument("--merge", action="store_true",
                         help="score nothing: merge the per-take records that the processes of a Slurm array wrote "
                              "beside --out into the report (the same command plus --merge, once all are done)")
@@ -106,8 +125,10 @@ def run(args) -> int:
     if args.no_model and not baselines and not roots:
         raise Syn2SeqInputError("--no-model", "something to score: --videos LABEL=DIR or the baselines",
                                 "--no-baselines and no --videos")
+    camera, interpolators = _camera_settings(args, eval_size)
     run = _Run(args, loaded, categories, sources, roots, external, outputs, eval_size, baselines, lpips, i3d,
-               inception, src, reference="sample" if not args.no_model else default_reference(list(roots)))
+               inception, src, reference="sample" if not args.no_model else default_reference(list(roots)),
+               camera=camera, interpolators=interpolators)
     if many:
         return _run_many(run, share, started)
     run.load_model()
@@ -130,11 +151,12 @@ class _Run:
     the report of a list of scores."""
 
     def __init__(self, args, loaded, categories, sources, roots, external, outputs, eval_size, baselines, lpips,
-                 i3d, inception, src, reference):
+                 i3d, inception, src, reference, camera=None, interpolators=None):
         self.args, self.loaded, self.categories, self.sources = args, loaded, categories, sources
         self.roots, self.external, self.outputs, self.eval_size = roots, external, outputs, eval_size
         self.baselines, self.lpips, self.i3d, self.inception = baselines, lpips, i3d, inception
         self.src, self.reference = src, reference
+        self.camera, self.interpolators = camera, interpolators or {}
         self.model = None
         self.mean_target = None
         self.batching: dict = {}  # the Batcher of --batch-size > 1 (its network calls and the calls they served)
@@ -187,6 +209,7 @@ class _Run:
                           baselines=self.baselines, mean_target=self.mean_target,
                           external={label: paths[take.name] for label, paths in self.external.items()},
                           category=self.categories[i] or take.category, i3d=self.i3d, inception=self.inception,
+                          camera=self.camera, interpolators=self.interpolators,
                           write_to=write_to, **(sampling_options(args) if model is not None else {}))
 
     def score_all(self, indices, staged: dict | None = None, finish=None):
@@ -227,6 +250,14 @@ class _Run:
         print(format_table(summaries["overall"]))
         for category, part in summaries["categories"].items():
             print(f"\ncategory {category}: " + format_table(part))
+        cameras = None
+        if self.camera is not None:
+            from ..evaluation_cameras import format_camera_table, summarize_camera_categories
+
+            cameras = summarize_camera_categories(scores, self.reference)
+            print("\n" + format_camera_table(cameras["overall"]))
+            for category, part in cameras["categories"].items():
+                print(f"\ncategory {category}: " + format_camera_table(part))
         if not args.out:
             return
         h, w = self.eval_size if self.eval_size is not None else facts["size"]
@@ -234,7 +265,7 @@ class _Run:
                     f"PSNR per frame capped at {PSNR_CAP_DB:g} dB (identical frames), averaged over frames, then takes."]
         out = self.outputs["out"]
         files, skipped = _render_report(args, out, facts, summaries, curves, scores, self.sources, self.roots,
-                                         self.eval_size, settings, self.reference)
+                                         self.eval_size, settings, self.reference, cameras, self.camera)
         _commit_files(files)  # the report files; the staged take folders follow as the stack closes
         tables = [p for p in files if p.suffix in (".csv", ".md", ".tex")]
         plots = [p for p in files if p.suffix == ".png"]
@@ -326,7 +357,8 @@ def _valid_for(run: _Run) -> dict:
                  "stabilization": args.stabilization, "transition_frames": args.transition_frames,
                  "mean": bool(args.mean), "mean_draws": args.mean_draws if args.mean else None}
     takes = [[t.name, run.categories[i] or t.category, run.sources[i]] for i, t in enumerate(run.loaded)]
-    return {"direction": args.direction, "model": model,
+    camera = {"camera": run.camera.as_dict()} if run.camera is not None else {}  # absent: records of earlier runs
+    return {"direction": args.direction, "model": model, **camera,
             "eval_size": list(run.eval_size) if run.eval_size is not None else "model",
             "baselines": list(run.baselines), "external": sorted(run.roots),
             "lpips_sha256": sorted(_sha256(p) for p in (args.lpips_weights or [])),
@@ -491,11 +523,58 @@ def _check_takes_and_videos(loaded, roots: dict, src: str, tgt: str, needs_sourc
     return external
 
 
-def _report_files(out: Path) -> list[Path]:
+def _report_files(out: Path, cameras: bool = False) -> list[Path]:
     from ..reports import plot_paths, table_paths
 
     stem = out.with_suffix("")
-    return [out, *table_paths(stem).values(), *plot_paths(stem).values()]
+    extra = list(table_paths(camera_stem(stem)).values()) if cameras else []
+    return [out, *table_paths(stem).values(), *plot_paths(stem).values(), *extra]
+
+
+def camera_stem(stem: Path) -> Path:
+    """Where the camera-accuracy tables go: ``R_cameras.csv`` / ``.md`` / ``.tex`` (and ``_by_category``) beside
+    ``R.json``."""
+    return stem.with_name(stem.name + "_cameras")
+
+
+def _camera_settings(args, eval_size):
+    """The camera-accuracy settings and built interpolation backends of ``--camera-accuracy`` (None, {} without),
+    checked before any work: an explicit evaluation size, known backends (RIFE's weights found), an estimator that
+    imports."""
+    from ..errors import Syn2SeqInputError
+
+    if not getattr(args, "camera_accuracy", False):
+        return None, {}
+    if eval_size is None:
+        raise Syn2SeqInputError("--eval-size", "N or WxH with --camera-accuracy (cameras are re-estimated from the "
+                                "pixels at the evaluation size: a size where features can be matched, e.g. 160)",
+                                "'model' (the model's own, often 32 or 64 pixels)")
+    from ..evaluation_cameras import CameraEvalSettings
+    from ..interpolation.base import get_interpolator, known_interpolators
+
+    text = args.camera_backends.strip().lower()
+    names = [] if text == "none" else [b.strip() for b in text.split(",") if b.strip()]
+    for b in names:
+        if b not in known_interpolators():
+            raise Syn2SeqInputError("--camera-backends", f"a comma-separated list of {known_interpolators()} or "
+                                    "'none'", repr(b))
+    settings = CameraEvalSettings(frames=args.camera_frames, transition_frames=args.camera_transition_frames,
+                                  backends=tuple(names), time_limit_s=args.camera_time_limit)
+    try:
+        import importlib
+
+        importlib.import_module("syn2seq_core.geometry.sfm")
+    except ImportError as e:
+        raise Syn2SeqInputError("--camera-accuracy", "the pack's structure from motion (syn2seq_core.geometry.sfm)",
+                                f"an import error ({e})") from None
+    interpolators = {}
+    for b in settings.backends:
+        try:
+            interpolators[b] = get_interpolator(b)
+        except Syn2SeqInputError as e:
+            raise Syn2SeqInputError("--camera-backends", f"backends that load ({b}: {e.expected})", e.found,
+                                    f"Leave '{b}' out of --camera-backends, or install what it needs") from None
+    return settings, interpolators
 
 
 def records_dir(out: Path) -> Path:
@@ -514,7 +593,7 @@ def _check_outputs(args, loaded, records: bool = False) -> dict:
     rec = None
     if args.out:
         out = Path(args.out).expanduser()
-        for path in _report_files(out):
+        for path in _report_files(out, cameras=bool(getattr(args, "camera_accuracy", False))):
             if path.is_dir():
                 raise Syn2SeqInputError("--out", f"a file path for {path.name}", f"the folder '{path}'")
         _check_writable_dir(out.parent, "--out")
@@ -614,7 +693,7 @@ def _check_model_inputs(model, loaded, src: str) -> None:
 
 
 def _render_report(args, out: Path, facts: dict, summaries, curves, scores, sources, roots, eval_size, settings,
-                   reference) -> tuple[dict[Path, bytes], str | None]:
+                   reference, cameras=None, camera_settings=None) -> tuple[dict[Path, bytes], str | None]:
     """Every report file (path -> bytes), nothing written yet, and why the plots were skipped (or None). facts:
     the model's path, size and resolved steps and eta (:meth:`_Run.facts`; ``{"model": None}`` without one)."""
     import json
@@ -638,7 +717,13 @@ def _render_report(args, out: Path, facts: dict, summaries, curves, scores, sour
               "frame_curves": curves,
               "per_take": [{"take": s.name, "category": s.category, "methods": s.per_method,
                             "own_psnr": s.own_psnr, "other_psnr": s.other_psnr,
+                            **({"camera": s.camera} if s.camera is not None else {}),
                             **({"egoexo4d": src} if src else {})} for s, src in zip(scores, sources)]}
+    if cameras is not None:
+        from ..evaluation_cameras import CAMERA_DEFINITION
+
+        report["camera_accuracy"] = {"settings": camera_settings.as_dict(), "definition": CAMERA_DEFINITION,
+                                     "summary": cameras["overall"], "categories": cameras["categories"]}
     if facts["model"] is not None:
         report.update({"steps": facts["steps"], "eta": facts["eta"], "seed": args.seed,
                        "mean_draws": args.mean_draws if args.mean else None})
@@ -646,6 +731,11 @@ def _render_report(args, out: Path, facts: dict, summaries, curves, scores, sour
     caption = f"{args.direction}, {len(scores)} takes" + (f", split {args.split}" if args.split else "")
     files = {out: (json.dumps(report, indent=2) + "\n").encode("utf-8")}
     files.update(render_tables(stem, summaries, caption, settings))
+    if cameras is not None:
+        from ..evaluation_cameras import CAMERA_DEFINITION
+
+        files.update(render_tables(camera_stem(stem), cameras, f"camera accuracy, {caption}",
+                                   settings[:1] + [CAMERA_DEFINITION]))
     plots, skipped = render_plots(stem, scores, curves, note=" ".join(settings))
     files.update(plots)
     return files, skipped

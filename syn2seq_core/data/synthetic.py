@@ -42,7 +42,7 @@ __all__ = [
     "CAMERA_PATH_KINDS", "CameraPathBatch", "CameraPathClip", "ID", "PRIMITIVE_NAMES", "Scene", "SyntheticBatch",
     "SyntheticConfig", "SyntheticTake", "TransitionFrames", "ego_c2w", "frame_times", "render", "render_batch",
     "render_camera_path_clip", "render_camera_path_clips", "render_take", "render_takes", "render_transition",
-    "sample_scene", "sample_scenes", "scene_state",
+    "sample_scene", "sample_scenes", "scene_state", "take_scene",
 ]
 
 CAMERA_PATH_KINDS = ("orbit", "dolly", "head", "exo_to_ego", "ego_to_exo")
@@ -299,6 +299,27 @@ def render_transition(scene: Scene, exo_cameras: Cameras, ego_cameras: Cameras, 
     frames = render(scene, cams, times, supersample=supersample, near=near) if n else torch.zeros(
         0, 3, exo_cameras.height, exo_cameras.width)
     return TransitionFrames(frames, cams, times)
+
+
+def take_scene(take) -> tuple[Scene, SyntheticConfig] | None:
+    """The scene and world settings of a take written by ``syn2seq render-synthetic`` (the seed and settings its
+    take.json records, ``textured`` included), so any camera of it can be rendered again; None for a take that
+    records no world (not procedural). A take whose exo cameras do not match its recorded scene (edited after
+    rendering) is refused."""
+    import dataclasses
+
+    meta = take.meta.get("meta") or {}
+    seed, world = meta.get("seed"), meta.get("synthetic")
+    if take.meta.get("source") != "syn2seq render-synthetic" or not isinstance(seed, int) or not isinstance(world, dict):
+        return None
+    known = {f.name for f in dataclasses.fields(SyntheticConfig)}
+    config = SyntheticConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in world.items() if k in known})
+    scene = sample_scene(seed, config)
+    exo = take.cameras("exo")
+    require(exo is not None and torch.allclose(exo.c2w[0].double(), scene.exo_c2w[0].double(), atol=1e-4),
+            f"take '{take.name}'", "exo cameras matching the scene of its recorded seed",
+            "other cameras (edited after rendering?)")
+    return scene, config
 
 
 # --- single-view clips along continuous camera paths (pretraining) -------------------------------------------
