@@ -38,6 +38,7 @@ COMMANDS = {
     "interpolate": ("interpolate", "first-last-frame interpolation between two images, or inside a video"),
     "image2video": ("image2video", "a video along a camera track from one or more images (any DFoT-family model)"),
     "render-synthetic": ("render_synthetic", "render procedural exo/ego takes with exact cameras"),
+    "cameras": ("cameras", "estimate a video's camera track from its pixels (structure from motion)"),
     "index-egoexo4d": ("index_egoexo4d", "index the usable takes of a local Ego-Exo4D release (split, cameras)"),
     "prepare": ("prepare", "turn takes into training triplets written as resumable tar shards"),
     "train": ("train", "train or finetune a DFoT model from a config file"),

@@ -195,12 +195,16 @@ def detect_format(path) -> str:
     return _detect(p, {}, _folder_of(p, None, None))
 
 
-def save_cameras(cams: Cameras, path, timestamps=None, names: Sequence[str] | None = None) -> Path:
+def save_cameras(cams: Cameras, path, timestamps=None, names: Sequence[str] | None = None, *,
+                 extra: dict | None = None, frame_extra: Sequence[dict] | None = None) -> Path:
     """Write ``cams`` as a syn2seq ``cameras.json`` (schema in ``docs/cameras_json.md``), atomically.
 
     timestamps: [N] seconds or None. names: ``N`` strings (e.g. image files) or None. ``path`` may be a
     folder, then ``<path>/cameras.json`` is written. Floats are written with ``repr`` precision, so
-    :func:`load_cameras` gives back exactly the same float64 values. Returns the path written.
+    :func:`load_cameras` gives back exactly the same float64 values. extra: further top-level keys, and
+    frame_extra: ``N`` dicts of further per-frame keys (JSON values; readers ignore keys they do not know, e.g.
+    ``"estimate"`` and ``"registered"`` / ``"interpolated"`` of an estimated track); neither may reuse a key of the
+    format. Returns the path written.
     """
     require(isinstance(cams, Cameras), "cams", "a Cameras", type(cams).__name__)
     n = len(cams)
@@ -215,6 +219,16 @@ def save_cameras(cams: Cameras, path, timestamps=None, names: Sequence[str] | No
         require(len(names) == n, "names", f"{n} names (one per camera)", len(names))
         require(all(isinstance(s, str) for s in names), "names", "strings",
                 sorted({type(s).__name__ for s in names}))
+    top_keys = {"format", "version", "convention", "width", "height", "frames"}
+    frame_keys = {"c2w", "K", "fisheye", "timestamp", "name"}
+    if extra is not None:
+        require(isinstance(extra, dict) and not (set(extra) & top_keys), "extra",
+                f"a dict of keys other than {sorted(top_keys)}", sorted(extra) if isinstance(extra, dict) else extra)
+    if frame_extra is not None:
+        frame_extra = list(frame_extra)
+        require(len(frame_extra) == n, "frame_extra", f"{n} dicts (one per camera)", len(frame_extra))
+        clash = sorted({k for d in frame_extra for k in d} & frame_keys)
+        require(not clash, "frame_extra", f"keys other than {sorted(frame_keys)}", clash)
     target = Path(path).expanduser()
     if target.is_dir():
         target = target / SYN2SEQ_FILENAME
@@ -230,10 +244,12 @@ def save_cameras(cams: Cameras, path, timestamps=None, names: Sequence[str] | No
             frame["timestamp"] = float(ts[i])
         if names is not None:
             frame["name"] = names[i]
+        if frame_extra is not None:
+            frame.update(frame_extra[i])
         frames.append(json.dumps(frame, allow_nan=False, ensure_ascii=False))
     head = {"format": SYN2SEQ_FORMAT_ID, "version": SYN2SEQ_FORMAT_VERSION, "convention": SYN2SEQ_CONVENTION,
-            "width": cams.width, "height": cams.height}
-    lines = ["{"] + [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
+            "width": cams.width, "height": cams.height, **(extra or {})}
+    lines = ["{"] + [f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False, ensure_ascii=False)}," for k, v in head.items()]
     lines += ['  "frames": [', ",\n".join(f"    {f}" for f in frames), "  ]", "}"]
     _write_atomic(target, "\n".join(lines) + "\n")
     return target

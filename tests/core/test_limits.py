@@ -199,12 +199,20 @@ def test_frames_bytes_and_the_render_estimate():
 # --- every numeric option and widget takes its range from the table ----------------------------------------
 
 def _parsers():
+    """(name, parser) of every command, and of every action of a command with actions ("cameras estimate")."""
+    def walk(name, parser):
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    yield from walk(f"{name} {sub_name}", sub)
+
     for name in cli.COMMANDS:
         if name in NOT_WIRED_HERE:
             continue
         parser = cli.build_parser([name])
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        yield name, sub.choices[name]
+        yield from walk(name, sub.choices[name])
 
 
 def _limit_of(action) -> str | None:
