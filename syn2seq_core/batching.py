@@ -9,6 +9,10 @@ differ only by the float rounding of a larger matrix product (a test holds them 
 counts as generating while it is inside ``generate`` / ``generate_stream`` / ``predict_mean`` (not while it decodes
 or scores its frames between windows), so a take busy elsewhere never holds the others' batch.
 
+Each take's sampler passes the same rays tensor at every step of a window, so while the same takes meet in a group,
+their concatenated rays (and pose masks) are built once and the network gets one ray cache for the group
+(``DiT3D.forward``'s ``cache``), rebuilt when the group's takes or windows change.
+
 The network call runs in the thread of one of the waiting takes, inside its sampler, so under the same autocast
 and no-grad state as an unbatched call (every take uses the same model and dtype). An error in a call reaches
 every take of that batch; :meth:`Batcher.cancel` (Ctrl-C in the main thread) stops every take at its next call.
@@ -58,6 +62,12 @@ class Batcher:
         self._local = threading.local()
         self.calls = 0  # network calls made, and the takes' calls they served
         self.served = 0
+        # Per group key: the takes' rays and pose masks last batched together, their concatenation and the
+        # network's ray cache for it (one entry per key: a new combination replaces the old one).
+        self._ray_groups: dict[tuple, tuple] = {}
+        from .dfot.sampler import accepts_keyword
+
+        self._takes_cache = accepts_keyword(network, "cache")
 
     # A take counts as generating inside these blocks (nested blocks count once).
     @contextmanager
@@ -112,14 +122,13 @@ class Batcher:
         groups: dict[tuple, list[_Call]] = {}
         for call in batch:
             groups.setdefault(call.key(), []).append(call)
+        for calls in groups.values():  # a stable order (takes arrive in any order), so the ray cache is reused
+            calls.sort(key=lambda c: id(c.args[2]))
         for calls in groups.values():
             try:
                 x = torch.cat([c.args[0] for c in calls])
                 logsnr = torch.cat([c.args[1] for c in calls])
-                rays = None if calls[0].args[2] is None else torch.cat([c.args[2] for c in calls])
-                kwargs = {}
-                if calls[0].pose_mask is not None:
-                    kwargs["pose_mask"] = torch.cat([c.pose_mask for c in calls])
+                rays, kwargs = self._rays_of(calls)
                 out = self.network(x, logsnr, rays, **kwargs)
                 self.calls += 1
                 self.served += len(calls)
@@ -132,6 +141,29 @@ class Batcher:
                 call.done = True
 
 
+    def _rays_of(self, calls: list[_Call]) -> tuple[Tensor | None, dict]:
+        """The group's concatenated rays and its keywords (pose mask, ray cache), reused while the same rays and
+        pose-mask tensors come back together (as each take's sampler passes them at every step of a window)."""
+        if calls[0].args[2] is None:
+            if calls[0].pose_mask is None:
+                return None, {}
+            return None, {"pose_mask": torch.cat([c.pose_mask for c in calls])}
+        parts = tuple((c.args[2], c.pose_mask, c.args[2]._version) for c in calls)
+        key = calls[0].key()
+        entry = self._ray_groups.get(key)
+        same = entry is not None and len(entry[0]) == len(parts) and all(
+            a[0] is b[0] and a[1] is b[1] and a[2] == b[2] for a, b in zip(entry[0], parts))
+        if not same:
+            rays = torch.cat([c.args[2] for c in calls])
+            kwargs = {}
+            if calls[0].pose_mask is not None:
+                kwargs["pose_mask"] = torch.cat([c.pose_mask for c in calls])
+            if self._takes_cache:
+                kwargs["cache"] = {}
+            entry = self._ray_groups[key] = (parts, rays, kwargs)
+        return entry[1], entry[2]
+
+
 class _BatchedNetwork:
     """The model's network as one take's thread sees it: calls go through the :class:`Batcher`; everything else
     (config, parameters, ...) is the network's own."""
@@ -139,7 +171,8 @@ class _BatchedNetwork:
     def __init__(self, network, batcher: Batcher):
         self._network, self._batcher = network, batcher
 
-    def __call__(self, x_t, logsnr, rays, pose_mask=None):
+    def __call__(self, x_t, logsnr, rays, pose_mask=None, cache=None):
+        # ``cache`` (the take's own) is not passed on: the batcher keeps one per group of takes (Batcher._rays_of).
         return self._batcher(x_t, logsnr, rays, pose_mask)
 
     def __getattr__(self, name):

@@ -338,8 +338,9 @@ class Syn2SeqModel:
         ``frames`` frames (windows of at most :attr:`window`) under ``guidance`` at ``guidance_scale`` (its
         branches are batched, so memory grows with their number): the network's activations at their peak (with
         a 20% margin), the sampler's per-frame tensors, and the low-precision weight copies autocast keeps when
-        ``dtype`` (default :func:`default_autocast_dtype` of :attr:`device`) differs from the weights' dtype. A host (ComfyUI's
-        model management) makes this much room before sampling."""
+        ``dtype`` (default :func:`default_autocast_dtype` of :attr:`device`) differs from the weights' dtype, and the
+        ray cache the sampler keeps for a window (``ray_cache_bytes``). A host (ComfyUI's model management) makes this
+        much room before sampling."""
         from .dfot.guidance import history_guidance
 
         T = max(1, min(int(frames), self.window))
@@ -353,12 +354,19 @@ class Syn2SeqModel:
         if autocast_dtype != torch.float32:
             copies = sum(p.numel() * autocast_dtype.itemsize for p in self.network.parameters()
                          if p.is_floating_point() and p.dtype != autocast_dtype)
-        return activations + sampler + copies
+        compute = autocast_dtype if autocast_dtype != torch.float32 else (
+            getattr(self.network, "compute_dtype", None) or next(self.network.parameters()).dtype)
+        ray_cache = self.network.ray_cache_bytes(T, batch, compute.itemsize) if hasattr(
+            self.network, "ray_cache_bytes") else 0
+        return activations + sampler + copies + ray_cache
 
-    def denoiser(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None, *, pose_mask: Tensor | None = None
-                 ) -> Tensor:
-        """The sampler's denoiser; ``pose_mask`` [B] drops the pose of some videos (guidance in one call)."""
-        return self.network(x_t, logsnr, rays, pose_mask=pose_mask)
+    def denoiser(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None, *, pose_mask: Tensor | None = None,
+                 cache: dict | None = None) -> Tensor:
+        """The sampler's denoiser; ``pose_mask`` [B] drops the pose of some videos (guidance in one call); ``cache``:
+        the sampling run's dict, where the network keeps what depends only on the rays (``DiT3D.forward``)."""
+        if cache is None:
+            return self.network(x_t, logsnr, rays, pose_mask=pose_mask)
+        return self.network(x_t, logsnr, rays, pose_mask=pose_mask, cache=cache)
 
     def _rays(self, sequence: Syn2SeqSequence, reference: int = 0) -> Tensor:
         """[T, H, W, R] the camera input of this network: Plücker rays relative to the sequence's first
@@ -470,9 +478,9 @@ class Syn2SeqModel:
         g = torch.Generator(device=device).manual_seed(int(seed))
         autocast_dtype = dtype if dtype is not None else default_autocast_dtype(device)
 
-        def denoiser(*a, **k):
+        def denoiser(x_t, logsnr, rays, *, pose_mask=None, cache=None):  # keywords named: the sampler looks for them
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
-                return self.denoiser(*a, **k)
+                return self.denoiser(x_t, logsnr, rays, pose_mask=pose_mask, cache=cache)
 
         def read_context(start: int, end: int) -> Tensor:
             return to_model_space(read(start, end).to(device, torch.float32), config)[None]

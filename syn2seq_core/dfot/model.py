@@ -15,6 +15,11 @@ The denoiser protocol shared by every DFoT network here::
   ``config.pose_dropout``, drawn from ``generator`` (a ``torch.Generator``) if given, else from torch's
   global RNG. ``pose_mask`` ([B] bool, True = no pose) drops poses on purpose, e.g. for the
   unconditional branch of guidance inside one batched call.
+- ``cache`` (a dict, optional, outside training): the rays do not change while a window is sampled, so what
+  depends only on them (DiT3D: the ray embedding; U-ViT3D-Pose: the ray part of every block's modulation) is
+  computed on the first call, stored in the caller's dict and reused while the same ``rays`` tensor object
+  (unmodified) comes back with the same ``pose_mask``, dtype and autocast. The sampler keeps one dict per
+  sampling run; pass a fresh dict (or none) for other rays. Outputs equal the uncached ones up to float rounding.
 
 Architecture: patchify (linear over ``p x p x C``), ray patches embedded the same way and added per
 token, 3D RoPE (or factorised learned position embeddings), blocks with adaLN-zero modulation per frame,
@@ -261,6 +266,25 @@ class VideoDenoiser(nn.Module):
         if pose_mask is not None:
             require(tuple(pose_mask.shape) == (B,), "pose_mask", f"[B] = ({B},)", tuple(pose_mask.shape))
 
+    def _ray_cached(self, cache: dict | None, rays: Tensor, keep: Tensor | None, dtype, build):
+        """``build()`` (tensors that depend only on ``rays`` and ``keep``, not on ``x_t`` or the noise level), kept
+        in the caller's ``cache`` dict and reused while the same ``rays`` tensor (the same object, unmodified) comes
+        back with the same kept poses under the same dtype and autocast; computed afresh without a cache and in
+        training (where pose dropout is drawn per call)."""
+        if cache is None or self.training:
+            return build()
+        device_type = rays.device.type
+        autocast = autocast_enabled(device_type)
+        signature = (rays._version, None if keep is None else tuple(keep.tolist()), dtype, autocast,
+                     torch.get_autocast_dtype(device_type) if autocast else None)
+        key = ("ray_cache", id(self))
+        entry = cache.get(key)
+        if entry is not None and entry[0] is self and entry[1] is rays and entry[2] == signature:
+            return entry[3]
+        value = build()
+        cache[key] = (self, rays, signature, value)
+        return value
+
     def _pose_keep(self, B: int, device, pose_mask, generator) -> Tensor | None:
         """[B] float: 1 where the video keeps its pose, else 0; None when every video keeps it."""
         drop = None
@@ -338,6 +362,12 @@ class DiT3D(VideoDenoiser):
         pixels = batch * frames * c.height * c.width * 2 * c.in_channels  # the patched input and the output
         return 4 * (tokens * (4 * c.dim + 2 * hidden) + pixels)
 
+    def ray_cache_bytes(self, frames: int, batch: int = 1, itemsize: int = 4) -> int:
+        """Bytes of the ray cache of a sampling run (the ray embedding, see ``forward``'s ``cache``) over ``batch``
+        videos of ``frames`` frames, ``itemsize`` bytes a number (2 under bf16 autocast)."""
+        c = self.config
+        return batch * frames * c.grid[0] * c.grid[1] * c.dim * itemsize
+
     # -- forward -------------------------------------------------------------------------------------
     def rope(self, frames: int, device) -> Tensor | None:
         """Complex RoPE rotations [T, S, 1, head_dim / 2] for ``frames`` frames (None without RoPE)."""
@@ -348,8 +378,11 @@ class DiT3D(VideoDenoiser):
         return rope_rotation(cos, sin).flatten(1, 2)[:, :, None]
 
     def forward(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None = None, *,
-                pose_mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
-        """x_t: [B, T, C, H, W]; logsnr: [B, T]; rays: [B, T, H, W, ray_channels] | None -> v [B, T, C, H, W]."""
+                pose_mask: Tensor | None = None, generator: torch.Generator | None = None,
+                cache: dict | None = None) -> Tensor:
+        """x_t: [B, T, C, H, W]; logsnr: [B, T]; rays: [B, T, H, W, ray_channels] | None -> v [B, T, C, H, W].
+        cache: a dict the caller keeps across calls with the same ``rays`` tensor (the sampler keeps one per
+        sampling run): the ray embedding is computed once and reused (see the module docstring)."""
         self._check(x_t, logsnr, rays, pose_mask)
         c, p = self.config, self.config.patch_size
         B, T = x_t.shape[:2]
@@ -361,8 +394,12 @@ class DiT3D(VideoDenoiser):
         x = self.patch_embed(x)  # [B, T, S, D]
         if rays is not None:
             keep = self._pose_keep(B, x.device, pose_mask, generator)
-            pose = self.ray_embed(rays)
-            x = x + (pose if keep is None else pose * keep.to(pose.dtype)[:, None, None, None])
+
+            def pose_embedding() -> Tensor:
+                pose = self.ray_embed(rays)
+                return pose if keep is None else pose * keep.to(pose.dtype)[:, None, None, None]
+
+            x = x + self._ray_cached(cache, rays, keep, dtype, pose_embedding)
         if c.pos_emb == "learned":
             x = x + self.pos_frame[:T, None].to(x.device, x.dtype) + self.pos_patch.to(x.device, x.dtype)
         emb = F.silu(self.noise_embedding(c.noise_scale * logsnr))  # [B, T, D]

@@ -9,7 +9,9 @@ of each frame (the network scales it itself) and ``rays=None`` means "no pose" (
 of history guidance). The denoiser may be called with a larger batch than the sample's: guidance branches
 are stacked along the batch axis, branch-major (``(branch b)``). Branches that keep the rays and branches
 that drop them need separate calls, unless the denoiser also accepts a keyword ``pose_mask: [B] bool``
-(True = no pose for that sample, as ``DiT3D.forward``): then every step is a single call.
+(True = no pose for that sample, as ``DiT3D.forward``): then every step is a single call. A denoiser that accepts
+a keyword ``cache`` gets one dict per :func:`sample` call, in which it may keep what depends only on the rays
+(they do not change during a call; the sampler passes the very same rays tensor every step).
 
 Context mask codes (``conventions.MASK_*``): ``1`` given context and ``2`` generated context are kept
 clean, fed to the denoiser at the cleanest level (``t = 0``) and never modified (bit-identical in the
@@ -86,12 +88,29 @@ def active_steps(times: Tensor) -> list[int]:
     return changed.nonzero().flatten().tolist()
 
 
-def accepts_pose_mask(denoiser) -> bool:
-    """Whether ``denoiser`` takes a ``pose_mask`` keyword ([B] bool, True = drop the pose of that sample)."""
+def accepts_keyword(denoiser, name: str) -> bool:
+    """Whether ``denoiser`` takes the keyword ``name`` (named in its signature, or its ``forward``'s for a
+    ``torch.nn.Module``; ``**kwargs`` does not count)."""
+    if isinstance(denoiser, torch.nn.Module):
+        denoiser = denoiser.forward
     try:
-        return "pose_mask" in inspect.signature(denoiser).parameters
+        return name in inspect.signature(denoiser).parameters
     except (TypeError, ValueError):
         return False
+
+
+def accepts_pose_mask(denoiser) -> bool:
+    """Whether ``denoiser`` takes a ``pose_mask`` keyword ([B] bool, True = drop the pose of that sample)."""
+    return accepts_keyword(denoiser, "pose_mask")
+
+
+def _memo(cache: dict | None, key, make):
+    """``make()``, kept in ``cache`` under ``key`` (a sampling run's dict) when there is one."""
+    if cache is None:
+        return make()
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
 
 
 def _to_device(a: Tensor, like: Tensor) -> Tensor:
@@ -109,6 +128,7 @@ def guided_v(
     rays: Tensor | None = None,
     stabilization: float = 0.0,
     generator: torch.Generator | None = None,
+    cache: dict | None = None,
 ) -> Tensor:
     """One guided ``v`` prediction.
 
@@ -116,7 +136,9 @@ def guided_v(
     padding at 1); mask: [B, T] context-mask codes (``>= 1`` = history). Each branch shows the history at
     its own noise time (noised with fresh noise from ``generator``); branches that keep the rays share one
     denoiser call, branches that drop them share another (one call for all when the denoiser takes
-    ``pose_mask``). Returns the weighted sum of the branches' ``v``.
+    ``pose_mask``). Returns the weighted sum of the branches' ``v``. cache: a dict kept for calls with the same
+    ``rays`` and branches (:func:`sample` keeps one per call): the branch-stacked rays and pose masks are built
+    once, and a denoiser that takes ``cache`` gets it.
     """
     history = mask >= MASK_CONTEXT
     generated_history = mask == MASK_GENERATED_CONTEXT
@@ -138,7 +160,10 @@ def guided_v(
 
     outputs: list[Tensor | None] = [None] * len(branches)
     mixed = rays is not None and len({b.pose for b in branches}) > 1
-    use_pose_mask = mixed and accepts_pose_mask(denoiser)
+    takes_pose_mask, takes_cache = _memo(cache, "accepts", lambda: (accepts_pose_mask(denoiser),
+                                                                    accepts_keyword(denoiser, "cache")))
+    use_pose_mask = mixed and takes_pose_mask
+    extra = {"cache": cache} if takes_cache and cache is not None else {}
     groups: dict[bool, list[int]] = {}
     for i, branch in enumerate(branches):
         groups.setdefault(use_pose_mask or (branch.pose and rays is not None), []).append(i)
@@ -148,12 +173,17 @@ def guided_v(
         else:
             xs = torch.cat([inputs[i][0] for i in members])
             logsnrs = torch.cat([inputs[i][1] for i in members])
-        call_rays = repeat(rays, "b ... -> (k b) ...", k=len(members)) if with_rays else None
+        call_rays = None
+        if with_rays:  # the same tensor every step (a denoiser may key its cache on it)
+            k = len(members)
+            call_rays = rays if k == 1 else _memo(cache, ("rays", k), lambda k=k: repeat(rays, "b ... -> (k b) ...", k=k))
         if use_pose_mask:
-            drop = torch.tensor([not branches[i].pose for i in members], device=x.device)
-            v = denoiser(xs, logsnrs, call_rays, pose_mask=repeat(drop, "k -> (k b)", b=x.shape[0]))
+            drop = tuple(not branches[i].pose for i in members)
+            pose_mask = _memo(cache, ("pose_mask", drop), lambda d=drop: repeat(
+                torch.tensor(d, device=x.device), "k -> (k b)", b=x.shape[0]))
+            v = denoiser(xs, logsnrs, call_rays, pose_mask=pose_mask, **extra)
         else:
-            v = denoiser(xs, logsnrs, call_rays)
+            v = denoiser(xs, logsnrs, call_rays, **extra)
         require(isinstance(v, Tensor) and tuple(v.shape) == tuple(xs.shape), "denoiser output",
                 f"a tensor of shape {tuple(xs.shape)}", tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__)
         for i, v_i in zip(members, v.to(x.dtype).chunk(len(members))):
@@ -252,24 +282,29 @@ def sample(
     steps = active_steps(times)
     branches = guidance.branches()
     generate = mask_cpu == MASK_GENERATE
+    # Everything a step needs that does not depend on the state, for all steps at once, moved to the device once:
+    # the DDIM coefficients [5, n, B, T] and which frames each step updates / is still denoising [n, B, T].
+    t_cur_all, t_next_all = times[steps], times[[m + 1 for m in steps]]
+    coefficients = _to_device(torch.stack(ddim_coefficients(t_cur_all, t_next_all, schedule, eta)), state)
+    updates = (generate & (t_cur_all != t_next_all)).to(state.device)
+    busies = (generate & (t_cur_all > 0)).to(state.device)
+    cache: dict = {}  # what stays the same for the whole run (rays stacked per branch; the denoiser's own)
 
     for i, m in enumerate(steps):
-        t_cur, t_next = times[m], times[m + 1]
+        t_cur = times[m]
         # Generated frames that are already clean act as generated history for the rest of the run.
         step_mask = torch.where(generate & (t_cur == 0), MASK_GENERATED_CONTEXT, mask_cpu)
         v = guided_v(denoiser, state, t_cur, step_mask, branches, schedule=schedule, rays=rays,
-                     stabilization=guidance.stabilization, generator=generator)
-        a_s, s_s, a_t, c_eps, c_noise = (expand_like(_to_device(c, state), state)
-                                         for c in ddim_coefficients(t_cur, t_next, schedule, eta))
+                     stabilization=guidance.stabilization, generator=generator, cache=cache)
+        a_s, s_s, a_t, c_eps, c_noise = (expand_like(c, state) for c in coefficients[:, i])
         x0 = a_s * state - s_s * v
         eps = s_s * state + a_s * v
         new = a_t * x0 + c_eps * eps
         if eta > 0:
             new = new + c_noise * randn(shape, generator, state.device, state.dtype)
-        update = expand_like((generate & (t_cur != t_next)).to(state.device), state)
-        state = torch.where(update, new, state)
+        state = torch.where(expand_like(updates[i], state), new, state)
         if callback is not None:
-            busy = expand_like((generate & (t_cur > 0)).to(state.device), state)
+            busy = expand_like(busies[i], state)
             callback({"step": i + 1, "total": len(steps), "x0": torch.where(busy, x0, state), "generate": generate})
 
     return torch.where(expand_like(mask == MASK_PADDING, state), torch.zeros_like(state), state)

@@ -78,6 +78,26 @@ def test_activation_estimate_covers_the_live_tensors_without_wasting_much(name):
         assert 0.85 * measured <= estimate <= 1.5 * measured, (name, frames, batch, measured, estimate)
 
 
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_ray_cache_estimate_is_the_bytes_a_sampling_run_keeps(name):
+    """A sampled step with the ray cache: the cache (kept between steps) is what ``ray_cache_bytes`` says, and the
+    step's own peak stays within the activation estimate."""
+    net = NETWORKS[name]().eval()
+    c = net.config
+    frames, batch = 4, 2
+    x = torch.randn(batch, frames, c.in_channels, c.height, c.width)
+    logsnr = torch.randn(batch, frames)
+    rays = torch.randn(batch, frames, c.height, c.width, c.ray_channels)
+    cache = {}
+    with torch.no_grad():
+        net(x, logsnr, rays, cache=cache)
+    kept = [t for entry in cache.values() for t in (entry[-1].values() if isinstance(entry[-1], dict) else [entry[-1]])]
+    assert sum(t.numel() * t.element_size() for t in kept) == net.ray_cache_bytes(frames, batch)
+    with torch.no_grad(), LiveTensors([*net.parameters(), *net.buffers(), x, logsnr, rays, *kept]) as live:
+        net(x, logsnr - 1, rays, cache=cache)
+    assert live.peak <= 1.5 * net.activation_bytes(frames, batch), (name, live.peak)
+
+
 def test_memory_required_grows_with_frames_resolution_and_guidance_branches():
     def model(size):
         return Syn2SeqModel(DiT3D(dit3d_preset("tiny", height=size, width=size, max_frames=16)))
@@ -90,9 +110,11 @@ def test_memory_required_grows_with_frames_resolution_and_guidance_branches():
     assert small.memory_required(64, dtype=f32) == small.memory_required(16, dtype=f32)  # capped at the window
     assert small.memory_required(8, guidance="vanilla", guidance_scale=2.0, dtype=f32) > 1.8 * need  # 2 branches
     assert small.memory_required(8, guidance="vanilla", guidance_scale=1.0, dtype=f32) == need  # w = 1: one
-    # bf16 autocast keeps a bf16 copy of float32 weights: counted.
+    # bf16 autocast keeps a bf16 copy of float32 weights: counted; its ray cache takes half the bytes.
     params = sum(p.numel() for p in small.network.parameters())
-    assert small.memory_required(8, dtype=torch.bfloat16) - need == 2 * params
+    ray_cache = small.network.ray_cache_bytes(8)
+    assert ray_cache > 0
+    assert small.memory_required(8, dtype=torch.bfloat16) - need == 2 * params - ray_cache // 2
 
 
 def test_sampler_reports_which_frames_it_generates_and_stabilization_passes_through():
