@@ -168,7 +168,8 @@ LIMITS: dict[str, Range] = dict([
        "rays per pixel side, as SyntheticConfig accepts"),
     _r("synthetic_batch", int, 1, 1024, ["render-synthetic --batch"],
        "takes rendered together; memory is checked before rendering"),
-    _r("threads", int, 0, 1024, ["render-synthetic --threads"], "torch threads; 0 = leave torch's setting"),
+    _r("threads", int, 0, 1024, ["render-synthetic --threads", "bench sampler --threads"],
+       "torch threads; 0 = leave torch's setting"),
     # prepare
     _r("prepare_clips", int, 1, 10_000, ["prepare --clips"], "clips (windows) per take, evenly spaced"),
     _r("takes_per_shard", int, 1, 100_000, ["prepare --takes-per-shard"],
@@ -188,6 +189,10 @@ LIMITS: dict[str, Range] = dict([
        "per-GPU memory beyond weights, optimiser and activations (CUDA context, NCCL, fragmentation)"),
     _r("plan_gpus", int, 1, 4096, ["bench train --gpus"], "GPUs per node to plan for"),
     _r("plan_batch", int, 1, 4096, ["bench train --batch"], "sequences per GPU per micro-batch"),
+    # the sampler benchmark (syn2seq bench sampler)
+    _r("bench_batch", int, 1, 64, ["bench sampler --batch"], "videos per denoising step (guidance branches stack here)"),
+    _r("bench_frames", int, 0, 256, ["bench sampler --frames"], "frames per video; 0 = each config's window"),
+    _r("bench_reps", int, 1, 100, ["bench sampler --reps"], "timed repeats of each measurement (the median is kept)"),
     _r("plan_steps", int, 1, 1000, ["bench train --measure-steps"],
        "timed training steps per measured setting (after one warm-up step)"),
     _r("model_size", int, 8, 4096, ["convert-dfot --size", "bench train --size", "bench train --probe-size"],

@@ -1,20 +1,31 @@
-"""``syn2seq bench sampler``: one DFoT denoising step of the DiT3D presets, measured side by side.
+"""``syn2seq bench sampler``: one DFoT denoising step, measured side by side.
 
-For each config (default: ``tiny``, the bundled CPU model, and ``small``, a larger one) at its full
-window: parameters, GFLOPs per denoising step (``torch.utils.flop_counter`` on one forward, with the
-CPU flash-attention kernel counted as ``4 N^2 d`` per head), step time and frames/s in float32 and in
-bf16 autocast, and the achieved GFLOP/s as a fraction of this machine's matmul GFLOP/s (2048x2048,
-same dtype) measured right before it. Peak memory of a step is measured in a fresh subprocess per
-config (Linux: the peak-RSS counter is reset, then read after the step; elsewhere ``ru_maxrss``).
-Last, the peak-memory ratio of ``factorized`` to ``full`` attention at 16 and 32 frames, once with the
-default SDPA kernel and once with the math kernel that materialises the attention matrix.
+For each config at its full window (default: the DiT3D presets ``tiny``, the bundled CPU model's size, and
+``small``; ``re10k`` is the 458M U-ViT3D-Pose of DFoT's RealEstate10K checkpoint at 256x256x8, ``base`` its
+smaller yaml, ``large`` a DiT3D at 256x256): parameters, GFLOPs per denoising step (``torch.utils.flop_counter``
+on one forward, with the CPU flash-attention kernel counted as ``4 N^2 d`` per head), step time and frames/s in
+float32 and in bf16 autocast, and the achieved GFLOP/s as a fraction of this machine's matmul GFLOP/s (2048x2048,
+same dtype) measured right before it. A step is timed as the sampler runs it: with the ray cache of a sampling
+run (``DiT3D.forward``'s ``cache``: what depends only on the rays is computed once per window, before the
+timed steps; for the U-ViT that is the pose part of every block's FiLM, so a step executes fewer FLOPs than the
+network's own count, which the ratio uses, and both counts are printed). Peak memory of a step is measured in a
+fresh subprocess per config (Linux: the peak-RSS counter is reset, then read after the step; elsewhere
+``ru_maxrss``). Then the peak-memory ratio of ``factorized`` to ``full`` attention at 16 and 32 frames, once with
+the default SDPA kernel and once with the math kernel that materialises the attention matrix.
+
+``--reference DIR``: DFoT's own network (``UViT3DPose`` from a checkout of its code at DIR, imported at run time:
+:mod:`._reference`) beside ours on the same random weights and inputs, at the U-ViT3D-Pose RE10K configuration
+and ``--reference-sizes`` (default 32x32x4, 64x64x8 and the full 256x256x8), float32 and bf16: the steps are
+interleaved (reference, ours with the ray cache, ours without it, the order turning each repeat), and the
+medians, their ratio and the outputs' largest difference are printed.
 
 Targets (issue 3): tiny float32 step >= 50% of float32 matmul; bf16 >= 25% of bf16 matmul;
-factorized <= 1/3 of full's memory at 32 frames.
+factorized <= 1/3 of full's memory at 32 frames. Issue 34: >= 1.5x the reference at every size.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -22,17 +33,28 @@ import subprocess
 import sys
 import time
 
+from .. import limits
+
 PROBE = "import sys; from syn2seq_core.benchmarks.sampler import _memory_probe; _memory_probe(sys.argv[1])"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true", help="a few seconds: fewer repeats, short windows")
-    parser.add_argument("--configs", default="tiny,small", help="DiT3D presets, comma separated")
-    parser.add_argument("--batch", type=int, default=2, help="videos per step (2 = conditional + guidance)")
-    parser.add_argument("--frames", type=int, default=0, help="frames per video (0 = each config's window)")
+    parser.add_argument("--configs", default="tiny,small",
+                        help="comma separated: DiT3D presets (tiny, small, large) and U-ViT3D-Pose presets (re10k, "
+                             "base); 'none' for only the reference comparison")
+    parser.add_argument("--batch", **limits.option("bench_batch", "videos per step (2 = conditional + guidance)", 2))
+    parser.add_argument("--frames", **limits.option("bench_frames", "frames per video (0 = each config's window)", 0))
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--threads", **limits.option("threads", "torch CPU threads (0 = torch's default)", 0))
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--reference", metavar="DIR", default=None,
+                        help="a checkout of DFoT's code: time its U-ViT3D-Pose beside ours (same weights and inputs)")
+    parser.add_argument("--reference-sizes", default="32x4,64x8,256x8", metavar="SxT,...",
+                        help="frame side x frames of the reference comparison (default: 32x4,64x8,256x8; "
+                             "--quick: 32x4); the full RE10K size takes minutes per step on a CPU")
+    parser.add_argument("--reps", **limits.option("bench_reps", "timed repeats per measurement", None,
+                                                  default_text="default: 3, --quick 1"))
 
 
 # --- measurement helpers -------------------------------------------------------------------------------------
@@ -95,15 +117,25 @@ def _inputs(config, batch: int, frames: int, device, seed: int = 0):
 
 
 def _config(name: str, frames: int, attention: str | None = None):
-    from ..dfot.model import dit3d_preset
+    """The configuration of a bench name (a DiT3D or U-ViT3D-Pose preset), its window grown to ``frames``."""
+    from ..dfot.model import DIT3D_PRESETS, dit3d_preset
+    from ..dfot.uvit3d import UVIT3D_PRESETS, uvit3d_preset
+    from ..errors import check_choice
 
-    overrides = {}
-    if attention:
-        overrides["attention"] = attention
-    config = dit3d_preset(name, **overrides)
+    check_choice(name, {**DIT3D_PRESETS, **UVIT3D_PRESETS}, "bench sampler config")
+    if name in UVIT3D_PRESETS:
+        config = uvit3d_preset(name)
+    else:
+        config = dit3d_preset(name, **({"attention": attention} if attention else {}))
     if frames > config.max_frames:
         config = config.replace(max_frames=frames)
     return config
+
+
+def _network(config, device=None):
+    from ..dfot.checkpoint import build_model
+
+    return build_model(config, device=device)
 
 
 def _memory_probe(spec_json: str) -> None:
@@ -112,14 +144,13 @@ def _memory_probe(spec_json: str) -> None:
 
     import torch
 
-    from ..dfot.model import DiT3D
     from ._rss import peak_mb, reset_peak
 
     spec = json.loads(spec_json)
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     config = _config(spec["config"], spec["frames"], spec.get("attention"))
-    model = DiT3D(config).to(device).eval()
+    model = _network(config).to(device).eval()
     x, logsnr, rays = _inputs(config, spec["batch"], spec["frames"], device)
     import contextlib
 
@@ -153,24 +184,157 @@ def memory_of_step(**spec) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _step(model, x, logsnr, rays, bf16: bool) -> None:
+def _step(model, x, logsnr, rays, bf16: bool, cache: dict | None = None) -> None:
+    """One forward as the sampler runs it: no grad, bf16 autocast or none, the sampling run's ray ``cache``."""
     import torch
 
     with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        model(x, logsnr, rays)
+        if cache is None:
+            model(x, logsnr, rays)
+        else:
+            model(x, logsnr, rays, cache=cache)
+
+
+def step_flops_cached(model, x, logsnr, rays) -> float:
+    """FLOPs of a step with the ray cache warm (counted on the second of two forwards)."""
+    cache: dict = {}
+    _step(model, x, logsnr, rays, bf16=False, cache=cache)
+    return step_flops(lambda *a: model(*a, cache=cache), x, logsnr, rays)
+
+
+def random_weights(model, seed: int = 0):
+    """Every parameter random (the zero-initialised output layers too, so the outputs carry signal): weights
+    N(0, 0.25 / fan_in), norm gains 1 + N(0, 0.01), other vectors N(0, 0.0004)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim >= 2:
+                value = torch.randn(p.shape, generator=g) * (0.5 / p[0].numel() ** 0.5)
+            elif "norm" in name and not name.endswith("bias"):
+                value = 1 + 0.1 * torch.randn(p.shape, generator=g)
+            else:
+                value = 0.02 * torch.randn(p.shape, generator=g)
+            p.copy_(value.to(p.dtype))
+    return model
+
+
+def _interleaved(fns: dict, device, reps: int) -> dict:
+    """Median seconds of each function of ``fns`` over ``reps`` rounds, one call of each per round in an order that
+    turns every round (so a slow spell of the machine hits every function alike)."""
+    names = list(fns)
+    times = {n: [] for n in names}
+    for r in range(reps):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            t = time.perf_counter()
+            fns[name]()
+            _sync(device)
+            times[name].append(time.perf_counter() - t)
+    return {n: statistics.median(v) for n, v in times.items()}
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """"32x4,64x8" -> [(32, 4), (64, 8)]: frame side in pixels x frames."""
+    from ..errors import Syn2SeqInputError
+
+    sizes = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        try:
+            side, frames = (int(v) for v in part.lower().split("x"))
+        except ValueError:
+            raise Syn2SeqInputError("--reference-sizes", "SIDExFRAMES items, e.g. 32x4,64x8", repr(part)) from None
+        limits.check("model_size", side)
+        limits.check("model_window", frames)
+        sizes.append((side, frames))
+    if not sizes:
+        raise Syn2SeqInputError("--reference-sizes", "at least one SIDExFRAMES item", repr(text))
+    return sizes
+
+
+def compare_reference(root, sizes, batch: int, device, reps: int, dtypes=("fp32", "bf16"), log=print,
+                      config=None) -> list[dict]:
+    """Reference DFoT U-ViT3D-Pose vs ours, per (side, frames) and dtype: interleaved median seconds of the
+    reference, of ours with the ray cache (after the call that builds it) and without it, and the outputs'
+    largest difference. ``config``: the U-ViT3D-Pose configuration (default: RE10K's), resized to each size.
+    Rows as dicts."""
+    from ..dfot.uvit3d import uvit3d_preset
+    from . import _reference
+
+    backbones = _reference.load_backbones(root)
+    config = config or uvit3d_preset("re10k")
+    rows = []
+    for side, frames in sizes:
+        sized = config.replace(height=side, width=side, max_frames=frames)
+        rows += _compare_size(backbones, sized, batch, device, reps, dtypes, log)
+    return rows
+
+
+def _compare_size(backbones, config, batch: int, device, reps: int, dtypes, log) -> list[dict]:
+    import torch
+
+    from ..dfot.uvit3d import UViT3DPose
+    from . import _reference
+
+    side, frames = config.height, config.max_frames
+    torch.manual_seed(0)
+    ours = random_weights(UViT3DPose(config)).to(device).eval()
+    ref = _reference.reference_uvit3d_pose(backbones, config, frames)
+    _reference.load_weights(ref, ours.state_dict())
+    ref = ref.to(device).eval()
+    x, logsnr, rays = _inputs(config, batch, frames, device, seed=1)
+    noise_levels, ref_rays = _reference.reference_inputs(config, logsnr, rays)
+    rows = []
+    for label in dtypes:
+        cache: dict = {}
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=label == "bf16"):
+            t = time.perf_counter()
+            v_ours = ours(x, logsnr, rays, cache=cache).float()  # builds the cache
+            _sync(device)
+            first = time.perf_counter() - t
+            v_ref = ref(x, noise_levels, ref_rays).float()
+            v_plain = ours(x, logsnr, rays).float()
+            med = _interleaved({"reference": lambda: ref(x, noise_levels, ref_rays),
+                                "ours": lambda c=cache: ours(x, logsnr, rays, cache=c),
+                                "ours_no_cache": lambda: ours(x, logsnr, rays)}, device, reps)
+        row = {"side": side, "frames": frames, "batch": batch, "dtype": label, "first_s": first,
+               **{f"{k}_s": v for k, v in med.items()},
+               "ratio": med["reference"] / med["ours"], "ratio_no_cache": med["reference"] / med["ours_no_cache"],
+               "max_diff": float((v_ours - v_ref).abs().max()),
+               "max_diff_no_cache": float((v_plain - v_ref).abs().max()), "max_abs": float(v_ref.abs().max())}
+        rows.append(row)
+        log(f"  {side}x{side}x{frames} {label}: reference {row['reference_s']:.3f} s, ours {row['ours_s']:.3f} s "
+            f"({row['ratio']:.2f}x; without the ray cache {row['ours_no_cache_s']:.3f} s, "
+            f"{row['ratio_no_cache']:.2f}x), max |diff| {row['max_diff']:.1e} of max |v| {row['max_abs']:.2f}")
+    return rows
+
+
+def _reference_commit(root) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown commit"
+    return out.stdout.strip() or "not a git checkout"
 
 
 # --- the benchmark -------------------------------------------------------------------------------------------
 def run(args) -> int:
     import torch
 
-    from ..dfot.model import DiT3D, count_parameters
+    from ..dfot.model import count_parameters
 
     device = torch.device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    reps = 1 if args.quick else 3
-    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    reps = args.reps or (1 if args.quick else 3)
+    names = [n.strip() for n in args.configs.split(",") if n.strip() and n.strip() != "none"]
+    sizes = parse_sizes("32x4" if args.quick and args.reference_sizes == "32x4,64x8,256x8" else args.reference_sizes)
+    if args.reference:
+        from ._reference import load_backbones
+
+        load_backbones(args.reference)  # a wrong folder or a missing package fails before anything is measured
     print(f"syn2seq bench sampler: one denoising step (B={args.batch}), device {device}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
@@ -187,15 +351,21 @@ def run(args) -> int:
             frames = min(frames, 4)
         config = _config(name, frames)
         torch.manual_seed(0)
-        model = DiT3D(config).to(device).eval()
+        model = _network(config).to(device).eval()
         x, logsnr, rays = _inputs(config, args.batch, frames, device)
         # FLOPs of the same network on the meta device: counted without computing anything.
-        flops = step_flops(DiT3D(config, device="meta").eval(), *(t.to("meta") for t in (x, logsnr, rays)))
-        row = {"config": name, "frames": frames, "tokens": frames * config.grid[0] * config.grid[1],
-               "attention": config.attention, "params_m": count_parameters(model) / 1e6, "gflop": flops / 1e9}
+        meta = _network(config, device="meta").eval()
+        meta_inputs = [t.to("meta") for t in (x, logsnr, rays)]
+        flops = step_flops(meta, *meta_inputs)
+        executed = step_flops_cached(meta, *meta_inputs)
+        tokens = frames * (config.grid[0] * config.grid[1] if hasattr(config, "grid") else
+                           config.level_grid(0)[0] * config.level_grid(0)[1])
+        row = {"config": name, "frames": frames, "tokens": tokens, "params_m": count_parameters(model) / 1e6,
+               "gflop": flops / 1e9, "gflop_executed": executed / 1e9}
         for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             peak = matmul_gflops(dtype, device, reps=3 if args.quick else 5)
-            step = lambda m=model, bf16=label == "bf16": _step(m, x, logsnr, rays, bf16=bf16)  # noqa: E731
+            cache: dict = {}
+            step = functools.partial(_step, model, x, logsnr, rays, bf16=label == "bf16", cache=cache)
             seconds = _median_time(step, device, reps, budget_s=4 if args.quick else 8)
             row[label] = {"s": seconds, "fps": args.batch * frames / seconds, "gflops": flops / seconds / 1e9,
                           "peak": peak, "ratio": flops / seconds / 1e9 / peak}
@@ -204,11 +374,12 @@ def run(args) -> int:
         rows.append(row)
         del model
 
-    print()
-    header = (f"{'config':<7} {'T':>3} {'tokens':>6} {'params':>8} {'GFLOP/step':>10} | {'dtype':<5} "
-              f"{'step ms':>8} {'frames/s':>9} {'GFLOP/s':>8} {'matmul':>7} {'ratio':>6}")
-    print(header)
-    print("-" * len(header))
+    if rows:
+        print()
+        header = (f"{'config':<7} {'T':>3} {'tokens':>6} {'params':>8} {'GFLOP/step':>10} | {'dtype':<5} "
+                  f"{'step ms':>8} {'frames/s':>9} {'GFLOP/s':>8} {'matmul':>7} {'ratio':>6}")
+        print(header)
+        print("-" * len(header))
     for row in rows:
         for i, label in enumerate(("fp32", "bf16")):
             r = row[label]
@@ -216,6 +387,10 @@ def run(args) -> int:
                     f"{row['gflop']:>10.2f}") if i == 0 else " " * 40
             print(f"{lead} | {label:<5} {r['s'] * 1e3:>8.1f} {r['fps']:>9.1f} {r['gflops']:>8.1f} "
                   f"{r['peak']:>7.0f} {r['ratio'] * 100:>5.0f}%")
+    cached = [r for r in rows if r["gflop_executed"] < 0.99 * r["gflop"]]
+    if cached:
+        print("with the ray cache a step executes fewer FLOPs than the network's count used above: " + ", ".join(
+            f"{r['config']} {r['gflop_executed']:.2f} of {r['gflop']:.2f} GFLOP" for r in cached))
     if any("memory" in r for r in rows):
         print("\npeak memory of one fp32 step (fresh process; 'step' = above the loaded model and inputs):")
         for row in rows:
@@ -228,7 +403,7 @@ def run(args) -> int:
               f"{'met' if tiny['fp32']['ratio'] >= 0.5 else 'NOT met'}); bf16 {tiny['bf16']['ratio'] * 100:.0f}% of "
               f"bf16 matmul (>= 25%: {'met' if tiny['bf16']['ratio'] >= 0.25 else 'NOT met'})")
 
-    if not args.no_memory:
+    if not args.no_memory and "tiny" in names:
         print("\nfactorized / full attention, peak memory of one fp32 step above the model (tiny, "
               f"B={args.batch}):")
         frame_counts = (16,) if args.quick else (16, 32)
@@ -244,4 +419,14 @@ def run(args) -> int:
                              + (f" (target <= 0.33: {'met' if ratio <= 1 / 3 else 'NOT met'})" if frames == 32 else ""))
             kernel = "math SDPA (materialised attention)" if math_kernel else "default SDPA kernel"
             print(f"  {kernel:<36} " + "   ".join(cells))
+
+    if args.reference:
+        print(f"\nreference DFoT ({args.reference}, {_reference_commit(args.reference)}): its UViT3DPose beside ours, "
+              f"RE10K configuration, B={args.batch}, the same random weights and inputs; interleaved medians of "
+              f"{reps} (ratio = reference / ours, target >= 1.5x):", flush=True)
+        rows_ref = compare_reference(args.reference, sizes, args.batch, device, reps,
+                                     log=lambda line: print(line, flush=True))
+        worst = min(r["ratio"] for r in rows_ref)
+        print(f"target >= 1.5x the reference everywhere: {'met' if worst >= 1.5 else 'NOT met'} "
+              f"(lowest {worst:.2f}x)")
     return 0
