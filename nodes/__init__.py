@@ -8,7 +8,8 @@ registries or when a node runs.
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import camera_paths, cameras, evaluate, interpolation, management, model, paths, sequence, takes, wan_camera
+from . import (camera_paths, cameras, estimate_cameras, evaluate, interpolation, management, model, paths, sequence, takes,
+               wan_camera)
 
 paths.register_model_folder()
 
@@ -16,6 +17,7 @@ NODES: list[type[io.ComfyNode]] = [
     *takes.NODES,
     *cameras.NODES,
     *camera_paths.NODES,
+    *estimate_cameras.NODES,
     *wan_camera.NODES,
     *interpolation.NODES,
     *sequence.NODES,

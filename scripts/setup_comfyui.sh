@@ -10,7 +10,8 @@
 #      your platform, e.g. TORCH_SPEC="torch torchvision" or a CPU index through PIP_INDEX_URL);
 #   3. installs ComfyUI's requirements with torch held at the installed version (torchaudio is skipped:
 #      ComfyUI only loses its audio nodes without it), plus `requests` (ComfyUI 0.3.x imports it at start);
-#   4. installs this pack's requirements.txt (what ComfyUI-Manager would install);
+#   4. installs this pack's requirements.txt (what ComfyUI-Manager would install), and pycolmap (the optional
+#      `cameras` extra of pyproject.toml, for Syn2Seq Estimate Cameras; WITH_CAMERAS=0 skips it);
 #   5. links the pack into COMFY_DIR/custom_nodes/syn2seq (skipped if something else is there).
 # Environment (all optional):
 #   COMFY_VENV=DIR  put the venv at DIR instead of COMFY_DIR/.venv (then nothing is written into COMFY_DIR
@@ -62,6 +63,15 @@ echo "==> ComfyUI requirements (torch held at $TORCH_VERSION, torchaudio skipped
 
 echo "==> pack requirements ($PACK_DIR/requirements.txt)"
 "${PIP[@]}" install -r "$PACK_DIR/requirements.txt" -c "$TMP/constraints.txt"
+
+# The optional `cameras` extra (pycolmap, COLMAP's bindings: a CPU wheel of ~38 MB), so that Syn2Seq Estimate
+# Cameras runs COLMAP here as it does for users who install it; without it the node falls back to OpenCV for
+# short clips. Its version range is the one in pyproject.toml's [cameras] extra.
+CAMERAS_SPEC=$(sed -n 's/^cameras = \["\(.*\)"\]$/\1/p' "$PACK_DIR/pyproject.toml")
+if [[ -n "$CAMERAS_SPEC" && "${WITH_CAMERAS:-1}" != 0 ]]; then
+    echo "==> cameras extra: $CAMERAS_SPEC (WITH_CAMERAS=0 skips it)"
+    "${PIP[@]}" install "$CAMERAS_SPEC" -c "$TMP/constraints.txt"
+fi
 
 LINK="$COMFY_DIR/custom_nodes/syn2seq"
 if [[ "$LINK_PACK" == 0 ]]; then

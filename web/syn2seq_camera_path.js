@@ -16,7 +16,7 @@ import { app } from "../../scripts/app.js";
 
 const PATH_KEY = "syn2seq_camera_path";
 const PATH_NODES = new Set(["Syn2SeqLoadTake", "Syn2SeqLoadCameras", "Syn2SeqTransitionPoses", "Syn2SeqBuildSequence",
-    "Syn2SeqCameraPath", "Syn2SeqWanCameraEmbedding"]);
+    "Syn2SeqCameraPath", "Syn2SeqWanCameraEmbedding", "Syn2SeqEstimateCameras"]);
 const TEXT_NODES = new Set(["Syn2SeqEvaluate"]);
 const WIDGET_HEIGHT = 250;
 const MAX_ARROWS = 48; // view-direction ticks per segment (top view)

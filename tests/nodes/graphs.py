@@ -18,7 +18,7 @@ BUNDLED_MODEL = "bundled"
 DYNAMIC_COMBOS = {
     ("Syn2SeqLoadTake", "take"), ("Syn2SeqLoadCameras", "file"), ("Syn2SeqLoadModel", "model"), ("Syn2SeqLoadModel", "lora"),
     ("Syn2SeqEvaluate", "lpips_weights"), ("UNETLoader", "unet_name"), ("CLIPLoader", "clip_name"),
-    ("VAELoader", "vae_name"), ("CLIPVisionLoader", "clip_name"),
+    ("VAELoader", "vae_name"), ("CLIPVisionLoader", "clip_name"), ("LoadVideo", "file"),
 }
 
 
@@ -270,6 +270,46 @@ def dfot_image_to_video() -> list[Node]:
     ]
 
 
+ESTIMATE_NOTE = """## Your own video: cameras from its pixels, then a video along them
+
+**Load Video** reads a clip from ComfyUI's input folder (upload yours; the example is a real 55-frame shot).
+**Syn2Seq Estimate Cameras** finds a camera for every frame by structure from motion (COLMAP's global mapper
+through pycolmap: `pip install pycolmap` into ComfyUI's Python; without it only short clips are estimated, with
+OpenCV). Its widget draws the track; `report` says how many frames registered and what was guessed. The scale is
+arbitrary. Set `static` for a tripod shot (one pose) and `fov_deg` if you know the lens.
+
+The estimated track then drives **Syn2Seq Image To Video** from the clip's first frame (as shipped, the small
+bundled model, trained on procedural scenes, so the result only shows the mechanics), and the same cameras can feed
+**Syn2Seq Build Sequence** as the exo or ego track of exo2ego / ego2exo.
+"""
+
+
+def estimate_cameras() -> list[Node]:
+    """A video -> its estimated camera track (drawn by the node's widget) -> image2video along that track."""
+    return [
+        Node(1, "LoadVideo", {"file": "bikes_wall_55f_320x136.mp4"}, pos=(40, 60), size=(320, 380)),
+        Node(2, "GetVideoComponents", {"video": L(1, 0)}, pos=(40, 490), size=(270, 90)),
+        Node(3, "Syn2SeqEstimateCameras", {"images": L(2, 0), "mapper": "global", "static": False, "fov_deg": 0.0,
+                                           "lens": "pinhole", "stride": 1, "max_frames": 0, "sfm_size": 640,
+                                           "min_registered": 0.5, "time_limit_s": 0.0, "seed": 0},
+             pos=(400, 60), size=(420, 640)),
+        Node(4, "PreviewAny", {"source": L(3, 2)}, pos=(400, 750), size=(420, 260), title="estimate report"),
+        Node(5, "Syn2SeqLoadModel", {"model": BUNDLED_MODEL, "weight_dtype": "auto", "lora": "none"},
+             pos=(870, 60), size=(300, 180)),
+        Node(6, "ImageFromBatch", {"image": L(2, 0), "batch_index": 0, "length": 1},
+             pos=(870, 290), size=(270, 100), title="first frame"),
+        Node(7, "Syn2SeqImageToVideo", {"model": L(5, 0), "images": L(6, 0), "cameras": L(3, 0), "image_frames": "0",
+                                        "mode": "keyframes", "keyframe_density": 0.25, "steps": 50,
+                                        "scheduling": "full_sequence", "history_guidance": "conditional",
+                                        "guidance_scale": 1.0, "stabilization": 0.0, "seed": 0},
+             pos=(1220, 60), size=(340, 420)),
+        Node(8, "CreateVideo", {"images": L(7, 0), "fps": L(2, 2)}, pos=(1610, 60), size=(270, 80)),
+        Node(9, "SaveVideo", {"video": L(8, 0), "filename_prefix": "syn2seq/estimated_cameras_image2video"},
+             pos=(1930, 60), size=(420, 380)),
+        Node(10, "MarkdownNote", pos=(870, 540), size=(520, 420), title="Read me", text=ESTIMATE_NOTE),
+    ]
+
+
 WORKFLOWS = {
     "exo2ego": exo2ego,
     "ego2exo": ego2exo,
@@ -277,6 +317,7 @@ WORKFLOWS = {
     "wflf_wan_flf2v": wflf_wan_flf2v,
     "baseline_wan_fun_camera": baseline_wan_fun_camera,
     "dfot_image_to_video": dfot_image_to_video,
+    "estimate_cameras": estimate_cameras,
 }
 # Workflows the server tests run end to end on CPU, and the files each must produce (SaveVideo prefixes).
 RUNNABLE = {

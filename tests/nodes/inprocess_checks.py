@@ -90,7 +90,7 @@ def pack_loads_through_its_entrypoint(work: Path):
     other = [m for m in LOAD["new_modules"] if not m.startswith("syn2seq_core")]
     detail = (f"module {LOAD['module_ms']:.1f} ms, entrypoint + {LOAD['nodes']} schemas "
               f"{LOAD['entrypoint_ms']:.0f} ms; core modules loaded by the schemas: {core}; other new modules: {other}")
-    return LOAD["nodes"] == 16, detail
+    return LOAD["nodes"] == 17, detail
 
 
 @check
@@ -527,6 +527,42 @@ def load_model_node_merges_a_trained_lora(work: Path):
     refused = error is not None and "trained on this network" in error
     return (listed and diff < 1e-6 and changed > 1e-4 and refused and "lora_adapters" in with_lora.name,
             f"listed {listed}; merged vs node max |dW| {diff:.2e}; vs base {changed:.2e}; other base: {error}")
+
+
+@check
+def estimate_cameras_node_recovers_a_textured_take_and_names_the_extra(work: Path):
+    """Syn2SeqEstimateCameras on the ego frames of a textured procedural take (a ComfyUI IMAGE batch): one camera per
+    frame following the true track (relative rotation per frame against the truth), the camera-path widget's payload,
+    a static camera with its guess reported; without pycolmap a long clip is refused naming the extra to install."""
+    import math
+
+    import torch
+    from einops import rearrange
+    from syn2seq_pack.nodes._core import core
+    from syn2seq_pack.nodes.estimate_cameras import Syn2SeqEstimateCameras
+
+    synthetic = core("data.synthetic")
+    take = synthetic.render_take(1, synthetic.SyntheticConfig(size=160, exo_frames=1, ego_frames=16, textured=True))
+    images = rearrange(take.ego_frames, "t c h w -> t h w c")
+    fov = math.degrees(2 * math.atan(0.5 / float(take.ego_cameras.K[0, 0])))
+    out = Syn2SeqEstimateCameras.execute(images, "global", False, fov, "pinhole", 1, 0, 640, 0.5, 0.0, 0)
+    cams, registered, report = out.result
+    acc = core("geometry.align").camera_accuracy(cams.c2w, take.ego_cameras.c2w)
+    payload = out.ui["syn2seq_camera_path"][0]["segments"][0]
+    static = Syn2SeqEstimateCameras.execute(images, "global", True, 0.0, "pinhole", 1, 0, 640, 0.5, 0.0, 0).result
+    sfm = core("geometry.sfm")
+    saved = sfm._import_pycolmap
+    try:
+        sfm._import_pycolmap = lambda: None
+        error = raises(Syn2SeqEstimateCameras.execute, torch.rand(sfm.OPENCV_AUTO_MAX_FRAMES + 1, 32, 32, 3),
+                       "global", False, 0.0, "pinhole", 1, 0, 640, 0.5, 0.0, 0)
+    finally:
+        sfm._import_pycolmap = saved
+    ok = (len(cams) == 16 and cams.size == (160, 160) and registered >= 14 and acc.rot_err_deg_mean < 2.0
+          and payload["count"] == 16 and len(payload["K"]) == 16 and len(static[0]) == 16
+          and "guessed" in static[2] and error is not None and "syn2seq[cameras]" in error)
+    return ok, (f"{report.splitlines()[0]}; relative rotation error {acc.rot_err_deg_mean:.3f} deg/frame; "
+                f"static: {static[2].splitlines()[0]}; without pycolmap: {error}")
 
 
 def main(argv: list[str], checks: dict | None = None) -> int:

@@ -26,7 +26,7 @@ WORKFLOW_DIR = PACK_ROOT / "workflows"
 API_DIR = WORKFLOW_DIR / "api"
 DOCS = PACK_ROOT / "docs" / "nodes.md"
 PACK_PREFIX = "Syn2Seq"
-DOC_ORDER = ["Syn2SeqLoadTake", "Syn2SeqLoadCameras", "Syn2SeqCameraPath", "Syn2SeqTransitionPoses", "Syn2SeqPluckerRays",
+DOC_ORDER = ["Syn2SeqLoadTake", "Syn2SeqLoadCameras", "Syn2SeqCameraPath", "Syn2SeqEstimateCameras", "Syn2SeqTransitionPoses", "Syn2SeqPluckerRays",
              "Syn2SeqInterpolate", "Syn2SeqWanFramesToTransition", "Syn2SeqBuildSequence", "Syn2SeqSplitSequence",
              "Syn2SeqLoadModel", "Syn2SeqSampler", "Syn2SeqConditionalMean", "Syn2SeqImageToVideo",
              "Syn2SeqWanCameraEmbedding", "Syn2SeqEvaluate"]

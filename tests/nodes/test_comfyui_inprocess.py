@@ -32,6 +32,7 @@ CHECK_NAMES = [
     "sampler_preview_is_a_strip_of_the_generated_frames",
     "image_to_video_node_runs_a_dfot_family_model_in_keyframe_mode",
     "load_model_node_merges_a_trained_lora",
+    "estimate_cameras_node_recovers_a_textured_take_and_names_the_extra",
 ]
 
 def _train_lora_pair(models):

@@ -46,7 +46,7 @@ def test_object_info_lists_every_pack_node(object_info):
     pack = sorted(k for k in object_info if k.startswith("Syn2Seq"))
     snapshot = sorted(k for k in load_snapshot() if k.startswith("Syn2Seq"))
     assert pack == snapshot
-    assert len(pack) == 16
+    assert len(pack) == 17
     for k in pack:
         assert object_info[k]["category"].startswith("Syn2Seq")
 
