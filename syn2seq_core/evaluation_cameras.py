@@ -14,9 +14,9 @@ future work): ``[last source frame | n interpolated frames | first target frame]
 takes also score their ``ideal`` transition (the scene rendered along that track), the ground truth of the
 transition.
 
-A video whose cameras cannot be recovered (every frame the same, as copy_last's; too few features or
-registrations; an estimator error) is scored as a static camera: RotErr and TransErr of the requested motion
-itself, a large error, never "unavailable" (else a broken system would look better than a weak one). Each entry
+A video whose cameras cannot be recovered (every frame the same to within :data:`FROZEN_TOLERANCE`, as
+copy_last's; too few features or registrations; an estimator error) is scored as a static camera: RotErr and
+TransErr of the requested motion itself, a large error, never "unavailable" (else a broken system would look better than a weak one). Each entry
 says whether it was scored so (``static``: the reason) and how many frames the estimator registered.
 
 Summaries (:func:`summarize_cameras`) give per method / backend the mean over takes with a 95% Student-t interval
@@ -39,11 +39,15 @@ from .errors import Syn2SeqInputError, check_choice, require
 CAMERA_METRICS = ("rot_err", "trans_err")
 TRANSITION_BACKENDS = ("flow", "rife", "blend")
 IDEAL = "ideal"
+STATIC_CAMERA = "static_camera"  # the score of a camera that does not move along the transition track: a reference
 TRANSITION_PREFIX = "transition "  # method names of transitions in the tables: "transition flow"
 # Estimator failures that mean "no cameras from these pixels" (scored as a static camera); anything else is a bug
 # and propagates.
 RECOVERY_FAILURES = (Syn2SeqInputError, RuntimeError, TimeoutError)
 MIN_REGISTERED = 2
+# A video whose every frame is within this mean absolute difference of its first (values in [0, 1]) is frozen: a
+# lossy codec leaves a held frame a little noise, which must not make a frozen video look like a moving one.
+FROZEN_TOLERANCE = 1.0 / 255
 CAMERA_DEFINITION = (
     "Camera accuracy: cameras re-estimated from the pixels at the evaluation size (structure from motion) vs the "
     "requested track, both relative to their first frame; RotErr = sum over frames of the relative-rotation angle "
@@ -116,7 +120,7 @@ def score_video(frames: Tensor, requested_c2w: Tensor, *, estimator: Estimator |
     reason, registered, est = None, 0, None
     if n < 2:
         reason = "one frame: no motion to recover"
-    elif bool((frames == frames[:1]).all()):
+    elif float((frames - frames[:1]).abs().flatten(1).mean(1).max()) < FROZEN_TOLERANCE:
         reason = "frozen video: every frame the same"
     else:
         try:
@@ -173,11 +177,15 @@ def transition_scores(first: Tensor, last: Tensor, track: Tensor, interpolators:
                       settings: CameraEvalSettings = CameraEvalSettings()) -> dict:
     """backend -> :func:`score_video` of ``[first | backend's n frames | last]`` against ``track`` [n + 2, 4, 4]
     (:func:`transition_track`). first, last: [3, h, w] at the evaluation size; interpolators: name -> built
-    backend; ideal: [n, 3, h, w] the true frames (scored as ``ideal``)."""
+    backend; ideal: [n, 3, h, w] the true frames (scored as ``ideal``). ``static_camera``: what a camera that does
+    not move scores against the track (no estimate: the reference a transition whose cameras cannot be recovered
+    falls back to, as copy_last is for the generated view)."""
+    from .geometry.align import camera_accuracy, static_track
     from .interpolation.base import interpolate
 
     n = len(track) - 2
-    out = {}
+    out = {STATIC_CAMERA: {**camera_accuracy(static_track(n + 2), track).as_dict(), "registered": 0,
+                           "static": "reference: a camera that does not move", "seconds": 0.0}}
     videos = {name: interpolate(first, last, n, backend) for name, backend in interpolators.items()}
     if ideal is not None:
         videos[IDEAL] = ideal

@@ -17,7 +17,7 @@ from syn2seq_core.data.takes import find_takes, load_take
 from syn2seq_core.errors import Syn2SeqInputError
 from syn2seq_core.evaluation import GROUND_TRUTH, read_take_record, score_take, take_record, to_eval_size
 from syn2seq_core.evaluation_cameras import (
-    IDEAL, TRANSITION_PREFIX, CameraEvalSettings, ideal_transition, score_video, summarize_camera_categories,
+    IDEAL, STATIC_CAMERA, TRANSITION_PREFIX, CameraEvalSettings, ideal_transition, score_video, summarize_camera_categories,
     transition_track,
 )
 from syn2seq_core.geometry import Cameras
@@ -136,6 +136,10 @@ def test_score_take_sends_each_method_the_ground_truth_and_the_transitions_to_th
             assert e["static"] == "frozen video: every frame the same"
             assert e["rot_err"] == pytest.approx(still.rot_err) and e["trans_err"] == pytest.approx(still.trans_err)
             assert e["trans_err"] > 100 * gt["trans_err"] + 0.5
+        track = transition_track(take.view_cameras("exo").c2w[-1], take.view_cameras("ego").c2w[0], 3)
+        still_transition = cam["transitions"][STATIC_CAMERA]
+        assert still_transition["rot_err"] == pytest.approx(camera_accuracy(static_track(5), track).rot_err)
+        assert still_transition["static"] and still_transition["rot_err"] > 1
         ideal = cam["transitions"][IDEAL]
         assert ideal["static"] is None and ideal["registered"] == 5 and ideal["rot_err"] < 1e-5
         assert ideal["trans_err"] < 1e-5
@@ -153,15 +157,15 @@ def test_score_take_sends_each_method_the_ground_truth_and_the_transitions_to_th
     summary = summarize_camera_categories(scores, reference=GROUND_TRUTH)
     overall = summary["overall"]
     assert overall["takes"] == 3 and "ci" not in overall
-    assert set(overall["methods"]) == {"copy_last", "flat_color", GROUND_TRUTH, *(TRANSITION_PREFIX + b for b in
-                                                                                   ("flow", "blend", IDEAL))}
+    assert set(overall["methods"]) == {"copy_last", "flat_color", GROUND_TRUTH, *(
+        TRANSITION_PREFIX + b for b in ("flow", "blend", IDEAL, STATIC_CAMERA))}
     assert overall["methods"]["copy_last"]["static"] == 3 and overall["methods"][GROUND_TRUTH]["registered"] == 4
     ci = overall["methods"]["copy_last"]["trans_err"]
     assert ci["n"] == 3 and ci["ci_low"] < ci["mean"] < ci["ci_high"]
     diff = overall["paired_vs_" + GROUND_TRUTH]["copy_last"]["trans_err"]
     assert diff["mean"] < -0.5  # ground truth - copy_last
-    assert set(overall["paired_vs_" + TRANSITION_PREFIX + IDEAL]) == {TRANSITION_PREFIX + "flow",
-                                                                       TRANSITION_PREFIX + "blend"}
+    assert set(overall["paired_vs_" + TRANSITION_PREFIX + IDEAL]) == {
+        TRANSITION_PREFIX + b for b in ("flow", "blend", STATIC_CAMERA)}
 
 
 def read_take_record_bytes(data: bytes):
@@ -245,3 +249,42 @@ def test_eval_camera_accuracy_of_a_model_s_samples(takes, oracle_sfm, tmp_path, 
     assert cam["methods"]["sample"]["static"] == 3 and cam["methods"][GROUND_TRUTH]["static"] == 0
     assert cam["paired_vs_sample"][GROUND_TRUTH]["rot_err"]["mean"] > 0  # sample - ground truth: worse
     assert "camera accuracy, 3 takes" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_with_structure_from_motion_the_ground_truth_scores_near_zero_and_copy_last_large(tmp_path, capsys):
+    """The real estimator (geometry.sfm, pycolmap's global mapper) on textured procedural takes at 160 px: the
+    ground-truth ego video (12 frames) registers and scores a small fraction of the error of a frozen video (a
+    static camera), and the ideal transition (8 frames and both ends) less than a static camera on its track.
+    At 128 px and 8 frames the global mapper registered too few frames in 4 of 6 takes (seeds 900-905), at 160 px
+    and 12 frames all 12 in all 6. Measured here (seeds 900, 901): RotErr ground truth 0.077 / 0.058 rad vs frozen
+    1.271 / 1.638; ideal transition 0.478 / 0.281 vs static camera 6.997 / 7.129."""
+    pytest.importorskip("pycolmap")
+    pytest.importorskip("syn2seq_core.geometry.sfm")
+    takes = tmp_path / "takes"
+    assert main(["render-synthetic", "--out", str(takes), "--takes", "2", "--seed", "900", "--size", "160",
+                 "--exo-frames", "2", "--ego-frames", "12", "--textured"]) == 0
+    _frozen_videos(takes, tmp_path / "frozen")
+    out = tmp_path / "r.json"
+    assert main(["eval", "--takes", str(takes), "--no-model", "--no-baselines", "--videos", f"frozen={tmp_path / 'frozen'}",
+                 "--eval-size", "160", "--camera-accuracy", "--camera-frames", "12", "--camera-transition-frames", "8",
+                 "--camera-backends", "none", "--out", str(out)]) == 0
+    per_take = json.loads(out.read_text())["per_take"]
+    print([{m: round(e["rot_err"], 3) for m, e in {**t["camera"]["methods"], **t["camera"]["transitions"]}.items()}
+           for t in per_take])
+    for t in per_take:
+        gt, frozen = t["camera"]["methods"][GROUND_TRUTH], t["camera"]["methods"]["frozen"]
+        assert gt["static"] is None and gt["registered"] >= 9
+        assert frozen["static"] == "frozen video: every frame the same"
+        assert gt["rot_err"] < 0.25 * frozen["rot_err"] and gt["trans_err"] < frozen["trans_err"]
+        ideal, still = t["camera"]["transitions"][IDEAL], t["camera"]["transitions"][STATIC_CAMERA]
+        assert ideal["static"] is None and ideal["rot_err"] < 0.5 * still["rot_err"]
+
+
+def _frozen_videos(takes, folder) -> None:
+    """Another system's videos that hold the first ground-truth ego frame (a frozen video, as copy_last)."""
+    from syn2seq_core.video_io import read_video, write_video
+
+    for take in find_takes(takes):
+        ego = read_video(take / "ego.mp4")
+        write_video(folder / f"{take.name}.mp4", ego[:1].expand(len(ego), -1, -1, -1).contiguous(), fps=8)
