@@ -28,8 +28,8 @@ class Syn2SeqEstimateCameras(io.ComfyNode):
             description="Estimate a camera for every frame of a video by structure from motion (COLMAP through "
                         "pycolmap: SIFT, sequential matching, global or incremental mapping; OpenCV for short clips "
                         "when pycolmap is not installed). Frames that were not sampled or not registered are "
-                        "interpolated (SLERP). The scale is arbitrary (one unit = the median scene depth seen by the "
-                        "first registered frame). static: a fixed camera, one pose, nothing estimated. The widget "
+                        "interpolated (SLERP). The world is the first registered camera's, turned z up; the scale is "
+                        "arbitrary (one unit = the median scene depth that camera sees). static: a fixed camera, one pose, nothing estimated. The widget "
                         "draws the track.",
             inputs=[
                 io.Image.Input("images", tooltip="The video's frames (e.g. from Load Video + Get Video Components)."),
@@ -55,7 +55,8 @@ class Syn2SeqEstimateCameras(io.ComfyNode):
                                step=0.05, tooltip="Share of the sampled frames that must register, else an error."),
                 io.Float.Input("time_limit_s", default=0.0, min=seconds.lo, max=seconds.hi, step=10.0,
                                tooltip="Stop with an error after this many seconds; 0 = no limit."),
-                io.Int.Input("seed", default=0, min=seed.lo, max=seed.hi, tooltip="RANSAC and mapper seed."),
+                io.Int.Input("seed", default=0, min=seed.lo, max=seed.hi, control_after_generate=False,
+                             tooltip="RANSAC and mapper seed (fixed: a new seed would re-run the estimate)."),
             ],
             outputs=[
                 Cameras.Output("cameras", display_name="cameras", tooltip="One camera per frame, at the frames' size."),
@@ -63,6 +64,7 @@ class Syn2SeqEstimateCameras(io.ComfyNode):
                 io.String.Output("report", display_name="report",
                                  tooltip="How the track was estimated: method, counts, intrinsics, notes."),
             ],
+            is_output_node=True,  # draws the track even when nothing is connected yet
         )
 
     @classmethod

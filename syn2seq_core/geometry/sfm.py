@@ -17,7 +17,7 @@ frames it uses) sample frames, run structure from motion on them and return a ca
   short (:data:`OPENCV_AUTO_MAX_FRAMES` sampled frames); for a longer clip without pycolmap the error names the
   extra to install.
 - ``static=True``: a fixed camera (a tripod exo view) gives structure from motion no parallax to work with, so
-  nothing is estimated: one pose (the identity) for every frame, with the intrinsics from ``fov_deg`` /
+  nothing is estimated: one pose (:data:`FIRST_CAMERA_IN_WORLD`) for every frame, with the intrinsics from ``fov_deg`` /
   ``focal`` or, without either, COLMAP's own prior guess ``f = 1.2 * max(W, H)`` (a horizontal field of view
   of about 45 degrees on a landscape frame), reported as a guess.
 
@@ -27,7 +27,8 @@ and hold the first / last registered pose before / after the registered span; th
 ``interpolated``.
 
 Conventions of the result (:mod:`syn2seq_core.conventions`): c2w OpenCV axes; the world is the first
-registered frame's camera; **the scale is arbitrary** (structure from motion cannot know it): one unit is the
+registered frame's camera turned to the pack's z-up world (:data:`FIRST_CAMERA_IN_WORLD`: that camera at the
+origin looking along +y, its image up along +z); **the scale is arbitrary** (structure from motion cannot know it): one unit is the
 median depth of the scene points that frame sees. :func:`align_to_track` maps an estimate onto a known track by
 the least-squares similarity (Sim(3), :func:`~syn2seq_core.geometry.align.umeyama`). Intrinsics are normalised
 (``K [T, 4]``: fx/W, fy/H, cx/W, cy/H) and shared by all frames (one camera); ``lens="fisheye"`` estimates
@@ -80,6 +81,12 @@ SEQUENTIAL_OVERLAP = 10  # COLMAP's default: each frame is matched with its next
 CAMERAS_EXTRA = "pip install 'syn2seq[cameras]'  (or: pip install pycolmap)"
 
 ProgressFn = Callable[[dict], None]
+
+# The pose of the first registered camera (c2w, OpenCV axes) in an estimated world: at the origin, looking along
+# world +y, its image up along world +z (the pack's world is z up; camera paths and the camera-path widget draw it so).
+# Where the video's first frame held its camera level, the world's z is the true up.
+FIRST_CAMERA_IN_WORLD = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0],
+                                      [0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -349,9 +356,9 @@ def _estimate(small: list[np.ndarray], idx: list[int], n: int, width: int, heigh
 def _static(n, width, height, f_px, source, sampled, clock, lens) -> EstimatedCameras:
     require(lens == "pinhole", "lens", "'pinhole' for a static camera (no distortion is estimated)", repr(lens))
     K = torch.tensor([f_px / width, f_px / height, 0.5, 0.5], dtype=torch.float64)
-    cams = Cameras(torch.eye(4, dtype=torch.float64).expand(n, 4, 4).clone(), K, width, height)
-    notes = ["static camera: one pose (the identity) for every frame; a fixed camera gives structure from motion "
-             "no parallax, so nothing was estimated from the pixels"]
+    cams = Cameras(FIRST_CAMERA_IN_WORLD.expand(n, 4, 4).clone(), K, width, height)
+    notes = ["static camera: one pose for every frame (at the origin, looking along world +y, z up); a fixed camera "
+             "gives structure from motion no parallax, so nothing was estimated from the pixels"]
     if source == "guessed":
         notes.append(_guess_note(width, height, f_px))
     none = torch.zeros(n, dtype=torch.bool)
@@ -584,14 +591,14 @@ def _median_depth(reconstruction, image, w2c: np.ndarray) -> float:
 
 
 def _normalise(w2c: dict[int, np.ndarray], first: int, depth: float) -> dict[int, np.ndarray]:
-    """c2w with the world at camera ``first`` and one unit = ``depth``."""
+    """c2w in the world of camera ``first`` (:data:`FIRST_CAMERA_IN_WORLD`), one unit = ``depth``."""
     ref = w2c[first]
     out = {}
     for p, m in w2c.items():
-        c2w = ref @ np.linalg.inv(m)  # camera -> world(first camera)
+        c2w = ref @ np.linalg.inv(m)  # camera -> the first camera's frame
         c2w[:3, 3] /= max(depth, 1e-12)
         c2w[3] = [0, 0, 0, 1]
-        out[p] = c2w
+        out[p] = FIRST_CAMERA_IN_WORLD.numpy() @ c2w
     return out
 
 

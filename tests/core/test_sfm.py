@@ -117,7 +117,8 @@ def test_static_camera_is_one_pose_with_given_or_guessed_intrinsics():
     frames = torch.rand(5, 3, 48, 64)
     est = sfm.estimate_cameras(frames, static=True)
     assert len(est) == 5 and est.method == "static" and est.intrinsics == "guessed"
-    torch.testing.assert_close(est.cameras.c2w, torch.eye(4, dtype=torch.float64).expand(5, 4, 4))
+    torch.testing.assert_close(est.cameras.c2w, sfm.FIRST_CAMERA_IN_WORLD.expand(5, 4, 4))
+    assert est.cameras.c2w[0, :3, 2].tolist() == [0.0, 1.0, 0.0] and est.cameras.c2w[0, :3, 1].tolist() == [0, 0, -1]
     assert est.cameras.K[0, 0].item() == pytest.approx(1.2 * 64 / 64)  # f = 1.2 max(W, H) = 76.8 px on 64 px
     assert any("guessed" in note for note in est.notes)
     given = sfm.estimate_cameras(frames, static=True, fov_deg=90.0)
@@ -286,7 +287,7 @@ def test_cli_static_writes_one_pose_per_frame_with_the_guess_reported(tmp_path, 
     assert len(data["frames"]) == 24 and data["estimate"]["intrinsics"] == "guessed"
     assert any("guessed" in n for n in data["estimate"]["notes"])
     cams = load_cameras(out)
-    torch.testing.assert_close(cams.c2w, torch.eye(4, dtype=torch.float64).expand(24, 4, 4))
+    torch.testing.assert_close(cams.c2w, sfm.FIRST_CAMERA_IN_WORLD.expand(24, 4, 4))
     assert "guessed" in capsys.readouterr().out
 
 
