@@ -200,12 +200,13 @@ def estimate_cameras(frames, *, static: bool = False, fov_deg: float | None = No
     Raises :class:`~syn2seq_core.errors.Syn2SeqInputError` naming the input, what was expected and what was
     found when the frames have too few features, too few frames register, or the time limit is spent.
     """
+    clock = _Clock(time_limit_s)
     t = _frames_tensor(frames)
     n, _, height, width = t.shape
     idx = sample_indices(n, stride, max_frames) if not static else [0]
     small = [_to_uint8_hwc(_resize_long_side(t[i:i + 1], sfm_size))[0] for i in idx]
     return _estimate(small, idx, n, width, height, static=static, fov_deg=fov_deg, focal=focal, mapper=mapper,
-                     time_limit_s=time_limit_s, progress=progress, lens=lens, min_registered=min_registered,
+                     clock=clock, progress=progress, lens=lens, min_registered=min_registered,
                      num_threads=num_threads, seed=seed)
 
 
@@ -220,6 +221,7 @@ def estimate_cameras_from_video(path, *, static: bool = False, fov_deg: float | 
     Returns one camera per frame of the video, at the video's size."""
     from ..video_io import iter_video_chunks, probe_video
 
+    clock = _Clock(time_limit_s)
     info = probe_video(path)
     n = info.frames
     require(n >= 1, "video", "at least one frame", f"none in '{path}'")
@@ -233,11 +235,12 @@ def estimate_cameras_from_video(path, *, static: bool = False, fov_deg: float | 
             if frame + k in wanted:
                 small[frame + k] = _to_uint8_hwc(chunk[k:k + 1])[0]
         frame += len(chunk)
+        clock.check("decoding the video")
     found = [i for i in idx if i in small]
     require(len(found) > 0, "video", "decodable frames", f"none decoded from '{path}'")
     n = max(n if len(found) == len(idx) else max(found) + 1, 1)  # the container may over-count its frames
     return _estimate([small[i] for i in found], found, n, info.width, info.height, static=static, fov_deg=fov_deg,
-                     focal=focal, mapper=mapper, time_limit_s=time_limit_s, progress=progress, lens=lens,
+                     focal=focal, mapper=mapper, clock=clock, progress=progress, lens=lens,
                      min_registered=min_registered, num_threads=num_threads, seed=seed)
 
 
@@ -300,8 +303,9 @@ class _Clock:
                                     "--stride, fewer --frames, a smaller --sfm-size")
 
     @contextlib.contextmanager
-    def token(self, pycolmap):
-        """A pycolmap CancellationToken cancelled at the deadline (None when there is no limit)."""
+    def token(self, pycolmap, stage: str):
+        """A pycolmap CancellationToken cancelled at the deadline (None when there is no limit); the error pycolmap
+        raises when it stops on it becomes the time-limit error of ``stage``."""
         if self.limit is None or not hasattr(pycolmap, "CancellationToken"):
             yield None
             return
@@ -311,19 +315,23 @@ class _Clock:
         timer.start()
         try:
             yield token
+        except Exception:
+            cancelled = token.is_cancelled  # a property in pycolmap 4.2
+            if cancelled() if callable(cancelled) else cancelled:
+                self.check(stage)  # raises: the deadline has passed
+            raise
         finally:
             timer.cancel()
 
 
 def _estimate(small: list[np.ndarray], idx: list[int], n: int, width: int, height: int, *, static: bool,
-              fov_deg, focal, mapper: str, time_limit_s, progress, lens: str, min_registered: float,
+              fov_deg, focal, mapper: str, clock: _Clock, progress, lens: str, min_registered: float,
               num_threads, seed: int) -> EstimatedCameras:
     check_choice(mapper, MAPPERS, "mapper")
     check_choice(lens, LENSES, "lens")
     require(0.0 <= min_registered <= 1.0, "min_registered", "a share of the sampled frames in [0, 1]", min_registered)
     require(num_threads is None or (isinstance(num_threads, int) and num_threads >= 1), "num_threads",
             "None or an integer >= 1", num_threads)
-    clock = _Clock(time_limit_s)
     f_px, source = focal_prior(width, height, fov_deg, focal)  # pixels of the input frames
     sampled = torch.zeros(n, dtype=torch.bool)
     sampled[idx] = True
@@ -463,7 +471,7 @@ def _colmap_track(pycolmap, small, mapper, lens, known_f, clock, report, num_thr
             reader.camera_params = f"{params}{w / 2},{h / 2}{extra}"
         extraction = pycolmap.FeatureExtractionOptions()
         extraction.num_threads = threads
-        with clock.token(pycolmap) as token:
+        with clock.token(pycolmap, "feature extraction") as token:
             pycolmap.extract_features(database, images, image_names=names, camera_mode=pycolmap.CameraMode.SINGLE,
                                       reader_options=reader, extraction_options=extraction,
                                       device=pycolmap.Device.cpu, **_token(token))
@@ -475,7 +483,7 @@ def _colmap_track(pycolmap, small, mapper, lens, known_f, clock, report, num_thr
         pairing = pycolmap.SequentialPairingOptions()
         pairing.overlap = SEQUENTIAL_OVERLAP
         pairing.num_threads = threads
-        with clock.token(pycolmap) as token:
+        with clock.token(pycolmap, "feature matching") as token:
             pycolmap.match_sequential(database, matching_options=matching, pairing_options=pairing,
                                       device=pycolmap.Device.cpu, **_token(token))
         report("matches")
@@ -489,7 +497,7 @@ def _colmap_track(pycolmap, small, mapper, lens, known_f, clock, report, num_thr
             if known_f is not None:
                 options.ba_refine_focal_length = False
                 options.ba_refine_extra_params = False
-            with clock.token(pycolmap) as token:
+            with clock.token(pycolmap, "incremental mapping") as token:
                 models = pycolmap.incremental_mapping(database, images, out, options, **_token(token))
         else:
             options = pycolmap.GlobalPipelineOptions()

@@ -330,7 +330,13 @@ def test_time_limit_stops_with_an_error_naming_the_stage():
 
 
 @pytest.mark.slow
-def test_time_limit_cancels_pycolmap(textured):
+def test_time_limit_cancels_pycolmap_mid_stage(textured):
+    """pycolmap's cancellation token stops the stage that is running at the deadline (measured: an 8 s limit on the
+    real clip stopped feature extraction at 8.3 s); the error is ours, not pycolmap's "Operation cancelled"."""
+    import time
+
     _pycolmap()
-    with pytest.raises(Syn2SeqInputError, match="time_limit_s"):
-        sfm.estimate_cameras(textured.ego_frames, time_limit_s=0.05, num_threads=THREADS)
+    start = time.monotonic()
+    with pytest.raises(Syn2SeqInputError, match=r"^time_limit_s: expected an estimate within 1 s, got .* spent by "):
+        sfm.estimate_cameras(torch.cat([textured.ego_frames] * 4), time_limit_s=1.0, num_threads=THREADS)
+    assert time.monotonic() - start < 15
