@@ -769,7 +769,7 @@ def _commit_files(files: dict[Path, bytes]) -> None:
 def _roots(specs: list[str]) -> dict[str, Path]:
     """``LABEL=DIR`` options -> label -> folder (labels unique, not those of the built-in methods)."""
     from ..errors import Syn2SeqInputError
-    from ..evaluation import BASELINES
+    from ..evaluation import BASELINES, GROUND_TRUTH
 
     out: dict[str, Path] = {}
     for spec in specs:
@@ -777,7 +777,7 @@ def _roots(specs: list[str]) -> dict[str, Path]:
         label = label.strip()
         if not sep or not label or not folder:
             raise Syn2SeqInputError("--videos", "LABEL=DIR (e.g. wan=outputs/wan)", repr(spec))
-        if label in out or label in ("sample", "mean", "target", "source", *BASELINES):
+        if label in out or label in ("sample", "mean", "target", "source", GROUND_TRUTH, *BASELINES):
             raise Syn2SeqInputError("--videos", "a label not used by another method", repr(label))
         if not Path(folder).is_dir():
             raise Syn2SeqInputError(f"--videos {label}", "a folder of videos", f"no folder '{folder}'")
