@@ -15,6 +15,7 @@ Method and numbers: ``docs/cameras_estimate.md``; the maths: :mod:`syn2seq_core.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -83,8 +84,6 @@ def _out_path(out: str) -> Path:
 def _check_estimate(args) -> None:
     """Before any work: the input exists, the output can be written and is not an earlier file (unless
     --overwrite), --frames is not 1."""
-    from ..atomic import temp_file_near
-
     video = Path(args.video).expanduser()
     require(video.is_file(), "--video", "an existing video file", f"nothing at '{video}'" if not video.exists()
             else f"the folder '{video}'")
@@ -98,10 +97,11 @@ def _check_estimate(args) -> None:
     target = _out_path(args.out)
     if target.exists() and not args.overwrite:
         raise Syn2SeqInputError("--out", "a new file (or --overwrite)", f"'{target}' exists")
-    try:
-        temp_file_near(target).unlink()
-    except OSError as e:
-        raise Syn2SeqInputError("--out", "a path this user can write", f"'{target}': {e.strerror}") from None
+    # Writable, checked without creating anything (folders are made when the file is written, on success).
+    existing = next(p for p in (target.parent, *target.parent.parents) if p.exists())
+    if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        raise Syn2SeqInputError("--out", "a path this user can write", f"'{target}' ('{existing}' is not a "
+                                                                         "writable folder)")
 
 
 def run(args) -> int:

@@ -296,7 +296,7 @@ def test_cli_failure_writes_nothing(tmp_path, capsys):
 
     flat = tmp_path / "flat.mp4"
     write_video(flat, torch.full((6, 3, 64, 64), 0.5), fps=8.0)
-    out = tmp_path / "cams.json"
+    out = tmp_path / "new" / "cams.json"
     assert cli.main(["cameras", "estimate", "--video", str(flat), "--mapper", "opencv", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "video: expected textured frames" in err and "Traceback" not in err
