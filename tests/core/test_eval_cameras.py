@@ -185,7 +185,7 @@ def oracle_sfm(monkeypatch, takes):
     module = types.ModuleType("syn2seq_core.geometry.sfm")
 
     def estimate_cameras(frames, *, static=False, fov_deg=None, focal=None, mapper="global", time_limit_s=None,
-                         progress=None):
+                         progress=None, num_threads=None, seed=0):  # geometry.sfm's signature (the options eval uses)
         return oracle(frames, fov_deg=fov_deg, time_limit_s=time_limit_s, mapper=mapper)
     module.estimate_cameras = estimate_cameras
     monkeypatch.setitem(sys.modules, "syn2seq_core.geometry.sfm", module)
