@@ -28,6 +28,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
+from .dfot.model import tensor_version
+
 
 class Cancelled(RuntimeError):
     """Raised in a take's thread at its next network call once the batch run is cancelled."""
@@ -148,7 +150,7 @@ class Batcher:
             if calls[0].pose_mask is None:
                 return None, {}
             return None, {"pose_mask": torch.cat([c.pose_mask for c in calls])}
-        parts = tuple((c.args[2], c.pose_mask, c.args[2]._version) for c in calls)
+        parts = tuple((c.args[2], c.pose_mask, tensor_version(c.args[2])) for c in calls)
         key = calls[0].key()
         entry = self._ray_groups.get(key)
         same = entry is not None and len(entry[0]) == len(parts) and all(

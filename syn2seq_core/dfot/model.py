@@ -275,7 +275,7 @@ class VideoDenoiser(nn.Module):
             return build()
         device_type = rays.device.type
         autocast = autocast_enabled(device_type)
-        signature = (rays._version, None if keep is None else tuple(keep.tolist()), dtype, autocast,
+        signature = (tensor_version(rays), None if keep is None else tuple(keep.tolist()), dtype, autocast,
                      torch.get_autocast_dtype(device_type) if autocast else None)
         key = ("ray_cache", id(self))
         entry = cache.get(key)
@@ -410,6 +410,13 @@ class DiT3D(VideoDenoiser):
         out = self.final(_modulate(x, shift, scale))
         out = rearrange(out, "b t (h w) (p1 p2 c) -> b t c (h p1) (w p2)", h=gh, w=gw, p1=p, p2=p)
         return out.to(x_t.dtype) if x_t.is_floating_point() else out
+
+
+def tensor_version(t: Tensor) -> int | None:
+    """``t``'s in-place version counter, or None for an inference tensor (made under ``torch.inference_mode``, as
+    ComfyUI runs every node), which has none and cannot be modified outside inference mode; a cache keyed on it
+    then relies on the tensor's identity alone."""
+    return None if t.is_inference() else t._version
 
 
 def cue_weights(state: dict, config) -> dict:

@@ -219,3 +219,22 @@ def test_the_batcher_keeps_one_ray_cache_while_the_same_takes_meet():
     assert all(r is second[0][0] and c is second[0][1] for r, c in second)
     assert second[0][1] is not first[0][1]
     assert sorted(float(v) for v in first[0][0][:, 0, 0, 0, 0]) == [0.0, 1.0]  # both takes' rays, concatenated
+
+
+@pytest.mark.parametrize("name", ["dit3d_factorized", "uvit"])
+def test_the_cache_works_on_inference_tensors_as_comfyui_makes_them(name):
+    """ComfyUI runs every node under ``torch.inference_mode``: its tensors carry no version counter, which the
+    cache's signature must not ask for ("Inference tensors do not track version counter")."""
+    model, config = make(name)
+    _, _, rays = inputs(config, B=1, T=3)
+    shape = (1, 3, config.in_channels, config.height, config.width)
+    with torch.inference_mode():
+        context, rays = torch.randn(shape), rays.clone()
+        assert rays.is_inference()
+
+        def run(denoiser):
+            return sample(denoiser, shape, scheduling_matrix("full_sequence", 3, 3), context=context,
+                          context_mask=torch.tensor([[1, 0, 0]]), rays=rays, generator=torch.Generator().manual_seed(2))
+
+        torch.testing.assert_close(run(model), run(lambda x, logsnr, r, *, pose_mask=None: model(x, logsnr, r)),
+                                   atol=1e-5, rtol=1e-5)
