@@ -48,6 +48,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", **limits.option("threads", "torch CPU threads (0 = torch's default)", 0))
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time a torch.compile'd step against the eager one (compile time reported apart)")
     parser.add_argument("--reference", metavar="DIR", default=None,
                         help="a checkout of DFoT's code: time its U-ViT3D-Pose beside ours (same weights and inputs)")
     parser.add_argument("--reference-sizes", default="32x4,64x8,256x8", metavar="SxT,...",
@@ -197,9 +199,39 @@ def _step(model, x, logsnr, rays, bf16: bool, cache: dict | None = None) -> None
 
 def step_flops_cached(model, x, logsnr, rays) -> float:
     """FLOPs of a step with the ray cache warm (counted on the second of two forwards)."""
+    import torch
+
     cache: dict = {}
-    _step(model, x, logsnr, rays, bf16=False, cache=cache)
+    with torch.no_grad():
+        model(x, logsnr, rays, cache=cache)
     return step_flops(lambda *a: model(*a, cache=cache), x, logsnr, rays)
+
+
+def compiled_steps(model, x, logsnr, rays, device, reps: int) -> dict:
+    """A ``torch.compile``'d network against the eager one, per dtype: the first call's seconds (compiling) and the
+    interleaved median step of each. ``{"error": ...}`` where compiling fails (no compiler, unsupported backend):
+    sampling then simply stays eager."""
+    import torch
+
+    out = {}
+    try:
+        compiled = torch.compile(model, dynamic=False)
+        for label in ("fp32", "bf16"):
+            bf16 = label == "bf16"
+            eager_cache: dict = {}
+            compiled_cache: dict = {}
+            t = time.perf_counter()
+            _step(compiled, x, logsnr, rays, bf16=bf16, cache=compiled_cache)
+            _sync(device)
+            first = time.perf_counter() - t
+            _step(model, x, logsnr, rays, bf16=bf16, cache=eager_cache)
+            med = _interleaved({"eager": functools.partial(_step, model, x, logsnr, rays, bf16=bf16, cache=eager_cache),
+                                "compiled": functools.partial(_step, compiled, x, logsnr, rays, bf16=bf16,
+                                                              cache=compiled_cache)}, device, reps)
+            out[label] = {"first_s": first, "eager_s": med["eager"], "compiled_s": med["compiled"]}
+    except Exception as e:  # noqa: BLE001 -- any failure to compile means: no compiled step here
+        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+    return out
 
 
 def random_weights(model, seed: int = 0):
@@ -220,18 +252,21 @@ def random_weights(model, seed: int = 0):
     return model
 
 
-def _interleaved(fns: dict, device, reps: int) -> dict:
+def _interleaved(fns: dict, device, reps: int, results: dict | None = None) -> dict:
     """Median seconds of each function of ``fns`` over ``reps`` rounds, one call of each per round in an order that
-    turns every round (so a slow spell of the machine hits every function alike)."""
+    turns every round (so a slow spell of the machine hits every function alike). ``results``: filled with each
+    function's last return value."""
     names = list(fns)
     times = {n: [] for n in names}
     for r in range(reps):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             t = time.perf_counter()
-            fns[name]()
+            value = fns[name]()
             _sync(device)
             times[name].append(time.perf_counter() - t)
+            if results is not None:
+                results[name] = value
     return {n: statistics.median(v) for n, v in times.items()}
 
 
@@ -288,16 +323,16 @@ def _compare_size(backbones, config, batch: int, device, reps: int, dtypes, log)
     rows = []
     for label in dtypes:
         cache: dict = {}
+        out: dict = {}
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=label == "bf16"):
             t = time.perf_counter()
-            v_ours = ours(x, logsnr, rays, cache=cache).float()  # builds the cache
+            ours(x, logsnr, rays, cache=cache)  # builds the cache (and warms both up a little)
             _sync(device)
             first = time.perf_counter() - t
-            v_ref = ref(x, noise_levels, ref_rays).float()
-            v_plain = ours(x, logsnr, rays).float()
             med = _interleaved({"reference": lambda: ref(x, noise_levels, ref_rays),
                                 "ours": lambda c=cache: ours(x, logsnr, rays, cache=c),
-                                "ours_no_cache": lambda: ours(x, logsnr, rays)}, device, reps)
+                                "ours_no_cache": lambda: ours(x, logsnr, rays)}, device, reps, out)
+        v_ref, v_ours, v_plain = (out[k].float() for k in ("reference", "ours", "ours_no_cache"))
         row = {"side": side, "frames": frames, "batch": batch, "dtype": label, "first_s": first,
                **{f"{k}_s": v for k, v in med.items()},
                "ratio": med["reference"] / med["ours"], "ratio_no_cache": med["reference"] / med["ours_no_cache"],
@@ -369,6 +404,8 @@ def run(args) -> int:
             seconds = _median_time(step, device, reps, budget_s=4 if args.quick else 8)
             row[label] = {"s": seconds, "fps": args.batch * frames / seconds, "gflops": flops / seconds / 1e9,
                           "peak": peak, "ratio": flops / seconds / 1e9 / peak}
+        if args.compile:
+            row["compile"] = compiled_steps(model, x, logsnr, rays, device, reps)
         if not args.no_memory and not args.quick:
             row["memory"] = memory_of_step(config=name, frames=frames, batch=args.batch, device=str(device))
         rows.append(row)
@@ -387,6 +424,14 @@ def run(args) -> int:
                     f"{row['gflop']:>10.2f}") if i == 0 else " " * 40
             print(f"{lead} | {label:<5} {r['s'] * 1e3:>8.1f} {r['fps']:>9.1f} {r['gflops']:>8.1f} "
                   f"{r['peak']:>7.0f} {r['ratio'] * 100:>5.0f}%")
+    for row in rows:
+        if "compile" in row:
+            c = row["compile"]
+            print(f"{row['config']:<7} torch.compile: " + (f"unavailable ({c['error']}): sampling stays eager"
+                  if "error" in c else "; ".join(
+                      f"{label} first call {c[label]['first_s']:.1f} s (compiling), step {c[label]['compiled_s'] * 1e3:.1f}"
+                      f" ms vs eager {c[label]['eager_s'] * 1e3:.1f} ms ({c[label]['eager_s'] / c[label]['compiled_s']:.2f}x)"
+                      for label in ("fp32", "bf16"))))
     cached = [r for r in rows if r["gflop_executed"] < 0.99 * r["gflop"]]
     if cached:
         print("with the ray cache a step executes fewer FLOPs than the network's count used above: " + ", ".join(

@@ -60,3 +60,15 @@ def test_our_uvit_gives_the_reference_networks_outputs_on_the_same_weights():
         assert row["max_diff"] < 1e-5 * max(1.0, row["max_abs"]), row
         assert row["max_diff_no_cache"] < 1e-5 * max(1.0, row["max_abs"]), row
         assert row["reference_s"] > 0 and row["ours_s"] > 0 and row["ratio"] > 0
+
+
+def test_a_compile_that_fails_is_reported_and_sampling_stays_eager(monkeypatch):
+    from syn2seq_core.benchmarks import sampler
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    model = torch.nn.Linear(2, 2)
+    result = sampler.compiled_steps(model, None, None, None, torch.device("cpu"), reps=1)
+    assert result == {"error": "RuntimeError: no C++ compiler found"}
