@@ -23,6 +23,10 @@ from pathlib import Path
 from .generate import add_generation_arguments
 
 
+# The --camera-* options of --camera-accuracy and their defaults (given without it, they are refused, not ignored).
+CAMERA_DEFAULTS = {"camera_frames": 16, "camera_transition_frames": 8, "camera_backends": "flow,rife,blend",
+                   "camera_time_limit": 120.0}
+
 def add_arguments(parser) -> None:
     parser.add_argument("--takes", required=True, help="a folder of take folders")
     parser.add_argument("--direction", default="exo2ego", choices=["exo2ego", "ego2exo"])
@@ -67,17 +71,18 @@ def add_arguments(parser) -> None:
                              "and the same for the transitions of --camera-backends against their SLERP cameras "
                              "(docs/evaluation.md). A video whose cameras cannot be recovered scores as a static camera")
     parser.add_argument("--camera-frames", **limits.option(
-        "camera_frames", "with --camera-accuracy: the first N frames of the generated view are re-estimated", 16))
+        "camera_frames", "with --camera-accuracy: the first N frames of the generated view are re-estimated",
+        CAMERA_DEFAULTS["camera_frames"]))
     parser.add_argument("--camera-transition-frames", **limits.option(
         "camera_transition_frames", "with --camera-accuracy: frames each backend interpolates between the last "
-        "source frame and the first target frame (0: no transitions)", 8))
-    parser.add_argument("--camera-backends", default="flow,rife,blend", metavar="LIST",
+        "source frame and the first target frame (0: no transitions)", CAMERA_DEFAULTS["camera_transition_frames"]))
+    parser.add_argument("--camera-backends", default=CAMERA_DEFAULTS["camera_backends"], metavar="LIST",
                         help="with --camera-accuracy: comma-separated interpolation backends whose transitions are "
                              "scored ('none': no backend); procedural takes also score their ideal transition "
                              "(default: flow,rife,blend)")
     parser.add_argument("--camera-time-limit", **limits.option(
         "camera_time_limit_s", "with --camera-accuracy: seconds per camera estimate (a video that runs out scores "
-        "as a static camera)", 120.0))
+        "as a static camera)", CAMERA_DEFAULTS["camera_time_limit"]))
     parser.add_argument("--merge", action="store_true",
                         help="score nothing: merge the per-take records that the processes of a Slurm array wrote "
                              "beside --out into the report (the same command plus --merge, once all are done)")
@@ -544,6 +549,11 @@ def _camera_settings(args, eval_size):
     from ..errors import Syn2SeqInputError
 
     if not getattr(args, "camera_accuracy", False):
+        given = [f"--{dest.replace('_', '-')}" for dest, default in CAMERA_DEFAULTS.items()
+                 if getattr(args, dest, default) != default]
+        if given:
+            raise Syn2SeqInputError(", ".join(given), "only together with --camera-accuracy",
+                                    "without it (they would be ignored)")
         return None, {}
     if eval_size is None:
         raise Syn2SeqInputError("--eval-size", "N or WxH with --camera-accuracy (cameras are re-estimated from the "
@@ -561,9 +571,7 @@ def _camera_settings(args, eval_size):
     settings = CameraEvalSettings(frames=args.camera_frames, transition_frames=args.camera_transition_frames,
                                   backends=tuple(names), time_limit_s=args.camera_time_limit)
     try:
-        import importlib
-
-        importlib.import_module("syn2seq_core.geometry.sfm")
+        from ..geometry import sfm  # noqa: F401
     except ImportError as e:
         raise Syn2SeqInputError("--camera-accuracy", "the pack's structure from motion (syn2seq_core.geometry.sfm)",
                                 f"an import error ({e})") from None

@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ..data.synthetic import SyntheticConfig, render_takes
+    from ..data.synthetic import SOURCE, SyntheticConfig, render_takes
     from ..data.takes import write_take
     from ..errors import require
 
@@ -102,7 +102,7 @@ def run(args) -> int:
                 write_take(out / f"take_{i:05d}", take.exo_frames, take.exo_cameras, take.ego_frames,
                            take.ego_cameras, fps=config.fps, overwrite=args.overwrite,
                            depth={"exo": batch.exo_depth[j], "ego": batch.ego_depth[j]} if args.depth else None,
-                           meta={"source": "syn2seq render-synthetic", "seed": take.seed, "synthetic": settings})
+                           meta={"source": SOURCE, "seed": take.seed, "synthetic": settings})
                 frames += config.exo_frames + config.ego_frames
                 bar.update(1)
     total_s = time.perf_counter() - t0

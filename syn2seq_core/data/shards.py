@@ -81,6 +81,7 @@ from ..distributed import Share, share_from_env  # noqa: F401  (share_from_env: 
 from ..errors import Syn2SeqInputError, require
 from ..geometry.cameras import Cameras
 from ..safe_paths import resolve_inside
+from .synthetic import SOURCE as SYNTHETIC_SOURCE
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "syn2seq.shards"
@@ -90,7 +91,6 @@ SHARD_PATTERN = "shard-{:06d}.tar"
 ENTRY_PATTERN = "shard-{:06d}.json"  # a finished shard's manifest entry, beside it
 MANIFEST_EVERY_S = 10.0
 IDEAL = "ideal"
-SYNTHETIC_SOURCE = "syn2seq render-synthetic"
 # Test hook: seconds to sleep after each finished shard (so a test can kill a run between shards).
 SLEEP_ENV = "SYN2SEQ_PREPARE_SLEEP"
 # Test hook: a folder; a shard's writer waits there with the shard half-written when asked to (see _hold).
@@ -291,21 +291,14 @@ def clip_starts(take, settings: PrepareSettings) -> list[tuple[int, int]]:
 
 def _synthetic_scene(take):
     """(scene, SyntheticConfig) of a take written by ``syn2seq render-synthetic`` (its take.json seed)."""
-    from .synthetic import SyntheticConfig, sample_scene
+    from .synthetic import take_scene
 
-    meta = take.meta.get("meta") or {}
-    seed, world = meta.get("seed"), meta.get("synthetic")
-    ok = take.meta.get("source") == SYNTHETIC_SOURCE and isinstance(seed, int) and isinstance(world, dict)
-    require(ok, f"take '{take.name}' transition 'ideal'", f"a take of {SYNTHETIC_SOURCE} recording its seed and "
-            "world settings in take.json", f"source {take.meta.get('source')!r}, seed {seed!r}",
+    found = take_scene(take)
+    require(found is not None, f"take '{take.name}' transition 'ideal'", f"a take of {SYNTHETIC_SOURCE} recording "
+            "its seed and world settings in take.json", f"source {take.meta.get('source')!r}, seed "
+            f"{(take.meta.get('meta') or {}).get('seed')!r}",
             "Ideal in-betweens exist only in the procedural world; use an interpolator (--transition flow)")
-    fields = {f.name for f in dataclasses.fields(SyntheticConfig)}
-    config = SyntheticConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in world.items() if k in fields})
-    scene = sample_scene(seed, config)
-    exo = take.cameras("exo")
-    require(torch.allclose(exo.c2w[0].double(), scene.exo_c2w[0].double(), atol=1e-4), f"take '{take.name}'",
-            "exo cameras matching the scene of its recorded seed", "other cameras (edited after rendering?)")
-    return scene, config
+    return found
 
 
 def _depth(take, view: str, start: int, count: int, stride: int, size: int) -> np.ndarray:

@@ -45,6 +45,8 @@ __all__ = [
     "sample_scene", "sample_scenes", "scene_state", "take_scene",
 ]
 
+SOURCE = "syn2seq render-synthetic"  # take.json "source" of the takes this world renders
+
 CAMERA_PATH_KINDS = ("orbit", "dolly", "head", "exo_to_ego", "ego_to_exo")
 
 
@@ -310,7 +312,7 @@ def take_scene(take) -> tuple[Scene, SyntheticConfig] | None:
 
     meta = take.meta.get("meta") or {}
     seed, world = meta.get("seed"), meta.get("synthetic")
-    if take.meta.get("source") != "syn2seq render-synthetic" or not isinstance(seed, int) or not isinstance(world, dict):
+    if take.meta.get("source") != SOURCE or not isinstance(seed, int) or not isinstance(world, dict):
         return None
     known = {f.name for f in dataclasses.fields(SyntheticConfig)}
     config = SyntheticConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in world.items() if k in known})

@@ -288,3 +288,12 @@ def _frozen_videos(takes, folder) -> None:
     for take in find_takes(takes):
         ego = read_video(take / "ego.mp4")
         write_video(folder / f"{take.name}.mp4", ego[:1].expand(len(ego), -1, -1, -1).contiguous(), fps=8)
+
+
+def test_camera_options_without_camera_accuracy_are_refused_not_ignored(takes, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["eval", "--takes", str(takes["takes"]), "--no-model", "--camera-frames", "8", "--camera-backends",
+                 "flow", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--camera-frames, --camera-backends" in err and "only together with --camera-accuracy" in err
+    assert not out.exists()
