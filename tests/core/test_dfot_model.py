@@ -31,7 +31,7 @@ def inputs(config, B=2, T=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, T, config.in_channels, config.height, config.width, generator=g)
     logsnr = torch.randn(B, T, generator=g) * 4
-    rays = torch.randn(B, T, config.height, config.width, config.ray_channels, generator=g)
+    rays = torch.randn(B, T, config.height, config.width, config.cond_channels, generator=g)  # rays (+ cue)
     return x, logsnr, rays
 
 

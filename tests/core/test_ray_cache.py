@@ -19,7 +19,7 @@ from syn2seq_core.dfot.sampler import rollout, sample
 from syn2seq_core.dfot.scheduling import scheduling_matrix
 from syn2seq_core.dfot.uvit3d import UViT3DPose
 
-from .test_dfot_model import MICRO, MICRO_UVIT, randomize
+from .test_dfot_model import MICRO, MICRO_UVIT, inputs, randomize
 
 NETWORKS = {
     "dit3d_factorized": (DiT3D, MICRO),
@@ -33,14 +33,6 @@ POSE_MASKS = {"posed": None, "mixed": torch.tensor([False, True]), "dropped": to
 def make(name: str):
     cls, config = NETWORKS[name]
     return randomize(cls(config), seed=1).eval(), config
-
-
-def inputs(config, B=2, T=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(B, T, config.in_channels, config.height, config.width, generator=g)
-    logsnr = torch.randn(B, T, generator=g) * 4
-    rays = torch.randn(B, T, config.height, config.width, config.cond_channels, generator=g)
-    return x, logsnr, rays
 
 
 class Counter:

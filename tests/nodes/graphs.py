@@ -244,6 +244,16 @@ stabilized guidance for long rollouts.
 """
 
 
+def image_to_video(node_id: int, *, model, images, cameras, pos) -> Node:
+    """Syn2Seq Image To Video with the shipped settings (keyframes from the first image, 50 steps)."""
+    return Node(node_id, "Syn2SeqImageToVideo", {"model": model, "images": images, "cameras": cameras,
+                                                 "image_frames": "0", "mode": "keyframes", "keyframe_density": 0.25,
+                                                 "steps": 50, "scheduling": "full_sequence",
+                                                 "history_guidance": "conditional", "guidance_scale": 1.0,
+                                                 "stabilization": 0.0, "seed": 0},
+                pos=pos, size=(340, 420))
+
+
 def dfot_image_to_video() -> list[Node]:
     """One image + a built camera path -> a video, with any DFoT-family model (bundled one by default)."""
     return [
@@ -258,11 +268,7 @@ def dfot_image_to_video() -> list[Node]:
                                       "angle_deg": 60.0, "distance": 2.0, "speed": 1.4,
                                       "keyframes": "[]"},
              pos=(470, 220), size=(360, 620)),
-        Node(5, "Syn2SeqImageToVideo", {"model": L(1, 0), "images": L(3, 0), "cameras": L(4, 0), "image_frames": "0",
-                                        "mode": "keyframes", "keyframe_density": 0.25, "steps": 50,
-                                        "scheduling": "full_sequence", "history_guidance": "conditional",
-                                        "guidance_scale": 1.0, "stabilization": 0.0, "seed": 0},
-             pos=(880, 60), size=(340, 420)),
+        image_to_video(5, model=L(1, 0), images=L(3, 0), cameras=L(4, 0), pos=(880, 60)),
         Node(6, "CreateVideo", {"images": L(5, 0), "fps": L(4, 2)}, pos=(1270, 60), size=(270, 80)),
         Node(7, "SaveVideo", {"video": L(6, 0), "filename_prefix": "syn2seq/dfot_image_to_video"},
              pos=(1590, 60), size=(420, 380)),
@@ -298,11 +304,7 @@ def estimate_cameras() -> list[Node]:
              pos=(870, 60), size=(300, 180)),
         Node(6, "ImageFromBatch", {"image": L(2, 0), "batch_index": 0, "length": 1},
              pos=(870, 290), size=(270, 100), title="first frame"),
-        Node(7, "Syn2SeqImageToVideo", {"model": L(5, 0), "images": L(6, 0), "cameras": L(3, 0), "image_frames": "0",
-                                        "mode": "keyframes", "keyframe_density": 0.25, "steps": 50,
-                                        "scheduling": "full_sequence", "history_guidance": "conditional",
-                                        "guidance_scale": 1.0, "stabilization": 0.0, "seed": 0},
-             pos=(1220, 60), size=(340, 420)),
+        image_to_video(7, model=L(5, 0), images=L(6, 0), cameras=L(3, 0), pos=(1220, 60)),
         Node(8, "CreateVideo", {"images": L(7, 0), "fps": L(2, 2)}, pos=(1610, 60), size=(270, 80)),
         Node(9, "SaveVideo", {"video": L(8, 0), "filename_prefix": "syn2seq/estimated_cameras_image2video"},
              pos=(1930, 60), size=(420, 380)),
