@@ -42,4 +42,4 @@ def core(module: str = ""):
 
 def input_error(name: str, expected: str, found, hint: str | None = None) -> Exception:
     """A ``Syn2SeqInputError`` ("name: expected X, got Y") to raise from node code."""
-    return core("errors").Syn2SeqInputError(name, expected, found, hint)
+    return core("base.errors").Syn2SeqInputError(name, expected, found, hint)

@@ -36,7 +36,7 @@ class Syn2SeqCameraPath(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         paths = core("geometry.camera_paths")
-        limits = core("limits").LIMITS
+        limits = core("base.limits").LIMITS
         fps, frames, size, fov = (limits[k] for k in ("fps", "path_frames", "path_image_size", "fov_deg"))
         coord, angle, dist, speed = (limits[k] for k in ("path_coordinate", "path_angle", "path_distance",
                                                           "path_speed"))
@@ -108,7 +108,7 @@ class Syn2SeqCameraPath(io.ComfyNode):
         if preset == "keyframes" and keyframes is not None:
             try:
                 paths.parse_keyframes(keyframes)
-            except core("errors").Syn2SeqInputError as e:
+            except core("base.errors").Syn2SeqInputError as e:
                 return str(e)
         return True
 

@@ -60,7 +60,7 @@ class Syn2SeqLoadCameras(io.ComfyNode):
 class Syn2SeqTransitionPoses(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        n = core("limits").LIMITS["transition_frames"]
+        n = core("base.limits").LIMITS["transition_frames"]
         return io.Schema(
             node_id="Syn2SeqTransitionPoses",
             display_name="Syn2Seq Transition Poses (SLERP)",
@@ -87,8 +87,8 @@ class Syn2SeqTransitionPoses(io.ComfyNode):
 class Syn2SeqPluckerRays(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        orders = list(core("conventions").PLUCKER_ORDERS)
-        size = core("limits").LIMITS["frame_size"]
+        orders = list(core("base.conventions").PLUCKER_ORDERS)
+        size = core("base.limits").LIMITS["frame_size"]
         return io.Schema(
             node_id="Syn2SeqPluckerRays",
             display_name="Syn2Seq Plücker Rays",

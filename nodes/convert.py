@@ -1,7 +1,7 @@
 """The one place where ComfyUI types become core types and back.
 
 ComfyUI IMAGE: ``[N, H, W, C]`` float32 in [0, 1] (a video is a batch of frames; C is 3, sometimes 4).
-Core frames: ``[T, 3, H, W]`` float in [0, 1] (``syn2seq_core.conventions``).
+Core frames: ``[T, 3, H, W]`` float in [0, 1] (``syn2seq_core.base.conventions``).
 An IMAGE batch with zero frames stands for "no frames" (e.g. the ego output of a take that has no ego
 video): optional inputs treat it as absent.
 """
@@ -59,7 +59,7 @@ def empty_image(height: int, width: int):
 def fit_cameras_to_frames(cameras, frames, name: str = "cameras"):
     """The cameras of ``frames [T, 3, H, W]``: a static camera is repeated, then resized / centre-cropped
     to the frame size exactly like the video reader does. The count must match."""
-    video_io = core("video_io")
+    video_io = core("io.video")
 
     t, h, w = frames.shape[0], frames.shape[-2], frames.shape[-1]
     if len(cameras) == 1 and t != 1:
@@ -101,7 +101,7 @@ def camera_path(segments: dict) -> dict:
 
 def sequence_path(sequence) -> dict:
     """:func:`camera_path` of a Syn2Seq sequence, one segment per role (unknown transition poses left out)."""
-    conventions = core("conventions")
+    conventions = core("base.conventions")
 
     segments = {}
     for role, name in conventions.ROLE_NAMES.items():
@@ -120,7 +120,7 @@ def ui_camera_path(payload: dict) -> dict:
 
 
 def metrics_text(report: dict) -> str:
-    """One line per metric of a ``syn2seq_core.metrics.evaluate_frames`` report."""
+    """One line per metric of a ``syn2seq_core.metrics.frames.evaluate_frames`` report."""
     lines = [f"frames: {report.get('frames')}"]
     for name, value in report.items():
         if name == "frames":

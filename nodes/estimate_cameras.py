@@ -18,7 +18,7 @@ class Syn2SeqEstimateCameras(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         sfm = core("geometry.sfm")
-        limits = core("limits").LIMITS
+        limits = core("base.limits").LIMITS
         stride, frames, size, fov, share, seconds, seed = (limits[k] for k in (
             "sfm_stride", "sfm_frames", "sfm_size", "sfm_fov_deg", "sfm_min_registered", "sfm_time_limit", "sfm_seed"))
         return io.Schema(

@@ -40,7 +40,7 @@ class Syn2SeqEvaluate(io.ComfyNode):
             raise input_error("generated/ground_truth", "at least one frame each",
                               f"{len(pred)} and {len(target)} frames", "Is the ground-truth view in the take?")
         weights = None if lpips_weights == "none" else paths.resolve_model_file(lpips_weights)
-        report = core("metrics").evaluate_frames(pred, target, lpips_weights=weights)
+        report = core("metrics.frames").evaluate_frames(pred, target, lpips_weights=weights)
         text = convert.metrics_text(report)
         psnr = report["psnr"]["per_frame"] if isinstance(report["psnr"], dict) else []
         return io.NodeOutput(text, plots.per_frame_chart(psnr), ui={"text": [text]})

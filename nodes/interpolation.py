@@ -20,7 +20,7 @@ class Syn2SeqInterpolate(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         backends = _backends()
         default = core("interpolation.base").DEFAULT_BACKEND
-        n = core("limits").LIMITS["transition_frames"]
+        n = core("base.limits").LIMITS["transition_frames"]
         return io.Schema(
             node_id="Syn2SeqInterpolate",
             display_name="Syn2Seq Interpolate (first-last frame)",
@@ -56,7 +56,7 @@ class Syn2SeqInterpolate(io.ComfyNode):
 class Syn2SeqWanFramesToTransition(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        n = core("limits").LIMITS["transition_frames"]
+        n = core("base.limits").LIMITS["transition_frames"]
         return io.Schema(
             node_id="Syn2SeqWanFramesToTransition",
             display_name="Syn2Seq Wan Frames To Transition",

@@ -50,7 +50,7 @@ def weight_dtype_for(name: str, load_device, parameters: int):
 
 def compute_dtype(load_device):
     """The dtype sampling computes in on ``load_device``: bf16 (autocast) where it is native, else float32."""
-    return core("pipeline").default_autocast_dtype(load_device)
+    return core("generation.pipeline").default_autocast_dtype(load_device)
 
 
 class ManagedModel:
@@ -120,7 +120,7 @@ def load(path, weight_dtype: str = "auto", name: str = "", lora=None) -> Managed
     import comfy.model_patcher
     import comfy.ops
 
-    pipeline = core("pipeline")
+    pipeline = core("generation.pipeline")
     checkpoint = core("dfot.checkpoint")
     load_device = mm.get_torch_device()
     offload_device = mm.unet_offload_device()

@@ -67,7 +67,7 @@ class Syn2SeqSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         matrices = sorted(core("dfot.scheduling").SCHEDULING_MATRICES)
         guidance = sorted(core("dfot.guidance").HISTORY_GUIDANCE)
-        limits = core("limits").LIMITS
+        limits = core("base.limits").LIMITS
         steps, scale, seed = limits["steps"], limits["guidance_scale"], limits["seed"]
         stab = limits["stabilization"]
         return io.Schema(
@@ -137,7 +137,7 @@ def _check_inputs(model, sequence) -> None:
 class Syn2SeqConditionalMean(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        limits = core("limits").LIMITS
+        limits = core("base.limits").LIMITS
         draws, seed = limits["mean_draws"], limits["seed"]
         return io.Schema(
             node_id="Syn2SeqConditionalMean",
@@ -177,8 +177,8 @@ class Syn2SeqImageToVideo(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         matrices = sorted(core("dfot.scheduling").SCHEDULING_MATRICES)
         guidance = sorted(core("dfot.guidance").HISTORY_GUIDANCE)
-        i2v = core("image2video")
-        limits = core("limits").LIMITS
+        i2v = core("generation.image2video")
+        limits = core("base.limits").LIMITS
         steps, scale, seed, stab = (limits[k] for k in ("steps", "guidance_scale", "seed", "stabilization"))
         density = limits["keyframe_density"]
         return io.Schema(
@@ -224,7 +224,7 @@ class Syn2SeqImageToVideo(io.ComfyNode):
 
         if not isinstance(model, management.ManagedModel):
             raise input_error("model", "the output of Syn2Seq Load Model", type(model).__name__)
-        i2v = core("image2video")
+        i2v = core("generation.image2video")
         try:
             frames_at = [int(x) for x in str(image_frames).split(",") if x.strip()] or None
         except ValueError:

@@ -3,7 +3,7 @@
 Every path that comes from a node input is resolved and checked to lie inside one of those folders, so a
 workflow cannot make the server read an arbitrary file (``../../etc/passwd`` or a symlink out of the
 folder are refused with a clear message). The files a take then names must lie inside the take itself
-(``syn2seq_core.data.takes.load_take``); both use the core's one check, ``syn2seq_core.safe_paths``.
+(``syn2seq_core.data.takes.load_take``); both use the core's one check, ``syn2seq_core.io.safe_paths``.
 Listings are cheap (no decoding, no torch) because ComfyUI calls ``define_schema`` on every
 ``/object_info`` request.
 """
@@ -44,10 +44,10 @@ def input_dir() -> Path:
 def inside(root: Path, relative: str, what: str) -> Path:
     """``root / relative`` resolved, refused unless it stays inside ``root`` with every link followed.
 
-    The core's one containment check (:func:`syn2seq_core.safe_paths.resolve_inside`): absolute names, ``..``
+    The core's one containment check (:func:`syn2seq_core.io.safe_paths.resolve_inside`): absolute names, ``..``
     that climb out and links that lead out are refused, naming where the name leads.
     """
-    p = core("safe_paths").resolve_inside(root, relative, owner="node input", entry=what,
+    p = core("io.safe_paths").resolve_inside(root, relative, owner="node input", entry=what,
                                           hint="Put the files into ComfyUI's input or models folder").resolve()
     if not p.exists():
         raise input_error(what, f"an existing file or folder inside '{root.resolve()}'", repr(relative),

@@ -12,8 +12,8 @@ from .sockets import CATEGORY, Cameras, Depth, Sequence
 class Syn2SeqBuildSequence(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        seq = core("sequence")
-        n = core("limits").LIMITS["transition_frames"]
+        seq = core("generation.sequence")
+        n = core("base.limits").LIMITS["transition_frames"]
         return io.Schema(
             node_id="Syn2SeqBuildSequence",
             display_name="Syn2Seq Build Sequence",
@@ -53,7 +53,7 @@ class Syn2SeqBuildSequence(io.ComfyNode):
             if cams is None:
                 raise input_error(name, "a camera track", "None (the take has no such view)")
         tr = convert.optional_frames(transition_frames, "transition_frames")
-        sequence = core("sequence").build_sequence(
+        sequence = core("generation.sequence").build_sequence(
             exo_cameras, ego_cameras,
             exo_frames=convert.optional_frames(exo_frames, "exo_frames"),
             ego_frames=convert.optional_frames(ego_frames, "ego_frames"),
@@ -88,7 +88,7 @@ class Syn2SeqSplitSequence(io.ComfyNode):
     def execute(cls, sequence) -> io.NodeOutput:
         if sequence is None:
             raise input_error("sequence", "a Syn2Seq sequence", "None")
-        C = core("conventions")
+        C = core("base.conventions")
         parts = [convert.frames_to_image(sequence.frames[sequence.indices(role)])
                  for role in (C.ROLE_EXO, C.ROLE_TRANSITION, C.ROLE_EGO)]
         return io.NodeOutput(*parts)
@@ -98,7 +98,7 @@ class Syn2SeqDepthFromImage(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         r = core("geometry.reproject")
-        m = core("limits").LIMITS["depth_median_m"]
+        m = core("base.limits").LIMITS["depth_median_m"]
         return io.Schema(
             node_id="Syn2SeqDepthFromImage",
             display_name="Syn2Seq Depth From Image",

@@ -20,7 +20,7 @@ def size_problem(width, height) -> str | None:
         return None
     if (width == 0) != (height == 0):
         return f"width and height: expected both 0 (native size) or both > 0, got {width}x{height}"
-    r = core("limits").LIMITS["frame_size"]
+    r = core("base.limits").LIMITS["frame_size"]
     if not (r.contains(width) and r.contains(height)):
         return f"width and height: expected values in {r.interval}, got {width}x{height}"
     return None
@@ -44,7 +44,7 @@ def fingerprint_folder(folder: str) -> tuple:
 class Syn2SeqLoadTake(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        limits = core("limits").LIMITS
+        limits = core("base.limits").LIMITS
         size, start, count, stride = (limits[k] for k in ("frame_size", "start_frame", "frame_count", "frame_stride"))
         return io.Schema(
             node_id="Syn2SeqLoadTake",

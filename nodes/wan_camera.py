@@ -15,7 +15,7 @@ from .sockets import CATEGORY, Cameras
 class Syn2SeqWanCameraEmbedding(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        size, count = (core("limits").LIMITS[k] for k in ("wan_size", "wan_length"))
+        size, count = (core("base.limits").LIMITS[k] for k in ("wan_size", "wan_length"))
         return io.Schema(
             node_id="Syn2SeqWanCameraEmbedding",
             display_name="Syn2Seq Wan Camera Embedding",

@@ -46,7 +46,7 @@ mv "$ASSET.tmp" "$ASSET" && chmod 644 "$ASSET"
 "$PY" -m syn2seq_core render-synthetic --out "$TMP/takes" --takes 4 --seed 1073741824 "${RENDER[@]}"
 "$PY" -m syn2seq_core eval --takes "$TMP/takes" --steps 25 --seed 0 --mean --out "$TMP/eval.json"
 # The same takes without their depth files (footage without depth), where the model runs without its cue.
-if "$PY" -c "from syn2seq_core.pipeline import load_model; raise SystemExit(not load_model().cue_optional)"; then
+if "$PY" -c "from syn2seq_core.generation.pipeline import load_model; raise SystemExit(not load_model().cue_optional)"; then
   "$PY" -m syn2seq_core render-synthetic --out "$TMP/plain" --takes 4 --seed 1073741824 "${RENDER[@]}" --no-depth
   "$PY" -m syn2seq_core eval --takes "$TMP/plain" --steps 25 --seed 0 --mean --out "$TMP/eval_no_depth.json"
 fi
@@ -54,8 +54,8 @@ fi
 import json, sys
 from pathlib import Path
 
-from syn2seq_core.atomic import write_text_atomic
-from syn2seq_core.pipeline import load_model
+from syn2seq_core.io.atomic import write_text_atomic
+from syn2seq_core.generation.pipeline import load_model
 
 report, out, render = json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]), sys.argv[3:]
 summary = report["summary"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from syn2seq_core.video_io import read_video, write_video
+from syn2seq_core.io.video import read_video, write_video
 
 FIRST, COUNT, SIZE, CRF = 137, 48, 256, 14
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "tests/fixtures/interp/bikes_fence_48f_256.mp4"

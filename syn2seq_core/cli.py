@@ -4,7 +4,7 @@ Each subcommand lives in a module of ``syn2seq_core/commands/`` that defines ``a
 and ``run(args) -> int``. Modules are imported only when their command runs,
 so ``syn2seq --help`` is fast and one broken command cannot break the others.
 
-Numbers given on the command line are checked against :mod:`syn2seq_core.limits` while parsing. A parser
+Numbers given on the command line are checked against :mod:`syn2seq_core.base.limits` while parsing. A parser
 may set ``_check_options`` (``parser.set_defaults``) to a function of the parsed arguments that checks
 options together (seed spans, memory estimates) before the command runs.
 
@@ -26,7 +26,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .errors import Syn2SeqInputError
+from .base.errors import Syn2SeqInputError
 
 # command name -> (module under syn2seq_core.commands, one-line help). exo2ego and ego2exo share a
 # module; it reads ``args.command`` for the direction.
@@ -113,7 +113,7 @@ def write_traceback(command: str | None, argv: list[str], exc: BaseException) ->
 
     Tries :func:`log_dir`, then the system temporary folder; raises ``OSError`` when neither is writable.
     """
-    from .atomic import write_text_atomic
+    from .io.atomic import write_text_atomic
 
     versions = [f"python {platform.python_version()}", f"syn2seq {_version()}"]
     if "torch" in sys.modules:  # never import it here: it may be what failed

@@ -18,7 +18,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from ..errors import Syn2SeqInputError, require
+from ..base.errors import Syn2SeqInputError, require
 
 BACKBONES = Path("algorithms") / "dfot" / "backbones"
 # Modules the reference backbones import that this project does not need, and how to install them.

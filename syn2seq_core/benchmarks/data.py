@@ -4,7 +4,7 @@ For a training config (default ``configs/synthetic_tiny.toml``), in one run: ren
 takes at the config's size into a temporary folder, prepares them into shards (``syn2seq prepare``, the
 ``--transition`` backend), then measures side by side
 
-* **loader**: samples/s of the training loader alone (:func:`~syn2seq_core.data.training.step_loader`: read,
+* **loader**: samples/s of the training loader alone (:func:`~syn2seq_core.training.batches.step_loader`: read,
   decode, window, noise levels, rays, noise) with each ``--workers`` count (0 = in the training process);
 * **step**: samples/s of the training step alone on batches drawn beforehand (forward, backward, AdamW, EMA:
   the config's network, batch, accumulation and bf16 setting, as ``syn2seq train`` runs it here);
@@ -65,12 +65,12 @@ def _best(fn, repeats: int) -> float:
 
 
 def run(args) -> int:
-    from ..data.training import batch_source, draw_share, step_loader
+    from ..training.batches import batch_source, draw_share, step_loader
     from ..dfot.checkpoint import build_model
     from ..dfot.schedule import NoiseSchedule
-    from ..errors import require
-    from ..pipeline import accumulated_backward
-    from ..train import load_config, network_config
+    from ..base.errors import require
+    from ..generation.pipeline import accumulated_backward
+    from ..training.config import load_config, network_config
 
     require(args.takes >= 1 and args.steps >= 1, "--takes/--steps", "positive numbers", (args.takes, args.steps))
     require(all(w >= 0 for w in args.workers), "--workers", "counts >= 0", args.workers)
@@ -161,6 +161,6 @@ def run(args) -> int:
 
 
 def _native_bf16() -> bool:
-    from ..pipeline import _cpu_has_native_bf16
+    from ..generation.pipeline import _cpu_has_native_bf16
 
     return _cpu_has_native_bf16()

@@ -92,7 +92,7 @@ def run(args) -> int:
     from ..data.egoexo4d_fixture import write_egoexo4d_fixture
     from ..data.egoexo4d_index import build_egoexo4d_index, load_indexed_take
     from ..data.synthetic import SyntheticConfig
-    from ..errors import require
+    from ..base.errors import require
 
     require(all(n >= 1 for n in args.takes + args.prepare) and args.base >= 1, "--takes/--prepare/--base",
             "positive numbers", (args.takes, args.prepare, args.base))

@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from ..errors import Syn2SeqInputError, require
+from ..base.errors import Syn2SeqInputError, require
 
 DEFAULT_CLIP = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "interp" / "bikes_fence_48f_256.mp4"
 DEFAULT_BACKENDS = "blend,flow,flow+occlusion,rife"
@@ -76,7 +76,7 @@ def flow_speed(video, pairs: int, interp) -> float:
     import torch.nn.functional as F
 
     from ..interpolation import interpolate
-    from ..video_io import frames_per_second
+    from ..io.video import frames_per_second
 
     small = F.interpolate(video[:pairs + 1], size=(SPEED_SIZE, SPEED_SIZE), mode="bilinear", antialias=True,
                           align_corners=False).clamp(0, 1)
@@ -90,8 +90,8 @@ def run(args) -> int:
     import cv2
     import torch
 
-    from ..metrics import psnr, ssim
-    from ..video_io import frames_per_second, read_video
+    from ..metrics.frames import psnr, ssim
+    from ..io.video import frames_per_second, read_video
 
     require(args.threads >= 0, "--threads", "an int >= 0", args.threads)
     if args.threads:

@@ -46,8 +46,8 @@ def _best(fn, repeats: int) -> float:
 
 
 def run(args) -> int:
-    from ..errors import require
-    from ..video_io import iter_video_chunks, read_video, write_video
+    from ..base.errors import require
+    from ..io.video import iter_video_chunks, read_video, write_video
 
     require(args.frames >= 1, "--frames", "a positive number", args.frames)
     require(all(s >= 16 and s % 2 == 0 for s in args.sizes), "--sizes", "even sizes >= 16", args.sizes)

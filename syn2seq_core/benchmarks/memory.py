@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from .. import limits
+from ..base import limits
 
 COMMANDS = ("exo2ego", "ego2exo", "eval", "interpolate")
 

@@ -40,7 +40,7 @@ def run(args) -> int:
     import torch
 
     from ..data.synthetic import SyntheticConfig
-    from ..errors import require
+    from ..base.errors import require
 
     require(args.takes >= 1 and args.frames >= 1 and args.repeats >= 1, "--takes/--frames/--repeats",
             "positive numbers", (args.takes, args.frames, args.repeats))

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 
-from .. import limits
+from ..base import limits
 
 PROBE = "import sys; from syn2seq_core.benchmarks.sampler import _memory_probe; _memory_probe(sys.argv[1])"
 
@@ -122,7 +122,7 @@ def _config(name: str, frames: int, attention: str | None = None):
     """The configuration of a bench name (a DiT3D or U-ViT3D-Pose preset), its window grown to ``frames``."""
     from ..dfot.model import DIT3D_PRESETS, dit3d_preset
     from ..dfot.uvit3d import UVIT3D_PRESETS, uvit3d_preset
-    from ..errors import check_choice
+    from ..base.errors import check_choice
 
     check_choice(name, {**DIT3D_PRESETS, **UVIT3D_PRESETS}, "bench sampler config")
     if name in UVIT3D_PRESETS:
@@ -272,7 +272,7 @@ def _interleaved(fns: dict, device, reps: int, results: dict | None = None) -> d
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
     """"32x4,64x8" -> [(32, 4), (64, 8)]: frame side in pixels x frames."""
-    from ..errors import Syn2SeqInputError
+    from ..base.errors import Syn2SeqInputError
 
     sizes = []
     for part in (p.strip() for p in text.split(",") if p.strip()):

@@ -8,7 +8,7 @@ Computed from the config's network itself, never from a table of guesses:
   its fp32 gradient buckets (4 more). FSDP2 (``fully_shard`` per block) divides the 20 bytes by the number
   of GPUs and adds the largest block's unsharded weights twice (the all-gather of the block running and
   of the next one, prefetched) and its unsharded gradients once (before the reduce-scatter): fp32, or under
-  bf16 the bfloat16 weights and gradients of :func:`syn2seq_core.fsdp.mixed_precision` and the gradient's fp32
+  bf16 the bfloat16 weights and gradients of :func:`syn2seq_core.parallel.fsdp.mixed_precision` and the gradient's fp32
   copy that is reduced.
 - **activations**: measured. The network runs forward on the CPU at two small probe sizes (under bf16
   autocast, as training on a GPU), at the config's frame size reduced to ``--probe-size`` and at 1 and 2
@@ -48,7 +48,7 @@ import os
 
 import torch
 
-from .. import limits
+from ..base import limits
 
 GB = 1024**3
 STATE_BYTES = 4 + 4 + 8 + 4  # fp32 weights, gradients, AdamW moments, EMA
@@ -173,7 +173,7 @@ class Plan:
 
     def states(self, strategy: str, gpus: int, bf16: bool = False) -> float:
         """Bytes per GPU of ``strategy``: "ddp", "fsdp2", or "single" (one process, no wrapper). FSDP2 under
-        ``bf16`` gathers bfloat16 weights (syn2seq_core.fsdp.mixed_precision): 2 bytes per unsharded weight and
+        ``bf16`` gathers bfloat16 weights (syn2seq_core.parallel.fsdp.mixed_precision): 2 bytes per unsharded weight and
         unsharded gradient, and the gradient's float32 copy for the reduce-scatter."""
         p, b = self.parameters, self.largest_block_parameters
         if strategy == "single":
@@ -185,7 +185,7 @@ class Plan:
 
 def make_plan(config, probe_size: int) -> Plan:
     from ..dfot.checkpoint import build_model
-    from ..fsdp import shard_units
+    from ..parallel.fsdp import shard_units
 
     meta = build_model(config, device="meta")
     parameters = sum(p.numel() for p in meta.parameters())
@@ -209,7 +209,7 @@ def at_size(cfg, size: int | None):
     """``cfg`` with its network as an explicit [model] table (random weights: no init_from), at frame side
     ``size`` (its own when None)."""
     from ..dfot.checkpoint import config_to_dict
-    from ..train import network_config
+    from ..training.config import network_config
 
     config = network_config(cfg)
     size = size or cfg.data.size
@@ -220,7 +220,7 @@ def at_size(cfg, size: int | None):
 def measured_config(cfg, batch: int, checkpoint: bool, cuda: bool):
     """What ``--measure`` trains: one process, ``batch`` sequences, no accumulation, nothing written but the
     log; on a GPU the procedural scenes are rendered by DataLoader workers, as a GPU run should."""
-    from ..train import MAX_STEPS
+    from ..training.config import MAX_STEPS
 
     workers = cfg.data.loader_workers or (min(8, (os.cpu_count() or 2) - 1) if cuda else 0)
     return dataclasses.replace(
@@ -239,9 +239,11 @@ def measure_training(cfg_json: str, steps: int, live: bool = False) -> dict:
     import tempfile
     from pathlib import Path
 
-    from ..data import training  # noqa: F401  the trainer's imports, before the baseline
-    from ..errors import Syn2SeqInputError
-    from ..train import LOG_NAME, config_from_dict, train
+    from ..training import batches as training  # noqa: F401  the trainer's imports, before the baseline
+    from ..base.errors import Syn2SeqInputError
+    from ..training.checkpoints import LOG_NAME
+    from ..training.config import config_from_dict
+    from ..training.loop import train
     from ._rss import peak_mb, reset_peak
     from .memory import LiveTensors
 
@@ -317,7 +319,8 @@ def rank_worker(cfg_json: str, out_dir: str) -> None:
     import tempfile
     from pathlib import Path
 
-    from ..train import config_from_dict, train
+    from ..training.config import config_from_dict
+    from ..training.loop import train
     from .memory import LiveTensors
 
     cfg = config_from_dict(json.loads(cfg_json), "measured config")
@@ -349,7 +352,7 @@ def measure_ranks(cfg, procs: int) -> dict[str, list[dict]]:
     import tempfile
     from pathlib import Path
 
-    from ..errors import Syn2SeqInputError
+    from ..base.errors import Syn2SeqInputError
 
     exe = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     if exe is None:
@@ -395,7 +398,7 @@ def print_ranks(cfg, plan: Plan, results: dict[str, list[dict]], procs: int) -> 
 
 
 def print_measurements(cfg, plan: Plan, results: list[tuple[int, bool, dict]], steps: int) -> None:
-    from ..train import _training_frames
+    from ..training.config import _training_frames
 
     cuda = torch.cuda.is_available()
     frames = _training_frames(cfg)[0]
@@ -426,8 +429,8 @@ def print_measurements(cfg, plan: Plan, results: list[tuple[int, bool, dict]], s
 
 
 def run(args) -> int:
-    from ..errors import Syn2SeqInputError
-    from ..train import load_config, network_config
+    from ..base.errors import Syn2SeqInputError
+    from ..training.config import load_config, network_config
 
     cfg = load_config(args.config)
     config = network_config(cfg)

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 
 from .. import benchmarks
-from ..errors import check_choice
+from ..base.errors import check_choice
 
 
 def targets() -> list[str]:

@@ -19,8 +19,8 @@ import os
 import sys
 from pathlib import Path
 
-from .. import limits
-from ..errors import Syn2SeqInputError, require
+from ..base import limits
+from ..base.errors import Syn2SeqInputError, require
 
 
 def add_arguments(parser) -> None:
@@ -75,7 +75,7 @@ def _estimate_arguments(p) -> None:
 
 
 def _out_path(out: str) -> Path:
-    from ..geometry.pose_io import SYN2SEQ_FILENAME
+    from ..io.poses import SYN2SEQ_FILENAME
 
     target = Path(out).expanduser()
     return target / SYN2SEQ_FILENAME if target.is_dir() else target
@@ -112,9 +112,10 @@ def run(args) -> int:
 
 
 def _run_estimate(args) -> int:
-    from ..geometry.pose_io import load_cameras, save_cameras
-    from ..geometry.sfm import align_to_track, estimate_cameras_from_video
-    from ..video_io import probe_video
+    from ..io.poses import load_cameras, save_cameras
+    from ..geometry.sfm import align_to_track
+    from ..io.camera_estimation import estimate_cameras_from_video
+    from ..io.video import probe_video
 
     info = probe_video(args.video)
     reference = None

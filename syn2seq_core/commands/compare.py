@@ -17,9 +17,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..errors import Syn2SeqInputError
-    from ..evaluation import compare_reports, format_comparison
-    from ..generation import write_json
+    from ..base.errors import Syn2SeqInputError
+    from ..evaluation.run import compare_reports, format_comparison
+    from ..generation.takes import write_json
 
     reports = {}
     for item in args.reports:

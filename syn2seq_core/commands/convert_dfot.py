@@ -13,7 +13,7 @@ from pathlib import Path
 def add_arguments(parser) -> None:
     parser.add_argument("input", type=Path, help="DFoT checkpoint (.ckpt), e.g. DFoT_RE10K.ckpt")
     parser.add_argument("output", type=Path, help="model file to write (.safetensors)")
-    from .. import limits
+    from ..base import limits
 
     parser.add_argument("--size", **limits.option("model_size", "frame size the model was trained at (RE10K: 256)",
                                                   256))
@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..errors import Syn2SeqInputError
+    from ..base.errors import Syn2SeqInputError
     from ..dfot.convert import convert_dfot_checkpoint
 
     if args.output.exists() and not args.force:

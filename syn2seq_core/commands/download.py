@@ -74,7 +74,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dest", type=Path, default=None,
                         help="folder for the converted model (default: ComfyUI/models/syn2seq inside a ComfyUI "
                              "install, else a per-user folder)")
-    from .. import limits
+    from ..base import limits
 
     parser.add_argument("--timeout", **limits.option("timeout", "seconds to wait for the server to answer", 10.0))
     parser.add_argument("--force", action="store_true", help="download and convert again even if the output exists")

@@ -7,11 +7,11 @@ the frames it needs, every weights file, every output path), and the outputs (``
 folders) are staged and moved into place only when every take has been scored: a run completes or leaves nothing
 new.
 
-Under torchrun or a Slurm array (``syn2seq_core.distributed``) take ``i`` is scored by process ``i % N``, which
+Under torchrun or a Slurm array (``syn2seq_core.parallel.distributed``) take ``i`` is scored by process ``i % N``, which
 writes the take's record (scores, FVD / FID features, example frames; what makes it valid) beside ``--out`` as soon
 as it is scored, its --write-videos folder moved into place first; a rerun skips recorded takes and refuses records
 made otherwise; one process merges every record into the report one process would write (docs/evaluation.md).
-``--batch-size N``: N takes generated at once, their network calls batched (``syn2seq_core.batching``)."""
+``--batch-size N``: N takes generated at once, their network calls batched (``syn2seq_core.evaluation.batching``)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--takes", required=True, help="a folder of take folders")
     parser.add_argument("--direction", default="exo2ego", choices=["exo2ego", "ego2exo"])
     parser.add_argument("--out", default=None, help="write the JSON report here (default: print only)")
-    from .. import limits
+    from ..base import limits
 
     parser.add_argument("--limit", **limits.option("eval_takes", "evaluate only the first N takes", None,
                                                    default_text="default: all"))
@@ -95,15 +95,10 @@ RECORDS_SUFFIX = "_takes"  # R.json -> R_takes/: the per-take records of a run o
 def run(args) -> int:
     import time
 
-    from ..distributed import share_device, share_from_env
-    from ..errors import Syn2SeqInputError
-    from ..evaluation import (
-        BASELINES,
-        DEFAULT_EVAL_SIZE,
-        default_reference,
-        parse_eval_size,
-    )
-    from ..generation import views_of
+    from ..parallel.distributed import share_device, share_from_env
+    from ..base.errors import Syn2SeqInputError
+    from ..evaluation.run import BASELINES, DEFAULT_EVAL_SIZE, default_reference, parse_eval_size
+    from ..generation.takes import views_of
     from .generate import lpips_weights
 
     started = time.monotonic()
@@ -174,12 +169,12 @@ class _Run:
                f"{b.served / b.calls:.2f} takes)"
 
     def load_model(self) -> None:
-        from ..evaluation import training_mean_target
+        from ..evaluation.run import training_mean_target
 
         args = self.args
         if args.no_model:
             return
-        from ..pipeline import load_model
+        from ..generation.pipeline import load_model
 
         self.model = load_model(args.model, device=args.device, lora=args.lora)
         _check_aspect(self.model, self.eval_size)
@@ -197,14 +192,14 @@ class _Run:
                 "eta": model.default_eta if args.eta is None else args.eta}
 
     def size_text(self, facts: dict) -> str:
-        from ..evaluation import EVAL_FILTER
+        from ..evaluation.run import EVAL_FILTER
 
         h, w = self.eval_size if self.eval_size is not None else facts["size"]
         return (f"{w}x{h}, {EVAL_FILTER}" if self.eval_size is not None else
                 f"{w}x{h}, the model's resolution (every video read at that size by the decoder)")
 
     def score_one(self, i: int, model, write_to=None):
-        from ..evaluation import score_take
+        from ..evaluation.run import score_take
         from .generate import sampling_options
 
         args, loaded = self.args, self.loaded
@@ -224,7 +219,7 @@ class _Run:
         scores)``: called in the take's thread once it is scored (and its folder committed)."""
         from tqdm import tqdm
 
-        from ..batching import map_batched
+        from ..evaluation.batching import map_batched
 
         indices = list(indices)
 
@@ -246,8 +241,8 @@ class _Run:
 
     def report(self, scores: list, facts: dict) -> None:
         """Print the tables of ``scores`` (every take, in order) and, with --out, write every report file."""
-        from ..evaluation import format_table, frame_curves, summarize_categories
-        from ..metrics import PSNR_CAP_DB
+        from ..evaluation.run import format_table, frame_curves, summarize_categories
+        from ..metrics.frames import PSNR_CAP_DB
 
         args = self.args
         summaries = summarize_categories(scores, self.reference)
@@ -257,7 +252,7 @@ class _Run:
             print(f"\ncategory {category}: " + format_table(part))
         cameras = None
         if self.camera is not None:
-            from ..evaluation_cameras import format_camera_table, summarize_camera_categories
+            from ..evaluation.cameras import format_camera_table, summarize_camera_categories
 
             cameras = summarize_camera_categories(scores, self.reference)
             print("\n" + format_camera_table(cameras["overall"]))
@@ -278,7 +273,7 @@ class _Run:
         print(f"plots: {', '.join(str(p) for p in plots)}" if plots else f"plots skipped: {skipped}")
 
 
-# --- many processes: torchrun ranks and Slurm array tasks (syn2seq_core.distributed) ---------------------
+# --- many processes: torchrun ranks and Slurm array tasks (syn2seq_core.parallel.distributed) ---------------------
 def _run_many(run: _Run, share, started: float) -> int:
     """One process of many (or ``--merge``): score this process's share of the takes (take i when
     ``i % N == k``) that have no record yet, writing each take's record as it is scored; then one process merges
@@ -286,7 +281,7 @@ def _run_many(run: _Run, share, started: float) -> int:
     every record written (or ``--merge``)."""
     import time
 
-    from ..distributed import barrier, process_group
+    from ..parallel.distributed import barrier, process_group
 
     args, loaded = run.args, run.loaded
     folder = run.outputs["records"]
@@ -344,12 +339,12 @@ def _valid_for(run: _Run) -> dict:
     import hashlib
     import json
 
-    from ..errors import Syn2SeqInputError
+    from ..base.errors import Syn2SeqInputError
 
     args = run.args
     model = None
     if not args.no_model:
-        from ..pipeline import BUNDLED_MODEL
+        from ..generation.pipeline import BUNDLED_MODEL
 
         path = Path(args.model) if args.model is not None else BUNDLED_MODEL
         if not path.is_file():  # load_model's own refusal, before hashing
@@ -385,8 +380,8 @@ def _take_part(run: _Run, i: int) -> dict:
 def _check_records(folder: Path | None, valid_for: dict, expected: list[dict]) -> set[int]:
     """The takes whose records are already in ``folder``; a record of other settings or of another take is
     refused, naming the file and what differs (before the model loads)."""
-    from ..errors import Syn2SeqInputError
-    from ..evaluation import read_record_doc
+    from ..base.errors import Syn2SeqInputError
+    from ..evaluation.run import read_record_doc
 
     done = set()
     if folder is None or not folder.is_dir():
@@ -422,8 +417,8 @@ def _flat(doc: dict, prefix: str = "") -> dict:
 def _record_writer(folder: Path, valid_for: dict, expected: list[dict], facts: dict, args):
     """finish(i, scores): write take i's record atomically (the model's resolved facts and how it was computed
     go with it)."""
-    from ..atomic import write_bytes_atomic
-    from ..evaluation import take_record
+    from ..io.atomic import write_bytes_atomic
+    from ..evaluation.run import take_record
 
     info = {"run": facts, "device": str(args.device), "batch_size": args.batch_size}
 
@@ -435,8 +430,8 @@ def _record_writer(folder: Path, valid_for: dict, expected: list[dict], facts: d
 def _merge(run: _Run, folder: Path, expected: list[dict], require_all: bool) -> bool:
     """The report of every take's record (the same report one process writes); False (nothing written) when
     records are missing and not ``require_all``, an error naming them when ``require_all``."""
-    from ..errors import Syn2SeqInputError
-    from ..evaluation import read_record_doc, read_take_record
+    from ..base.errors import Syn2SeqInputError
+    from ..evaluation.run import read_record_doc, read_take_record
 
     missing = [i for i in range(len(expected)) if not _record_path(folder, i).is_file()]
     if missing:
@@ -456,7 +451,7 @@ def _merge(run: _Run, folder: Path, expected: list[dict], require_all: bool) -> 
 
 def _check_model_options(args) -> None:
     """--no-model refuses what only a model uses."""
-    from ..errors import Syn2SeqInputError
+    from ..base.errors import Syn2SeqInputError
 
     if not args.no_model:
         return
@@ -473,7 +468,7 @@ def _load_takes(args):
     """The takes to score (by index, split and category, or every take folder), their categories and, for an
     Ego-Exo4D index, where each came from. One take is enough (its means then have no CI)."""
     from ..data.takes import find_takes, load_take
-    from ..errors import Syn2SeqInputError
+    from ..base.errors import Syn2SeqInputError
 
     if args.index:  # a take index (CSV / JSON), or an Ego-Exo4D index whose entries load through it
         from ..data.index import load_takes, read_index, select, take_folders
@@ -510,8 +505,8 @@ def _load_takes(args):
 def _check_takes_and_videos(loaded, roots: dict, src: str, tgt: str, needs_source: bool) -> dict:
     """Every take's ground truth and cameras, and every other system's video (found, and decoded through the frames
     it needs), before any work. Returns label -> take name -> video."""
-    from ..errors import Syn2SeqInputError
-    from ..evaluation import check_external_video, external_video
+    from ..base.errors import Syn2SeqInputError
+    from ..evaluation.run import check_external_video, external_video
 
     for take in loaded:
         if not take.has_video(tgt):
@@ -529,7 +524,7 @@ def _check_takes_and_videos(loaded, roots: dict, src: str, tgt: str, needs_sourc
 
 
 def _report_files(out: Path, cameras: bool = False) -> list[Path]:
-    from ..reports import plot_paths, table_paths
+    from ..evaluation.reports import plot_paths, table_paths
 
     stem = out.with_suffix("")
     extra = list(table_paths(camera_stem(stem)).values()) if cameras else []
@@ -546,7 +541,7 @@ def _camera_settings(args, eval_size):
     """The camera-accuracy settings and built interpolation backends of ``--camera-accuracy`` (None, {} without),
     checked before any work: an explicit evaluation size, known backends (RIFE's weights found), an estimator that
     imports."""
-    from ..errors import Syn2SeqInputError
+    from ..base.errors import Syn2SeqInputError
 
     if not getattr(args, "camera_accuracy", False):
         given = [f"--{dest.replace('_', '-')}" for dest, default in CAMERA_DEFAULTS.items()
@@ -559,7 +554,7 @@ def _camera_settings(args, eval_size):
         raise Syn2SeqInputError("--eval-size", "N or WxH with --camera-accuracy (cameras are re-estimated from the "
                                 "pixels at the evaluation size: a size where features can be matched, e.g. 160)",
                                 "'model' (the model's own, often 32 or 64 pixels)")
-    from ..evaluation_cameras import CameraEvalSettings
+    from ..evaluation.cameras import CameraEvalSettings
     from ..interpolation.base import get_interpolator, known_interpolators
 
     text = args.camera_backends.strip().lower()
@@ -594,8 +589,8 @@ def _check_outputs(args, loaded, records: bool = False) -> dict:
     """Every output path, before any work: the --out report and its tables and plots (no folder in the way, a
     folder that can be created and written), each take's --write-videos folder (atomic.check_result_dir) and, for
     a run over many processes (``records``), the folder of per-take records (a folder, or none yet)."""
-    from ..atomic import check_result_dir
-    from ..errors import Syn2SeqInputError
+    from ..io.atomic import check_result_dir
+    from ..base.errors import Syn2SeqInputError
 
     out = None
     rec = None
@@ -619,7 +614,7 @@ def _check_outputs(args, loaded, records: bool = False) -> dict:
 
 def _check_writable_dir(folder: Path, name: str) -> None:
     """``folder`` exists as a writable folder, or can be created (its nearest existing ancestor is one)."""
-    from ..errors import Syn2SeqInputError
+    from ..base.errors import Syn2SeqInputError
 
     probe = folder
     while not probe.exists():
@@ -647,17 +642,17 @@ def _removed_unless_used(folder: Path):
 
 def _staged_result(dest: Path):
     """The staging folder of one take's result set; it replaces ``dest`` when the whole run succeeds."""
-    from ..atomic import result_dir
+    from ..io.atomic import result_dir
 
     return result_dir(dest, "--write-videos")
 
 
 def _load_i3d(args):
-    from ..errors import Syn2SeqInputError
+    from ..base.errors import Syn2SeqInputError
 
     if args.i3d is None:
         return None
-    from ..fvd import load_i3d
+    from ..metrics.fvd import load_i3d
 
     if not Path(args.i3d).is_file():
         raise Syn2SeqInputError("--i3d", "an I3D weights file (docs/fvd.md)", f"no file '{args.i3d}'")
@@ -665,11 +660,11 @@ def _load_i3d(args):
 
 
 def _load_inception(args):
-    from ..errors import Syn2SeqInputError
+    from ..base.errors import Syn2SeqInputError
 
     if args.inception is None:
         return None
-    from ..fid import load_inception
+    from ..metrics.fid import load_inception
 
     if not Path(args.inception).is_file():
         raise Syn2SeqInputError("--inception", "an FID Inception weights file (docs/fvd.md)",
@@ -680,7 +675,7 @@ def _load_inception(args):
 def _check_aspect(model, eval_size) -> None:
     """An evaluation size with the model's aspect ratio: frames of another aspect would be cropped differently
     from the ground truth."""
-    from ..errors import Syn2SeqInputError
+    from ..base.errors import Syn2SeqInputError
 
     if eval_size is None:
         return
@@ -706,11 +701,11 @@ def _render_report(args, out: Path, facts: dict, summaries, curves, scores, sour
     the model's path, size and resolved steps and eta (:meth:`_Run.facts`; ``{"model": None}`` without one)."""
     import json
 
-    from ..evaluation import EVAL_FILTER
-    from ..fid import MINIMUM_FRAMES
-    from ..fvd import MINIMUM_VIDEOS
-    from ..metrics import PSNR_CAP_DB
-    from ..reports import render_plots, render_tables
+    from ..evaluation.run import EVAL_FILTER
+    from ..metrics.fid import MINIMUM_FRAMES
+    from ..metrics.fvd import MINIMUM_VIDEOS
+    from ..metrics.frames import PSNR_CAP_DB
+    from ..evaluation.reports import render_plots, render_tables
 
     h, w = eval_size if eval_size is not None else facts["size"]
     report = {"summary": summaries["overall"], "categories": summaries["categories"],
@@ -728,7 +723,7 @@ def _render_report(args, out: Path, facts: dict, summaries, curves, scores, sour
                             **({"camera": s.camera} if s.camera is not None else {}),
                             **({"egoexo4d": src} if src else {})} for s, src in zip(scores, sources)]}
     if cameras is not None:
-        from ..evaluation_cameras import CAMERA_DEFINITION
+        from ..evaluation.cameras import CAMERA_DEFINITION
 
         report["camera_accuracy"] = {"settings": camera_settings.as_dict(), "definition": CAMERA_DEFINITION,
                                      "summary": cameras["overall"], "categories": cameras["categories"]}
@@ -740,7 +735,7 @@ def _render_report(args, out: Path, facts: dict, summaries, curves, scores, sour
     files = {out: (json.dumps(report, indent=2) + "\n").encode("utf-8")}
     files.update(render_tables(stem, summaries, caption, settings))
     if cameras is not None:
-        from ..evaluation_cameras import CAMERA_DEFINITION
+        from ..evaluation.cameras import CAMERA_DEFINITION
 
         files.update(render_tables(camera_stem(stem), cameras, f"camera accuracy, {caption}",
                                    settings[:1] + [CAMERA_DEFINITION]))
@@ -754,7 +749,7 @@ def _commit_files(files: dict[Path, bytes]) -> None:
     none of them."""
     import contextlib
 
-    from ..atomic import temp_file_near
+    from ..io.atomic import temp_file_near
 
     temps: list[tuple[Path, Path]] = []
     try:
@@ -776,8 +771,8 @@ def _commit_files(files: dict[Path, bytes]) -> None:
 
 def _roots(specs: list[str]) -> dict[str, Path]:
     """``LABEL=DIR`` options -> label -> folder (labels unique, not those of the built-in methods)."""
-    from ..errors import Syn2SeqInputError
-    from ..evaluation import BASELINES, GROUND_TRUTH
+    from ..base.errors import Syn2SeqInputError
+    from ..evaluation.run import BASELINES, GROUND_TRUTH
 
     out: dict[str, Path] = {}
     for spec in specs:

@@ -1,4 +1,4 @@
-"""``syn2seq exo2ego|ego2exo --take DIR --out OUT``: generate a take's other view (see syn2seq_core.generation)."""
+"""``syn2seq exo2ego|ego2exo --take DIR --out OUT``: generate a take's other view (see syn2seq_core.generation.takes)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 def add_sampling_arguments(parser) -> None:
     """The model and its sampling options (exo2ego, ego2exo, demo, eval, image2video; ranges: limits)."""
-    from .. import limits
+    from ..base import limits
     from ..dfot.guidance import HISTORY_GUIDANCE
     from ..dfot.scheduling import SCHEDULING_MATRICES
 
@@ -35,8 +35,8 @@ def add_sampling_arguments(parser) -> None:
 
 
 def add_generation_arguments(parser) -> None:
-    """Sampling options shared by exo2ego, ego2exo, demo and eval (ranges: syn2seq_core.limits)."""
-    from .. import limits
+    """Sampling options shared by exo2ego, ego2exo, demo and eval (ranges: syn2seq_core.base.limits)."""
+    from ..base import limits
 
     add_sampling_arguments(parser)
     parser.add_argument("--mean", action="store_true",
@@ -56,7 +56,7 @@ def add_generation_arguments(parser) -> None:
 
 
 def add_arguments(parser) -> None:
-    from .. import limits
+    from ..base import limits
     from ..geometry.reproject import DEFAULT_MEDIAN_DEPTH_M, DEPTH_ESTIMATE_KINDS
 
     parser.add_argument("--take", required=True, help="a take folder (exo.mp4 and/or ego.mp4 + camera files); "
@@ -84,9 +84,9 @@ def add_arguments(parser) -> None:
 def source_depth(path, kind: str, median_m: float):
     """``--source-depth FILE`` -> [N, h, w] metres (:func:`~syn2seq_core.geometry.reproject.depth_from_estimate`)."""
     from ..data.takes import DEPTH_KEY
-    from ..errors import require
+    from ..base.errors import require
     from ..geometry.reproject import depth_from_estimate
-    from ..video_io import read_video
+    from ..io.video import read_video
 
     file = Path(path).expanduser()
     require(file.is_file(), "--source-depth", "an existing depth video or .safetensors file", f"'{file}'")
@@ -104,8 +104,8 @@ def source_depth(path, kind: str, median_m: float):
 
 def lpips_weights(args) -> dict | None:
     """``--lpips-weights`` files -> ``{"alex": path, "vgg": path}`` (each file's network detected), or None."""
-    from ..errors import Syn2SeqInputError
-    from ..metrics import detect_lpips_net
+    from ..base.errors import Syn2SeqInputError
+    from ..metrics.frames import detect_lpips_net
 
     out: dict = {}
     for path in args.lpips_weights or []:
@@ -136,7 +136,7 @@ def _metrics_text(m: dict | None) -> str:
 
 
 def sampling_options(args) -> dict:
-    """The sampling keyword arguments of :func:`syn2seq_core.generation.iter_take` from the shared options."""
+    """The sampling keyword arguments of :func:`syn2seq_core.generation.takes.iter_take` from the shared options."""
     return dict(steps=args.steps, scheduling=args.scheduling, guidance=args.guidance,
                 guidance_scale=args.guidance_scale, stabilization=args.stabilization, seed=args.seed, eta=args.eta,
                 n_transition=args.transition_frames,
@@ -146,17 +146,17 @@ def sampling_options(args) -> dict:
 def indexed_take(args):
     """``--take NAME`` of ``--index FILE`` under ``--takes ROOT``, loaded as ``eval --index`` loads it."""
     from ..data.index import load_take_of_index
-    from ..errors import require
+    from ..base.errors import require
 
     require(args.takes is not None, "--takes", "the folder the index's takes are under (with --index)", "none")
     return load_take_of_index(args.index, args.takes, args.take)
 
 
 def run_one(take_dir, out, args, direction: str, model=None) -> dict:
-    from ..atomic import check_result_dir
+    from ..io.atomic import check_result_dir
     from ..data.takes import load_take
-    from ..generation import run_take, views_of
-    from ..pipeline import load_model
+    from ..generation.takes import run_take, views_of
+    from ..generation.pipeline import load_model
 
     check_result_dir(out)  # before any expensive work
     take = indexed_take(args) if getattr(args, "index", None) else load_take(take_dir)

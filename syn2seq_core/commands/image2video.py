@@ -1,5 +1,5 @@
 """``syn2seq image2video --image A.png [--image B.png ...] --cameras CAMS --model M --out DIR``: a video along a
-camera track from one or more images, with any DFoT-family model (see syn2seq_core.image2video).
+camera track from one or more images, with any DFoT-family model (see syn2seq_core.generation.image2video).
 
 Writes ``DIR/video.mp4`` (every frame, the given images included), ``DIR/cameras.json`` (the track at the
 model's size) and ``DIR/image2video.json`` (what was run); the folder appears complete or not at all.
@@ -12,8 +12,8 @@ from pathlib import Path
 
 
 def add_arguments(parser) -> None:
-    from .. import limits
-    from ..image2video import DEFAULT_KEYFRAME_DENSITY, MODES
+    from ..base import limits
+    from ..generation.image2video import DEFAULT_KEYFRAME_DENSITY, MODES
     from .generate import add_sampling_arguments
 
     parser.add_argument("--image", action="append", required=True, metavar="FILE",
@@ -52,14 +52,14 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..atomic import check_result_dir, result_dir
-    from ..errors import Syn2SeqInputError
-    from ..generation import write_json
-    from ..geometry import load_cameras
-    from ..geometry import save_cameras
-    from ..image2video import fit_image, image_sequence, iter_image_to_video
-    from ..pipeline import load_model
-    from ..video_io import read_image, write_video
+    from ..io.atomic import check_result_dir, result_dir
+    from ..base.errors import Syn2SeqInputError
+    from ..generation.takes import write_json
+    from ..io.poses import load_cameras
+    from ..io.poses import save_cameras
+    from ..generation.image2video import fit_image, image_sequence, iter_image_to_video
+    from ..generation.pipeline import load_model
+    from ..io.video import read_image, write_video
 
     out = check_result_dir(Path(args.out))
     frames_at = None

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from ..data.egoexo4d_index import build_egoexo4d_index, write_egoexo4d_index
-    from ..errors import require
+    from ..base.errors import require
 
     out = Path(args.out).expanduser()
     require(args.overwrite or not out.exists(), "--out", "a new index file", f"'{out}' exists",

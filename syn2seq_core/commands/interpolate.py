@@ -15,9 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import limits
-from ..atomic import building_dir
-from ..errors import Syn2SeqInputError, require
+from ..base import limits
+from ..io.atomic import building_dir
+from ..base.errors import Syn2SeqInputError, require
 
 FRAME_PREFIX = "frame_"
 CHUNK_FRAMES = 16
@@ -27,8 +27,8 @@ def add_arguments(parser) -> None:
     from ..interpolation import DEFAULT_BACKEND, known_interpolators
     from ..interpolation.flow import DEFAULT_PRESET, DIS_PRESETS
     from ..interpolation.rife import SCALE_CHOICES
-    from ..interpolation.wan_diffusers import (DEFAULT_GUIDANCE, DEFAULT_NEGATIVE_PROMPT, DEFAULT_PROMPT,
-                                               DEFAULT_STEPS, DTYPES)
+    from ..interpolation.wan_diffusers import (DEFAULT_GUIDANCE, DEFAULT_NEGATIVE_PROMPT, DEFAULT_PROMPT, DEFAULT_STEPS,
+                                               DTYPES)
 
     parser.add_argument("--first", help="first image (PNG/JPEG)")
     parser.add_argument("--last", help="last image, same size as --first")
@@ -128,7 +128,7 @@ def write_frames_atomic(out: Path, frames, overwrite: bool = False) -> list[Path
     The frames go to a hidden folder next to ``out`` that is renamed into place when complete; an
     earlier ``out`` (PNG frames only, with ``overwrite``) is swapped out and removed after the rename.
     """
-    from ..video_io import write_image
+    from ..io.video import write_image
 
     out = Path(out)
     _check_out_dir(out, overwrite)
@@ -145,7 +145,7 @@ def write_frames_atomic(out: Path, frames, overwrite: bool = False) -> list[Path
 
 def run_images(args, interp) -> int:
     from ..interpolation import interpolate
-    from ..video_io import read_image
+    from ..io.video import read_image
 
     first, last = read_image(args.first), read_image(args.last)
     if last.shape != first.shape:
@@ -189,7 +189,7 @@ def _densify(chunks, n: int, interp, callback=None, total_pairs: int | None = No
 
 
 def run_video(args, interp) -> int:
-    from ..video_io import iter_video_chunks, probe_video, write_video
+    from ..io.video import iter_video_chunks, probe_video, write_video
 
     src, out = Path(args.video), Path(args.out)
     require(out.resolve() != src.resolve(), "--out", "a file other than --video", str(out))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import limits
+from ..base import limits
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from ..data import shards
-    from ..errors import Syn2SeqInputError, require
+    from ..base.errors import Syn2SeqInputError, require
 
     settings = shards.PrepareSettings(size=args.size, exo_frames=args.exo_frames, ego_frames=args.ego_frames,
                                       transition_frames=args.transition_frames, transition=args.transition,
@@ -98,7 +98,7 @@ def run(args) -> int:
         print(f"prepare --merge: {merged['shards']} shards, {merged['samples']} samples, {merged['failed']} takes "
               f"failed -> {manifest}")
         return _verdict(merged["samples"])
-    from ..distributed import share_from_env
+    from ..parallel.distributed import share_from_env
 
     share = share_from_env()
     if share.count == 1:
@@ -128,7 +128,7 @@ def _run_shared(args, share, names, loader, settings, source: str, manifest: str
     import torch
 
     from ..data import shards
-    from ..distributed import barrier, process_group
+    from ..parallel.distributed import barrier, process_group
 
     # One device per process where the backend takes one (wan, rife); flow, blend and ideal run on the CPU.
     device = shards.share_device(share, args.devices) if shards.uses_device(settings) else "cpu"

@@ -33,7 +33,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .. import limits
+    from ..base import limits
 
     parser.add_argument("--out", required=True, help="folder to write the takes into")
     parser.add_argument("--takes", required=True, **limits.option("synthetic_takes", "number of takes"))
@@ -77,7 +77,7 @@ def run(args) -> int:
 
     from ..data.synthetic import SOURCE, SyntheticConfig, render_takes
     from ..data.takes import write_take
-    from ..errors import require
+    from ..base.errors import require
 
     require(args.seed >= 0, "--seed", "a non-negative integer", args.seed)
     require(args.batch >= 1, "--batch", "a positive number", args.batch)

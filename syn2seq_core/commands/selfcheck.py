@@ -32,8 +32,8 @@ def run_gpu(args) -> int:
     import sys
     from pathlib import Path
 
-    from ..atomic import write_text_atomic
-    from ..errors import Syn2SeqInputError, require
+    from ..io.atomic import write_text_atomic
+    from ..base.errors import Syn2SeqInputError, require
     from . import gpu_check
 
     names = list(gpu_check.STEP_NAMES)
@@ -66,7 +66,7 @@ def run(args) -> int:
         return run_gpu(args)
     for option in ("dry_run", "only", "cpu", "work", "out"):
         if getattr(args, option):
-            from ..errors import Syn2SeqInputError
+            from ..base.errors import Syn2SeqInputError
 
             raise Syn2SeqInputError(f"selfcheck --{option.replace('_', '-')}", "only with --gpu", "no --gpu")
     t0 = time.perf_counter()
@@ -78,7 +78,7 @@ def run(args) -> int:
     import torch
 
     from ..geometry import Cameras, look_at
-    from ..sequence import build_sequence
+    from ..generation.sequence import build_sequence
 
     exo = Cameras(look_at(torch.tensor([3.0, 0.0, 2.0]), torch.zeros(3)), [0.9, 0.9, 0.5, 0.5], 32, 32)
     eyes = torch.tensor([[0.3, 0.0, 1.6]]) + torch.linspace(0, 0.2, 6)[:, None] * torch.tensor([0.0, 1.0, 0.0])

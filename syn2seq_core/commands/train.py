@@ -1,4 +1,4 @@
-"""``syn2seq train --config FILE``: run or resume one training stage (see syn2seq_core.train)."""
+"""``syn2seq train --config FILE``: run or resume one training stage (see syn2seq_core.training.loop)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 
 def add_arguments(parser) -> None:
-    from .. import limits
+    from ..base import limits
 
     parser.add_argument("--config", required=True, help="a TOML training config (configs/*.toml; the ranges "
-                                                        "of its counts: syn2seq_core.train.COUNT_RANGES)")
+                                                        "of its counts: syn2seq_core.training.loop.COUNT_RANGES)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<config name>); resumes if it "
                                                     "holds a checkpoint of the same config (checkpoint.pt, or "
                                                     "checkpoint.prev.pt if that one is damaged)")
@@ -26,7 +26,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import warnings
 
-    from ..train import CheckpointFallbackWarning, load_config, train
+    from ..training.checkpoints import CheckpointFallbackWarning
+    from ..training.config import load_config
+    from ..training.loop import train
 
     cfg = load_config(args.config)
     out = Path(args.out) if args.out else Path("runs") / cfg.name

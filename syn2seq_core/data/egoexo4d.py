@@ -37,7 +37,7 @@ Ego view and time alignment (an assumption the caller must choose)
       trajectory was cut to the take; otherwise the ego poses are shifted in time.
 
     Poses are resampled at those times (SLERP / linear between the two nearest samples, see
-    :func:`~syn2seq_core.geometry.pose_io.load_cameras` format ``egoexo4d_aria``).
+    :func:`~syn2seq_core.io.poses.load_cameras` format ``egoexo4d_aria``).
 
 The true ego camera (``ego_camera="auto"``, the default, or ``"calibration"``)
     When ``trajectory/online_calibration.jsonl`` is present, each ego frame takes the record nearest to its
@@ -59,13 +59,13 @@ The approximate stand-in (``ego_camera="approximate"``, or ``"auto"`` without th
     The pose is the Aria *device* frame (as Exo2Ego-V uses it) unless ``T_device_camera`` is given; the device
     frame differs from the RGB camera by centimetres and a rotation of tens of degrees, which matters for
     Plücker rays. Intrinsics: ``ego_K`` (normalised), default a pinhole of about the Aria RGB focal length
-    (:data:`~syn2seq_core.geometry.pose_io.ARIA_RGB_DEFAULT_K`), which is *not* the FISHEYE624 lens. Giving
+    (:data:`~syn2seq_core.io.poses.ARIA_RGB_DEFAULT_K`), which is *not* the FISHEYE624 lens. Giving
     ``ego_K``, ``ego_fisheye`` or ``T_device_camera`` also selects this path (the values given are used).
     ``take.meta["meta"]["ego_intrinsics"]`` says which camera was used.
 
 Files read
     Every file read from the take folder (videos, CSVs, the online calibration) must resolve, links followed,
-    inside it (see :mod:`syn2seq_core.safe_paths`); a video or calibration that is a link out of the take is
+    inside it (see :mod:`syn2seq_core.io.safe_paths`); a video or calibration that is a link out of the take is
     refused. The ``ego_timestamps_us`` file is the caller's argument (often the capture's ``timesync.csv``,
     outside the take) and is read where it is (:func:`~syn2seq_core.data.egoexo4d_index.load_indexed_take` checks
     it against the release root first).
@@ -96,10 +96,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import Syn2SeqInputError, check_choice, require
+from ..base.errors import Syn2SeqInputError, check_choice, require
 from ..geometry.cameras import Cameras, intrinsics_from_centre0
-from ..safe_paths import Folder, check_inside, check_not_a_playlist
-from ..video_io import probe_video
+from ..io.safe_paths import Folder, check_inside, check_not_a_playlist
+from ..io.video import probe_video
 from .takes import Take
 
 RESOLUTIONS = ("auto", "448", "full")
@@ -549,7 +549,7 @@ def load_egoexo4d_take(path, camera: str = "cam01", *, resolution: str = "auto",
     they are found by name (``<camera>.mp4``, ``<aria>_214-1.mp4``). Either must stay inside the take folder,
     links followed.
     """
-    from ..geometry.pose_io import ARIA_RGB_DEFAULT_SIZE, load_cameras
+    from ..io.poses import ARIA_RGB_DEFAULT_SIZE, load_cameras
 
     require(isinstance(path, (str, os.PathLike)), "Ego-Exo4D take", "a folder path", type(path).__name__)
     take = Path(path).expanduser()

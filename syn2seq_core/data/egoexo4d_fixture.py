@@ -61,8 +61,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..atomic import write_text_atomic
-from ..errors import Syn2SeqInputError, require
+from ..io.atomic import write_text_atomic
+from ..base.errors import Syn2SeqInputError, require
 from ..geometry.cameras import CENTRE0_TO_OURS_PX, Cameras, invert_pose, look_at
 
 DAMAGE_KINDS = ("missing_folder", "missing_video", "missing_trajectory", "missing_calibration",
@@ -293,7 +293,7 @@ def write_egoexo4d_fixture(root, seeds, config=None, *, exo_cameras: int = 2, da
     written, with the exact cameras (see :class:`FixtureTake`). marker: paint an asymmetric marker into the Aria
     frames (before they are turned as the release turns them), for orientation checks by eye and by test.
     """
-    from ..video_io import write_video
+    from ..io.video import write_video
     from .egoexo4d import rotate90
     from .synthetic import SyntheticConfig, _threads, render
     from .synthetic_scene import ego_c2w, sample_scene

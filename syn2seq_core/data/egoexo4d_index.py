@@ -51,7 +51,7 @@ Release layout read (paths relative to ROOT, the folder the ``egoexo`` downloade
 Which takes are usable, and why not (``SKIP_REASONS``; a skipped take is counted, never a crash)
     The index lists only takes that load: the cheap checks run on every take (no decoding, no full trajectory
     parse); ``verify=True`` adds a full load. dropped (``is_dropped``), bad entry (a takes.json entry without
-    its names), outside root (a root_dir, timesync or link leading out of ROOT, :mod:`syn2seq_core.safe_paths`),
+    its names), outside root (a root_dir, timesync or link leading out of ROOT, :mod:`syn2seq_core.io.safe_paths`),
     outside take (a video ``relative_path`` leading out of the take folder), missing folder, missing video (no
     usable exo video or no Aria RGB video), missing trajectory, missing calibration (no gopro_calibs.csv, no
     calibrated exo camera with a video, or no online_calibration.jsonl when the true ego camera is required),
@@ -85,8 +85,8 @@ import os
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from ..errors import Syn2SeqInputError, check_choice, require
-from ..safe_paths import OutsideFolderError, resolve_inside
+from ..base.errors import Syn2SeqInputError, check_choice, require
+from ..io.safe_paths import OutsideFolderError, resolve_inside
 
 INDEX_FORMAT = "syn2seq.egoexo4d_index"
 INDEX_VERSION = 2  # 2: frame i = timesync row start + 1 + i; the Aria camera turned with its stored frames
@@ -287,7 +287,7 @@ def _video_path(root: Path, folder: Path, take: dict, cam: str, aria: bool, smal
 def _check_trajectory_span(path: Path) -> tuple[float, float]:
     """(first, last) ``tracking_timestamp_us`` of closed_loop_trajectory.csv from its header, first sample and
     last line (a full parse is ``verify=True``'s): cheap on a 1 kHz track of any length."""
-    from ..geometry.pose_io import _ARIA_COLUMNS
+    from ..io.poses import _ARIA_COLUMNS
 
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
@@ -360,11 +360,9 @@ def index_take(root: Path, take: dict, splits: dict, *, exo_camera: str = "best"
     trajectory's first..last sample. ``verify=True`` also loads the take (full trajectory parse). cache: shared
     between takes of one build (a capture's timesync.csv is read once).
     """
-    from ..video_io import probe_video
-    from .egoexo4d import (
-        ARIA_CALIBRATION, ARIA_ORIENTATION, ARIA_TRAJECTORY, FRAME_TIMING, GOPRO_CALIBS, _aliases, _calib_uids,
-        read_aria_online_calibration, timesync_first_row,
-    )
+    from ..io.video import probe_video
+    from .egoexo4d import (ARIA_CALIBRATION, ARIA_ORIENTATION, ARIA_TRAJECTORY, FRAME_TIMING, GOPRO_CALIBS, _aliases,
+                           _calib_uids, read_aria_online_calibration, timesync_first_row)
 
     if not isinstance(take, dict) or not all(isinstance(take.get(k), str) and take.get(k)
                                              for k in ("take_name", "take_uid", "root_dir")):
@@ -504,7 +502,7 @@ def index_take(root: Path, take: dict, splits: dict, *, exo_camera: str = "best"
         reason = "wrong frame count" if expected is not None else "damaged video"
         raise _Skip(reason, f"{exo_info.frames} exo frames ({rel(exo_videos[chosen])}), {ego_info.frames} ego frames")
     try:  # the chosen camera's row of gopro_calibs.csv parses (pose, KB3 intrinsics)
-        from ..geometry.pose_io import load_cameras
+        from ..io.poses import load_cameras
 
         uid = next(a for a in _aliases(chosen) if a in uids)
         load_cameras(inside(gopro), "egoexo4d_exo", root=folder, owner=owner, camera=uid)
@@ -591,7 +589,7 @@ def build_egoexo4d_index(root, *, exo_camera: str = "best", resolution: str = "a
 
 def write_egoexo4d_index(path, result: IndexResult, root, options: dict) -> Path:
     """Write the index as JSON lines (header, then one entry per take), atomically."""
-    from ..atomic import write_text_atomic
+    from ..io.atomic import write_text_atomic
     from .egoexo4d import ARIA_ORIENTATION, FRAME_TIMING
 
     header = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "root": str(Path(root).expanduser()),

@@ -21,8 +21,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import Syn2SeqInputError, require
-from ..safe_paths import OutsideFolderError, resolve_inside
+from ..base.errors import Syn2SeqInputError, require
+from ..io.safe_paths import OutsideFolderError, resolve_inside
 from .takes import check_category
 
 INDEX_COLUMNS = ("take", "category", "split")

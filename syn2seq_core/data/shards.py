@@ -13,7 +13,7 @@ Format: webdataset-compatible tar shards
     ``webdataset.WebDataset`` (sequentially, the streaming read of large-scale video-diffusion training), by
     ``tar``, and by our loader, which reads one sample by one byte-range read (the manifest holds each
     sample's offset), because its sample order is a pure function of (seed, step) (see
-    :mod:`syn2seq_core.data.training`). A tar of whole samples needs no library to write or inspect, streams
+    :mod:`syn2seq_core.training.batches`). A tar of whole samples needs no library to write or inspect, streams
     from disks and object stores alike, and hundreds of samples per file keep the file count low. It is
     written with :mod:`tarfile` rather than ``webdataset.TarWriter`` to control every header byte: fixed
     mtime (0), uid/gid (0), empty owner names, mode 0644 and member order, so a re-run writes byte-identical
@@ -46,8 +46,8 @@ Resumable
     Per-take failures (an unreadable video, a take too short for one clip, ``ideal`` on a take without a
     seed) are recorded in the shard's entry and in ``failures.jsonl``, and the take is skipped.
 
-Many processes (torchrun ranks, Slurm array tasks, or both; :mod:`syn2seq_core.distributed`)
-    Process ``k`` of ``N`` writes the shards ``i % N == k`` (its :class:`~syn2seq_core.distributed.Share`), on one device (``cuda:LOCAL_RANK``
+Many processes (torchrun ranks, Slurm array tasks, or both; :mod:`syn2seq_core.parallel.distributed`)
+    Process ``k`` of ``N`` writes the shards ``i % N == k`` (its :class:`~syn2seq_core.parallel.distributed.Share`), on one device (``cuda:LOCAL_RANK``
     with CUDA, else the CPU; :func:`share_device`), and nothing else: at start-up it removes the temporary
     files of its own shards only (another process may be writing its own), and records each finished shard in
     its entry file. The first process to start writes the (incomplete) manifest, the settings and takes every
@@ -77,10 +77,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..distributed import Share, share_from_env  # noqa: F401  (share_from_env: prepare's, re-exported)
-from ..errors import Syn2SeqInputError, require
+from ..parallel.distributed import Share, share_from_env  # noqa: F401  (share_from_env: prepare's, re-exported)
+from ..base.errors import Syn2SeqInputError, require
 from ..geometry.cameras import Cameras
-from ..safe_paths import resolve_inside
+from ..io.safe_paths import resolve_inside
 from .synthetic import SOURCE as SYNTHETIC_SOURCE
 
 MANIFEST_NAME = "manifest.json"
@@ -124,9 +124,9 @@ class PrepareSettings:
     interpolator_options: str = "{}"
 
     def check(self) -> PrepareSettings:
-        from .. import limits
+        from ..base import limits
 
-        # The ranges of the command's options (syn2seq_core.limits), for callers of the library too.
+        # The ranges of the command's options (syn2seq_core.base.limits), for callers of the library too.
         for name, limit in (("size", "synthetic_size"), ("exo_frames", "synthetic_frames"),
                             ("ego_frames", "synthetic_frames"), ("transition_frames", "transition_frames"),
                             ("stride", "frame_stride"), ("clips", "prepare_clips"),
@@ -189,7 +189,7 @@ def write_shard(path: Path, samples: Sequence[tuple[str, list[tuple[str, bytes]]
     (hidden temporary file, fsync, rename). Returns ``{"bytes", "sha256", "index"}``; ``index`` holds per
     sample ``[key, offset, length, id]``: the byte range of its members (headers included). on_sample: called
     with ``k`` after sample ``k`` is in the temporary file (flushed)."""
-    from ..atomic import temp_file_near
+    from ..io.atomic import temp_file_near
 
     path = Path(path)
     tmp = temp_file_near(path)
@@ -319,7 +319,7 @@ def take_samples(take, settings: PrepareSettings, interpolator=None) -> list[tup
     ``ideal``)."""
     from ..geometry.slerp import interpolate_cameras, transition_times
     from ..interpolation.base import interpolate
-    from ..sequence import build_sequence
+    from ..generation.sequence import build_sequence
 
     s = settings
     out = []
@@ -385,7 +385,7 @@ def _read_manifest_file(path: Path) -> dict | None:
 
 
 def _write_manifest(out: Path, doc: dict) -> None:
-    from ..atomic import write_text_atomic
+    from ..io.atomic import write_text_atomic
 
     write_text_atomic(out / MANIFEST_NAME, json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
@@ -473,9 +473,9 @@ def _hold(folder: str, file: str) -> None:
 # --- many processes: torchrun ranks and Slurm array tasks --------------------------------------------------
 def share_device(share: Share, devices: Sequence[str] | None) -> str:
     """The one device of a process of a share: ``devices[local_rank % len(devices)]`` when given, else
-    ``cuda:LOCAL_RANK`` when CUDA is available (one GPU per process; :func:`syn2seq_core.distributed.share_device`),
+    ``cuda:LOCAL_RANK`` when CUDA is available (one GPU per process; :func:`syn2seq_core.parallel.distributed.share_device`),
     else ``cpu``."""
-    from ..distributed import share_device as one_device
+    from ..parallel.distributed import share_device as one_device
 
     if devices:
         return devices[share.local_rank % len(devices)]
@@ -487,7 +487,7 @@ def _claim_manifest(out: Path, doc: dict) -> None:
     settings and takes, every later one is checked against them. Atomic without locks: a complete temporary
     file is hard-linked onto the name, which fails when another process was first (on a file system without
     hard links, the temporary file is renamed onto the name unless it exists)."""
-    from ..atomic import temp_file_near
+    from ..io.atomic import temp_file_near
 
     path = out / MANIFEST_NAME
     tmp = temp_file_near(path, ".tmp")
@@ -575,7 +575,7 @@ def merge(names: Sequence[str], out, settings: PrepareSettings, *, source: str =
                 f"missing: shards {_shard_list(missing)}", "Run the processes that write them (the same prepare "
                 "command, on the same launcher) again: they resume, and the last to finish writes the manifest")
         return summary
-    from ..atomic import write_text_atomic
+    from ..io.atomic import write_text_atomic
 
     entries = [done[i] for i in range(n_shards)]
     failures = "".join(json.dumps({"shard": e["file"], **fail}) + "\n" for e in entries for fail in e["failed"])
@@ -591,7 +591,7 @@ def prepare(names: Sequence[str], take_loader: TakeLoader, out, settings: Prepar
     """Write the shards of the takes ``names`` (each loaded by ``take_loader(name) -> Take``) into ``out``;
     resumes a run of the same settings and takes. workers: processes (shard i -> worker i % workers);
     devices: one per worker, round robin (e.g. one process per GPU for ``wan``); source: what the takes are
-    (recorded). share: which shards this process writes (:func:`syn2seq_core.distributed.share_from_env`;
+    (recorded). share: which shards this process writes (:func:`syn2seq_core.parallel.distributed.share_from_env`;
     None: all); with more than one process it writes only its own and leaves the complete manifest to
     :func:`merge`, which one process (prepare's command: rank 0, or the last array task) runs when all are
     written. Returns a summary: shards written / skipped, samples, failed takes (of this process's shards),
@@ -630,7 +630,7 @@ def prepare(names: Sequence[str], take_loader: TakeLoader, out, settings: Prepar
     last_write = [0.0]
 
     def record(entry: dict) -> None:
-        from ..atomic import write_text_atomic
+        from ..io.atomic import write_text_atomic
 
         i = _shard_number(entry["file"])
         write_text_atomic(out / ENTRY_PATTERN.format(i), json.dumps(entry, sort_keys=True) + "\n")

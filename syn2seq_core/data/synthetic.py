@@ -29,14 +29,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..errors import check_choice, require
+from ..base.errors import check_choice, require
 from ..geometry.cameras import Cameras, look_at
 from ..geometry.slerp import interpolate_cameras, quaternion_slerp, slerp_poses, transition_times
 from .synthetic_render import cast
-from .synthetic_scene import (
-    ID, PRIMITIVE_NAMES, ROOM_HI, ROOM_LO, Scene, SyntheticConfig, _check_seeds, _Draw, ego_c2w,
-    primitive_tables, sample_scene, sample_scenes, scene_state,
-)
+from .synthetic_scene import (ID, PRIMITIVE_NAMES, ROOM_HI, ROOM_LO, Scene, SyntheticConfig, _check_seeds, _Draw,
+                              ego_c2w, primitive_tables, sample_scene, sample_scenes, scene_state)
 
 __all__ = [
     "CAMERA_PATH_KINDS", "CameraPathBatch", "CameraPathClip", "ID", "PRIMITIVE_NAMES", "Scene", "SyntheticBatch",

@@ -22,11 +22,9 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from .. import conventions as C
-from .synthetic_scene import (
-    BOX_IDS, CAPSULE_IDS, CYLINDER_IDS, GEO_BOX, GEO_CYLINDER, GEO_FIXED, GEO_SEGMENT, NUM_PRIMITIVES, ROOM_HI,
-    ROOM_LO, SPHERE_IDS,
-)
+from ..base import conventions as C
+from .synthetic_scene import (BOX_IDS, CAPSULE_IDS, CYLINDER_IDS, GEO_BOX, GEO_CYLINDER, GEO_FIXED, GEO_SEGMENT,
+                              NUM_PRIMITIVES, ROOM_HI, ROOM_LO, SPHERE_IDS)
 
 # Nearest-hit search without torch.where (a slow, unvectorised path on CPU): every candidate hit is a
 # float v = t - near whose sign bit marks a miss (NaN from a negative discriminant counts as a miss too).

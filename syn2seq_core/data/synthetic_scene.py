@@ -35,7 +35,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 from torch import Tensor
 
-from ..errors import Syn2SeqInputError, require
+from ..base.errors import Syn2SeqInputError, require
 from ..geometry.cameras import look_at
 
 # --- the world's fixed layout ------------------------------------------------------------------------

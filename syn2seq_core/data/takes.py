@@ -25,7 +25,7 @@ Rules
       when it has them; otherwise frame ``i`` is at ``i / fps``.
     * Every file the take names or holds (``take.json``, the videos, the camera files, the files of a
       COLMAP folder) must resolve, links followed, inside the take folder: absolute names, ``..`` that
-      climb out and links that lead out are refused (:mod:`syn2seq_core.safe_paths`), naming the take, the
+      climb out and links that lead out are refused (:mod:`syn2seq_core.io.safe_paths`), naming the take, the
       entry and where it leads. A video must be a binary container, not a text playlist / concat script.
 
 :func:`write_take` writes into a hidden temporary folder next to the destination and renames it into
@@ -44,11 +44,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..atomic import building_dir
-from ..errors import Syn2SeqInputError, check_choice, require
+from ..io.atomic import building_dir
+from ..base.errors import Syn2SeqInputError, check_choice, require
 from ..geometry.cameras import Cameras
-from ..safe_paths import OutsideFolderError, check_inside, check_not_a_playlist, resolve_inside
-from ..video_io import (VideoInfo, broadcast_cameras, iter_video_chunks, probe_video, read_video, resize_plan,
+from ..io.safe_paths import OutsideFolderError, check_inside, check_not_a_playlist, resolve_inside
+from ..io.video import (VideoInfo, broadcast_cameras, iter_video_chunks, probe_video, read_video, resize_plan,
                         select_frames, write_video)
 
 VIEWS = ("exo", "ego")
@@ -242,7 +242,7 @@ class Take:
                   crop: str | None = "center", chunk: int | None = None) -> tuple[Tensor, Cameras]:
         """Decode ``view``: frames ``[T, 3, H, W]`` in [0, 1] and their cameras, resized / cropped alike.
 
-        Frames ``range(start, stop, stride)``; ``size`` and ``crop`` as in :func:`syn2seq_core.video_io.read_video`.
+        Frames ``range(start, stop, stride)``; ``size`` and ``crop`` as in :func:`syn2seq_core.io.video.read_video`.
         """
         video = self._require_video(view)
         return read_video(video, start, stop, stride, size=size, crop=crop, cameras=self._require_cameras(view),
@@ -409,7 +409,7 @@ def is_take(path) -> bool:
 
 def load_take(path) -> Take:
     """Load the take folder ``path`` (or its ``take.json``): cameras loaded, videos probed, not decoded."""
-    from ..geometry.pose_io import load_camera_track
+    from ..io.poses import load_camera_track
 
     require(isinstance(path, (str, os.PathLike)), "take", "a folder path", type(path).__name__)
     p = Path(path).expanduser()
@@ -516,7 +516,7 @@ def write_take(path, exo_frames=None, exo_cameras: Cameras | None = None, ego_fr
     metres (stored as float16 in ``<view>_depth.safetensors``). An existing take at ``path`` is replaced only
     with ``overwrite=True``.
     """
-    from ..geometry.pose_io import save_cameras
+    from ..io.poses import save_cameras
 
     require(isinstance(path, (str, os.PathLike)), "take path", "a folder path", type(path).__name__)
     dest = Path(path).expanduser()

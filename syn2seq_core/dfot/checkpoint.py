@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import Syn2SeqInputError
+from ..base.errors import Syn2SeqInputError
 
 FORMAT_VERSION = 1
 KEY_FORMAT = "syn2seq.format"
@@ -111,7 +111,7 @@ def save_state_dict(path: str | Path, state_dict: dict[str, torch.Tensor], confi
     for key, value in (extra_metadata or {}).items():
         metadata[str(key)] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    from ..atomic import default_file_mode, temp_file_near
+    from ..io.atomic import default_file_mode, temp_file_near
 
     tmp = temp_file_near(path)
     try:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import Syn2SeqInputError
+from ..base.errors import Syn2SeqInputError
 from .checkpoint import check_tensors, save_state_dict
 from .schedule import DFOT_SAMPLING_STEPS, DFOT_TIMESTEPS
 from .uvit3d import UViT3DPose, UViT3DPoseConfig

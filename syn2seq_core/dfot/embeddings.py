@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..errors import require
+from ..base.errors import require
 from .ops import resolve
 
 

@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import Syn2SeqInputError, require
+from ..base.errors import Syn2SeqInputError, require
 
 # The history time of a branch that drops the history: pure noise.
 DROPPED = 1.0

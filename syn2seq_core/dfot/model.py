@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..errors import Syn2SeqInputError, check_choice, require
+from ..base.errors import Syn2SeqInputError, check_choice, require
 from .embeddings import (NoiseLevelEmbedding, RayPatchEmbed, RMSNorm, apply_rope_complex, autocast_enabled, layer_norm,
                          rope_3d_axis_dims, rope_3d_tables, rope_rotation)
 from .ops import resolve

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import check_choice, require
+from ..base.errors import check_choice, require
 from .sampler import Denoiser, randn
 from .schedule import DEFAULT_SIGMOID_BIAS, NOISE_CLIP, NoiseSchedule, alpha_sigma, expand_like, sigmoid_weight
 

@@ -34,8 +34,8 @@ import torch
 from einops import repeat
 from torch import Tensor
 
-from ..conventions import MASK_CONTEXT, MASK_GENERATE, MASK_GENERATED_CONTEXT, MASK_PADDING
-from ..errors import Syn2SeqInputError, require
+from ..base.conventions import MASK_CONTEXT, MASK_GENERATE, MASK_GENERATED_CONTEXT, MASK_PADDING
+from ..base.errors import Syn2SeqInputError, require
 from .guidance import Branch, HistoryGuidance
 from .schedule import NOISE_CLIP, NoiseSchedule, alpha_sigma, expand_like
 from .scheduling import validate_scheduling_matrix

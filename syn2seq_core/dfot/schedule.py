@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import require
+from ..base.errors import require
 
 DEFAULT_SHIFT = 0.125
 DEFAULT_LOGSNR_RANGE = (-15.0, 15.0)

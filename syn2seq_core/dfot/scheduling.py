@@ -31,7 +31,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..errors import Syn2SeqInputError, require
+from ..base.errors import Syn2SeqInputError, require
 
 SCHEDULING_MATRICES: dict[str, Callable[..., Tensor]] = {}
 

@@ -45,9 +45,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..errors import check_choice, require
-from .embeddings import (NoiseLevelEmbedding, RMSNorm, apply_rope_complex, dfot_ray_encoding,
-                         rope_3d_axis_dims, rope_3d_tables, rope_rotation)
+from ..base.errors import check_choice, require
+from .embeddings import (NoiseLevelEmbedding, RMSNorm, apply_rope_complex, dfot_ray_encoding, rope_3d_axis_dims,
+                         rope_3d_tables, rope_rotation)
 from .model import CUE_CHANNELS, VideoDenoiser
 from .ops import resolve
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import Syn2SeqInputError, require
+from ..base.errors import Syn2SeqInputError, require
 
 # Tracks whose camera centres spread less than this (metres, RMS about their mean; any unit for an SfM
 # track) count as static for alignment: the scale is then 0 and every aligned point the target's mean.

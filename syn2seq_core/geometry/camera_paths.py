@@ -1,6 +1,6 @@
 """Camera paths built from presets (orbit, dolly, pan, tilt, walk, look-at) or from keyframes.
 
-Conventions (see :mod:`syn2seq_core.conventions`): every path is a :class:`Cameras` track of ``frames``
+Conventions (see :mod:`syn2seq_core.base.conventions`): every path is a :class:`Cameras` track of ``frames``
 cameras, ``c2w [frames, 4, 4]`` float64, OpenCV camera axes (x right, y down, z forward), metres. The
 world is **z-up**, as :func:`~syn2seq_core.geometry.cameras.look_at` assumes (``up = (0, 0, 1)``); the
 synthetic scenes and the camera-path widget's top view (the x-y plane) use the same world.
@@ -43,9 +43,9 @@ import torch
 from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
 from torch import Tensor
 
-from .. import limits
-from ..conventions import FOCAL_RANGE
-from ..errors import Syn2SeqInputError, check_choice, require
+from ..base import limits
+from ..base.conventions import FOCAL_RANGE
+from ..base.errors import Syn2SeqInputError, check_choice, require
 from .cameras import Cameras, check_rotations, full_precision, look_at
 from .slerp import quaternion_slerp
 
@@ -54,7 +54,7 @@ PRESETS = ("orbit", "dolly", "pan", "tilt", "walk", "look_at", "keyframes")
 KEYFRAME_KEYS = ("frame", "time", "position", "look_at", "quaternion", "rotation", "c2w", "fov_deg")
 KEYFRAME_ORIENTATIONS = ("look_at", "quaternion", "rotation", "c2w")
 
-# Ranges of the numbers a user gives: syn2seq_core.limits.LIMITS (path_frames, path_keyframes, path_image_size,
+# Ranges of the numbers a user gives: syn2seq_core.base.limits.LIMITS (path_frames, path_keyframes, path_image_size,
 # fov_deg, fps, path_coordinate, path_angle, path_distance, path_speed), the same entries as the node's widgets.
 
 F64 = torch.float64

@@ -1,6 +1,6 @@
 """The camera track: a frozen dataclass and the conversions between the usual conventions.
 
-Conventions (see :mod:`syn2seq_core.conventions`): ``c2w [N, 4, 4]`` OpenCV axes, ``K [N, 4]`` normalised
+Conventions (see :mod:`syn2seq_core.base.conventions`): ``c2w [N, 4, 4]`` OpenCV axes, ``K [N, 4]`` normalised
 ``(fx/W, fy/H, cx/W, cy/H)``, optional fisheye distortion: Kannala–Brandt ``[N, 4]`` or FISHEYE624 ``[N, 12]``
 (the lens model is told by the length, see :data:`~syn2seq_core.geometry.plucker.LENS_MODELS`).
 """
@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from .. import conventions as C
-from ..errors import Syn2SeqInputError, check_finite, require
+from ..base import conventions as C
+from ..base.errors import Syn2SeqInputError, check_finite, require
 
 # OpenGL (x right, y up, z back) <-> OpenCV (x right, y down, z forward): flip the y and z camera axes.
 _GL_TO_CV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))

@@ -28,8 +28,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .. import conventions as C
-from ..errors import Syn2SeqInputError, check_choice, require
+from ..base import conventions as C
+from ..base.errors import Syn2SeqInputError, check_choice, require
 
 _FISHEYE_NEWTON_STEPS = 12
 _FISHEYE624_NEWTON_STEPS = 20  # radial (theta) steps; the tangential/thin-prism solve uses the same count

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import conventions as C
-from .. import limits
-from ..errors import check_choice, require
+from ..base import conventions as C
+from ..base import limits
+from ..base.errors import check_choice, require
 from .cameras import full_precision, invert_pose
 
 

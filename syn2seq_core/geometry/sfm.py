@@ -1,7 +1,8 @@
 """Camera tracks from pixels: structure from motion on a video.
 
-:func:`estimate_cameras` (frames in memory) and :func:`estimate_cameras_from_video` (a file, decoding only the
-frames it uses) sample frames, run structure from motion on them and return a camera for **every** frame:
+:func:`estimate_cameras` (frames in memory; for a file,
+:func:`syn2seq_core.io.camera_estimation.estimate_cameras_from_video` decodes only the frames it uses) samples frames, runs structure from motion on them and returns a camera for
+**every** frame:
 
 - ``mapper="global"`` (default) / ``"incremental"``: pycolmap, COLMAP's own Python bindings (the optional
   ``cameras`` extra: ``pip install 'syn2seq[cameras]'``). SIFT features, *sequential* matching (each frame with
@@ -26,7 +27,7 @@ lerp of centre between the registered frames around them (:func:`~syn2seq_core.g
 and hold the first / last registered pose before / after the registered span; they are marked
 ``interpolated``.
 
-Conventions of the result (:mod:`syn2seq_core.conventions`): c2w OpenCV axes; the world is the first
+Conventions of the result (:mod:`syn2seq_core.base.conventions`): c2w OpenCV axes; the world is the first
 registered frame's camera turned to the pack's z-up world (:data:`FIRST_CAMERA_IN_WORLD`: that camera at the
 origin looking along +y, its image up along +z); **the scale is arbitrary** (structure from motion cannot know it): one unit is the
 median depth of the scene points that frame sees. :func:`align_to_track` maps an estimate onto a known track by
@@ -54,7 +55,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import Syn2SeqInputError, check_choice, require
+from ..base.errors import Syn2SeqInputError, check_choice, require
 from .cameras import Cameras
 from .slerp import slerp_poses
 
@@ -197,7 +198,7 @@ def estimate_cameras(frames, *, static: bool = False, fov_deg: float | None = No
     pixels, of the copies features are found in. min_registered: share of the sampled frames that must register.
     num_threads: threads for pycolmap / OpenCV (None: all cores). seed: RANSAC and mapper seed.
 
-    Raises :class:`~syn2seq_core.errors.Syn2SeqInputError` naming the input, what was expected and what was
+    Raises :class:`~syn2seq_core.base.errors.Syn2SeqInputError` naming the input, what was expected and what was
     found when the frames have too few features, too few frames register, or the time limit is spent.
     """
     clock = _Clock(time_limit_s)
@@ -208,40 +209,6 @@ def estimate_cameras(frames, *, static: bool = False, fov_deg: float | None = No
     return _estimate(small, idx, n, width, height, static=static, fov_deg=fov_deg, focal=focal, mapper=mapper,
                      clock=clock, progress=progress, lens=lens, min_registered=min_registered,
                      num_threads=num_threads, seed=seed)
-
-
-def estimate_cameras_from_video(path, *, static: bool = False, fov_deg: float | None = None,
-                                focal: float | None = None, mapper: str = DEFAULT_MAPPER, stride: int = 1,
-                                max_frames: int | None = None, time_limit_s: float | None = None,
-                                progress: ProgressFn | None = None, lens: str = DEFAULT_LENS,
-                                sfm_size: int = DEFAULT_SFM_SIZE, min_registered: float = DEFAULT_MIN_REGISTERED,
-                                num_threads: int | None = None, seed: int = 0) -> EstimatedCameras:
-    """:func:`estimate_cameras` for the video file ``path``: decodes only the sampled frames, at ``sfm_size``,
-    in chunks (memory does not grow with the video's length). ``focal`` is in pixels of the video's frames.
-    Returns one camera per frame of the video, at the video's size."""
-    from ..video_io import iter_video_chunks, probe_video
-
-    clock = _Clock(time_limit_s)
-    info = probe_video(path)
-    n = info.frames
-    require(n >= 1, "video", "at least one frame", f"none in '{path}'")
-    idx = sample_indices(n, stride, max_frames) if not static else [0]
-    w, h = _long_side_size(info.width, info.height, sfm_size)
-    wanted = set(idx)
-    small: dict[int, np.ndarray] = {}
-    frame = 0
-    for chunk in iter_video_chunks(path, 16, stop=max(idx) + 1, size=(w, h), crop=None):
-        for k in range(len(chunk)):
-            if frame + k in wanted:
-                small[frame + k] = _to_uint8_hwc(chunk[k:k + 1])[0]
-        frame += len(chunk)
-        clock.check("decoding the video")
-    found = [i for i in idx if i in small]
-    require(len(found) > 0, "video", "decodable frames", f"none decoded from '{path}'")
-    n = max(n if len(found) == len(idx) else max(found) + 1, 1)  # the container may over-count its frames
-    return _estimate([small[i] for i in found], found, n, info.width, info.height, static=static, fov_deg=fov_deg,
-                     focal=focal, mapper=mapper, clock=clock, progress=progress, lens=lens,
-                     min_registered=min_registered, num_threads=num_threads, seed=seed)
 
 
 def align_to_track(estimate: EstimatedCameras, reference: Cameras, name: str = "reference") -> EstimatedCameras:
@@ -752,5 +719,5 @@ def _to_uint8_hwc(t: Tensor) -> np.ndarray:
 
 __all__: Sequence[str] = [
     "DEFAULT_MAPPER", "EstimatedCameras", "LENSES", "MAPPERS", "align_to_track", "estimate_cameras",
-    "estimate_cameras_from_video", "focal_prior", "pycolmap_version", "sample_indices",
+    "focal_prior", "pycolmap_version", "sample_indices",
 ]

@@ -10,7 +10,7 @@ import torch
 from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
 from torch import Tensor
 
-from ..errors import require
+from ..base.errors import require
 from .cameras import Cameras, check_rotations
 
 

@@ -46,7 +46,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from ..errors import Syn2SeqInputError, require
+from ..base.errors import Syn2SeqInputError, require
 from .cameras import Cameras, full_precision
 from .plucker import plucker_rays
 
@@ -238,7 +238,7 @@ def wan_camera_embedding(track: Cameras, device=None) -> Tensor:
     """
     from einops import rearrange
 
-    from .. import limits
+    from ..base import limits
 
     if not isinstance(track, Cameras):
         raise Syn2SeqInputError("track", "a camera track (Cameras)", type(track).__name__)

@@ -10,8 +10,8 @@ local weights only). Heavy modules (OpenCV, the RIFE network, diffusers) are imp
 built.
 """
 
-from .base import (DEFAULT_BACKEND, INTERPOLATORS, Interpolator, Progress, get_interpolator, insert_frames,
-                   interpolate, known_interpolators)
+from .base import (DEFAULT_BACKEND, INTERPOLATORS, Interpolator, Progress, get_interpolator, insert_frames, interpolate,
+                   known_interpolators)
 from .wan import wan_length, wan_to_transition, wan_transition_indices
 
 __all__ = ["DEFAULT_BACKEND", "INTERPOLATORS", "Interpolator", "Progress", "get_interpolator", "insert_frames",

@@ -11,7 +11,7 @@ call, which bounds memory and lets progress be reported frame by frame; ``None``
 (right for backends with per-pair work shared by every time, such as optical flow).
 
 :func:`interpolate` gives the k-th of ``n`` frames the time ``t_k = k / (n + 1)`` (both endpoints
-excluded, as for transition cameras, see :mod:`syn2seq_core.conventions`). A pair whose endpoints are
+excluded, as for transition cameras, see :mod:`syn2seq_core.base.conventions`). A pair whose endpoints are
 identical needs no backend: its frames are copies of the endpoint.
 """
 
@@ -27,7 +27,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from ..errors import Syn2SeqInputError, require
+from ..base.errors import Syn2SeqInputError, require
 from ..geometry.slerp import transition_times
 
 # name -> "module:Class" under syn2seq_core.interpolation; imported only when that backend is asked for.

@@ -26,7 +26,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from ..errors import check_choice
+from ..base.errors import check_choice
 
 # OpenCV's DIS presets by name (attribute names, resolved when cv2 is imported).
 DIS_PRESETS = {"ultrafast": "DISOPTICAL_FLOW_PRESET_ULTRAFAST", "fast": "DISOPTICAL_FLOW_PRESET_FAST",

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from ..errors import Syn2SeqInputError, require
+from ..base.errors import Syn2SeqInputError, require
 
 # Processing scales that keep every block's grid integral after padding (see pad_multiple()).
 SCALE_CHOICES = (0.25, 0.5, 1.0, 2.0)

@@ -30,7 +30,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from ..errors import check_choice, require
+from ..base.errors import check_choice, require
 from .base import check_count, check_frames
 
 WAN_TEMPORAL_STRIDE = 4  # L = 4k + 1

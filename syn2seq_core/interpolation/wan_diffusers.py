@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import limits
-from ..errors import Syn2SeqInputError, check_choice, require
+from ..base import limits
+from ..base.errors import Syn2SeqInputError, check_choice, require
 from ..geometry.slerp import transition_times
 from .wan import (COLOR_SPACES, DEFAULT_COLOR_SPACE, MODES, WAN_MIN_LENGTH, match_color, wan_frames_at, wan_length,
                   wan_size, wan_to_transition)
@@ -230,7 +230,7 @@ class WanInterpolator:
 
     model: local diffusers Wan folder; transformer_file: optional single-file transformer (ComfyUI's
     ``models/diffusion_models``). prompt / negative_prompt: text conditioning (negative used when
-    ``guidance_scale > 1``). steps, guidance_scale, seed: sampling (ranges of ``syn2seq_core.limits``).
+    ``guidance_scale > 1``). steps, guidance_scale, seed: sampling (ranges of ``syn2seq_core.base.limits``).
     dtype: "bf16" (default on CUDA), "fp16" or "fp32" (default on the CPU) for the transformer and text
     encoder. device: where it runs (default cuda when there is one, else cpu). cpu_offload: diffusers'
     model CPU offload (default on for CUDA; not available on the CPU). min_length: the shortest

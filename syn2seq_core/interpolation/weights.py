@@ -25,7 +25,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from ..errors import Syn2SeqInputError
+from ..base.errors import Syn2SeqInputError
 
 WEIGHT_SUFFIXES = (".pth", ".pkl", ".pt", ".safetensors")
 COMFYUI_SUBDIRS = ("models/rife", "models/syn2seq", "custom_nodes/ComfyUI-Frame-Interpolation/ckpts/rife")

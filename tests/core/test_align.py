@@ -28,10 +28,9 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.geometry.align import (
-    camera_accuracy, relative_poses, rotation_angle, rotation_errors, static_track, translation_errors, umeyama,
-)
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.geometry.align import (camera_accuracy, relative_poses, rotation_angle, rotation_errors, static_track,
+                                         translation_errors, umeyama)
 
 
 def _pose(rotvec, centre) -> torch.Tensor:

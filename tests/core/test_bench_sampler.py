@@ -17,7 +17,7 @@ import torch
 
 from syn2seq_core.benchmarks import _reference
 from syn2seq_core.benchmarks.sampler import compare_reference, parse_sizes
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 
 from .test_dfot_model import MICRO_UVIT
 

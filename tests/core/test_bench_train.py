@@ -6,7 +6,7 @@ import pytest
 from syn2seq_core.benchmarks.train import make_plan, measure_activations
 from syn2seq_core.cli import main as cli
 from syn2seq_core.dfot.checkpoint import build_model
-from syn2seq_core.train import load_config, network_config
+from syn2seq_core.training.config import load_config, network_config
 
 from .test_train import write_config, write_uvit_config
 

@@ -8,7 +8,7 @@ import pytest
 from syn2seq_core.cli import main
 from syn2seq_core.commands.demo import SAMPLE_TAKE
 from syn2seq_core.data.takes import load_take
-from syn2seq_core.pipeline import BUNDLED_MODEL, HELDOUT_SEED_BASE, load_model
+from syn2seq_core.generation.pipeline import BUNDLED_MODEL, HELDOUT_SEED_BASE, load_model
 
 SUBSET = BUNDLED_MODEL.with_suffix(".eval_subset.json")
 pytestmark = pytest.mark.skipif(not BUNDLED_MODEL.exists(), reason=f"bundled model not built yet: {BUNDLED_MODEL}")

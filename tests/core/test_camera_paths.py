@@ -9,11 +9,10 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation, Slerp
 
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.geometry import (
-    CAMERA_PATH_PRESETS, Cameras, camera_path, fov_to_intrinsics, frame_times, keyframe_path, load_camera_track,
-    look_at, save_cameras,
-)
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.geometry import (CAMERA_PATH_PRESETS, Cameras, camera_path, fov_to_intrinsics, frame_times,
+                                   keyframe_path, look_at)
+from syn2seq_core.io.poses import load_camera_track, save_cameras
 
 F64 = torch.float64
 W, H = 320, 240

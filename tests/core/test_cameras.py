@@ -7,10 +7,9 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.geometry import (
-    Cameras, denormalize_intrinsics, invert_pose, look_at, normalize_intrinsics, opengl_to_opencv,
-)
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.geometry import (Cameras, denormalize_intrinsics, invert_pose, look_at, normalize_intrinsics,
+                                   opengl_to_opencv)
 
 F64 = torch.float64
 

@@ -10,10 +10,13 @@ import warnings
 import pytest
 import torch
 
-from syn2seq_core import train as T
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.train import (CHECKPOINT_NAME, LOG_NAME, PREVIOUS_CHECKPOINT_NAME, initial_weights,
-                                load_checkpoint, load_config, train)
+from syn2seq_core.training import checkpoints as T
+from syn2seq_core.training.loop import _trim_log
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.training.checkpoints import (CHECKPOINT_NAME, LOG_NAME, PREVIOUS_CHECKPOINT_NAME, initial_weights,
+                                               load_checkpoint)
+from syn2seq_core.training.config import load_config
+from syn2seq_core.training.loop import train
 
 from .test_train import read_log, write_config
 
@@ -243,9 +246,9 @@ def test_resume_drops_logged_steps_after_the_checkpoint_and_a_torn_line(tmp_path
 def test_the_log_is_not_rewritten_when_nothing_is_dropped(run):
     _, out = run
     inode = (out / LOG_NAME).stat().st_ino
-    assert T._trim_log(out / LOG_NAME, 4) == (0, 0)
+    assert _trim_log(out / LOG_NAME, 4) == (0, 0)
     assert (out / LOG_NAME).stat().st_ino == inode
-    assert T._trim_log(out / LOG_NAME, 2) == (2, 0)
+    assert _trim_log(out / LOG_NAME, 2) == (2, 0)
     assert [r["step"] for r in read_log(out)] == [1, 2]
 
 

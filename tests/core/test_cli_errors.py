@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from syn2seq_core import cli, limits
+from syn2seq_core import cli
+from syn2seq_core.base import limits
 from syn2seq_core.commands import selfcheck
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 
 ROOT = Path(__file__).resolve().parents[2]
 TOP = 2**64 - 1
@@ -185,7 +186,7 @@ def test_traceback_goes_to_stderr_when_no_log_can_be_written(state, monkeypatch,
     def nowhere(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("syn2seq_core.atomic.write_text_atomic", nowhere)
+    monkeypatch.setattr("syn2seq_core.io.atomic.write_text_atomic", nowhere)
     _fail_with(monkeypatch, RuntimeError("boom"))
     assert cli.main(["selfcheck"]) == 1
     err = capsys.readouterr().err

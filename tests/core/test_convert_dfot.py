@@ -14,7 +14,7 @@ from syn2seq_core.cli import main as cli
 from syn2seq_core.dfot.checkpoint import load_model, read_metadata
 from syn2seq_core.dfot.convert import convert_dfot_checkpoint, dfot_key_to_uvit, infer_uvit3d_config
 from syn2seq_core.dfot.uvit3d import UViT3DPose, UViT3DPoseConfig
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 
 REPO = Path(__file__).resolve().parents[2]
 

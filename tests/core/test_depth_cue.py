@@ -12,12 +12,12 @@ from syn2seq_core.data.synthetic import SyntheticConfig, render_takes
 from syn2seq_core.data.takes import load_take, write_take
 from syn2seq_core.dfot.checkpoint import build_model
 from syn2seq_core.dfot.model import DiT3DConfig, cue_weights
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.generation import generate_take, take_sequence
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.generation.takes import generate_take, take_sequence
 from syn2seq_core.geometry.cameras import Cameras, look_at
 from syn2seq_core.geometry.reproject import forward_warp
-from syn2seq_core.pipeline import HELDOUT_SEED_BASE, Syn2SeqModel, sequence_ray_input
-from syn2seq_core.sequence import build_sequence
+from syn2seq_core.generation.pipeline import HELDOUT_SEED_BASE, Syn2SeqModel, sequence_ray_input
+from syn2seq_core.generation.sequence import build_sequence
 
 WORLD = SyntheticConfig(size=32, supersample=2, exo_frames=3, ego_frames=3)
 TINY = dict(height=32, width=32, dim=32, depth=1, heads=2, max_frames=8)
@@ -251,8 +251,8 @@ def test_cue_dropout_trains_a_share_of_sequences_on_the_empty_cue(takes):
     """``[data] cue_dropout_prob``: that share of finetune sequences carries the empty cue (zero coverage
     everywhere, so the network's coverage column marks it), the rest the warped source view; 0 draws nothing
     (the random stream of runs without it is unchanged)."""
-    from syn2seq_core.data.training import triplet_sequence
-    from syn2seq_core.train import DataConfig
+    from syn2seq_core.training.batches import triplet_sequence
+    from syn2seq_core.training.config import DataConfig
 
     net = DiT3DConfig(**TINY, cue="depth_warp")
     exo = Cameras(takes.exo_c2w[0], takes.exo_K[0], 32, 32)
@@ -275,8 +275,10 @@ def test_cue_dropout_trains_a_share_of_sequences_on_the_empty_cue(takes):
 def test_a_cue_finetune_grows_a_run_without_one_and_its_loss_falls(tmp_path):
     """``cue = "depth_warp"`` finetunes from a run without a cue: the first step's network is the old one (zero
     cue columns), the batches carry the cue, the loss on a fixed batch falls, and the model samples a take."""
-    from syn2seq_core.pipeline import load_model
-    from syn2seq_core.train import MODEL_NAME, initial_weights, load_config, train
+    from syn2seq_core.generation.pipeline import load_model
+    from syn2seq_core.training.checkpoints import MODEL_NAME, initial_weights
+    from syn2seq_core.training.config import load_config
+    from syn2seq_core.training.loop import train
     from tests.core.test_train import fixed_batch_loss, write_config
 
     torch.set_num_threads(1)
@@ -289,7 +291,7 @@ def test_a_cue_finetune_grows_a_run_without_one_and_its_loss_falls(tmp_path):
     cfg = load_config(tmp_path / "cue.toml")
     batch, eval_loss = fixed_batch_loss(cfg)
     assert batch.rays.shape[-1] == 10 and (batch.rays[..., 9] == 1).any()
-    from syn2seq_core.train import network_config
+    from syn2seq_core.training.config import network_config
 
     grown = build_model(network_config(cfg))
     grown.load_state_dict(cue_weights(initial_weights(tmp_path / "base" / MODEL_NAME), grown.config))
@@ -303,7 +305,7 @@ def test_a_cue_finetune_grows_a_run_without_one_and_its_loss_falls(tmp_path):
 def test_image_to_video_gives_a_cue_model_the_zero_cue_of_a_single_view():
     """One view only (DFoT's own task): nothing to warp, so a cue model gets the zero cue it saw on single-view
     pretraining clips, through the sliding window and the keyframe passes alike."""
-    from syn2seq_core.image2video import image_sequence, image_to_video
+    from syn2seq_core.generation.image2video import image_sequence, image_to_video
 
     torch.manual_seed(0)
     model = Syn2SeqModel(build_model(DiT3DConfig(**TINY, cue="depth_warp")).eval())
@@ -345,7 +347,7 @@ def test_a_monocular_depth_video_drives_the_cue_of_a_take_without_depth(tmp_path
     gives the cue of the true depth when its median is right (here: the true one), and `syn2seq exo2ego
     --source-depth` runs a cue model on a take that has no depth file."""
     from syn2seq_core.geometry.reproject import depth_from_estimate
-    from syn2seq_core.video_io import write_video
+    from syn2seq_core.io.video import write_video
 
     torch.manual_seed(0)
     net = build_model(DiT3DConfig(**TINY, cue="depth_warp")).eval()

@@ -10,7 +10,7 @@ from syn2seq_core.dfot.checkpoint import (KEY_ARCH, KEY_CONFIG, KEY_FORMAT, load
                                           save_model)
 from syn2seq_core.dfot.model import DiT3D, DiT3DConfig
 from syn2seq_core.dfot.uvit3d import UViT3DPose, UViT3DPoseConfig
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 
 CFG = DiT3DConfig(height=16, width=16, patch_size=4, dim=48, depth=2, heads=2, max_frames=4, noise_features=32)
 UVIT = UViT3DPoseConfig(height=16, width=16, channels=(32, 32, 48, 48), emb_channels=32, num_heads=2,

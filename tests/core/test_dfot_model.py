@@ -10,7 +10,7 @@ from syn2seq_core.dfot.embeddings import (apply_rope, dfot_ray_encoding, rope_3d
                                           rope_reference)
 from syn2seq_core.dfot.model import DiT3D, DiT3DConfig, count_parameters, dit3d_preset, full_attention_weights
 from syn2seq_core.dfot.uvit3d import UViT3DPose, UViT3DPoseConfig, uvit3d_preset
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 
 MICRO = DiT3DConfig(height=16, width=16, patch_size=4, dim=48, depth=2, heads=2, max_frames=6, noise_features=32)
 MICRO_UVIT = UViT3DPoseConfig(height=16, width=16, channels=(32, 32, 48, 48), emb_channels=32, num_heads=2,

@@ -3,7 +3,7 @@ import torch
 
 from syn2seq_core.dfot.objective import diffusion_loss
 from syn2seq_core.dfot.schedule import NoiseSchedule, alpha_sigma, expand_like
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 
 
 def test_v_weighting_is_plain_v_mse_and_keeps_weight_at_high_noise():

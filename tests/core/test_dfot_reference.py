@@ -16,8 +16,8 @@ import torch
 from syn2seq_core.dfot.convert import convert_dfot_checkpoint
 from syn2seq_core.dfot.embeddings import dfot_ray_encoding
 from syn2seq_core.geometry.cameras import Cameras, look_at
-from syn2seq_core.pipeline import load_model
-from syn2seq_core.sequence import build_sequence
+from syn2seq_core.generation.pipeline import load_model
+from syn2seq_core.generation.sequence import build_sequence
 
 from .test_convert_dfot import make_dfot_ckpt
 from .test_pipeline import DATA, MODEL, write_random_model

@@ -10,7 +10,7 @@ from syn2seq_core.dfot.guidance import HISTORY_GUIDANCE, HistoryGuidance, histor
 from syn2seq_core.dfot.sampler import active_steps, plan_windows, rollout, sample
 from syn2seq_core.dfot.schedule import NoiseSchedule, alpha_sigma, expand_like, v_from_x0
 from syn2seq_core.dfot.scheduling import scheduling_matrix
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 
 B, T, C, H, W = 2, 5, 3, 4, 4
 SHAPE = (B, T, C, H, W)

@@ -6,26 +6,11 @@ import pytest
 import torch
 
 from syn2seq_core.dfot.objective import diffusion_loss, sample_noise_times
-from syn2seq_core.dfot.schedule import (
-    NoiseSchedule,
-    alpha_sigma,
-    eps_from_v,
-    eps_from_x0,
-    expand_like,
-    sigmoid_weight,
-    v_from_eps,
-    v_from_x0,
-    v_from_x0_eps,
-    x0_from_eps,
-    x0_from_v,
-)
-from syn2seq_core.dfot.scheduling import (
-    SCHEDULING_MATRICES,
-    levels_to_times,
-    scheduling_matrix,
-    validate_scheduling_matrix,
-)
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.dfot.schedule import (NoiseSchedule, alpha_sigma, eps_from_v, eps_from_x0, expand_like,
+                                        sigmoid_weight, v_from_eps, v_from_x0, v_from_x0_eps, x0_from_eps, x0_from_v)
+from syn2seq_core.dfot.scheduling import (SCHEDULING_MATRICES, levels_to_times, scheduling_matrix,
+                                          validate_scheduling_matrix)
+from syn2seq_core.base.errors import Syn2SeqInputError
 
 F64 = torch.float64
 

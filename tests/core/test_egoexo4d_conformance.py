@@ -117,7 +117,7 @@ def test_the_aria_video_is_the_raw_image_turned_clockwise_and_the_camera_turns_w
     calibration = pytest.importorskip("projectaria_tools.core.calibration")
     from projectaria_tools.core import mps
 
-    from syn2seq_core.video_io import read_video
+    from syn2seq_core.io.video import read_video
 
     root, written = release
     good, entry, take = _take(root, written)

@@ -18,13 +18,11 @@ import torch
 
 from syn2seq_core.data import egoexo4d
 from syn2seq_core.data.egoexo4d_fixture import DAMAGE_KINDS, sensor_turn, write_egoexo4d_fixture
-from syn2seq_core.data.egoexo4d_index import (
-    SKIP_REASONS, _Skip, build_egoexo4d_index, index_take, load_indexed_take, read_egoexo4d_index,
-    read_egoexo4d_index_header, read_release,
-)
+from syn2seq_core.data.egoexo4d_index import (SKIP_REASONS, _Skip, build_egoexo4d_index, index_take, load_indexed_take,
+                                              read_egoexo4d_index, read_egoexo4d_index_header, read_release)
 from syn2seq_core.data.synthetic import SyntheticConfig
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.safe_paths import OutsideFolderError
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.io.safe_paths import OutsideFolderError
 
 CFG = SyntheticConfig(size=32, exo_frames=4, ego_frames=4, fps=8.0, supersample=1, threads=1)
 EXPECTED_SKIPS = {"missing_folder": "missing folder", "missing_video": "missing video",
@@ -206,7 +204,7 @@ def test_load_indexed_take_frames_decode_and_are_what_the_cameras_see(release):
     H.264), while the old pinhole stand-in for the ego camera does not."""
     from syn2seq_core.data.synthetic import render
     from syn2seq_core.data.synthetic_scene import sample_scene
-    from syn2seq_core.video_io import read_video
+    from syn2seq_core.io.video import read_video
 
     root, written = release
     w = _good(written)[0]
@@ -331,7 +329,7 @@ def test_cheap_checks_catch_a_damaged_calibration_row_and_a_cropped_aria_video(r
     cells = lines[3].split(",")  # cam03, the best_exo
     cells[12] = "abc"  # intrinsics_0
     calibs.write_text("\n".join([*lines[:3], ",".join(cells)]) + "\n")
-    from syn2seq_core.video_io import read_video, write_video
+    from syn2seq_core.io.video import read_video, write_video
 
     aria = copy / "takes" / w1.take_name / "frame_aligned_videos" / "aria01_214-1.mp4"
     frames = read_video(aria)

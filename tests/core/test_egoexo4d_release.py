@@ -21,11 +21,7 @@ import torch
 
 from syn2seq_core.cli import main
 from syn2seq_core.data.egoexo4d_fixture import DAMAGE_KINDS, MARKER_RAW_PX
-from syn2seq_core.data.egoexo4d_index import (
-    load_indexed_take,
-    read_egoexo4d_index,
-    read_egoexo4d_index_header,
-)
+from syn2seq_core.data.egoexo4d_index import load_indexed_take, read_egoexo4d_index, read_egoexo4d_index_header
 from syn2seq_core.data.synthetic import SyntheticConfig
 from syn2seq_core.data.synthetic_scene import ego_c2w, sample_scene
 
@@ -74,7 +70,7 @@ def test_render_index_and_read_back_against_the_truth(release, tmp_path, capsys)
     pytest.importorskip("projectaria_tools.core.calibration")
     from projectaria_tools.core import calibration, mps
 
-    from syn2seq_core.video_io import read_video
+    from syn2seq_core.io.video import read_video
 
     index = tmp_path / "index.jsonl"
     capsys.readouterr()
@@ -144,7 +140,7 @@ def test_the_bench_command_of_the_docs_runs(capsys):
 def test_every_indexed_take_runs_through_exo2ego_and_eval_with_the_default_model(release, tmp_path):
     """Real takes have no exo depth: the docs' exo2ego and eval commands, with the pack's default model, on every
     take the index lists (the bundled model runs without its depth cue, MODEL_CARD.md)."""
-    from syn2seq_core.pipeline import load_model
+    from syn2seq_core.generation.pipeline import load_model
 
     assert load_model().cue_optional
     index = tmp_path / "index.jsonl"

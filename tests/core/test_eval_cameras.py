@@ -14,12 +14,11 @@ import torch
 
 from syn2seq_core.cli import main
 from syn2seq_core.data.takes import find_takes, load_take
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.evaluation import GROUND_TRUTH, read_take_record, score_take, take_record, to_eval_size
-from syn2seq_core.evaluation_cameras import (
-    IDEAL, STATIC_CAMERA, TRANSITION_PREFIX, CameraEvalSettings, ideal_transition, score_video, summarize_camera_categories,
-    transition_track,
-)
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.evaluation.run import GROUND_TRUTH, read_take_record, score_take, take_record, to_eval_size
+from syn2seq_core.evaluation.cameras import (IDEAL, STATIC_CAMERA, TRANSITION_PREFIX, CameraEvalSettings,
+                                                 ideal_transition, score_video, summarize_camera_categories,
+                                                 transition_track)
 from syn2seq_core.geometry import Cameras
 from syn2seq_core.geometry.align import camera_accuracy, static_track
 from syn2seq_core.interpolation.base import get_interpolator
@@ -283,7 +282,7 @@ def test_with_structure_from_motion_the_ground_truth_scores_near_zero_and_copy_l
 
 def _frozen_videos(takes, folder) -> None:
     """Another system's videos that hold the first ground-truth ego frame (a frozen video, as copy_last)."""
-    from syn2seq_core.video_io import read_video, write_video
+    from syn2seq_core.io.video import read_video, write_video
 
     for take in find_takes(takes):
         ego = read_video(take / "ego.mp4")

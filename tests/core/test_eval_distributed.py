@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from syn2seq_core.batching import Batcher, map_batched
+from syn2seq_core.evaluation.batching import Batcher, map_batched
 from syn2seq_core.cli import main as cli
-from syn2seq_core.distributed import share_from_env
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.parallel.distributed import share_from_env
+from syn2seq_core.base.errors import Syn2SeqInputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -111,7 +111,7 @@ def test_share_from_env_torchrun_slurm_arrays_and_both():
 def test_one_device_per_process():
     """Under torchrun --device cuda is cuda:LOCAL_RANK and an explicit cuda:N (every rank on one GPU) is refused;
     the CPU and a single process keep their device."""
-    from syn2seq_core.distributed import share_device
+    from syn2seq_core.parallel.distributed import share_device
 
     ranks = share_from_env({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"})
     assert share_device(ranks, "cpu") == "cpu" and share_device(share_from_env({}), "cuda:1") == "cuda:1"
@@ -194,8 +194,8 @@ def test_batched_takes_equal_unbatched_to_float_tolerance(takes):
     at a time and three at a time with the bundled model (eta 1: fresh noise every step, from each take's own
     generator): the same frames to float tolerance, with fewer network calls than the takes made."""
     from syn2seq_core.data.takes import find_takes, load_take
-    from syn2seq_core.generation import generate_take
-    from syn2seq_core.pipeline import load_model
+    from syn2seq_core.generation.takes import generate_take
+    from syn2seq_core.generation.pipeline import load_model
 
     model = load_model(None)
     loaded = [load_take(takes / name) for name in sorted(os.listdir(takes))[:2]]
@@ -220,12 +220,7 @@ def test_batched_takes_equal_unbatched_to_float_tolerance(takes):
 def test_records_keep_scores_features_and_example_frames_exactly(tmp_path):
     """A take's record holds its scores, I3D and Inception features and example frames bit for bit, in their
     order; FVD / FID of the records' features equal those of the scores themselves (computed once, on all)."""
-    from syn2seq_core.evaluation import (
-        TakeScores,
-        read_take_record,
-        summarize,
-        take_record,
-    )
+    from syn2seq_core.evaluation.run import TakeScores, read_take_record, summarize, take_record
 
     g = torch.Generator().manual_seed(0)
     scores = []
@@ -328,7 +323,7 @@ def test_fid_of_two_ranks_is_computed_once_on_all_features(takes, tmp_path):
     of them: the report equals the one-process report (an FID averaged over ranks would not)."""
     from safetensors.torch import save_file
 
-    from syn2seq_core.video_io import read_video, write_video
+    from syn2seq_core.io.video import read_video, write_video
 
     from .test_fid import random_state_dict
 
@@ -352,9 +347,9 @@ def test_fid_of_two_ranks_is_computed_once_on_all_features(takes, tmp_path):
 
 
 def test_the_batch_size_benchmark_runs_as_documented(takes, capsys):
-    """`python -m syn2seq_core.batching --takes DIR --batch-size 1 4 --rounds 3` (docs/evaluation.md), scaled down:
+    """`python -m syn2seq_core.evaluation.batching --takes DIR --batch-size 1 4 --rounds 3` (docs/evaluation.md), scaled down:
     one row per (round, size) and the throughput ratio line (no timing is asserted)."""
-    from syn2seq_core.batching import main
+    from syn2seq_core.evaluation.batching import main
 
     assert main(["--takes", str(takes), "--batch-size", "1", "3", "--rounds", "1", "--steps", "1"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]

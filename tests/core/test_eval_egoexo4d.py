@@ -16,8 +16,8 @@ from syn2seq_core.cli import main
 from syn2seq_core.data.egoexo4d_fixture import write_egoexo4d_fixture
 from syn2seq_core.data.index import load_takes, read_index, select
 from syn2seq_core.data.synthetic import SyntheticConfig
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.safe_paths import OutsideFolderError
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.io.safe_paths import OutsideFolderError
 
 from .test_pipeline import DATA, MODEL, write_random_model
 
@@ -171,7 +171,7 @@ def test_documented_command_scores_another_system_on_a_split_and_category(tmp_pa
     """docs/evaluation.md, "Scoring another system on Ego-Exo4D", scaled down: a procedural release in the Ego-Exo4D
     layout (render-synthetic --layout egoexo4d), its index, another system's folder of videos named after the takes,
     then eval with --split, --category and --no-model: the paper's layout (methods x metrics per category)."""
-    from syn2seq_core.video_io import write_video
+    from syn2seq_core.io.video import write_video
 
     release, index, videos = tmp_path / "release", tmp_path / "index.jsonl", tmp_path / "egox"
     assert main(["render-synthetic", "--layout", "egoexo4d", "--out", str(release), "--takes", "9", "--size", "32",

@@ -13,10 +13,10 @@ from syn2seq_core.cli import main
 from syn2seq_core.data.index import read_index, select
 from syn2seq_core.data.synthetic import SyntheticConfig, render_take
 from syn2seq_core.data.takes import load_take, write_take
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.evaluation import frame_curves, summarize_categories
-from syn2seq_core.reports import latex_escape, table_rows, to_latex, to_markdown
-from syn2seq_core.video_io import read_video, write_video
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.evaluation.run import frame_curves, summarize_categories
+from syn2seq_core.evaluation.reports import latex_escape, table_rows, to_latex, to_markdown
+from syn2seq_core.io.video import read_video, write_video
 
 from .test_pipeline import DATA, MODEL, write_random_model
 
@@ -124,7 +124,7 @@ def test_eval_writes_plots(report):
 
 
 def test_frame_curves_follow_the_generated_view():
-    from syn2seq_core.evaluation import TakeScores
+    from syn2seq_core.evaluation.run import TakeScores
 
     def take(values, category):
         report = {"psnr": {"per_frame": values, "mean": sum(values) / len(values)},
@@ -177,8 +177,8 @@ def test_eval_scores_lpips_with_one_weights_file_per_network(world, tmp_path, ca
 
 
 def test_fvd_compares_each_method_s_clips_with_the_ground_truth_clips():
-    from syn2seq_core.evaluation import TakeScores, summarize
-    from syn2seq_core.fvd import fvd_entry
+    from syn2seq_core.evaluation.run import TakeScores, summarize
+    from syn2seq_core.metrics.fvd import fvd_entry
 
     g = torch.Generator().manual_seed(0)
     report = {"psnr": {"per_frame": [20.0], "mean": 20.0}, "ssim": {"per_frame": [0.5], "mean": 0.5}}
@@ -195,7 +195,7 @@ def test_fvd_compares_each_method_s_clips_with_the_ground_truth_clips():
 def test_eval_with_an_i3d_says_why_short_clips_get_no_fvd(world, tmp_path):
     from safetensors.torch import save_file
 
-    from syn2seq_core.fvd import I3D, I3DConfig
+    from syn2seq_core.metrics.fvd import I3D, I3DConfig
 
     i3d = tmp_path / "i3d.safetensors"
     save_file({k: v.contiguous() for k, v in I3D(I3DConfig()).state_dict().items()}, str(i3d))

@@ -15,8 +15,8 @@ import torch
 from syn2seq_core.cli import main
 from syn2seq_core.data.synthetic import SyntheticConfig, render_take
 from syn2seq_core.data.takes import load_take, write_take
-from syn2seq_core.evaluation import EVAL_FILTER, to_eval_size
-from syn2seq_core.video_io import read_video, write_video
+from syn2seq_core.evaluation.run import EVAL_FILTER, to_eval_size
+from syn2seq_core.io.video import read_video, write_video
 
 from .test_pipeline import DATA, MODEL, write_random_model
 
@@ -146,7 +146,7 @@ def test_the_frame_plot_draws_every_method_it_lists(world):
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
 
-    from syn2seq_core.reports import frame_curves_figure
+    from syn2seq_core.evaluation.reports import frame_curves_figure
 
     data = json.loads((world["root"] / "exact" / "report.json").read_text())
     fig = frame_curves_figure(data["frame_curves"])
@@ -170,7 +170,7 @@ def test_a_bad_video_stops_eval_before_the_model_loads_and_writes_nothing(world,
                                                                           damage):
     """Every other system's video is decoded through the frames its take needs before the model loads; a take
     late in the list with a short or damaged video stops the run with nothing written."""
-    from syn2seq_core import pipeline
+    from syn2seq_core.generation import pipeline
 
     videos = tmp_path / "videos"
     shutil.copytree(world["other"], videos)
@@ -197,8 +197,8 @@ def test_a_bad_video_stops_eval_before_the_model_loads_and_writes_nothing(world,
 def test_a_failure_while_scoring_leaves_nothing_new(world, tmp_path, capsys, monkeypatch):
     """--write-videos folders and the report are staged and moved into place only after the last take: an error
     at the last take leaves an earlier result folder as it was and writes no new file."""
-    from syn2seq_core import evaluation
-    from syn2seq_core.errors import Syn2SeqInputError
+    from syn2seq_core.evaluation import run as evaluation
+    from syn2seq_core.base.errors import Syn2SeqInputError
 
     written = tmp_path / "written"
     (written / NAMES[0]).mkdir(parents=True)
@@ -231,8 +231,8 @@ def test_a_take_the_model_cannot_run_stops_eval_before_any_generation(world, tmp
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from syn2seq_core import generation
-    from syn2seq_core.pipeline import BUNDLED_MODEL, load_model
+    from syn2seq_core.generation import takes as generation
+    from syn2seq_core.generation.pipeline import BUNDLED_MODEL, load_model
 
     if not BUNDLED_MODEL.exists():
         pytest.skip("needs the bundled depth-cue model")

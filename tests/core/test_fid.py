@@ -1,4 +1,4 @@
-"""Frame-level FID (syn2seq_core/fid.py) against its references, with random weights only (nothing downloaded).
+"""Frame-level FID (syn2seq_core/metrics/fid.py) against its references, with random weights only (nothing downloaded).
 
 The references, read from their sources (``fetch`` of github:mseitzer/pytorch-fid at b9c1811, and torchvision's
 ``torchvision/models/inception.py`` at 02a0a90):
@@ -25,18 +25,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.fid import (
-    MINIMUM_FRAMES,
-    FIDInception,
-    FIDUnavailable,
-    InceptionConfig,
-    convert_inception_weights,
-    fid,
-    fid_entry,
-    inception_features,
-    load_inception,
-)
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.metrics.fid import (MINIMUM_FRAMES, FIDInception, FIDUnavailable, InceptionConfig,
+                                             convert_inception_weights, fid, fid_entry, inception_features,
+                                             load_inception)
 
 
 def random_state_dict(config=None, seed=0) -> dict:
@@ -270,7 +262,7 @@ def test_eval_reports_fid_per_method_and_category_marked_unstable(tmp_path):
     from syn2seq_core.cli import main
     from syn2seq_core.data.synthetic import SyntheticConfig, render_take
     from syn2seq_core.data.takes import write_take
-    from syn2seq_core.video_io import read_video, write_video
+    from syn2seq_core.io.video import read_video, write_video
 
     takes, other = tmp_path / "takes", tmp_path / "other"
     cfg = SyntheticConfig(size=32, supersample=1, exo_frames=2, ego_frames=3)

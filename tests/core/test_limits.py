@@ -1,4 +1,4 @@
-"""syn2seq_core.limits: one table of the ranges of user-given numbers, used by the command line, library
+"""syn2seq_core.base.limits: one table of the ranges of user-given numbers, used by the command line, library
 callers, the nodes' widgets and docs/limits.md; memory estimates refused above the available memory."""
 
 import argparse
@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from syn2seq_core import cli, limits
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.limits import LIMITS
+from syn2seq_core import cli
+from syn2seq_core.base import limits
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.base.limits import LIMITS
 
 ROOT = Path(__file__).resolve().parents[2]
 # bench forwards its options to the benchmark modules, which parse their own.
@@ -48,7 +49,7 @@ def test_the_seed_range_is_what_torch_generator_accepts():
 
 
 def test_the_fps_range_is_what_the_video_writer_accepts():
-    from syn2seq_core.video_io import _fps_fraction
+    from syn2seq_core.io.video import _fps_fraction
 
     r = LIMITS["fps"]
     _fps_fraction(r.hi)
@@ -312,7 +313,7 @@ def test_node_widgets_take_min_and_max_from_the_table_and_are_listed_there():
 
 def test_docs_limits_page_is_generated_from_the_table():
     page = (ROOT / "docs" / "limits.md").read_text(encoding="utf-8")
-    assert page == limits._docs_page(), "run `python -m syn2seq_core.limits > docs/limits.md`"
+    assert page == limits._docs_page(), "run `python -m syn2seq_core.base.limits > docs/limits.md`"
     for r in LIMITS.values():
         assert f"| `{r.name}` | " in page
 

@@ -6,9 +6,11 @@ import sys
 import pytest
 import torch
 
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.lora import LORA_NAME
-from syn2seq_core.train import MODEL_NAME, load_checkpoint, load_config, train
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.dfot.lora import LORA_NAME
+from syn2seq_core.training.checkpoints import MODEL_NAME, load_checkpoint
+from syn2seq_core.training.config import load_config
+from syn2seq_core.training.loop import train
 
 from .test_train import TINY, UVIT_MODEL, with_model_table
 
@@ -39,7 +41,7 @@ def _outputs(network, seed=0):
 
 @pytest.mark.parametrize("arch", ["dit3d", "uvit3d_pose"])
 def test_lora_trains_only_adapters_and_reloads_onto_the_base(tmp_path, arch):
-    from syn2seq_core.pipeline import load_model
+    from syn2seq_core.generation.pipeline import load_model
 
     train(_config(tmp_path, "base", arch, 3), tmp_path / "base", progress=False)
     base_file = tmp_path / "base" / MODEL_NAME
@@ -63,7 +65,7 @@ def test_lora_trains_only_adapters_and_reloads_onto_the_base(tmp_path, arch):
     assert not torch.allclose(_outputs(applied), _outputs(plain), atol=1e-6)
     # ... and equal the peft model the run trained (EMA weights, adapters unmerged)
     from syn2seq_core.dfot.checkpoint import build_model
-    from syn2seq_core.lora import add_lora
+    from syn2seq_core.dfot.lora import add_lora
 
     peft_model = add_lora(build_model(merged.config), cfg.lora)
     peft_model.load_state_dict(load_checkpoint(tmp_path / "lora")["ema"])
@@ -71,7 +73,7 @@ def test_lora_trains_only_adapters_and_reloads_onto_the_base(tmp_path, arch):
 
 
 def test_lora_refuses_a_base_it_was_not_trained_on(tmp_path):
-    from syn2seq_core.pipeline import load_model
+    from syn2seq_core.generation.pipeline import load_model
 
     train(_config(tmp_path, "base", "dit3d", 1), tmp_path / "base", progress=False)
     train(_config(tmp_path, "lora", "dit3d", 1, "[lora]\nrank = 2\n", (tmp_path / "base" / MODEL_NAME).as_posix()),
@@ -169,7 +171,7 @@ def test_a_lora_of_a_converted_dfot_samples_as_its_run_and_refuses_a_base_that_d
     (The reference DFoT has no LoRA; the converted base's sampling record is the reference's own,
     configurations/algorithm/dfot_video.yaml:45,58 of fork ktncktnc/diffusion-forcing-transformer @ a3a0e70:
     1,000 training levels, 50 DDIM steps.)"""
-    from syn2seq_core.pipeline import BUNDLED_MODEL, load_model
+    from syn2seq_core.generation.pipeline import BUNDLED_MODEL, load_model
 
     base = _converted_dfot(tmp_path)
     text = with_model_table(TINY.format(stage="finetune", steps=2, every=2))  # the network is the base file's

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from syn2seq_core import metrics
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.metrics import LPIPSUnavailable, MetricUnavailable, evaluate_frames, lpips
-from syn2seq_core.video_io import read_video
+from syn2seq_core.metrics import frames as metrics
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.metrics.frames import LPIPSUnavailable, MetricUnavailable, evaluate_frames, lpips
+from syn2seq_core.io.video import read_video
 
 BIKES = Path(__file__).resolve().parents[1] / "fixtures" / "bikes_40f_320x136.mp4"
 

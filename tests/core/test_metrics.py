@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.metrics import evaluate_frames, mean_ci, paired_difference, psnr, ssim, summarize_clips
-from syn2seq_core.video_io import read_video
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.metrics.frames import evaluate_frames, mean_ci, paired_difference, psnr, ssim, summarize_clips
+from syn2seq_core.io.video import read_video
 
 BIKES = Path(__file__).resolve().parents[1] / "fixtures" / "bikes_40f_320x136.mp4"
 
@@ -116,7 +116,7 @@ def test_summarize_clips_keeps_unavailable_metrics_as_text():
 def test_psnr_cap_applies_per_frame():
     """Reports cap per-frame PSNR at 100 dB (an identical frame scores 100, not inf); the cap is min(PSNR, cap), so
     frames below it keep their value, and the uncapped function still says inf."""
-    from syn2seq_core.metrics import PSNR_CAP_DB
+    from syn2seq_core.metrics.frames import PSNR_CAP_DB
 
     g = torch.Generator().manual_seed(0)
     target = torch.rand(3, 3, 16, 16, generator=g)

@@ -12,10 +12,10 @@ from torch.utils._pytree import tree_flatten
 
 from syn2seq_core.dfot.model import DiT3D, dit3d_preset
 from syn2seq_core.dfot.uvit3d import UViT3DPose, uvit3d_preset
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 from syn2seq_core.geometry.cameras import Cameras
-from syn2seq_core.pipeline import Syn2SeqModel
-from syn2seq_core.sequence import build_sequence
+from syn2seq_core.generation.pipeline import Syn2SeqModel
+from syn2seq_core.generation.sequence import build_sequence
 
 
 class LiveTensors(TorchDispatchMode):

@@ -19,11 +19,11 @@ import torch
 
 from syn2seq_core.data.egoexo4d import find_egoexo4d_takes, load_egoexo4d_take
 from syn2seq_core.data.takes import find_takes, load_take, write_take
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 from syn2seq_core.geometry.cameras import Cameras, look_at
-from syn2seq_core.geometry.pose_io import load_cameras, save_cameras
-from syn2seq_core.safe_paths import OutsideFolderError, check_inside, resolve_inside
-from syn2seq_core.video_io import write_video
+from syn2seq_core.io.poses import load_cameras, save_cameras
+from syn2seq_core.io.safe_paths import OutsideFolderError, check_inside, resolve_inside
+from syn2seq_core.io.video import write_video
 
 from .test_takes import GOPRO_HEADER, GOPRO_ROWS
 

@@ -5,16 +5,16 @@ import json
 import pytest
 import torch
 
-from syn2seq_core import conventions as C
+from syn2seq_core.base import conventions as C
 from syn2seq_core.cli import main
 from syn2seq_core.data.synthetic import SyntheticConfig, render_take
 from syn2seq_core.data.takes import load_take, write_take
 from syn2seq_core.dfot.checkpoint import save_model
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.generation import generate_take, run_take
-from syn2seq_core.pipeline import build_network, load_model
-from syn2seq_core.sequence import build_sequence
-from syn2seq_core.video_io import probe_video
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.generation.takes import generate_take, run_take
+from syn2seq_core.generation.pipeline import build_network, load_model
+from syn2seq_core.generation.sequence import build_sequence
+from syn2seq_core.io.video import probe_video
 
 SIZE = 16
 MODEL = {"preset": "tiny", "height": SIZE, "width": SIZE, "patch_size": 4, "dim": 48, "depth": 2, "heads": 2,
@@ -226,7 +226,7 @@ def test_compare_reports_pairs_takes_and_refuses_different_takes(model_path, tak
 
 
 def test_eval_summary_says_how_much_more_take_specific_the_mean_is_than_each_baseline():
-    from syn2seq_core.evaluation import TakeScores, summarize
+    from syn2seq_core.evaluation.run import TakeScores, summarize
 
     def report(v):
         return {"psnr": {"mean": v}, "ssim": {"mean": v / 100}, "lpips_alex": "unavailable", "lpips_vgg": "unavailable"}
@@ -248,8 +248,8 @@ def test_a_model_samples_with_its_recorded_eta_unless_told_otherwise(tmp_path):
     from syn2seq_core.dfot.checkpoint import build_model, save_state_dict
     from syn2seq_core.dfot.model import DiT3DConfig
     from syn2seq_core.geometry.cameras import Cameras
-    from syn2seq_core.pipeline import Syn2SeqModel, load_model
-    from syn2seq_core.sequence import build_sequence
+    from syn2seq_core.generation.pipeline import Syn2SeqModel, load_model
+    from syn2seq_core.generation.sequence import build_sequence
 
     torch.manual_seed(0)
     net = build_model(DiT3DConfig(height=16, width=16, dim=32, depth=1, heads=2, max_frames=8))

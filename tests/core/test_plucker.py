@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 from syn2seq_core.geometry import Cameras, look_at, plucker_rays, plucker_rays_latent
 from syn2seq_core.geometry.plucker import camera_directions, kannala_brandt_theta
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation, Slerp
 
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.geometry import KNOWN_FORMATS, Cameras, load_cameras, save_cameras
-from syn2seq_core.geometry.pose_io import (
-    ARIA_RGB_DEFAULT_K, ARIA_RGB_DEFAULT_SIZE, RE10K_DEFAULT_SIZE, detect_format, load_camera_track,
-)
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.io.poses import KNOWN_FORMATS, load_cameras, save_cameras
+from syn2seq_core.geometry import Cameras
+from syn2seq_core.io.poses import (ARIA_RGB_DEFAULT_K, ARIA_RGB_DEFAULT_SIZE, RE10K_DEFAULT_SIZE, detect_format,
+                                   load_camera_track)
 
 TOL = dict(atol=1e-6, rtol=0.0)
 

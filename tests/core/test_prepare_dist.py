@@ -16,7 +16,7 @@ import pytest
 
 from syn2seq_core.cli import main as cli
 from syn2seq_core.data import shards
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -165,7 +165,7 @@ def test_a_half_written_shard_survives_another_process_start_up(takes, one, tmp_
 
 
 def test_share_from_the_launchers_environment():
-    """prepare's share rule is syn2seq_core.distributed's (eval's too); here what prepare relies on."""
+    """prepare's share rule is syn2seq_core.parallel.distributed's (eval's too); here what prepare relies on."""
     def share(env):
         s = shards.share_from_env(env)
         return s.index, s.count, s.launcher, s.local_rank

@@ -12,7 +12,7 @@ import threading
 import pytest
 import torch
 
-from syn2seq_core.batching import Batcher
+from syn2seq_core.evaluation.batching import Batcher
 from syn2seq_core.dfot.guidance import history_guidance
 from syn2seq_core.dfot.model import DiT3D
 from syn2seq_core.dfot.sampler import rollout, sample

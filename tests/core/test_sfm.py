@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from syn2seq_core import cli
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 from syn2seq_core.geometry import sfm
 from syn2seq_core.geometry.align import camera_accuracy, umeyama
 from syn2seq_core.geometry.cameras import Cameras, look_at
-from syn2seq_core.geometry.pose_io import load_camera_track, load_cameras
+from syn2seq_core.io.poses import load_camera_track, load_cameras
 from syn2seq_core.geometry.slerp import slerp_poses
 
 from .test_video_io import FIXTURES
@@ -243,7 +243,7 @@ def test_real_camera_moving_footage_registers_most_frames():
 
 @pytest.fixture(scope="module")
 def textured_video(tmp_path_factory, textured):
-    from syn2seq_core.video_io import write_video
+    from syn2seq_core.io.video import write_video
 
     path = tmp_path_factory.mktemp("sfm") / "ego.mp4"
     write_video(path, textured.ego_frames, fps=8.0)
@@ -253,7 +253,7 @@ def textured_video(tmp_path_factory, textured):
 @pytest.mark.slow
 def test_cli_writes_every_frame_marked_and_aligned(tmp_path, textured, textured_video, capsys):
     _pycolmap()
-    from syn2seq_core.geometry.pose_io import save_cameras
+    from syn2seq_core.io.poses import save_cameras
 
     truth = tmp_path / "truth.json"
     save_cameras(textured.ego_cameras, truth)
@@ -292,7 +292,7 @@ def test_cli_static_writes_one_pose_per_frame_with_the_guess_reported(tmp_path, 
 
 
 def test_cli_failure_writes_nothing(tmp_path, capsys):
-    from syn2seq_core.video_io import write_video
+    from syn2seq_core.io.video import write_video
 
     flat = tmp_path / "flat.mp4"
     write_video(flat, torch.full((6, 3, 64, 64), 0.5), fps=8.0)

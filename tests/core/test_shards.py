@@ -14,8 +14,11 @@ import pytest
 import torch
 
 from syn2seq_core.cli import main as cli
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.train import LOG_NAME, SAMPLE_LOG_ENV, load_checkpoint, load_config, sequence_seed, train
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.training.checkpoints import LOG_NAME, load_checkpoint
+from syn2seq_core.training.loop import SAMPLE_LOG_ENV, train
+from syn2seq_core.training.config import load_config
+from syn2seq_core.training.seeds import sequence_seed
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -83,7 +86,7 @@ def write_config(tmp_path, shards, steps=4, every=2, batch=2, extra="", name="c.
 
 
 def items(cfg, start, stop, workers, **kw):
-    from syn2seq_core.data.training import batch_source, step_loader
+    from syn2seq_core.training.batches import batch_source, step_loader
 
     return list(step_loader(cfg, batch_source(cfg), start, stop, workers=workers, pose_rate=0.1, **kw))
 
@@ -118,7 +121,7 @@ def test_loader_batches_are_a_function_of_seed_and_step(tmp_path, manifests):
 
 
 def test_mixing_weights_are_respected(tmp_path, manifests):
-    from syn2seq_core.data.training import batch_source
+    from syn2seq_core.training.batches import batch_source
 
     shards = [manifests["blend"], manifests["ideal"]]
     counts = {}
@@ -160,7 +163,7 @@ def test_a_short_training_run_from_shards_through_the_cli(tmp_path, manifests):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert load_checkpoint(tmp_path / "run")["step"] == 3
-    from syn2seq_core.pipeline import load_model
+    from syn2seq_core.generation.pipeline import load_model
 
     model = load_model(tmp_path / "run" / "model.safetensors")
     assert model.info["config"]["data"]["shards"] == [str(manifests["blend"])]
@@ -192,7 +195,7 @@ def test_two_torchrun_processes_read_disjoint_samples_and_train_the_weights_of_o
     one, two = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "two")
     for key in one["model"]:
         torch.testing.assert_close(two["model"][key], one["model"][key], atol=2e-5, rtol=1e-4, msg=key)
-    from syn2seq_core.data.training import batch_source, draw_share
+    from syn2seq_core.training.batches import batch_source, draw_share
 
     source = batch_source(cfg)
     for step in range(3):
@@ -209,7 +212,7 @@ def test_shard_configs_are_checked(tmp_path, manifests):
     path.write_text(path.read_text().replace('stage = "finetune"', 'stage = "pretrain"'))
     with pytest.raises(Syn2SeqInputError, match=r"stage: expected \"finetune\" with \[data\] shards"):
         load_config(path)
-    from syn2seq_core.data.training import batch_source
+    from syn2seq_core.training.batches import batch_source
 
     path = write_config(tmp_path, [manifests["blend"]])
     path.write_text(path.read_text().replace("exo_frames = 3", "exo_frames = 2"))
@@ -224,7 +227,7 @@ def test_shard_configs_are_checked(tmp_path, manifests):
 
 def test_a_manifest_cannot_name_a_file_outside_its_folder(tmp_path, manifests):
     from syn2seq_core.data.shards import read_manifest
-    from syn2seq_core.safe_paths import OutsideFolderError
+    from syn2seq_core.io.safe_paths import OutsideFolderError
 
     folder = tmp_path / "copy"
     shutil.copytree(manifests["blend"].parent, folder)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation, Slerp
 
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 from syn2seq_core.geometry import Cameras, interpolate_cameras, quaternion_slerp, slerp_poses, transition_times
 
 

@@ -14,18 +14,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from syn2seq_core import conventions as C
-from syn2seq_core.atomic import building_dir, check_result_dir, result_dir
+from syn2seq_core.base import conventions as C
+from syn2seq_core.io.atomic import building_dir, check_result_dir, result_dir
 from syn2seq_core.benchmarks.memory import write_long_take
 from syn2seq_core.cli import main
 from syn2seq_core.data.takes import load_take
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.generation import generate_take, iter_take, run_take
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.generation.takes import generate_take, iter_take, run_take
 from syn2seq_core.geometry.cameras import Cameras
-from syn2seq_core.metrics import FrameScores, evaluate_frames
-from syn2seq_core.pipeline import load_model
-from syn2seq_core.sequence import build_sequence
-from syn2seq_core.video_io import VideoWriter, probe_video
+from syn2seq_core.metrics.frames import FrameScores, evaluate_frames
+from syn2seq_core.generation.pipeline import load_model
+from syn2seq_core.generation.sequence import build_sequence
+from syn2seq_core.io.video import VideoWriter, probe_video
 
 from .test_pipeline import write_random_model
 
@@ -179,7 +179,7 @@ def test_killed_run_leaves_the_earlier_result_byte_identical(model_path, long_ta
     before = result_files(out)
     # The same command in a process that kills itself (SIGKILL, no clean-up) at its 4th chunk written.
     script = ("import os, signal, sys\n"
-              "from syn2seq_core import video_io\n"
+              "from syn2seq_core.io import video as video_io\n"
               "real, n = video_io.VideoWriter.write, [0]\n"
               "def write(self, chunk):\n"
               "    n[0] += 1\n"
@@ -200,7 +200,7 @@ def test_killed_run_leaves_the_earlier_result_byte_identical(model_path, long_ta
 
 
 def test_output_folder_is_checked_before_any_work(tmp_path, monkeypatch, capsys):
-    import syn2seq_core.pipeline as pipeline
+    import syn2seq_core.generation.pipeline as pipeline
 
     def no_model(*a, **k):
         raise AssertionError("the model was loaded before the output folder was checked")

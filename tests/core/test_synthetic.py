@@ -7,15 +7,12 @@ import math
 import pytest
 import torch
 
-from syn2seq_core.data.synthetic import (
-    CAMERA_PATH_KINDS, ID, SyntheticConfig, ego_c2w, frame_times, render, render_camera_path_clip,
-    render_camera_path_clips, render_take, render_takes, render_transition, sample_scene, scene_state,
-)
-from syn2seq_core.data.synthetic_scene import (
-    BOX_IDS, CAPSULE_IDS, CYLINDER_IDS, OBJECT_ID0, OBJECT_SLOTS, ROOM_HI, ROOM_LO, SLOT_KIND, SPHERE_IDS,
-    exo_c2w, primitive_tables,
-)
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.data.synthetic import (CAMERA_PATH_KINDS, ID, SyntheticConfig, ego_c2w, frame_times, render,
+                                         render_camera_path_clip, render_camera_path_clips, render_take, render_takes,
+                                         render_transition, sample_scene, scene_state)
+from syn2seq_core.data.synthetic_scene import (BOX_IDS, CAPSULE_IDS, CYLINDER_IDS, OBJECT_ID0, OBJECT_SLOTS, ROOM_HI,
+                                               ROOM_LO, SLOT_KIND, SPHERE_IDS, exo_c2w, primitive_tables)
+from syn2seq_core.base.errors import Syn2SeqInputError
 from syn2seq_core.geometry import Cameras
 
 SMALL = SyntheticConfig(size=32, supersample=1, exo_frames=4, ego_frames=4)
@@ -381,7 +378,7 @@ def test_camera_path_batch_matches_single_clips_and_mixes_kinds():
 def test_render_synthetic_command_writes_loadable_takes(tmp_path, capsys):
     from syn2seq_core.cli import main
     from syn2seq_core.data.takes import load_take
-    from syn2seq_core.video_io import read_video
+    from syn2seq_core.io.video import read_video
 
     out = tmp_path / "takes"
     rc = main(["render-synthetic", "--out", str(out), "--takes", "2", "--seed", "40", "--size", "32",

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from syn2seq_core.data.synthetic import (
-    ID, SyntheticConfig, frame_times, render, render_take, render_takes, sample_scene,
-)
+from syn2seq_core.data.synthetic import (ID, SyntheticConfig, frame_times, render, render_take, render_takes,
+                                         sample_scene)
 from syn2seq_core.data.synthetic_scene import exo_c2w
 from syn2seq_core.geometry import Cameras
 

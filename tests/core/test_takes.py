@@ -10,10 +10,10 @@ import torch
 
 from syn2seq_core.data.egoexo4d import find_egoexo4d_takes, list_exo_cameras, load_egoexo4d_take, rotate90
 from syn2seq_core.data.takes import find_takes, load_take, write_take
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 from syn2seq_core.geometry.cameras import Cameras, look_at
-from syn2seq_core.geometry.pose_io import save_cameras
-from syn2seq_core.video_io import write_video
+from syn2seq_core.io.poses import save_cameras
+from syn2seq_core.io.video import write_video
 
 FAST = {"preset": "ultrafast"}
 

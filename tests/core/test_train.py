@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from syn2seq_core.errors import Syn2SeqInputError
-from syn2seq_core.train import CHECKPOINT_NAME, LOG_NAME, MODEL_NAME, load_checkpoint, load_config, train
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.training.checkpoints import CHECKPOINT_NAME, LOG_NAME, MODEL_NAME, load_checkpoint
+from syn2seq_core.training.config import load_config
+from syn2seq_core.training.loop import train
 
 TINY = """
 name = "tiny"
@@ -70,9 +72,9 @@ def with_model_table(text, table=""):
 def fixed_batch_loss(cfg):
     """(batch, eval_loss): 4 fixed sequences of the config's data and a network's loss on them (eval mode,
     the same noise every time)."""
-    from syn2seq_core.data.training import batch_source
+    from syn2seq_core.training.batches import batch_source
     from syn2seq_core.dfot.schedule import NoiseSchedule
-    from syn2seq_core.pipeline import training_step_loss
+    from syn2seq_core.generation.pipeline import training_step_loss
 
     batch = batch_source(cfg)(torch.Generator().manual_seed(12345), 4)
     sched = NoiseSchedule(shift=cfg.noise_shift)
@@ -122,7 +124,7 @@ def test_stage_runs_and_writes_model_and_log(tmp_path, stage):
 
 def test_loss_falls_on_a_tiny_config(tmp_path):
     """Training on the synthetic world lowers the per-frame diffusion loss (fixed eval batch, same noise)."""
-    from syn2seq_core.pipeline import build_network
+    from syn2seq_core.generation.pipeline import build_network
 
     cfg = load_config(write_config(tmp_path, "finetune", steps=60, every=60))
     _, eval_loss = fixed_batch_loss(cfg)
@@ -246,8 +248,8 @@ def test_torchrun_two_processes_agree_on_weights(tmp_path):
 
 
 def test_snapshots_keep_the_ema_model_of_every_nth_step(tmp_path):
-    from syn2seq_core.pipeline import load_model
-    from syn2seq_core.train import snapshot_path
+    from syn2seq_core.generation.pipeline import load_model
+    from syn2seq_core.training.checkpoints import snapshot_path
 
     path = write_config(tmp_path, steps=4, every=4)
     path.write_text(path.read_text().replace("checkpoint_every = 4", "checkpoint_every = 4\nsnapshot_every = 2"))
@@ -311,7 +313,7 @@ def test_every_shipped_config_is_in_range():
 
 
 def test_a_batch_that_cannot_fit_in_memory_is_refused_before_training(tmp_path, monkeypatch):
-    from syn2seq_core import limits
+    from syn2seq_core.base import limits
 
     cfg = load_config(write_config(tmp_path))
     monkeypatch.setattr(limits, "available_memory_bytes", lambda device=None: 100_000)
@@ -323,7 +325,7 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_before_training(tmp_path, 
 
 
 def test_finetune_starts_from_a_pretrain_run(tmp_path):
-    from syn2seq_core.train import initial_weights
+    from syn2seq_core.training.checkpoints import initial_weights
 
     pre = load_config(write_config(tmp_path, "pretrain", steps=2, every=2))
     train(pre, tmp_path / "pre", progress=False)
@@ -351,7 +353,7 @@ def test_sigterm_writes_a_checkpoint_of_the_current_step(tmp_path):
 
 
 def test_shared_noise_levels():
-    from syn2seq_core.data.training import draw_noise_levels
+    from syn2seq_core.training.batches import draw_noise_levels
 
     g = torch.Generator().manual_seed(0)
     t = draw_noise_levels(g, (4000, 6), 0.5)
@@ -367,7 +369,7 @@ def test_shared_noise_levels():
 def test_full_noise_sequences_generate_everything_from_context_alone(tmp_path):
     from dataclasses import replace
 
-    from syn2seq_core.data.training import batch_source
+    from syn2seq_core.training.batches import batch_source
 
     cfg = load_config(write_config(tmp_path))
     cfg = replace(cfg, data=replace(cfg.data, clean_context_prob=1.0, full_noise_prob=1.0))
@@ -383,7 +385,7 @@ def test_full_noise_sequences_generate_everything_from_context_alone(tmp_path):
 
 
 def test_finetune_with_full_attention_starts_from_a_factorized_run(tmp_path):
-    from syn2seq_core.pipeline import load_model
+    from syn2seq_core.generation.pipeline import load_model
 
     pre = load_config(write_config(tmp_path, "pretrain", steps=2, every=2))
     train(pre, tmp_path / "pre", progress=False)
@@ -423,7 +425,7 @@ def test_uvit3d_pose_trains_from_a_config_and_samples(tmp_path):
     """A [model] table with arch = "uvit3d_pose" trains DFoT's network (DFoT's 180-channel ray encoding in the
     batches), its loss falls on a fixed batch, and the written model loads and generates like a DiT3D."""
     from syn2seq_core.dfot.uvit3d import UViT3DPose
-    from syn2seq_core.pipeline import build_network, load_model
+    from syn2seq_core.generation.pipeline import build_network, load_model
 
     cfg = load_config(write_uvit_config(tmp_path, steps=40, every=40))
     batch, eval_loss = fixed_batch_loss(cfg)
@@ -445,7 +447,7 @@ def test_pretrain_stage_of_a_uvit_uses_its_window(tmp_path):
     path = write_uvit_config(tmp_path, steps=1, every=1, stage="pretrain")
     path.write_text(path.read_text().replace("clip_frames = 6\n", ""))  # clips as long as the model window
     cfg = load_config(path)
-    from syn2seq_core.data.training import batch_source
+    from syn2seq_core.training.batches import batch_source
 
     assert batch_source(cfg)(torch.Generator().manual_seed(0), 1).frames.shape[1] == 8
     assert train(cfg, tmp_path / "run", progress=False)["step"] == 1
@@ -503,9 +505,9 @@ def test_accumulate_must_divide_the_batch(tmp_path):
 
 @pytest.mark.parametrize("model", ["dit3d", "uvit3d_pose"])
 def test_activation_checkpointing_gives_the_same_gradients(tmp_path, model):
-    from syn2seq_core.data.training import batch_source
+    from syn2seq_core.training.batches import batch_source
     from syn2seq_core.dfot.schedule import NoiseSchedule
-    from syn2seq_core.pipeline import build_network, training_step_loss
+    from syn2seq_core.generation.pipeline import build_network, training_step_loss
 
     path = write_uvit_config(tmp_path) if model == "uvit3d_pose" else write_config(tmp_path)
     path.write_text(path.read_text().replace("max_frames = 8\n", NO_POSE_DROPOUT))
@@ -533,9 +535,9 @@ def test_activation_checkpointing_gives_the_same_gradients(tmp_path, model):
 
 def test_accumulated_backward_gives_the_gradients_of_the_whole_batch(tmp_path):
     """The gradient itself (AdamW would hide a scale error): unequal loss weights per micro-batch included."""
-    from syn2seq_core.data.training import batch_source
+    from syn2seq_core.training.batches import batch_source
     from syn2seq_core.dfot.schedule import NoiseSchedule
-    from syn2seq_core.pipeline import accumulated_backward, build_network
+    from syn2seq_core.generation.pipeline import accumulated_backward, build_network
 
     path = write_config(tmp_path)
     path.write_text(path.read_text().replace("max_frames = 8\n", NO_POSE_DROPOUT))
@@ -563,8 +565,8 @@ def test_a_converted_dfot_checkpoint_finetunes_and_its_loss_falls(tmp_path):
     loss on a fixed batch, and the result loads as a model of the same network."""
     from syn2seq_core.cli import main as cli
     from syn2seq_core.dfot.checkpoint import read_config
-    from syn2seq_core.pipeline import load_model
-    from syn2seq_core.train import network_config
+    from syn2seq_core.generation.pipeline import load_model
+    from syn2seq_core.training.config import network_config
 
     from .test_convert_dfot import make_dfot_ckpt
 
@@ -615,8 +617,8 @@ def test_tensorboard_logs_losses_per_role_and_held_out_previews(tmp_path):
     assert [e.step for e in heldout] == [10, 20, 30, 40]
     # the last preview is the saved EMA model's x0 error on held-out scenes, recomputed here
     from syn2seq_core.dfot.objective import diffusion_loss
-    from syn2seq_core.pipeline import load_model, to_model_space
-    from syn2seq_core.train_board import Board
+    from syn2seq_core.generation.pipeline import load_model, to_model_space
+    from syn2seq_core.training.board import Board
 
     cfg = load_config(path)
     batch = Board(tmp_path / "unused", cfg, torch.device("cpu"), enabled=False)._preview_batch()
@@ -630,7 +632,7 @@ def test_tensorboard_logs_losses_per_role_and_held_out_previews(tmp_path):
     image = events.Images("heldout/x0")[-1]
     assert image.height == 4 * 2 * 16 and image.width == 8 * 16  # 4 sequences x (truth, estimate) x 8 frames
     # and a real sample of those scenes: its PSNR is the saved EMA model's, sampled again here ...
-    from syn2seq_core.metrics import psnr
+    from syn2seq_core.metrics.frames import psnr
 
     samples = Board(tmp_path / "unused", cfg, torch.device("cpu"), enabled=False).sample(
         model.network, model.schedule, cfg.preview_steps)
@@ -741,8 +743,8 @@ def test_fsdp_two_processes_train_the_weights_of_one_and_resume_across_engines(t
     the losses are those of one process at the same global batch. Its checkpoints are full state dicts in
     the one-process format: a 1-process run resumes under FSDP on 2, and an FSDP run resumes on 1."""
     from syn2seq_core.dfot.checkpoint import build_model
-    from syn2seq_core.fsdp import shard_units
-    from syn2seq_core.train import network_config
+    from syn2seq_core.parallel.fsdp import shard_units
+    from syn2seq_core.training.config import network_config
 
     path = write_config(tmp_path, steps=4, every=2)
     text = path.read_text().replace("batch_size = 2", "batch_size = 4\naccumulate = 2")

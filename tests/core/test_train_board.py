@@ -8,7 +8,9 @@ transformer @ a3a0e70; Lightning's logger), with no TensorBoard to compare; ``pu
 
 import pytest
 
-from syn2seq_core.train import load_checkpoint, load_config, train
+from syn2seq_core.training.checkpoints import load_checkpoint
+from syn2seq_core.training.config import load_config
+from syn2seq_core.training.loop import train
 
 from .test_train import read_log, write_config
 

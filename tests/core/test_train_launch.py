@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from syn2seq_core.train import check_processes, load_checkpoint, load_config
+from syn2seq_core.training.config import check_processes, load_config
+from syn2seq_core.training.checkpoints import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").rglob("*.toml"))

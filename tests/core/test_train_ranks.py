@@ -15,7 +15,9 @@ from each sequence's own seed, so a run does not depend on its process count.
 import pytest
 import torch
 
-from syn2seq_core.train import load_checkpoint, load_config, train
+from syn2seq_core.training.checkpoints import load_checkpoint
+from syn2seq_core.training.config import load_config
+from syn2seq_core.training.loop import train
 
 from .test_train import TINY, UVIT_MODEL, read_log, torchrun, with_model_table
 
@@ -31,7 +33,7 @@ def uvit_text(seed=3, steps=2, pose_dropout=0.5, block_dropout=0.0, batch=2):
 
 def first_step_pose_drops(path, batch=2):
     """The pose-dropout mask of the global batch of step 0, as the training loop draws it."""
-    from syn2seq_core.data.training import batch_source, draw_share
+    from syn2seq_core.training.batches import batch_source, draw_share
 
     cfg = load_config(path)
     return draw_share(cfg, batch_source(cfg), 0, 0, batch, cfg.model["pose_dropout"])[2].tolist()
@@ -120,7 +122,7 @@ def test_block_dropout_is_drawn_per_sequence_so_two_processes_train_the_weights_
 
 def test_fsdp_under_bf16_trains_as_one_bf16_process(tmp_path):
     """parallel = "fsdp" with bf16 = true shards with a MixedPrecisionPolicy (bfloat16 weights gathered and
-    computed with, float32 gradient reduction; syn2seq_core/fsdp.py): 2 gloo processes follow one process under
+    computed with, float32 gradient reduction; syn2seq_core/parallel/fsdp.py): 2 gloo processes follow one process under
     bf16 autocast (float32 weights) to bf16's precision, and the checkpoint's weights stay float32."""
     text = uvit_text(steps=2, pose_dropout=0.3, block_dropout=0.5, batch=2).replace("bf16 = false", "bf16 = true")
     one = _weights(tmp_path, "one", text)

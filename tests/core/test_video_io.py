@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 from syn2seq_core.geometry.cameras import Cameras
-from syn2seq_core.metrics import psnr
-from syn2seq_core.video_io import (iter_video_chunks, probe_video, read_image, read_video, resize_plan, write_image,
+from syn2seq_core.metrics.frames import psnr
+from syn2seq_core.io.video import (iter_video_chunks, probe_video, read_image, read_video, resize_plan, write_image,
                                    write_video)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -200,7 +200,7 @@ def test_streaming_a_long_clip_keeps_memory_bounded(tmp_path):
     write_video(path, chunks, fps=30, crf=23, preset="ultrafast")
     code = textwrap.dedent("""
         import sys
-        from syn2seq_core.video_io import iter_video_chunks, read_video
+        from syn2seq_core.io.video import iter_video_chunks, read_video
 
         def status(key):
             with open("/proc/self/status") as f:
@@ -356,7 +356,7 @@ def test_render_synthetic_writes_the_same_takes_in_fresh_processes(tmp_path):
 
 
 def test_x264_params_keep_the_reproducible_settings_unless_the_caller_sets_them(tmp_path):
-    from syn2seq_core.video_io import _x264_params
+    from syn2seq_core.io.video import _x264_params
 
     assert _x264_params("") == "mbtree=0"
     assert _x264_params("keyint=12") == "mbtree=0:keyint=12"

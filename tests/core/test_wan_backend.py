@@ -18,12 +18,12 @@ import pytest
 import torch
 
 from syn2seq_core.cli import main
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base.errors import Syn2SeqInputError
 from syn2seq_core.geometry.slerp import transition_times
 from syn2seq_core.interpolation import get_interpolator, interpolate, known_interpolators
 from syn2seq_core.interpolation.wan import (color_drift, match_color, wan_frames_at, wan_length, wan_size,
                                             wan_to_transition)
-from syn2seq_core.video_io import read_image, write_image
+from syn2seq_core.io.video import read_image, write_image
 
 STEPS = 2
 WORDS = ["<pad>", "</s>", "<unk>", "a", "smooth", "continuous", "camera", "move", "between", "two", "views", "of",

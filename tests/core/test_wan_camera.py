@@ -8,21 +8,12 @@ import torch
 from einops import rearrange
 from scipy.spatial.transform import Rotation
 
-from syn2seq_core import limits
-from syn2seq_core.errors import Syn2SeqInputError
+from syn2seq_core.base import limits
+from syn2seq_core.base.errors import Syn2SeqInputError
 from syn2seq_core.geometry import Cameras, look_at, slerp_poses
-from syn2seq_core.geometry.wan_camera import (
-    check_wan_length,
-    check_wan_side,
-    check_wan_size,
-    fit_cameras_to_frame,
-    nearest_wan_lengths,
-    resample_cameras,
-    wan_camera_embedding,
-    wan_camera_track,
-    wan_embedding_bytes,
-    wan_latent_frames,
-)
+from syn2seq_core.geometry.wan_camera import (check_wan_length, check_wan_side, check_wan_size, fit_cameras_to_frame,
+                                              nearest_wan_lengths, resample_cameras, wan_camera_embedding,
+                                              wan_camera_track, wan_embedding_bytes, wan_latent_frames)
 
 from .reference import plucker_rays_loop
 

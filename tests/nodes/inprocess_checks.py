@@ -240,12 +240,12 @@ def conditional_mean_node_keeps_the_context_and_refuses_long_sequences(work: Pat
         return _cameras(n, x0, width, height)
 
     exo = torch.rand(4, 3, height, width)
-    seq = core("sequence").build_sequence(cams(4, 0.0), cams(4, 2.0), exo_frames=exo, n_transition=n_tr)
+    seq = core("generation.sequence").build_sequence(cams(4, 0.0), cams(4, 2.0), exo_frames=exo, n_transition=n_tr)
     seq = seq.with_depth_cue(_flat_depth(4, width, height))  # the bundled model reads the exo depth
     out, frames = Syn2SeqConditionalMean.execute(model, seq, 2, 0).result
     again = Syn2SeqConditionalMean.execute(model, seq, 2, 0).result[0]
     generated = seq.context_mask == 0
-    long = core("sequence").build_sequence(cams(8, 0.0), cams(8, 2.0), exo_frames=torch.rand(8, 3, height, width),
+    long = core("generation.sequence").build_sequence(cams(8, 0.0), cams(8, 2.0), exo_frames=torch.rand(8, 3, height, width),
                                            n_transition=n_tr)
     error = raises(Syn2SeqConditionalMean.execute, model, long, 2, 0)
     ok = (torch.equal(out.frames[:4], exo) and torch.equal(out.frames, again.frames)
@@ -334,7 +334,7 @@ def _sequence(width: int, height: int, n_transition: int, exo_frames: int = 4, e
 
     g = torch.Generator().manual_seed(seed)
     exo = torch.rand(exo_frames, 3, height, width, generator=g)
-    seq = core("sequence").build_sequence(_cameras(exo_frames, 0.0, width, height),
+    seq = core("generation.sequence").build_sequence(_cameras(exo_frames, 0.0, width, height),
                                           _cameras(ego_frames, 2.0, width, height), exo_frames=exo,
                                           n_transition=n_transition)
     return seq.with_depth_cue(_flat_depth(exo_frames, width, height))
@@ -431,7 +431,7 @@ def memory_need_grows_with_frames_and_resolution(work: Path):
 
     sizes = {}
     for side in (32, 64):
-        net = core("pipeline").build_network({"preset": "tiny", "height": side, "width": side, "max_frames": 16})
+        net = core("generation.pipeline").build_network({"preset": "tiny", "height": side, "width": side, "max_frames": 16})
         path = work / "models" / f"random_{side}.safetensors"
         core("dfot.checkpoint").save_model(path, net)
         model = management.load(path, "fp32", name=path.name)

@@ -41,7 +41,8 @@ def _train_lora_pair(models):
     import shutil
 
     pytest.importorskip("peft")
-    from syn2seq_core.train import load_config, train
+    from syn2seq_core.training.config import load_config
+    from syn2seq_core.training.loop import train
 
     from ..core.test_train import TINY
 

@@ -69,7 +69,7 @@ def big_model(comfy_server):
     import torch
 
     from syn2seq_core.dfot.checkpoint import save_model
-    from syn2seq_core.pipeline import build_network
+    from syn2seq_core.generation.pipeline import build_network
 
     folder = comfy_server.models_dir / "syn2seq"
     folder.mkdir(parents=True, exist_ok=True)

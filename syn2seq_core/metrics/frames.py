@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from .errors import Syn2SeqInputError, check_choice, require
+from ..base.errors import Syn2SeqInputError, check_choice, require
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5

@@ -1,6 +1,6 @@
 """Video and image files: probe, streaming reads with resize / centre-crop, atomic H.264 writes.
 
-Frames at this boundary are ``[T, 3, H, W]`` float32 RGB in ``[0, 1]`` (see :mod:`syn2seq_core.conventions`).
+Frames at this boundary are ``[T, 3, H, W]`` float32 RGB in ``[0, 1]`` (see :mod:`syn2seq_core.base.conventions`).
 Decoding and encoding use PyAV (FFmpeg), as ComfyUI itself does; images use Pillow.
 
 Reading
@@ -59,10 +59,10 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from .errors import Syn2SeqInputError, require
+from ..base.errors import Syn2SeqInputError, require
 
 if TYPE_CHECKING:
-    from .geometry.cameras import Cameras
+    from ..geometry.cameras import Cameras
 
 # x264 settings that make encodes reproducible (see the module docstring, "Writes are reproducible").
 _REPRODUCIBLE_X264 = {"mbtree": "0"}
@@ -226,7 +226,7 @@ def select_frames(n: int, start: int, stop: int | None, stride: int, what: str =
 
 def _cameras_for(cams: "Cameras", info: VideoInfo, frames: range, plan: ResizePlan) -> "Cameras":
     """Select, broadcast and resize/crop ``cams`` (one per video frame, or one static) for ``frames``."""
-    from .geometry.cameras import Cameras
+    from ..geometry.cameras import Cameras
 
     if not isinstance(cams, Cameras):
         raise Syn2SeqInputError("cameras", "a Cameras track", type(cams).__name__)
@@ -392,7 +392,7 @@ def read_video(path, start: int = 0, stop: int | None = None, stride: int = 1, s
     frames = select_frames(info.frames, start, stop, stride, f"'{path}'")
     plan = resize_plan(info.width, info.height, size, crop)
     cams = None if cameras is None else _cameras_for(cameras, info, frames, plan)
-    from . import limits
+    from ..base import limits
 
     limits.require_memory(limits.frames_bytes(len(frames), plan.height, plan.width), f"decoding '{path}'",
                           "Read fewer frames (start/stop/stride) or at a smaller size, or stream the video "

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from .dfot.model import tensor_version
+from ..dfot.model import tensor_version
 
 
 class Cancelled(RuntimeError):
@@ -67,7 +67,7 @@ class Batcher:
         # Per group key: the takes' rays and pose masks last batched together, their concatenation and the
         # network's ray cache for it (one entry per key: a new combination replaces the old one).
         self._ray_groups: dict[tuple, tuple] = {}
-        from .dfot.sampler import accepts_keyword
+        from ..dfot.sampler import accepts_keyword
 
         self._takes_cache = accepts_keyword(network, "cache")
 
@@ -259,7 +259,7 @@ def map_batched(fn: Callable, items: Iterable, model, batch_size: int, stats: di
         raise failed
 
 
-# --- benchmark: python -m syn2seq_core.batching --takes DIR [--batch-size 1 4] [--rounds 3] --------------------
+# --- benchmark: python -m syn2seq_core.evaluation.batching --takes DIR [--batch-size 1 4] [--rounds 3] --------------------
 def bench(takes, batch_sizes=(1, 4), rounds: int = 3, steps: int | None = None, model_path=None,
           device: str = "cpu") -> list[dict]:
     """Generate every take of the folder ``takes`` at each batch size in turn, ``rounds`` times (interleaved, so a
@@ -267,9 +267,9 @@ def bench(takes, batch_sizes=(1, 4), rounds: int = 3, steps: int | None = None, 
     process CPU seconds (all threads) and takes per second. Generation only (no decoding for scores)."""
     import time
 
-    from .data.takes import find_takes, load_take
-    from .generation import generate_take
-    from .pipeline import load_model
+    from ..data.takes import find_takes, load_take
+    from ..generation.takes import generate_take
+    from ..generation.pipeline import load_model
 
     model = load_model(model_path, device=device)
     loaded = [load_take(t) for t in find_takes(takes)]
@@ -303,7 +303,7 @@ def main(argv=None) -> int:
     import argparse
     import json
 
-    p = argparse.ArgumentParser(prog="python -m syn2seq_core.batching",
+    p = argparse.ArgumentParser(prog="python -m syn2seq_core.evaluation.batching",
                                 description="throughput of --batch-size: takes generated per second at each size")
     p.add_argument("--takes", required=True, help="a folder of take folders")
     p.add_argument("--batch-size", type=int, nargs="+", default=[1, 4])

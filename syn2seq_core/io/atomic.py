@@ -173,7 +173,7 @@ RESULT_FILES = frozenset({"ego_generated.mp4", "exo_generated.mp4", "ego_mean.mp
 def check_result_dir(dest, name: str = "--out") -> Path:
     """Refuse an output folder that a result set cannot replace (a file, or a folder holding anything but an
     earlier result set) and one that cannot be written, before any expensive work. Returns the path."""
-    from .errors import Syn2SeqInputError
+    from ..base.errors import Syn2SeqInputError
 
     dest = Path(dest).expanduser()
     if dest.exists() or dest.is_symlink():

@@ -1,13 +1,13 @@
 """Evaluation reports as papers need them: tables (CSV, Markdown, LaTeX) per category and plots (matplotlib).
 
-:func:`table_rows` flattens a :func:`syn2seq_core.evaluation.summarize_categories` result into one row per
+:func:`table_rows` flattens a :func:`syn2seq_core.evaluation.run.summarize_categories` result into one row per
 (category, method): the number of takes and, per metric, the mean over takes with its 95% CI (or the
 "unavailable: ..." text of a metric that could not be computed; never a number). :func:`write_tables` writes
 them as ``<stem>.csv`` / ``.md`` / ``.tex`` and in the paper's layout (one row per method, the metrics of each
 category side by side) as ``<stem>_by_category.md`` / ``.tex``; every table carries its notes: the evaluation
 settings the caller states (size, filter, PSNR cap) and what its marks mean (``†`` a mean without CI: one take;
 ``*`` an FVD / FID below its stable set size). :func:`write_plots` draws quality along the generated view
-(:func:`syn2seq_core.evaluation.frame_curves`; every method in the legend has its line) and a grid of example
+(:func:`syn2seq_core.evaluation.run.frame_curves`; every method in the legend has its line) and a grid of example
 frames per category. :func:`render_tables` / :func:`render_plots` return the bytes without writing, so that a run
 writes its outputs only once all of them exist. matplotlib is an optional dependency (``pip install
 syn2seq[eval]``): without it the plots are skipped with the reason.
@@ -20,7 +20,7 @@ import io
 import math
 from pathlib import Path
 
-from .atomic import write_bytes_atomic
+from ..io.atomic import write_bytes_atomic
 
 METRICS = (("psnr", "PSNR (dB)", 2, True), ("ssim", "SSIM", 4, True), ("lpips_alex", "LPIPS (Alex)", 4, False),
            ("lpips_vgg", "LPIPS (VGG)", 4, False), ("fvd", "FVD", 1, False),
@@ -110,8 +110,8 @@ def table_notes(rows: list[dict], settings: list[str] | None = None) -> list[str
     if any(isinstance(row.get(m), (int, float)) for row in rows for m in SET_METRICS):
         notes.append("FVD and FID are set-level (one number per method and category, no CI).")
     if UNSTABLE_MARK in marks:
-        from .fid import MINIMUM_FRAMES
-        from .fvd import MINIMUM_VIDEOS
+        from ..metrics.fid import MINIMUM_FRAMES
+        from ..metrics.fvd import MINIMUM_VIDEOS
 
         notes.append(f"{UNSTABLE_MARK} unstable: fewer than {MINIMUM_VIDEOS} videos (FVD) or {MINIMUM_FRAMES} frames "
                      "(FID) per set, where the set-size bias dominates (docs/fvd.md); compare only at equal N.")

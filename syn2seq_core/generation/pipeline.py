@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import conventions as C
-from .dfot.schedule import TIME_GRIDS
-from .errors import Syn2SeqInputError, require
+from ..base import conventions as C
+from ..dfot.schedule import TIME_GRIDS
+from ..base.errors import Syn2SeqInputError, require
 from .sequence import Syn2SeqSequence
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"  # syn2seq_core/assets
 DEFAULT_STEPS = 25
 # "pack": the rays of a cropped frame use the intrinsics of the crop (renormalised: the pixels' true rays), as
 # the pack's training does. "re10k": the normalised intrinsics of the frame *before* its centre crop, applied
@@ -38,7 +38,7 @@ HELDOUT_SEED_BASE = 1 << 30
 def build_network(model_cfg: dict):
     """A fresh network from a config table: ``{"arch": "dit3d" | "uvit3d_pose", "preset": ..., **field
     overrides}`` (:func:`~syn2seq_core.dfot.checkpoint.config_from_table`)."""
-    from .dfot.checkpoint import build_model, config_from_table
+    from ..dfot.checkpoint import build_model, config_from_table
 
     return build_model(config_from_table(model_cfg))
 
@@ -49,10 +49,10 @@ def ray_input(config, K: Tensor, c2w: Tensor, height: int, width: int, fisheye=N
     180-channel encoding for ``dfot_ray_encoding``. Used by sampling and training alike."""
     fmt = getattr(config, "ray_format", "plucker_dm")
     if fmt.startswith("plucker_"):
-        from .geometry.plucker import plucker_rays
+        from ..geometry.plucker import plucker_rays
 
         return plucker_rays(K, c2w, height, width, fmt[-2:], fisheye)
-    from .dfot.embeddings import dfot_ray_encoding
+    from ..dfot.embeddings import dfot_ray_encoding
 
     require(fisheye is None, "cameras", f"pinhole cameras for a network with ray format {fmt}", "fisheye cameras",
             "Undistort the frames first")
@@ -173,7 +173,7 @@ def training_step_loss(net, batch: TrainingBatch, generator: torch.Generator | N
 
 def _batch_loss(net, batch: TrainingBatch, generator, schedule, weighting: str, noise: Tensor | None,
                 pose_drop: Tensor | None = None):
-    from .dfot.objective import diffusion_loss
+    from ..dfot.objective import diffusion_loss
 
     config = unwrap(net).config
     x0 = to_model_space(batch.frames, config)
@@ -209,7 +209,7 @@ def accumulated_backward(net, batch: TrainingBatch, generator: torch.Generator |
     world is the global loss, and the per-role parts)."""
     import contextlib
 
-    from .dfot.sampler import randn
+    from ..dfot.sampler import randn
 
     autocast = autocast or contextlib.nullcontext
     if noise is None:
@@ -235,8 +235,8 @@ def accumulated_backward(net, batch: TrainingBatch, generator: torch.Generator |
 
 
 def _check_sampling(steps, guidance_scale, eta, seed, matrix: bool = False, stabilization: float = 0.0) -> None:
-    """The sampling numbers a user gives, against :mod:`syn2seq_core.limits` (before any allocation)."""
-    from . import limits
+    """The sampling numbers a user gives, against :mod:`syn2seq_core.base.limits` (before any allocation)."""
+    from ..base import limits
 
     if not matrix:
         limits.check("steps", steps)
@@ -251,7 +251,7 @@ class Syn2SeqModel:
 
     def __init__(self, network, schedule=None, info: dict | None = None, path: Path | None = None,
                  default_steps: int = 25, camera_convention: str = "pack", default_eta: float = 0.0):
-        from .dfot.schedule import NoiseSchedule
+        from ..dfot.schedule import NoiseSchedule
 
         self.network = network.eval()
         self.schedule = schedule or NoiseSchedule()
@@ -341,7 +341,7 @@ class Syn2SeqModel:
         ``dtype`` (default :func:`default_autocast_dtype` of :attr:`device`) differs from the weights' dtype, and the
         ray cache the sampler keeps for a window (``ray_cache_bytes``). A host (ComfyUI's model management) makes this
         much room before sampling."""
-        from .dfot.guidance import history_guidance
+        from ..dfot.guidance import history_guidance
 
         T = max(1, min(int(frames), self.window))
         batch = int(samples) * history_guidance(guidance, scale=float(guidance_scale)).nfe
@@ -397,9 +397,9 @@ class Syn2SeqModel:
         long rollouts, e.g. 0.02; 0 = clean); seed: all noise; callback(info) once per step with "step"/"total" (raise in it to cancel);
         dtype: autocast dtype (default :func:`default_autocast_dtype`: bf16 where native, else float32).
         """
-        from .dfot.guidance import history_guidance
-        from .dfot.sampler import sample
-        from .dfot.scheduling import scheduling_matrix
+        from ..dfot.guidance import history_guidance
+        from ..dfot.sampler import sample
+        from ..dfot.scheduling import scheduling_matrix
 
         self._check(sequence)
         steps = self.default_steps if steps is None else steps
@@ -452,8 +452,8 @@ class Syn2SeqModel:
         ``build_sequence(size=...)``, streams its source view from a video this way). Sampling is the same as
         :meth:`generate` (same windows, noise and rays); arguments as there.
         """
-        from .dfot.guidance import history_guidance
-        from .dfot.sampler import rollout_stream
+        from ..dfot.guidance import history_guidance
+        from ..dfot.sampler import rollout_stream
 
         self._check(sequence)
         steps = self.default_steps if steps is None else steps
@@ -504,7 +504,7 @@ class Syn2SeqModel:
         noise into x0, and the average removes that part. The estimate PSNR favours, next to single samples."""
         require(len(sequence) <= self.window, "sequence", f"at most {self.window} frames for predict_mean",
                 len(sequence))
-        from . import limits
+        from ..base import limits
 
         draws = limits.check("mean_draws", draws, "draws")
         limits.check_seed_span(seed, draws)
@@ -524,22 +524,22 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
 
     dtype: the weights' dtype (default: as stored); operations: the layer namespace of the network
     (:mod:`syn2seq_core.dfot.ops`; ComfyUI passes its weight-casting layers); lora: a LoRA run's
-    ``lora.safetensors`` to merge into the weights (:func:`syn2seq_core.lora.apply_lora`); the model then has the
+    ``lora.safetensors`` to merge into the weights (:func:`syn2seq_core.dfot.lora.apply_lora`); the model then has the
     LoRA run's record (sampling, cameras, frame counts), as its merged model.safetensors, and a base the LoRA was
-    not trained on is refused (:func:`syn2seq_core.lora.lora_model_metadata`)."""
-    from .dfot.checkpoint import load_model as load_network, read_metadata
+    not trained on is refused (:func:`syn2seq_core.dfot.lora.lora_model_metadata`)."""
+    from ..dfot.checkpoint import load_model as load_network, read_metadata
 
     path = Path(path) if path is not None else BUNDLED_MODEL
     if not path.exists():
         hint = ("The bundled model is missing from this install; reinstall the pack" if path == BUNDLED_MODEL
                 else "Put model files in ComfyUI/models/syn2seq/ or pass an existing path")
         raise Syn2SeqInputError("model", "an existing .safetensors model file", str(path), hint)
-    from .dfot.schedule import NoiseSchedule
+    from ..dfot.schedule import NoiseSchedule
 
     network = load_network(path, device=device, dtype=dtype, operations=operations)
     meta = read_metadata(path)
     if lora is not None:  # the LoRA run's record (sampling, cameras, frame counts), checked against the base
-        from .lora import apply_lora, lora_model_metadata
+        from ..dfot.lora import apply_lora, lora_model_metadata
 
         meta = lora_model_metadata(lora, path, meta, network.config)
         apply_lora(network, lora)

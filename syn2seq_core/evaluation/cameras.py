@@ -21,7 +21,7 @@ says whether it was scored so (``static``: the reason) and how many frames the e
 
 Summaries (:func:`summarize_cameras`) give per method / backend the mean over takes with a 95% Student-t interval
 and paired differences against the reference method, overall and per category, in the layout of
-:func:`syn2seq_core.evaluation.summarize` so that :mod:`syn2seq_core.reports` renders them as tables.
+:func:`syn2seq_core.evaluation.run.summarize` so that :mod:`syn2seq_core.evaluation.reports` renders them as tables.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from .errors import Syn2SeqInputError, check_choice, require
+from ..base.errors import Syn2SeqInputError, check_choice, require
 
 CAMERA_METRICS = ("rot_err", "trans_err")
 TRANSITION_BACKENDS = ("flow", "rife", "blend")
@@ -74,7 +74,7 @@ class CameraEvalSettings:
     mapper: str = "global"
 
     def __post_init__(self):
-        from .interpolation.base import known_interpolators
+        from ..interpolation.base import known_interpolators
 
         require(int(self.frames) == self.frames and self.frames >= 2, "camera frames", "an integer >= 2",
                 self.frames)
@@ -102,7 +102,7 @@ def default_estimator(frames: Tensor, *, fov_deg: float | None = None, time_limi
                       mapper: str = "global"):
     """Structure from motion of the pack (:func:`syn2seq_core.geometry.sfm.estimate_cameras`), single-threaded
     (:data:`ESTIMATOR_THREADS`) and seeded: deterministic."""
-    from .geometry.sfm import estimate_cameras
+    from ..geometry.sfm import estimate_cameras
 
     return estimate_cameras(frames, fov_deg=fov_deg, mapper=mapper, time_limit_s=time_limit_s,
                             num_threads=ESTIMATOR_THREADS, seed=0)
@@ -118,7 +118,7 @@ def score_video(frames: Tensor, requested_c2w: Tensor, *, estimator: Estimator |
     """RotErr / TransErr of the cameras re-estimated from ``frames`` [T, 3, H, W] against ``requested_c2w``
     [T, 4, 4], with how they were obtained: ``registered`` frames, ``static`` (None, or why the video was scored
     as a static camera), ``seconds``. fov_deg: the known horizontal field of view (None: the estimator's own)."""
-    from .geometry.align import camera_accuracy, static_track
+    from ..geometry.align import camera_accuracy, static_track
 
     require(frames.ndim == 4 and frames.shape[1] == 3, "frames", "[T, 3, H, W]", tuple(frames.shape))
     require(len(frames) == len(requested_c2w), "requested_c2w", f"{len(frames)} cameras (one per frame)",
@@ -152,7 +152,7 @@ def score_video(frames: Tensor, requested_c2w: Tensor, *, estimator: Estimator |
 def transition_track(src_last_c2w: Tensor, tgt_first_c2w: Tensor, n: int) -> Tensor:
     """[n + 2, 4, 4]: the last source camera, the n SLERP transition cameras the model is conditioned on
     (:func:`syn2seq_core.geometry.slerp_poses`), the first target camera."""
-    from .geometry.slerp import slerp_poses
+    from ..geometry.slerp import slerp_poses
 
     a, b = src_last_c2w.to(torch.float64), tgt_first_c2w.to(torch.float64)
     return torch.cat([a[None], slerp_poses(a, b, n), b[None]])
@@ -162,10 +162,10 @@ def ideal_transition(take, direction: str, n: int, eval_size: tuple[int, int]) -
     """[n, 3, h, w] the procedural scene of ``take`` rendered along the SLERP transition track (times linear from
     the last source frame's to the first target frame's), at the evaluation size; None for a take that is not
     procedural (no world recorded in its take.json)."""
-    from .data.synthetic import render, take_scene
-    from .evaluation import to_eval_size
-    from .generation import views_of
-    from .geometry.slerp import interpolate_cameras, transition_times
+    from ..data.synthetic import render, take_scene
+    from .run import to_eval_size
+    from ..generation.takes import views_of
+    from ..geometry.slerp import interpolate_cameras, transition_times
 
     found = take_scene(take)
     if found is None:
@@ -188,8 +188,8 @@ def transition_scores(first: Tensor, last: Tensor, track: Tensor, interpolators:
     backend; ideal: [n, 3, h, w] the true frames (scored as ``ideal``). ``static_camera``: what a camera that does
     not move scores against the track (no estimate: the reference a transition whose cameras cannot be recovered
     falls back to, as copy_last is for the generated view)."""
-    from .geometry.align import camera_accuracy, static_track
-    from .interpolation.base import interpolate
+    from ..geometry.align import camera_accuracy, static_track
+    from ..interpolation.base import interpolate
 
     n = len(track) - 2
     out = {STATIC_CAMERA: {**camera_accuracy(static_track(n + 2), track).as_dict(), "registered": 0,
@@ -220,8 +220,8 @@ def summarize_cameras(scores, reference: str | None = "sample") -> dict:
     "trans_err": ..., "static": takes scored as static, "registered": mean registered frames}}, "paired_vs_<ref>":
     {name: {metric: paired difference ref - name}}}``; the transitions are methods named ``"transition <backend>"``
     (paired against ``"transition ideal"`` where it exists). ``scores``: TakeScores with ``camera`` set."""
-    from .evaluation import NO_CI
-    from .metrics import mean_ci, paired_difference
+    from .run import NO_CI
+    from ..metrics.frames import mean_ci, paired_difference
 
     require(scores and all(s.camera for s in scores), "scores", "takes scored with camera accuracy",
             "takes without")
@@ -251,8 +251,8 @@ def summarize_cameras(scores, reference: str | None = "sample") -> dict:
 
 
 def summarize_camera_categories(scores, reference: str | None = "sample") -> dict:
-    """:func:`summarize_cameras` overall and per category (as :func:`~syn2seq_core.evaluation.summarize_categories`)."""
-    from .evaluation import UNCATEGORISED
+    """:func:`summarize_cameras` overall and per category (as :func:`~syn2seq_core.evaluation.run.summarize_categories`)."""
+    from .run import UNCATEGORISED
 
     groups: dict[str, list] = {}
     for s in scores:
@@ -264,7 +264,7 @@ def summarize_camera_categories(scores, reference: str | None = "sample") -> dic
 
 def format_camera_table(summary: dict) -> str:
     """A plain-text table of a :func:`summarize_cameras` result."""
-    from .evaluation import format_ci
+    from .run import format_ci
 
     note = "; " + summary["ci"] if summary.get("ci") else ""
     lines = [f"camera accuracy, {summary['takes']} takes ({summary['frames']} generated frames; transitions "

@@ -12,7 +12,7 @@ them named it goes through one check here:
 * :func:`check_inside` for a path the reader built below the folder (an auto-discovered ``exo.mp4``, a
   COLMAP folder's ``images.txt``): refused if it resolves outside the folder.
 
-A refusal is an :class:`OutsideFolderError` (a :class:`~syn2seq_core.errors.Syn2SeqInputError`) that names
+A refusal is an :class:`OutsideFolderError` (a :class:`~syn2seq_core.base.errors.Syn2SeqInputError`) that names
 the owner (``take 'kitchen'``), the entry (``take.json exo.cameras``) and the path the name resolves to.
 Links that stay inside the folder are followed as usual.
 
@@ -31,7 +31,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from .errors import Syn2SeqInputError
+from ..base.errors import Syn2SeqInputError
 
 DEFAULT_HINT = "Files a folder names must lie inside it (links are followed): copy the file into the folder"
 _SNIFF_BYTES = 4096

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from .errors import Syn2SeqInputError, require
+from ..base.errors import Syn2SeqInputError, require
 
 # How long torchrun ranks wait at the barrier for the slowest one (the others have finished their share).
 BARRIER_TIMEOUT = timedelta(days=7)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import Syn2SeqInputError, require
+from ..base.errors import Syn2SeqInputError, require
 
 KEY_LORA = "syn2seq.lora"
 KEY_LORA_BASE = "syn2seq.lora_base"
@@ -103,7 +103,7 @@ def merged_state_dict(network: nn.Module, cfg: LoraConfig) -> dict[str, torch.Te
 
 def save_lora(path: str | Path, network: nn.Module, cfg: LoraConfig, extra_metadata: dict | None = None) -> Path:
     """Write the adapters of ``network`` with the base network's arch and config (atomic)."""
-    from .dfot.checkpoint import save_state_dict
+    from .checkpoint import save_state_dict
 
     meta = {KEY_LORA: json.dumps({**asdict(cfg), "targets": cfg.target_regex(type(network.config).arch)}),
             **(extra_metadata or {})}
@@ -118,7 +118,7 @@ def record_of(meta: dict[str, str]) -> dict[str, str]:
 def base_record(init_from: str | Path) -> dict:
     """What a LoRA file keeps of its base (``init_from``): the file, and its metadata record when it is a model
     file (a run folder or checkpoint has none: only the network is then checked)."""
-    from .dfot.checkpoint import read_metadata
+    from .checkpoint import read_metadata
 
     path = Path(init_from)
     record = record_of(read_metadata(path)) if path.suffix == ".safetensors" and path.is_file() else None
@@ -130,7 +130,7 @@ def lora_model_metadata(lora: str | Path, base: str | Path, base_meta: dict[str,
     the adapters of ``lora``: the base's, with the LoRA run's record (:data:`RECORD_KEYS`) in place of the
     base's. Refuses, naming both files, adapters of another network, or of the same network with another
     base record than the one they were trained on."""
-    from .dfot.checkpoint import read_config, read_metadata
+    from .checkpoint import read_config, read_metadata
 
     lora, base = Path(lora), Path(base)
     require(lora.is_file(), "lora", "an existing lora.safetensors file", str(lora))
@@ -159,7 +159,7 @@ def apply_lora(network: nn.Module, path: str | Path) -> nn.Module:
     file was trained on this very network (arch and config)."""
     from safetensors import safe_open
 
-    from .dfot.checkpoint import read_config, read_metadata
+    from .checkpoint import read_config, read_metadata
 
     path = Path(path)
     require(path.is_file(), "lora", "an existing lora.safetensors file", str(path))

@@ -1,6 +1,6 @@
 """Exo2Ego / Ego2Exo on a take: read the source view, build the sequence, generate, score, write.
 
-:func:`run_take` (``syn2seq exo2ego|ego2exo|demo``) and :func:`syn2seq_core.evaluation.score_take`
+:func:`run_take` (``syn2seq exo2ego|ego2exo|demo``) and :func:`syn2seq_core.evaluation.run.score_take`
 (``syn2seq eval``) stream: :func:`iter_take` reads, generates and hands out a take in blocks, so memory does
 not grow with its length. :func:`generate_take` returns a whole (short) take's tensors for library callers.
 """
@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from . import conventions as C
-from .errors import check_choice, require
+from ..base import conventions as C
+from ..base.errors import check_choice, require
 from .pipeline import Syn2SeqModel, resize_frames
 from .sequence import DIRECTIONS, Syn2SeqSequence, build_sequence
-from .video_io import VideoWriter
+from ..io.video import VideoWriter
 
 OTHER = {"exo": "ego", "ego": "exo"}
 
@@ -95,7 +95,7 @@ def generate_take(take, model: Syn2SeqModel, direction: str = "exo2ego", *, step
     or :func:`run_take` stream); the take is read once. ``with_mean``:
     also the model's conditional-mean estimate (``result.mean``; one-shot x0 averaged over ``mean_draws``
     noise draws, see ``Syn2SeqModel.predict_mean``), next to the sample."""
-    from .metrics import evaluate_frames
+    from ..metrics.frames import evaluate_frames
 
     src, tgt = views_of(direction)
     seq, target = take_sequence(take, model, direction, n_transition=n_transition)
@@ -229,7 +229,7 @@ def _take_blocks(take, model, seq, read, src, tgt, n_src, sampling, with_mean, m
 
 class ResultWriter:
     """One take's result set, written as :class:`TakeBlock` blocks arrive into ``folder`` (normally the
-    temporary folder of :func:`syn2seq_core.atomic.result_dir`): ``<view>_generated.mp4`` (the generated view
+    temporary folder of :func:`syn2seq_core.io.atomic.result_dir`): ``<view>_generated.mp4`` (the generated view
     at ``output_size``), ``<view>_mean.mp4`` when there is a mean, ``side_by_side.mp4`` (source | generated |
     mean | ground truth, scaled up to about 256 pixels high) and, on :meth:`close`, ``metrics.json``."""
 
@@ -292,11 +292,11 @@ def run_take(take, model: Syn2SeqModel, direction: str, out_dir: str | Path, *, 
     """Generate the other view of ``take`` and write its result set into ``out_dir`` (``<view>_generated.mp4``,
     ``side_by_side.mp4``, ``metrics.json``, ``<view>_mean.mp4`` with ``with_mean``), streaming
     (:func:`iter_take`), so memory does not grow with the length of the take. The set is built in a temporary
-    folder beside ``out_dir`` and moved into place at the end (:func:`syn2seq_core.atomic.result_dir`): the
+    folder beside ``out_dir`` and moved into place at the end (:func:`syn2seq_core.io.atomic.result_dir`): the
     folder holds the earlier set or the new one, never a mix; an unwritable destination fails before any work.
     options: as :func:`iter_take`. Returns ``{"paths": ..., "report": ...}`` (paths inside ``out_dir``)."""
-    from .atomic import result_dir
-    from .metrics import FrameScores
+    from ..io.atomic import result_dir
+    from ..metrics.frames import FrameScores
 
     with result_dir(out_dir) as folder:
         blocks = iter_take(take, model, direction, chunk=chunk, **options)
@@ -322,6 +322,6 @@ def run_take(take, model: Syn2SeqModel, direction: str, out_dir: str | Path, *, 
 
 def write_json(path: Path, data) -> None:
     """Atomic JSON write."""
-    from .atomic import write_text_atomic
+    from ..io.atomic import write_text_atomic
 
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")

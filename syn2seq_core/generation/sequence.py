@@ -48,11 +48,11 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from . import conventions as C
-from .errors import Syn2SeqInputError, check_choice, check_finite, require
-from .geometry.cameras import Cameras
-from .geometry.plucker import plucker_rays
-from .geometry.slerp import interpolate_cameras
+from ..base import conventions as C
+from ..base.errors import Syn2SeqInputError, check_choice, check_finite, require
+from ..geometry.cameras import Cameras
+from ..geometry.plucker import plucker_rays
+from ..geometry.slerp import interpolate_cameras
 
 MODES = ("exo2ego", "ego2exo", "direct", "video_only")
 DIRECTIONS = ("exo2ego", "ego2exo")
@@ -165,7 +165,7 @@ class Syn2SeqSequence:
         get a zero cue; source frames get themselves with full coverage. Computed on the full triplet before
         any windowing, in world coordinates.
         """
-        from .geometry.reproject import forward_warp
+        from ..geometry.reproject import forward_warp
 
         src = self.indices(self.source_role)
         n_src = len(src)
@@ -310,7 +310,7 @@ def build_sequence(
         if n_transition is not None:
             require(n_transition == n_tr, "n_transition", f"{n_tr} (the number of transition frames)", n_transition)
     else:
-        from . import limits
+        from ..base import limits
 
         n_tr = DEFAULT_TRANSITION_FRAMES if n_transition is None else limits.check("transition_frames",
                                                                                   n_transition, "n_transition")

@@ -1,6 +1,6 @@
 """Camera pose files: read the common formats into :class:`Cameras`, write our own ``cameras.json``.
 
-Every loader returns cameras in the project's conventions (:mod:`syn2seq_core.conventions`): ``c2w [N, 4, 4]``
+Every loader returns cameras in the project's conventions (:mod:`syn2seq_core.base.conventions`): ``c2w [N, 4, 4]``
 float64, OpenCV axes; ``K [N, 4]`` normalised ``(fx/W, fy/H, cx/W, cy/H)``; optional Kannala–Brandt
 ``fisheye [N, 4]`` (or FISHEYE624 ``[N, 12]``, the Aria RGB lens, see :mod:`syn2seq_core.geometry.plucker`).
 Pixel coordinates follow COLMAP / NeRF: the image spans ``[0, W] x [0, H]`` and the centre of the top-left pixel
@@ -86,10 +86,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import conventions as C
-from ..errors import Syn2SeqInputError, check_choice, require
-from ..safe_paths import Folder
-from .cameras import Cameras, check_rotations, intrinsics_from_centre0
+from ..base import conventions as C
+from ..base.errors import Syn2SeqInputError, check_choice, require
+from .safe_paths import Folder
+from ..geometry.cameras import Cameras, check_rotations, intrinsics_from_centre0
 
 KNOWN_FORMATS = ("syn2seq", "re10k", "colmap", "nerf", "egoexo4d_exo", "egoexo4d_aria")
 
@@ -167,7 +167,7 @@ def load_cameras(path, format: str = "auto", *, root=None, owner: str | None = N
     Files the reader finds through ``path`` (the files of a folder, the images a ``transforms.json`` names)
     must resolve, links followed, inside ``root``: by default the folder ``path`` is, or the folder of the
     file ``path``; a take passes its own folder (then ``path`` itself must be inside it too). ``owner``
-    names ``root`` in the refusal (:class:`~syn2seq_core.safe_paths.OutsideFolderError`).
+    names ``root`` in the refusal (:class:`~syn2seq_core.io.safe_paths.OutsideFolderError`).
     """
     return load_camera_track(path, format, root=root, owner=owner, **options).cameras
 
@@ -293,7 +293,7 @@ def _about(src):
 
 
 def _write_atomic(target: Path, text: str) -> None:
-    from ..atomic import write_text_atomic
+    from .atomic import write_text_atomic
 
     write_text_atomic(target, text)
 

@@ -3,7 +3,7 @@
 ``pretrain``: single-view clips along continuous camera paths (orbits, dollies, head motion, exo -> ego
 moves): generic camera-conditioned video modelling. ``finetune``: Syn2Seq triplets ``[exo | transition |
 ego]`` with transition frames from an interpolator, the ideal rendered in-betweens, or none (direct), cut
-into training windows by the stochastic decomposition of :mod:`syn2seq_core.sequence`.
+into training windows by the stochastic decomposition of :mod:`syn2seq_core.generation.sequence`.
 
 Every batch is a pure function of a ``torch.Generator`` (seeded by the trainer from seed, step and rank):
 scene seeds, directions, windows, context choices and noise times all come from it. Training scene seeds
@@ -21,13 +21,13 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .. import conventions as C
-from ..errors import require
+from ..base import conventions as C
+from ..base.errors import require
 from ..geometry.cameras import Cameras, invert_pose
-from ..pipeline import HELDOUT_SEED_BASE, TrainingBatch, ray_input, sequence_ray_input
-from ..sequence import build_sequence, decompose
-from ..train import network_config
-from .synthetic import SyntheticConfig, render_camera_path_clips, render_takes
+from ..generation.pipeline import HELDOUT_SEED_BASE, TrainingBatch, ray_input, sequence_ray_input
+from ..generation.sequence import build_sequence, decompose
+from .config import network_config
+from ..data.synthetic import SyntheticConfig, render_camera_path_clips, render_takes
 
 
 def _seeds(generator: torch.Generator, n: int, heldout: bool = False) -> list[int]:
@@ -183,7 +183,7 @@ class ShardsSource:
     positional = True
 
     def __init__(self, cfg):
-        from .shards import SampleReader, read_manifest
+        from ..data.shards import SampleReader, read_manifest
 
         data = cfg.data
         self.cfg, self.data, self.net = cfg, data, network_config(cfg)  # stage "finetune": train.check_config
@@ -217,7 +217,7 @@ class ShardsSource:
                     "shards prepared without depth", "Prepare with --depth from takes that have it")
 
     def permutation(self, k: int, epoch: int) -> Tensor:
-        from ..train import sequence_seed
+        from .seeds import sequence_seed
 
         key = (k, epoch)
         if key not in self._perms:
@@ -262,9 +262,9 @@ class ShardsSource:
 def draw_share(cfg, source, step: int, first: int, count: int, pose_rate: float):
     """Sequences ``first .. first + count - 1`` of the global batch of ``step``, on the CPU: (batch, noise
     [count, T, C, H, W], pose-dropout mask [count]), every sequence drawn from its own generator
-    (:func:`~syn2seq_core.train.sequence_seed`), so a sequence does not depend on which process draws it."""
+    (:func:`~syn2seq_core.training.loop.sequence_seed`), so a sequence does not depend on which process draws it."""
     from ..dfot.sampler import randn
-    from ..train import sequence_seed
+    from .seeds import sequence_seed
 
     gens = [torch.Generator().manual_seed(sequence_seed(cfg.seed, step, i)) for i in range(first, first + count)]
     if getattr(source, "positional", False):

@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from . import conventions as C
-from .errors import require
-from .geometry.cameras import Cameras
+from ..base import conventions as C
+from ..base.errors import require
+from ..geometry.cameras import Cameras
 from .sequence import Syn2SeqSequence
 
 MODES = ("sliding", "keyframes")
@@ -33,7 +33,7 @@ DEFAULT_KEYFRAME_DENSITY = 0.0625  # DFoT's default: one keyframe in 16
 def fit_image(image: Tensor, width: int, height: int) -> Tensor:
     """[3, h, w] -> [3, height, width]: resized to cover, then centre-cropped (as takes and cameras are)."""
     from .pipeline import resize_frames
-    from .video_io import resize_plan
+    from ..io.video import resize_plan
 
     plan = resize_plan(image.shape[-1], image.shape[-2], size=(width, height), crop="center")
     resized = resize_frames(image[None], plan.resize_h, plan.resize_w)[0]

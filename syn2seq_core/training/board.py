@@ -72,8 +72,8 @@ class Board:
 
     def _preview_batch(self):
         if self._preview is None:
-            from . import conventions as C
-            from .data.training import batch_source
+            from ..base import conventions as C
+            from .batches import batch_source
 
             batch = batch_source(self.cfg, heldout=True)(torch.Generator().manual_seed(0), PREVIEW_SEQUENCES)
             generate = batch.loss_mask > 0
@@ -88,8 +88,8 @@ class Board:
     def preview(self, step: int, ema, schedule) -> None:
         if self.writer is None:
             return
-        from .dfot.objective import diffusion_loss
-        from .pipeline import role_losses, to_model_space
+        from ..dfot.objective import diffusion_loss
+        from ..generation.pipeline import role_losses, to_model_space
 
         batch = self._preview_batch()
         config = ema.config
@@ -121,10 +121,10 @@ class Board:
     def sample(self, ema, schedule, steps: int) -> torch.Tensor:
         """[B, T, 3, H, W] in [0, 1]: the sampler's frames for the preview batch (its clean frames as
         context, the frames at noise 1 generated) in ``steps`` steps, seed 0, float32."""
-        from . import conventions as C
-        from .dfot.sampler import sample
-        from .dfot.scheduling import scheduling_matrix
-        from .pipeline import from_model_space, to_model_space
+        from ..base import conventions as C
+        from ..dfot.sampler import sample
+        from ..dfot.scheduling import scheduling_matrix
+        from ..generation.pipeline import from_model_space, to_model_space
 
         batch = self._preview_batch()
         generate = batch.noise_t >= 1
@@ -142,8 +142,8 @@ class Board:
         return torch.where(generate[..., None, None, None], frames, batch.frames)
 
     def _scalar_psnr(self, step: int, samples: torch.Tensor, batch) -> None:
-        from . import conventions as C
-        from .metrics import psnr
+        from ..base import conventions as C
+        from ..metrics.frames import psnr
 
         generated = batch.noise_t >= 1
         scores = psnr(samples, batch.frames)

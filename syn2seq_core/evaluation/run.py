@@ -16,7 +16,7 @@ Evaluation resolution (:func:`parse_eval_size`, :func:`to_eval_size`)
     video read at that size by the decoder (the behaviour of earlier reports and of the model card's numbers).
 
 PSNR
-    Per frame, capped at :data:`syn2seq_core.metrics.PSNR_CAP_DB` (100 dB: an identical frame, e.g. copy_last
+    Per frame, capped at :data:`syn2seq_core.metrics.frames.PSNR_CAP_DB` (100 dB: an identical frame, e.g. copy_last
     on a static take, scores 100 instead of infinity), then averaged over frames and takes, so every method has a
     finite mean and CI.
 
@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import Syn2SeqInputError, require
-from .fvd import CONVENTIONAL_FRAMES
-from .metrics import PSNR_CAP_DB, mean_ci, paired_difference, psnr
+from ..base.errors import Syn2SeqInputError, require
+from ..metrics.fvd import CONVENTIONAL_FRAMES
+from ..metrics.frames import PSNR_CAP_DB, mean_ci, paired_difference, psnr
 
 BASELINES = ("copy_last", "flat_color", "mean_target")
 GROUND_TRUTH = "ground_truth"  # the take's own target-view video, as camera accuracy names it
@@ -117,7 +117,7 @@ def training_mean_target(model, direction: str = "exo2ego", takes: int = 256) ->
     data = model.data
     if not data:
         return None
-    from .data.synthetic import SyntheticConfig, render_takes
+    from ..data.synthetic import SyntheticConfig, render_takes
 
     cfg = SyntheticConfig(size=data.get("size", model.size[0]), supersample=data.get("supersample", 2),
                           exo_frames=data.get("exo_frames", 8), ego_frames=data.get("ego_frames", 8))
@@ -226,7 +226,7 @@ def external_video(root, take: str, view: str, label: str) -> Path:
     """The video another system generated for ``take``, inside ``root``: ``root/<take>/<view>_generated.mp4`` (what
     ``eval --write-videos`` and ``exo2ego --out`` write), ``root/<take>/<view>.mp4`` or ``root/<take>.mp4``
     (.mov / .mkv too), the first that exists."""
-    from .safe_paths import resolve_inside
+    from ..io.safe_paths import resolve_inside
 
     names = [f"{take}/{view}_generated{s}" for s in VIDEO_SUFFIXES] + [f"{take}/{view}{s}" for s in VIDEO_SUFFIXES]
     names += [f"{take}{s}" for s in VIDEO_SUFFIXES]
@@ -245,7 +245,7 @@ def check_external_video(path: Path, frames: int, label: str, take: str, view: s
     (the take's ``view``; extra frames are ignored): the container's count first, then every frame decoded (at a
     tiny size: only decodability is checked). Returns the frames the header announces; raises
     :class:`Syn2SeqInputError` naming the label, the file and what was found."""
-    from .video_io import iter_video_chunks, probe_video
+    from ..io.video import iter_video_chunks, probe_video
 
     name = f"--videos {label} '{path}'"
     try:
@@ -274,21 +274,21 @@ def score_take(take, other, model, direction: str = "exo2ego", *, eval_size: tup
     ``baselines`` and the ``external`` videos (label -> a video of this take's generated view by another system; it
     needs at least as many frames as the view, extra frames are ignored) against its ground truth, and their PSNR
     against ``other``'s ground truth (another take; None: no "own minus other"), streaming
-    (:func:`syn2seq_core.generation.iter_take`): memory does not grow with the length of the takes.
+    (:func:`syn2seq_core.generation.takes.iter_take`): memory does not grow with the length of the takes.
 
     ``model`` None: no generation; the baselines (``mean_target`` needs a model) and the external videos only, at
     ``eval_size``. ``eval_size`` ``(h, w)``: every method at that size through :func:`to_eval_size` (the ground
     truth from its own size); None: the model's size, as the decoder reads it. ``write_to``: an existing folder
-    (normally the staging folder of :func:`syn2seq_core.atomic.result_dir`) that receives the take's result set, as
+    (normally the staging folder of :func:`syn2seq_core.io.atomic.result_dir`) that receives the take's result set, as
     ``syn2seq exo2ego`` writes it. ``category``: the take's category (default ``take.category``). ``i3d``: an FVD
     network (``fvd.load_i3d``): the first 16 frames of every clip are kept for its features. ``inception``: an FID
     network (``fid.load_inception``): every scored frame's features are kept. ``camera``: a
-    :class:`~syn2seq_core.evaluation_cameras.CameraEvalSettings`: the camera accuracy of every method, the ground
+    :class:`~syn2seq_core.evaluation.cameras.CameraEvalSettings`: the camera accuracy of every method, the ground
     truth and the transitions of ``interpolators`` (name -> built backend) is scored with ``estimator`` (None: the
-    pack's structure from motion; see :mod:`syn2seq_core.evaluation_cameras`). options: as iter_take."""
-    from .generation import ResultWriter, _Held, iter_take, views_of
-    from .metrics import FrameScores
-    from .video_io import iter_video_chunks
+    pack's structure from motion; see :mod:`syn2seq_core.evaluation.cameras`). options: as iter_take."""
+    from ..generation.takes import ResultWriter, _Held, iter_take, views_of
+    from ..metrics.frames import FrameScores
+    from ..io.video import iter_video_chunks
 
     require(model is not None or eval_size is not None, "eval_size", "an evaluation size when there is no model",
             None)
@@ -353,7 +353,7 @@ def score_take(take, other, model, direction: str = "exo2ego", *, eval_size: tup
                 for method, pred in {**preds, "target": truth}.items():
                     clips.setdefault(method, []).append(pred[:keep].clone())
             if inception is not None:
-                from .fid import inception_features
+                from ..metrics.fid import inception_features
 
                 for method, pred in {**preds, "target": truth}.items():
                     frame_features.setdefault(method, []).append(inception_features(pred, inception).float())
@@ -396,9 +396,8 @@ def _camera_scores(take, direction: str, settings, frames: dict[str, Tensor], so
     """One take's camera accuracy (evaluation_cameras): every method's first frames and the ground truth's against
     the requested target track; each backend's transition (and the ideal one of a procedural take) against the
     SLERP track from the last source camera to the first target camera."""
-    from .evaluation_cameras import horizontal_fov_deg, ideal_transition, score_video, transition_scores, \
-        transition_track
-    from .generation import views_of
+    from .cameras import horizontal_fov_deg, ideal_transition, score_video, transition_scores, transition_track
+    from ..generation.takes import views_of
 
     src, tgt = views_of(direction)
     h, w = size
@@ -418,7 +417,7 @@ def _camera_scores(take, direction: str, settings, frames: dict[str, Tensor], so
 
 def _clip_features(clips: dict[str, list[Tensor]], net, name: str) -> dict | str:
     """I3D features [400] per method of one take's clips, or why FVD cannot use them."""
-    from .fvd import MIN_FRAMES, i3d_features
+    from ..metrics.fvd import MIN_FRAMES, i3d_features
 
     frames = sum(len(c) for c in clips.get("target", []))
     if frames < MIN_FRAMES:
@@ -493,7 +492,7 @@ def _fvd_summary(scores: list[TakeScores], method: str) -> dict | str | None:
     """FVD of ``method``'s clips against the ground-truth clips of the same takes (a set-level metric: no CI;
     ``n`` videos per set, ``stable`` False below fvd.MINIMUM_VIDEOS), its reason when unavailable, None when no
     I3D was given."""
-    from .fvd import HOW_TO_GET_I3D, MINIMUM_VIDEOS, fvd_entry
+    from ..metrics.fvd import HOW_TO_GET_I3D, MINIMUM_VIDEOS, fvd_entry
 
     if all(s.features is None for s in scores):
         return f"unavailable: no I3D weights given. {HOW_TO_GET_I3D}"
@@ -512,7 +511,7 @@ def _fid_summary(scores: list[TakeScores], method: str) -> dict | str | None:
     """Frame-level FID of ``method``'s frames against the ground-truth frames of the same takes (set-level: no CI;
     ``n`` frames per set, ``stable`` False below fid.MINIMUM_FRAMES), its reason when unavailable, None when no
     Inception was given."""
-    from .fid import HOW_TO_GET_INCEPTION, MINIMUM_FRAMES, fid_entry
+    from ..metrics.fid import HOW_TO_GET_INCEPTION, MINIMUM_FRAMES, fid_entry
 
     if all(s.frame_features is None for s in scores):
         return f"unavailable: no Inception weights given. {HOW_TO_GET_INCEPTION}"
@@ -543,7 +542,7 @@ def summarize_categories(scores: list[TakeScores], reference: str | None = "samp
 def frame_curves(scores: list[TakeScores], metrics=("psnr", "ssim")) -> dict:
     """Quality along the generated view: per method and metric, the mean over takes (95% CI) of the metric at
     each frame index (0 = the first generated frame, next to the source view), over the takes that long."""
-    from .metrics import _json_float
+    from ..metrics.frames import _json_float
 
     out: dict = {}
     for method in scores[0].per_method:
@@ -600,7 +599,7 @@ def compare_reports(reports: dict[str, dict], method: str = "sample", reference:
     of ``method`` ("sample", "mean" or a baseline) with its 95% CI; for each pair (or each label against
     ``reference``): the mean per-take difference ``a - b`` with its paired 95% CI, for PSNR and SSIM.
     """
-    from .errors import Syn2SeqInputError
+    from ..base.errors import Syn2SeqInputError
 
     labels = list(reports)
     if len(labels) < 2:

@@ -5,7 +5,7 @@ What FID is here
     every frame is embedded with the "FID Inception" (the TF Inception-v3 graph of ``inception-2015-12-05``,
     ported to PyTorch), the 2048-d output of its final average pool ("pool3"); one Gaussian is fitted to
     each set (mean, covariance with ddof 1, ``np.cov``) and FID is the Fréchet distance between them,
-    ``|mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2))`` (:func:`syn2seq_core.fvd.frechet_distance`,
+    ``|mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2))`` (:func:`syn2seq_core.metrics.fvd.frechet_distance`,
     the same formula as pytorch-fid's ``calculate_frechet_distance``, without its complex round-off).
     Here the frames of a method (every generated frame of every take) form one set and the ground-truth
     frames of the same takes the other: a *frame-level* FID, next to FVD's clip-level one.
@@ -55,8 +55,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import Syn2SeqInputError, require
-from .metrics import MetricUnavailable, read_state_dict
+from ..base.errors import Syn2SeqInputError, require
+from .frames import MetricUnavailable, read_state_dict
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
@@ -73,7 +73,7 @@ INCEPTION_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_
 HOW_TO_GET_INCEPTION = (f"FID needs pytorch-fid's FID Inception weights: download {INCEPTION_FILE_NAME} "
                         f"({INCEPTION_URL}) and pass it as syn2seq eval --inception FILE (Python: "
                         "load_inception(FILE)). It is read as weights only (torch.load(weights_only=True)); a "
-                        ".safetensors copy written by syn2seq_core.fid.convert_inception_weights works too. "
+                        ".safetensors copy written by syn2seq_core.metrics.fid.convert_inception_weights works too. "
                         "Nothing is downloaded")
 _RANGE_SLACK = 0.5
 

@@ -70,8 +70,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from .errors import Syn2SeqInputError, require
-from .metrics import MetricUnavailable, Unavailable, read_state_dict
+from ..base.errors import Syn2SeqInputError, require
+from .frames import MetricUnavailable, Unavailable, read_state_dict
 
 I3D_INPUT_SIZE = 224
 MIN_FRAMES = 9
@@ -86,7 +86,7 @@ HOW_TO_GET_I3D = (f"FVD needs the Kinetics-400 I3D of the FVD reference as porte
                   f"{I3D_FILE_NAME} ({I3D_URL}; linked from github.com/universome/stylegan-v "
                   "src/metrics/frechet_video_distance.py, and the file DFoT's evaluation uses) and pass it as "
                   "syn2seq eval --i3d FILE (Python: load_i3d(FILE)). It is read without running the code inside it; a .safetensors copy "
-                  "written by syn2seq_core.fvd.convert_i3d_weights works too. Nothing is downloaded")
+                  "written by syn2seq_core.metrics.fvd.convert_i3d_weights works too. Nothing is downloaded")
 _RANGE_SLACK = 0.5  # as metrics.py: values beyond [-0.5, 1.5] mean another range was passed
 _MAX_RECORD_BYTES = 4 << 30
 _MAX_PICKLE_BYTES = 64 << 20
