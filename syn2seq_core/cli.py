@@ -26,6 +26,7 @@ import time
 import traceback
 from pathlib import Path
 
+from . import commands
 from .base.errors import Syn2SeqInputError
 
 # command name -> (module under syn2seq_core.commands, one-line help). exo2ego and ego2exo share a
@@ -54,7 +55,8 @@ DEBUG_HELP = f"on an unexpected error print the full traceback instead of writin
 
 
 def _load(name: str):
-    return importlib.import_module(f"syn2seq_core.commands.{COMMANDS[name][0]}")
+    """The module of command ``name``, imported relative to this package (it works under any package name)."""
+    return importlib.import_module(f".{COMMANDS[name][0]}", commands.__name__)
 
 
 def _chosen(argv: list[str]) -> str | None:

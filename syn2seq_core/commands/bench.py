@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     check_choice(args.target, targets(), "bench target")
-    module = importlib.import_module(f"syn2seq_core.benchmarks.{args.target}")
+    module = importlib.import_module(f".{args.target}", benchmarks.__name__)
     parser = argparse.ArgumentParser(prog=f"syn2seq bench {args.target}", description=module.__doc__)
     module.add_arguments(parser)
     return int(module.run(parser.parse_args(args.options)) or 0)

@@ -97,7 +97,8 @@ def run(args) -> int:
 
     from ..parallel.distributed import share_device, share_from_env
     from ..base.errors import Syn2SeqInputError
-    from ..evaluation.run import BASELINES, DEFAULT_EVAL_SIZE, default_reference, parse_eval_size
+    from ..evaluation.run import BASELINES, default_reference
+    from ..evaluation.resolution import DEFAULT_EVAL_SIZE, parse_eval_size
     from ..generation.takes import views_of
     from .generate import lpips_weights
 
@@ -192,7 +193,7 @@ class _Run:
                 "eta": model.default_eta if args.eta is None else args.eta}
 
     def size_text(self, facts: dict) -> str:
-        from ..evaluation.run import EVAL_FILTER
+        from ..evaluation.resolution import EVAL_FILTER
 
         h, w = self.eval_size if self.eval_size is not None else facts["size"]
         return (f"{w}x{h}, {EVAL_FILTER}" if self.eval_size is not None else
@@ -701,7 +702,7 @@ def _render_report(args, out: Path, facts: dict, summaries, curves, scores, sour
     the model's path, size and resolved steps and eta (:meth:`_Run.facts`; ``{"model": None}`` without one)."""
     import json
 
-    from ..evaluation.run import EVAL_FILTER
+    from ..evaluation.resolution import EVAL_FILTER
     from ..metrics.fid import MINIMUM_FRAMES
     from ..metrics.fvd import MINIMUM_VIDEOS
     from ..metrics.frames import PSNR_CAP_DB

@@ -163,7 +163,7 @@ def ideal_transition(take, direction: str, n: int, eval_size: tuple[int, int]) -
     the last source frame's to the first target frame's), at the evaluation size; None for a take that is not
     procedural (no world recorded in its take.json)."""
     from ..data.synthetic import render, take_scene
-    from .run import to_eval_size
+    from .resolution import to_eval_size
     from ..generation.takes import views_of
     from ..geometry.slerp import interpolate_cameras, transition_times
 
@@ -220,7 +220,7 @@ def summarize_cameras(scores, reference: str | None = "sample") -> dict:
     "trans_err": ..., "static": takes scored as static, "registered": mean registered frames}}, "paired_vs_<ref>":
     {name: {metric: paired difference ref - name}}}``; the transitions are methods named ``"transition <backend>"``
     (paired against ``"transition ideal"`` where it exists). ``scores``: TakeScores with ``camera`` set."""
-    from .run import NO_CI
+    from .reports import NO_CI
     from ..metrics.frames import mean_ci, paired_difference
 
     require(scores and all(s.camera for s in scores), "scores", "takes scored with camera accuracy",
@@ -252,7 +252,7 @@ def summarize_cameras(scores, reference: str | None = "sample") -> dict:
 
 def summarize_camera_categories(scores, reference: str | None = "sample") -> dict:
     """:func:`summarize_cameras` overall and per category (as :func:`~syn2seq_core.evaluation.run.summarize_categories`)."""
-    from .run import UNCATEGORISED
+    from .reports import UNCATEGORISED
 
     groups: dict[str, list] = {}
     for s in scores:
@@ -264,7 +264,7 @@ def summarize_camera_categories(scores, reference: str | None = "sample") -> dic
 
 def format_camera_table(summary: dict) -> str:
     """A plain-text table of a :func:`summarize_cameras` result."""
-    from .run import format_ci
+    from .reports import format_ci
 
     note = "; " + summary["ci"] if summary.get("ci") else ""
     lines = [f"camera accuracy, {summary['takes']} takes ({summary['frames']} generated frames; transitions "

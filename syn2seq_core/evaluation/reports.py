@@ -408,3 +408,19 @@ def write_plots(stem: Path, scores, curves: dict, note: str = "") -> tuple[dict[
     for path, data in files.items():
         write_bytes_atomic(path, data)
     return ({} if reason else plot_paths(stem)), reason
+
+
+NO_CI = "one take: no confidence interval"
+
+
+UNCATEGORISED = "(none)"
+
+
+def format_ci(d: dict | None, digits: int, sign: str = "") -> str:
+    """``mean [low, high]`` of a MeanCI dict (``sign="+"`` for differences); "-" for None."""
+    if d is None:
+        return "-"
+    mean, low, high = (float(d[k]) for k in ("mean", "ci_low", "ci_high"))  # JSON keeps NaN / inf as text
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{mean:{sign}.{digits}f} (n={d.get('n', '?')}, no CI)"
+    return f"{mean:{sign}.{digits}f} [{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"

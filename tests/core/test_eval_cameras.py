@@ -15,10 +15,11 @@ import torch
 from syn2seq_core.cli import main
 from syn2seq_core.data.takes import find_takes, load_take
 from syn2seq_core.base.errors import Syn2SeqInputError
-from syn2seq_core.evaluation.run import GROUND_TRUTH, read_take_record, score_take, take_record, to_eval_size
+from syn2seq_core.evaluation.run import GROUND_TRUTH, read_take_record, score_take, take_record
+from syn2seq_core.evaluation.resolution import to_eval_size
 from syn2seq_core.evaluation.cameras import (IDEAL, STATIC_CAMERA, TRANSITION_PREFIX, CameraEvalSettings,
-                                                 ideal_transition, score_video, summarize_camera_categories,
-                                                 transition_track)
+                                             ideal_transition, score_video, summarize_camera_categories,
+                                             transition_track)
 from syn2seq_core.geometry import Cameras
 from syn2seq_core.geometry.align import camera_accuracy, static_track
 from syn2seq_core.interpolation.base import get_interpolator

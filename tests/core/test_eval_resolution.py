@@ -15,7 +15,7 @@ import torch
 from syn2seq_core.cli import main
 from syn2seq_core.data.synthetic import SyntheticConfig, render_take
 from syn2seq_core.data.takes import load_take, write_take
-from syn2seq_core.evaluation.run import EVAL_FILTER, to_eval_size
+from syn2seq_core.evaluation.resolution import EVAL_FILTER, to_eval_size
 from syn2seq_core.io.video import read_video, write_video
 
 from .test_pipeline import DATA, MODEL, write_random_model

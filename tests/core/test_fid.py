@@ -27,8 +27,7 @@ import torch.nn.functional as F
 
 from syn2seq_core.base.errors import Syn2SeqInputError
 from syn2seq_core.metrics.fid import (MINIMUM_FRAMES, FIDInception, FIDUnavailable, InceptionConfig,
-                                             convert_inception_weights, fid, fid_entry, inception_features,
-                                             load_inception)
+                                      convert_inception_weights, fid, fid_entry, inception_features, load_inception)
 
 
 def random_state_dict(config=None, seed=0) -> dict:

@@ -16,9 +16,9 @@ from safetensors.torch import save_file
 from syn2seq_core.metrics import fvd as fvd_mod
 from syn2seq_core.base.errors import Syn2SeqInputError
 from syn2seq_core.metrics.fvd import (I3D, FVDUnavailable, I3DConfig, convert_i3d_weights, feature_stats,
-                                             frechet_distance, fvd, fvd_entry, fvd_unavailable_entry,
-                                             fvd_unavailable_reason, gaussian_fvd_floor, i3d_features, load_i3d,
-                                             read_torchscript_tensors, same_distribution_fvd)
+                                      frechet_distance, fvd, fvd_entry, fvd_unavailable_entry, fvd_unavailable_reason,
+                                      gaussian_fvd_floor, i3d_features, load_i3d, read_torchscript_tensors,
+                                      same_distribution_fvd)
 
 SMALL = I3DConfig(width=0.125, num_classes=4)
 

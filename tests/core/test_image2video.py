@@ -14,7 +14,7 @@ from syn2seq_core.dfot.convert import convert_dfot_checkpoint
 from syn2seq_core.base.errors import Syn2SeqInputError
 from syn2seq_core.io.poses import save_cameras
 from syn2seq_core.generation.image2video import (fit_image, image_sequence, image_to_video, iter_image_to_video,
-                                                       keyframe_indices)
+                                                 keyframe_indices)
 from syn2seq_core.generation.pipeline import load_model
 from syn2seq_core.io.video import probe_video, read_video, write_image
 

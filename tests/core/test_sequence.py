@@ -5,7 +5,7 @@ from syn2seq_core.base import conventions as C
 from syn2seq_core.base.errors import Syn2SeqInputError
 from syn2seq_core.geometry import Cameras, look_at, slerp_poses
 from syn2seq_core.generation.sequence import (DEFAULT_WINDOW_PROBS, WINDOW_KINDS, build_sequence, decompose,
-                                                    sample_window, window_kind)
+                                              sample_window, window_kind)
 
 H = W = 8
 
