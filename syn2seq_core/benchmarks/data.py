@@ -65,11 +65,11 @@ def _best(fn, repeats: int) -> float:
 
 
 def run(args) -> int:
-    from ..training.batches import batch_source, draw_share, step_loader
+    from ..base.errors import require
     from ..dfot.checkpoint import build_model
     from ..dfot.schedule import NoiseSchedule
-    from ..base.errors import require
     from ..generation.pipeline import accumulated_backward
+    from ..training.batches import batch_source, draw_share, step_loader
     from ..training.config import load_config, network_config
 
     require(args.takes >= 1 and args.steps >= 1, "--takes/--steps", "positive numbers", (args.takes, args.steps))

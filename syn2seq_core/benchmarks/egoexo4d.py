@@ -88,11 +88,11 @@ def _timed(fn):
 
 
 def run(args) -> int:
+    from ..base.errors import require
     from ..data import shards
     from ..data.egoexo4d_fixture import write_egoexo4d_fixture
     from ..data.egoexo4d_index import build_egoexo4d_index, load_indexed_take
     from ..data.synthetic import SyntheticConfig
-    from ..base.errors import require
 
     require(all(n >= 1 for n in args.takes + args.prepare) and args.base >= 1, "--takes/--prepare/--base",
             "positive numbers", (args.takes, args.prepare, args.base))

@@ -90,8 +90,8 @@ def run(args) -> int:
     import cv2
     import torch
 
-    from ..metrics.frames import psnr, ssim
     from ..io.video import frames_per_second, read_video
+    from ..metrics.frames import psnr, ssim
 
     require(args.threads >= 0, "--threads", "an int >= 0", args.threads)
     if args.threads:

@@ -39,8 +39,8 @@ def _measure(cfg, takes: int, repeats: int, seed: int) -> tuple[float, float]:
 def run(args) -> int:
     import torch
 
-    from ..data.synthetic import SyntheticConfig
     from ..base.errors import require
+    from ..data.synthetic import SyntheticConfig
 
     require(args.takes >= 1 and args.frames >= 1 and args.repeats >= 1, "--takes/--frames/--repeats",
             "positive numbers", (args.takes, args.frames, args.repeats))

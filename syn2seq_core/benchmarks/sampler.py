@@ -120,9 +120,9 @@ def _inputs(config, batch: int, frames: int, device, seed: int = 0):
 
 def _config(name: str, frames: int, attention: str | None = None):
     """The configuration of a bench name (a DiT3D or U-ViT3D-Pose preset), its window grown to ``frames``."""
+    from ..base.errors import check_choice
     from ..dfot.model import DIT3D_PRESETS, dit3d_preset
     from ..dfot.uvit3d import UVIT3D_PRESETS, uvit3d_preset
-    from ..base.errors import check_choice
 
     check_choice(name, {**DIT3D_PRESETS, **UVIT3D_PRESETS}, "bench sampler config")
     if name in UVIT3D_PRESETS:

@@ -239,8 +239,8 @@ def measure_training(cfg_json: str, steps: int, live: bool = False) -> dict:
     import tempfile
     from pathlib import Path
 
-    from ..training import batches as training  # noqa: F401  the trainer's imports, before the baseline
     from ..base.errors import Syn2SeqInputError
+    from ..training import batches as training  # noqa: F401  the trainer's imports, before the baseline
     from ..training.checkpoints import LOG_NAME
     from ..training.config import config_from_dict
     from ..training.loop import train

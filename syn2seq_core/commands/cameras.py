@@ -112,9 +112,9 @@ def run(args) -> int:
 
 
 def _run_estimate(args) -> int:
-    from ..io.poses import load_cameras, save_cameras
     from ..geometry.sfm import align_to_track
     from ..io.camera_estimation import estimate_cameras_from_video
+    from ..io.poses import load_cameras, save_cameras
     from ..io.video import probe_video
 
     info = probe_video(args.video)

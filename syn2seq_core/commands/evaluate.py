@@ -95,11 +95,11 @@ RECORDS_SUFFIX = "_takes"  # R.json -> R_takes/: the per-take records of a run o
 def run(args) -> int:
     import time
 
-    from ..parallel.distributed import share_device, share_from_env
     from ..base.errors import Syn2SeqInputError
-    from ..evaluation.run import BASELINES, default_reference
     from ..evaluation.resolution import DEFAULT_EVAL_SIZE, parse_eval_size
+    from ..evaluation.run import BASELINES, default_reference
     from ..generation.takes import views_of
+    from ..parallel.distributed import share_device, share_from_env
     from .generate import lpips_weights
 
     started = time.monotonic()
@@ -418,8 +418,8 @@ def _flat(doc: dict, prefix: str = "") -> dict:
 def _record_writer(folder: Path, valid_for: dict, expected: list[dict], facts: dict, args):
     """finish(i, scores): write take i's record atomically (the model's resolved facts and how it was computed
     go with it)."""
-    from ..io.atomic import write_bytes_atomic
     from ..evaluation.run import take_record
+    from ..io.atomic import write_bytes_atomic
 
     info = {"run": facts, "device": str(args.device), "batch_size": args.batch_size}
 
@@ -468,8 +468,8 @@ def _check_model_options(args) -> None:
 def _load_takes(args):
     """The takes to score (by index, split and category, or every take folder), their categories and, for an
     Ego-Exo4D index, where each came from. One take is enough (its means then have no CI)."""
-    from ..data.takes import find_takes, load_take
     from ..base.errors import Syn2SeqInputError
+    from ..data.takes import find_takes, load_take
 
     if args.index:  # a take index (CSV / JSON), or an Ego-Exo4D index whose entries load through it
         from ..data.index import load_takes, read_index, select, take_folders
@@ -590,8 +590,8 @@ def _check_outputs(args, loaded, records: bool = False) -> dict:
     """Every output path, before any work: the --out report and its tables and plots (no folder in the way, a
     folder that can be created and written), each take's --write-videos folder (atomic.check_result_dir) and, for
     a run over many processes (``records``), the folder of per-take records (a folder, or none yet)."""
-    from ..io.atomic import check_result_dir
     from ..base.errors import Syn2SeqInputError
+    from ..io.atomic import check_result_dir
 
     out = None
     rec = None
@@ -702,11 +702,11 @@ def _render_report(args, out: Path, facts: dict, summaries, curves, scores, sour
     the model's path, size and resolved steps and eta (:meth:`_Run.facts`; ``{"model": None}`` without one)."""
     import json
 
+    from ..evaluation.reports import render_plots, render_tables
     from ..evaluation.resolution import EVAL_FILTER
     from ..metrics.fid import MINIMUM_FRAMES
-    from ..metrics.fvd import MINIMUM_VIDEOS
     from ..metrics.frames import PSNR_CAP_DB
-    from ..evaluation.reports import render_plots, render_tables
+    from ..metrics.fvd import MINIMUM_VIDEOS
 
     h, w = eval_size if eval_size is not None else facts["size"]
     report = {"summary": summaries["overall"], "categories": summaries["categories"],

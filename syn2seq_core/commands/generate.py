@@ -83,8 +83,8 @@ def add_arguments(parser) -> None:
 
 def source_depth(path, kind: str, median_m: float):
     """``--source-depth FILE`` -> [N, h, w] metres (:func:`~syn2seq_core.geometry.reproject.depth_from_estimate`)."""
-    from ..data.takes import DEPTH_KEY
     from ..base.errors import require
+    from ..data.takes import DEPTH_KEY
     from ..geometry.reproject import depth_from_estimate
     from ..io.video import read_video
 
@@ -145,18 +145,18 @@ def sampling_options(args) -> dict:
 
 def indexed_take(args):
     """``--take NAME`` of ``--index FILE`` under ``--takes ROOT``, loaded as ``eval --index`` loads it."""
-    from ..data.index import load_take_of_index
     from ..base.errors import require
+    from ..data.index import load_take_of_index
 
     require(args.takes is not None, "--takes", "the folder the index's takes are under (with --index)", "none")
     return load_take_of_index(args.index, args.takes, args.take)
 
 
 def run_one(take_dir, out, args, direction: str, model=None) -> dict:
-    from ..io.atomic import check_result_dir
     from ..data.takes import load_take
-    from ..generation.takes import run_take, views_of
     from ..generation.pipeline import load_model
+    from ..generation.takes import run_take, views_of
+    from ..io.atomic import check_result_dir
 
     check_result_dir(out)  # before any expensive work
     take = indexed_take(args) if getattr(args, "index", None) else load_take(take_dir)

@@ -52,13 +52,13 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..io.atomic import check_result_dir, result_dir
     from ..base.errors import Syn2SeqInputError
-    from ..generation.takes import write_json
-    from ..io.poses import load_cameras
-    from ..io.poses import save_cameras
     from ..generation.image2video import fit_image, image_sequence, iter_image_to_video
     from ..generation.pipeline import load_model
+    from ..generation.takes import write_json
+    from ..io.atomic import check_result_dir, result_dir
+    from ..io.poses import load_cameras
+    from ..io.poses import save_cameras
     from ..io.video import read_image, write_video
 
     out = check_result_dir(Path(args.out))

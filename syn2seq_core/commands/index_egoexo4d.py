@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..data.egoexo4d_index import build_egoexo4d_index, write_egoexo4d_index
     from ..base.errors import require
+    from ..data.egoexo4d_index import build_egoexo4d_index, write_egoexo4d_index
 
     out = Path(args.out).expanduser()
     require(args.overwrite or not out.exists(), "--out", "a new index file", f"'{out}' exists",

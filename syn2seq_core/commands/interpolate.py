@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from ..base import limits
-from ..io.atomic import building_dir
 from ..base.errors import Syn2SeqInputError, require
+from ..io.atomic import building_dir
 
 FRAME_PREFIX = "frame_"
 CHUNK_FRAMES = 16

@@ -70,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..data import shards
     from ..base.errors import Syn2SeqInputError, require
+    from ..data import shards
 
     settings = shards.PrepareSettings(size=args.size, exo_frames=args.exo_frames, ego_frames=args.ego_frames,
                                       transition_frames=args.transition_frames, transition=args.transition,

@@ -75,9 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
+    from ..base.errors import require
     from ..data.synthetic import SOURCE, SyntheticConfig, render_takes
     from ..data.takes import write_take
-    from ..base.errors import require
 
     require(args.seed >= 0, "--seed", "a non-negative integer", args.seed)
     require(args.batch >= 1, "--batch", "a positive number", args.batch)

@@ -32,8 +32,8 @@ def run_gpu(args) -> int:
     import sys
     from pathlib import Path
 
-    from ..io.atomic import write_text_atomic
     from ..base.errors import Syn2SeqInputError, require
+    from ..io.atomic import write_text_atomic
     from . import gpu_check
 
     names = list(gpu_check.STEP_NAMES)
@@ -77,8 +77,8 @@ def run(args) -> int:
 
     import torch
 
-    from ..geometry import Cameras, look_at
     from ..generation.sequence import build_sequence
+    from ..geometry import Cameras, look_at
 
     exo = Cameras(look_at(torch.tensor([3.0, 0.0, 2.0]), torch.zeros(3)), [0.9, 0.9, 0.5, 0.5], 32, 32)
     eyes = torch.tensor([[0.3, 0.0, 1.6]]) + torch.linspace(0, 0.2, 6)[:, None] * torch.tensor([0.0, 1.0, 0.0])

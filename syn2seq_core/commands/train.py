@@ -11,7 +11,7 @@ def add_arguments(parser) -> None:
     from ..base import limits
 
     parser.add_argument("--config", required=True, help="a TOML training config (configs/*.toml; the ranges "
-                                                        "of its counts: syn2seq_core.training.loop.COUNT_RANGES)")
+                                                        "of its counts: syn2seq_core.training.config.COUNT_RANGES)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<config name>); resumes if it "
                                                     "holds a checkpoint of the same config (checkpoint.pt, or "
                                                     "checkpoint.prev.pt if that one is damaged)")

@@ -61,9 +61,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..io.atomic import write_text_atomic
 from ..base.errors import Syn2SeqInputError, require
 from ..geometry.cameras import CENTRE0_TO_OURS_PX, Cameras, invert_pose, look_at
+from ..io.atomic import write_text_atomic
 
 DAMAGE_KINDS = ("missing_folder", "missing_video", "missing_trajectory", "missing_calibration",
                 "damaged_calibration", "damaged_csv", "dropped", "short_trajectory", "short_video", "missing_timesync",

@@ -77,10 +77,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..parallel.distributed import Share, share_from_env  # noqa: F401  (share_from_env: prepare's, re-exported)
 from ..base.errors import Syn2SeqInputError, require
 from ..geometry.cameras import Cameras
 from ..io.safe_paths import resolve_inside
+from ..parallel.distributed import Share, share_from_env  # noqa: F401  (share_from_env: prepare's, re-exported)
 from .synthetic import SOURCE as SYNTHETIC_SOURCE
 
 MANIFEST_NAME = "manifest.json"
@@ -317,9 +317,9 @@ def take_samples(take, settings: PrepareSettings, interpolator=None) -> list[tup
     """The samples of one take: ``[(members [(extension, bytes), ...], sample id), ...]``, one per clip.
     interpolator: a built backend (:func:`~syn2seq_core.interpolation.base.get_interpolator`; None for
     ``ideal``)."""
+    from ..generation.sequence import build_sequence
     from ..geometry.slerp import interpolate_cameras, transition_times
     from ..interpolation.base import interpolate
-    from ..generation.sequence import build_sequence
 
     s = settings
     out = []

@@ -44,9 +44,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..io.atomic import building_dir
 from ..base.errors import Syn2SeqInputError, check_choice, require
 from ..geometry.cameras import Cameras
+from ..io.atomic import building_dir
 from ..io.safe_paths import OutsideFolderError, check_inside, check_not_a_playlist, resolve_inside
 from ..io.video import (VideoInfo, broadcast_cameras, iter_video_chunks, probe_video, read_video, resize_plan,
                         select_frames, write_video)

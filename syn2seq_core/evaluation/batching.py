@@ -268,8 +268,8 @@ def bench(takes, batch_sizes=(1, 4), rounds: int = 3, steps: int | None = None, 
     import time
 
     from ..data.takes import find_takes, load_take
-    from ..generation.takes import generate_take
     from ..generation.pipeline import load_model
+    from ..generation.takes import generate_take
 
     model = load_model(model_path, device=device)
     loaded = [load_take(t) for t in find_takes(takes)]

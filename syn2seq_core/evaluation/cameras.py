@@ -163,9 +163,9 @@ def ideal_transition(take, direction: str, n: int, eval_size: tuple[int, int]) -
     the last source frame's to the first target frame's), at the evaluation size; None for a take that is not
     procedural (no world recorded in its take.json)."""
     from ..data.synthetic import render, take_scene
-    from .resolution import to_eval_size
     from ..generation.takes import views_of
     from ..geometry.slerp import interpolate_cameras, transition_times
+    from .resolution import to_eval_size
 
     found = take_scene(take)
     if found is None:
@@ -220,8 +220,8 @@ def summarize_cameras(scores, reference: str | None = "sample") -> dict:
     "trans_err": ..., "static": takes scored as static, "registered": mean registered frames}}, "paired_vs_<ref>":
     {name: {metric: paired difference ref - name}}}``; the transitions are methods named ``"transition <backend>"``
     (paired against ``"transition ideal"`` where it exists). ``scores``: TakeScores with ``camera`` set."""
-    from .reports import NO_CI
     from ..metrics.frames import mean_ci, paired_difference
+    from .reports import NO_CI
 
     require(scores and all(s.camera for s in scores), "scores", "takes scored with camera accuracy",
             "takes without")

@@ -42,8 +42,8 @@ import torch
 from torch import Tensor
 
 from ..base.errors import Syn2SeqInputError, require
-from ..metrics.fvd import CONVENTIONAL_FRAMES
 from ..metrics.frames import PSNR_CAP_DB, mean_ci, paired_difference, psnr
+from ..metrics.fvd import CONVENTIONAL_FRAMES
 from .reports import NO_CI, UNCATEGORISED, format_ci
 from .resolution import to_eval_size
 
@@ -240,8 +240,8 @@ def score_take(take, other, model, direction: str = "exo2ego", *, eval_size: tup
     truth and the transitions of ``interpolators`` (name -> built backend) is scored with ``estimator`` (None: the
     pack's structure from motion; see :mod:`syn2seq_core.evaluation.cameras`). options: as iter_take."""
     from ..generation.takes import ResultWriter, _Held, iter_take, views_of
-    from ..metrics.frames import FrameScores
     from ..io.video import iter_video_chunks
+    from ..metrics.frames import FrameScores
 
     require(model is not None or eval_size is not None, "eval_size", "an evaluation size when there is no model",
             None)
@@ -349,8 +349,8 @@ def _camera_scores(take, direction: str, settings, frames: dict[str, Tensor], so
     """One take's camera accuracy (evaluation_cameras): every method's first frames and the ground truth's against
     the requested target track; each backend's transition (and the ideal one of a procedural take) against the
     SLERP track from the last source camera to the first target camera."""
-    from .cameras import horizontal_fov_deg, ideal_transition, score_video, transition_scores, transition_track
     from ..generation.takes import views_of
+    from .cameras import horizontal_fov_deg, ideal_transition, score_video, transition_scores, transition_track
 
     src, tgt = views_of(direction)
     h, w = size

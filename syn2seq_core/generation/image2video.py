@@ -32,8 +32,8 @@ DEFAULT_KEYFRAME_DENSITY = 0.0625  # DFoT's default: one keyframe in 16
 
 def fit_image(image: Tensor, width: int, height: int) -> Tensor:
     """[3, h, w] -> [3, height, width]: resized to cover, then centre-cropped (as takes and cameras are)."""
-    from .pipeline import resize_frames
     from ..io.video import resize_plan
+    from .pipeline import resize_frames
 
     plan = resize_plan(image.shape[-1], image.shape[-2], size=(width, height), crop="center")
     resized = resize_frames(image[None], plan.resize_h, plan.resize_w)[0]

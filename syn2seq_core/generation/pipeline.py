@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..base import conventions as C
-from ..dfot.schedule import TIME_GRIDS
 from ..base.errors import Syn2SeqInputError, require
+from ..dfot.schedule import TIME_GRIDS
 from .sequence import Syn2SeqSequence
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"  # syn2seq_core/assets

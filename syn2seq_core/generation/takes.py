@@ -17,9 +17,9 @@ from torch import Tensor
 
 from ..base import conventions as C
 from ..base.errors import check_choice, require
+from ..io.video import VideoWriter
 from .pipeline import Syn2SeqModel, resize_frames
 from .sequence import DIRECTIONS, Syn2SeqSequence, build_sequence
-from ..io.video import VideoWriter
 
 OTHER = {"exo": "ego", "ego": "exo"}
 

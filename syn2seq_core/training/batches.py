@@ -23,11 +23,11 @@ from torch import Tensor
 
 from ..base import conventions as C
 from ..base.errors import require
-from ..geometry.cameras import Cameras, invert_pose
+from ..data.synthetic import SyntheticConfig, render_camera_path_clips, render_takes
 from ..generation.pipeline import HELDOUT_SEED_BASE, TrainingBatch, ray_input, sequence_ray_input
 from ..generation.sequence import build_sequence, decompose
+from ..geometry.cameras import Cameras, invert_pose
 from .config import network_config
-from ..data.synthetic import SyntheticConfig, render_camera_path_clips, render_takes
 
 
 def _seeds(generator: torch.Generator, n: int, heldout: bool = False) -> list[int]:

@@ -22,6 +22,7 @@ from syn2seq_core.geometry import sfm
 from syn2seq_core.geometry.align import camera_accuracy, umeyama
 from syn2seq_core.geometry.cameras import Cameras, look_at
 from syn2seq_core.io.poses import load_camera_track, load_cameras
+from syn2seq_core.io.camera_estimation import estimate_cameras_from_video
 from syn2seq_core.geometry.slerp import slerp_poses
 
 from .test_video_io import FIXTURES
@@ -230,7 +231,7 @@ def test_real_camera_moving_footage_registers_most_frames():
     """55 frames of real footage (a sideways camera move past a bollard), every other frame to SfM: measured 28 of
     28 sampled (55 of 55 with every frame)."""
     _pycolmap()
-    est = sfm.estimate_cameras_from_video(REAL_CLIP, stride=2, num_threads=THREADS)
+    est = estimate_cameras_from_video(REAL_CLIP, stride=2, num_threads=THREADS)
     print(f"\n[sfm] real clip: {est.num_registered}/{int(est.sampled.sum())} sampled registered in "
           f"{est.seconds:.1f} s; {est.notes}")
     assert len(est) == 55 and est.cameras.size == (320, 136)
