@@ -1,8 +1,9 @@
-"""The training config: a TOML file (``syn2seq train --config FILE``) read into :class:`TrainConfig` (its
-sections ``[data]``, ``[optim]``, ``[lora]``, ``[model]`` as dataclasses), every count checked against
-:data:`COUNT_RANGES`, the whole checked against the data and the processes it will run on (:func:`check_config`,
-:func:`check_batch_memory`, :func:`check_processes`). :func:`same_run` decides whether a checkpoint belongs to a
-config: only :data:`EXECUTION_FIELDS` may change on resume."""
+"""The training config: a TOML file (``syn2seq train --config FILE``), its ``base`` resolved
+(:func:`resolve_config_file`: a config may build on another and state only what differs), read into
+:class:`TrainConfig` (its sections ``[data]``, ``[optim]``, ``[lora]``, ``[model]`` as dataclasses), every count
+checked against :data:`COUNT_RANGES`, the whole checked against the data and the processes it will run on
+(:func:`check_config`, :func:`check_batch_memory`, :func:`check_processes`). :func:`same_run` decides whether a
+checkpoint belongs to a config: only :data:`EXECUTION_FIELDS` may change on resume."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 
 from ..base.errors import Syn2SeqInputError, check_choice, require
 from ..dfot.lora import LoraConfig
+from ..io.safe_paths import resolve_inside
 
 STAGES = ("pretrain", "finetune")
 PARALLEL = ("ddp", "fsdp")
@@ -194,27 +196,107 @@ def same_run(saved: str, cfg: TrainConfig, where: str) -> bool:
         return False
 
 
+# At most this many bases above a config (``base = "..."``, each of which may name its own).
+MAX_BASE_DEPTH = 16
+BASE_SUFFIXES = (".toml", ".json")
+BASE_HINT = ("A base lies in the folder of the launched config or in that folder's parent (links followed): "
+             "configs/ablation/x.toml may build on ../synthetic_tiny.toml, nothing further up")
+
+
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a TOML (or JSON) training config: top-level keys of TrainConfig, tables [model], [data], [optim]."""
-    path = Path(path)
-    require(path.is_file(), "config", "an existing TOML or JSON file", str(path))
-    text = path.read_text()
-    if path.suffix == ".json":
-        raw = json.loads(text)
-    else:
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise Syn2SeqInputError(str(path), "valid TOML", str(e)) from None
-    raw = dict(raw)
-    raw.setdefault("name", path.stem)
-    cfg = config_from_dict(raw, str(path))
+    """Read a TOML (or JSON) training config: top-level keys of TrainConfig, tables [model], [data], [optim],
+    [lora], with its ``base`` resolved (:func:`resolve_config_file`)."""
+    cfg = config_from_dict(resolve_config_file(path), str(path))
     check_config(cfg, str(path))
     return cfg
+
+
+def resolve_config_file(path: str | Path) -> dict:
+    """The dict of a TOML (or JSON) config file, its ``base`` resolved: a config may name another, ``base =
+    "other.toml"`` (a .toml or .json file, relative to the folder of the config that names it), and state only
+    what differs. The base is resolved first (it may have a base of its own, at most :data:`MAX_BASE_DEPTH` deep),
+    then the config's tables are merged over it key by key, at every depth; a value that is not a table (a
+    number, a string, an array) replaces the base's. ``name`` is never inherited: it is the config's own, or its
+    file stem. Refused, naming the config that names the base: a base that is missing, not a .toml / .json
+    training config, part of a cycle, too deep, or outside the folder of the launched config and that folder's
+    parent (links followed)."""
+    path = Path(path)
+    require(path.is_file(), "config", "an existing TOML or JSON file", str(path))
+    root = Path(os.path.abspath(path)).parent.parent
+    raw = _resolve_base(path, root, (path.resolve(),), str(path))
+    raw["name"] = raw.get("name", path.stem)
+    return raw
+
+
+def _resolve_base(path: Path, root: Path, chain: tuple[Path, ...], where: str) -> dict:
+    """The dict of ``path`` merged over its base's, resolved; chain: the resolved files from the launched config
+    down to ``path``; where: ``path`` in messages (a base: and the config that names it)."""
+    raw = _read_config_file(path, where)
+    if "base" not in raw:
+        return raw
+    name = raw.pop("base")
+    owner, where = f"config '{path}'", f"config '{path}' base"
+    if len(chain) > MAX_BASE_DEPTH:
+        raise Syn2SeqInputError(where, f"at most {MAX_BASE_DEPTH} bases above the launched config",
+                                " -> ".join(p.name for p in chain) + f" -> {name}")
+    require(isinstance(name, str) and Path(name).suffix in BASE_SUFFIXES, where,
+            "the name of a .toml or .json config file", repr(name))
+    base = resolve_inside(root, name, owner=owner, entry="base", base=path.parent, hint=BASE_HINT)
+    require(base.is_file(), where, "an existing config file (relative to the folder of the config that names "
+            "it)", f"'{name}', no file at '{base}'")
+    if base.resolve() in chain:
+        raise Syn2SeqInputError(where, "a base that does not lead back to a config of its own chain",
+                                "the cycle " + " -> ".join(p.name for p in (*chain, base.resolve())))
+    inherited = _resolve_base(base, root, (*chain, base.resolve()), f"'{base}' (the base of '{path}')")
+    _check_base_keys(inherited, base, where)
+    inherited.pop("name", None)
+    return _merge(inherited, raw, owner)
+
+
+def _read_config_file(path: Path, where: str) -> dict:
+    """The table a .json (else TOML) file holds, refused naming the file (``where``) if it is not one."""
+    text = path.read_text()
+    if path.suffix == ".json":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise Syn2SeqInputError(where, "valid JSON", str(e)) from None
+        require(isinstance(raw, dict), where, "a JSON object of config keys", type(raw).__name__)
+        return raw
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise Syn2SeqInputError(where, "valid TOML", str(e)) from None
+
+
+def _check_base_keys(raw: dict, path: Path, where: str) -> None:
+    """A base is a training config: top-level keys of TrainConfig, its tables as tables."""
+    tables = ("model", "data", "optim", "lora")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    require(not unknown, where, f"a training config ('{path}' with top-level keys among {sorted(known)})",
+            f"keys {unknown}")
+    flat = sorted(k for k in tables if k in raw and not isinstance(raw[k], dict))
+    require(not flat, where, f"a training config ('{path}' with {', '.join(f'[{k}]' for k in tables)} as tables)",
+            f"values for {flat}")
+
+
+def _merge(base: dict, over: dict, where: str) -> dict:
+    """``over`` merged over ``base``: tables key by key at every depth, any other value replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(value, dict) != isinstance(merged[key], dict):
+            raise Syn2SeqInputError(f"{where} {key}", "a table where its base has a table, a value where it has a "
+                                    "value", f"{type(value).__name__} over {type(merged[key]).__name__}")
+        else:
+            merged[key] = _merge(merged[key], value, f"{where} {key}") if isinstance(value, dict) else value
+    return merged
 
 
 def _check_count(value, name: str, lo: int, hi: int) -> None:

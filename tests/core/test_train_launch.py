@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from syn2seq_core.training.config import check_processes, load_config
+from syn2seq_core.training.config import check_processes, load_config, resolve_config_file
 from syn2seq_core.training.checkpoints import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,11 +36,6 @@ SIZE = 16
 LAUNCH = re.compile(r"^#\s*(?P<cmd>(?:torchrun\s.*-m syn2seq_core|syn2seq|python -m syn2seq_core) train\s.*)$")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 
 def launch_lines(path: Path) -> list[dict]:
@@ -95,9 +90,9 @@ def tiny_model(model: dict, dfot_table: dict) -> dict:
 
 
 def scaled(path: Path, line: dict, dfot_table: dict, procs: int) -> dict:
-    """The config's dict at the tiny size, for ``procs`` processes with each one's share of the batch as written."""
-    raw = tomllib.loads(path.read_text())
-    raw.setdefault("name", path.stem)
+    """The config's dict (its base resolved) at the tiny size, for ``procs`` processes with each one's share of the
+    batch as written."""
+    raw = resolve_config_file(path)
     raw["model"] = tiny_model(raw.get("model", {}), dfot_table)
     data = raw.setdefault("data", {})
     data.update(size=SIZE, supersample=1)
