@@ -287,7 +287,7 @@ def _video_path(root: Path, folder: Path, take: dict, cam: str, aria: bool, smal
 def _check_trajectory_span(path: Path) -> tuple[float, float]:
     """(first, last) ``tracking_timestamp_us`` of closed_loop_trajectory.csv from its header, first sample and
     last line (a full parse is ``verify=True``'s): cheap on a 1 kHz track of any length."""
-    from ..io.poses import _ARIA_COLUMNS
+    from ..io.poses.egoexo4d_aria import _ARIA_COLUMNS
 
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)

@@ -13,7 +13,7 @@ import torch
 from scipy.spatial.transform import Rotation, Slerp
 
 from syn2seq_core.base.errors import Syn2SeqInputError
-from syn2seq_core.io.poses import KNOWN_FORMATS, load_cameras, save_cameras
+from syn2seq_core.io.poses import FORMATS, KNOWN_FORMATS, load_cameras, save_cameras
 from syn2seq_core.geometry import Cameras
 from syn2seq_core.io.poses import (ARIA_RGB_DEFAULT_K, ARIA_RGB_DEFAULT_SIZE, RE10K_DEFAULT_SIZE, detect_format,
                                    load_camera_track)
@@ -631,6 +631,19 @@ def test_unknown_formats_and_options_are_refused(tmp_path):
     with pytest.raises(Syn2SeqInputError, match=r"options for format 'syn2seq': expected only \['width', 'height'\]"):
         load_cameras(tmp_path / "c.json", camera="cam01")
     assert set(KNOWN_FORMATS) == {"syn2seq", "re10k", "colmap", "nerf", "egoexo4d_exo", "egoexo4d_aria"}
+
+
+def test_every_known_format_is_registered_and_what_we_write_is_detected_back(tmp_path):
+    assert tuple(FORMATS) == KNOWN_FORMATS
+    for name in KNOWN_FORMATS:
+        fmt = FORMATS[name]
+        assert fmt.name == name and callable(fmt.read)
+        assert fmt.claims is not None or fmt.sniff is not None  # format="auto" can find it
+    writers = [fmt for fmt in FORMATS.values() if fmt.write is not None]
+    assert [fmt.name for fmt in writers] == ["syn2seq"] and FORMATS["syn2seq"].write is save_cameras
+    for fmt in writers:
+        written = fmt.write(random_cameras(3, 62, fisheye=True), tmp_path / f"{fmt.name}.out")
+        assert detect_format(written) == fmt.name
 
 
 def test_documented_example_loads(tmp_path):
