@@ -1,9 +1,12 @@
 """The Syn2Seq ComfyUI nodes (V3 API, ``comfy_api.latest``).
 
 Each node is a thin wrapper over one ``syn2seq_core`` function: convert ComfyUI types (``convert.py``),
-call the core, convert back. Importing this package is cheap: it registers the ``models/syn2seq`` folder
-and defines classes; ``syn2seq_core`` and its dependencies load when node schemas list the core's
-registries or when a node runs.
+call the core, convert back. The nodes import the core beside them relatively (``from ..syn2seq_core.x import
+y``): ComfyUI loads the pack as a package named after its folder's path, so the core is
+``<pack>.syn2seq_core`` there, never the absolute ``syn2seq_core`` a pip install of the pack provides (no file
+is loaded twice under two names). Importing this package is cheap: it registers the ``models/syn2seq`` folder,
+defines classes and imports only the core's standard-library modules (``base``, ``io.safe_paths``); the rest of
+the core, torch included, loads when node schemas list the core's registries or when a node runs.
 """
 
 from comfy_api.latest import ComfyExtension, io

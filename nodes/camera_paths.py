@@ -10,8 +10,9 @@ import math
 
 from comfy_api.latest import io
 
+from ..syn2seq_core.base.errors import Syn2SeqInputError
+from ..syn2seq_core.base.limits import LIMITS
 from . import convert
-from ._core import core
 from .sockets import CATEGORY, Cameras
 
 DEFAULT_KEYFRAMES = """[
@@ -35,10 +36,10 @@ def path_payload(cameras) -> dict:
 class Syn2SeqCameraPath(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        paths = core("geometry.camera_paths")
-        limits = core("base.limits").LIMITS
-        fps, frames, size, fov = (limits[k] for k in ("fps", "path_frames", "path_image_size", "fov_deg"))
-        coord, angle, dist, speed = (limits[k] for k in ("path_coordinate", "path_angle", "path_distance",
+        from ..syn2seq_core.geometry.camera_paths import PRESETS
+
+        fps, frames, size, fov = (LIMITS[k] for k in ("fps", "path_frames", "path_image_size", "fov_deg"))
+        coord, angle, dist, speed = (LIMITS[k] for k in ("path_coordinate", "path_angle", "path_distance",
                                                           "path_speed"))
         where = "metres; world z is up"
         return io.Schema(
@@ -51,7 +52,7 @@ class Syn2SeqCameraPath(io.ComfyNode):
                         "looks at target; world z is up; OpenCV camera axes. The widget draws the path and the "
                         "camera frusta in 3D (drag to rotate, double-click for the top view).",
             inputs=[
-                io.Combo.Input("preset", options=list(paths.PRESETS), default="orbit",
+                io.Combo.Input("preset", options=list(PRESETS), default="orbit",
                                tooltip="orbit: around the target by angle; dolly: along the view by distance; "
                                        "pan: turn right by angle; tilt: turn up by angle; walk: forward on the "
                                        "ground at speed; look_at: slide right by distance, keep looking at the "
@@ -102,20 +103,23 @@ class Syn2SeqCameraPath(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, preset=None, keyframes=None) -> bool | str:
-        paths = core("geometry.camera_paths")
-        if preset is not None and preset not in paths.PRESETS:
-            return f"preset: expected one of {list(paths.PRESETS)}, got {preset!r}"
+        from ..syn2seq_core.geometry.camera_paths import PRESETS, parse_keyframes
+
+        if preset is not None and preset not in PRESETS:
+            return f"preset: expected one of {list(PRESETS)}, got {preset!r}"
         if preset == "keyframes" and keyframes is not None:
             try:
-                paths.parse_keyframes(keyframes)
-            except core("base.errors").Syn2SeqInputError as e:
+                parse_keyframes(keyframes)
+            except Syn2SeqInputError as e:
                 return str(e)
         return True
 
     @classmethod
     def execute(cls, preset, frames, fps, width, height, fov_deg, position_x, position_y, position_z,
                 target_x, target_y, target_z, angle_deg, distance, speed, keyframes) -> io.NodeOutput:
-        cams = core("geometry.camera_paths").camera_path(
+        from ..syn2seq_core.geometry.camera_paths import camera_path
+
+        cams = camera_path(
             preset, int(frames), int(width), int(height), fov_deg=float(fov_deg), fps=float(fps),
             position=(position_x, position_y, position_z), target=(target_x, target_y, target_z),
             angle_deg=float(angle_deg), distance=float(distance), speed=float(speed),

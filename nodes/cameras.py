@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..syn2seq_core.base.conventions import PLUCKER_ORDERS
+from ..syn2seq_core.base.errors import Syn2SeqInputError
+from ..syn2seq_core.base.limits import LIMITS
 from . import convert, paths
-from ._core import core, input_error
 from .sockets import CATEGORY, Cameras, Rays
 
 
 def _known_formats() -> list[str]:
-    return ["auto", *core("geometry").KNOWN_FORMATS]
+    from ..syn2seq_core.io.poses import KNOWN_FORMATS
+
+    return ["auto", *KNOWN_FORMATS]
 
 
 class Syn2SeqLoadCameras(io.ComfyNode):
@@ -46,7 +50,9 @@ class Syn2SeqLoadCameras(io.ComfyNode):
 
     @classmethod
     def execute(cls, file, format, frames=None) -> io.NodeOutput:
-        cams = core("geometry").load_cameras(paths.resolve_camera_file(file), format=format)
+        from ..syn2seq_core.io.poses import load_cameras
+
+        cams = load_cameras(paths.resolve_camera_file(file), format=format)
         f = convert.optional_frames(frames, "frames")
         if f is not None:
             cams = convert.fit_cameras_to_frames(cams, f, "cameras")
@@ -60,7 +66,7 @@ class Syn2SeqLoadCameras(io.ComfyNode):
 class Syn2SeqTransitionPoses(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        n = core("base.limits").LIMITS["transition_frames"]
+        n = LIMITS["transition_frames"]
         return io.Schema(
             node_id="Syn2SeqTransitionPoses",
             display_name="Syn2Seq Transition Poses (SLERP)",
@@ -78,7 +84,9 @@ class Syn2SeqTransitionPoses(io.ComfyNode):
 
     @classmethod
     def execute(cls, source_cameras, target_cameras, n) -> io.NodeOutput:
-        cams = core("geometry").interpolate_cameras(source_cameras, target_cameras, int(n))
+        from ..syn2seq_core.geometry.slerp import interpolate_cameras
+
+        cams = interpolate_cameras(source_cameras, target_cameras, int(n))
         ui = convert.ui_camera_path(convert.camera_path(
             {"source": source_cameras, "transition": cams, "target": target_cameras}))
         return io.NodeOutput(cams, ui=ui)
@@ -87,8 +95,8 @@ class Syn2SeqTransitionPoses(io.ComfyNode):
 class Syn2SeqPluckerRays(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        orders = list(core("base.conventions").PLUCKER_ORDERS)
-        size = core("base.limits").LIMITS["frame_size"]
+        orders = list(PLUCKER_ORDERS)
+        size = LIMITS["frame_size"]
         return io.Schema(
             node_id="Syn2SeqPluckerRays",
             display_name="Syn2Seq Plücker Rays",
@@ -113,11 +121,13 @@ class Syn2SeqPluckerRays(io.ComfyNode):
 
     @classmethod
     def execute(cls, cameras, width, height, order, relative_to_first) -> io.NodeOutput:
+        from ..syn2seq_core.geometry.plucker import plucker_rays
+
         if cameras is None:
-            raise input_error("cameras", "a camera track", "None")
+            raise Syn2SeqInputError("cameras", "a camera track", "None")
         cams = cameras.relative_to() if relative_to_first else cameras
-        rays = core("geometry").plucker_rays(cams.K, cams.c2w, int(height) or cams.height, int(width) or cams.width,
-                                            order, cams.fisheye)
+        rays = plucker_rays(cams.K, cams.c2w, int(height) or cams.height, int(width) or cams.width, order,
+                            cams.fisheye)
         return io.NodeOutput(rays, convert.rays_to_image(rays, order))
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 
-from ._core import core, input_error
+from ..syn2seq_core.base import conventions
+from ..syn2seq_core.base.errors import Syn2SeqInputError
 
 # Largest number of cameras per segment sent to the browser for the camera-path drawing.
 MAX_PATH_CAMERAS = 256
@@ -22,11 +23,11 @@ def image_to_frames(image, name: str):
     from einops import rearrange
 
     if not isinstance(image, torch.Tensor):
-        raise input_error(name, "an IMAGE batch [N, H, W, C]", type(image).__name__)
+        raise Syn2SeqInputError(name, "an IMAGE batch [N, H, W, C]", type(image).__name__)
     if image.ndim == 3:
         image = image[None]
     if image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
-        raise input_error(name, "an IMAGE batch [N, H, W, C] with C in (1, 3, 4)", tuple(image.shape))
+        raise Syn2SeqInputError(name, "an IMAGE batch [N, H, W, C] with C in (1, 3, 4)", tuple(image.shape))
     if image.shape[-1] == 1:
         image = image.expand(*image.shape[:-1], 3)
     frames = rearrange(image[..., :3].float(), "n h w c -> n c h w")
@@ -59,15 +60,15 @@ def empty_image(height: int, width: int):
 def fit_cameras_to_frames(cameras, frames, name: str = "cameras"):
     """The cameras of ``frames [T, 3, H, W]``: a static camera is repeated, then resized / centre-cropped
     to the frame size exactly like the video reader does. The count must match."""
-    video_io = core("io.video")
+    from ..syn2seq_core.io.video import broadcast_cameras, resize_plan
 
     t, h, w = frames.shape[0], frames.shape[-2], frames.shape[-1]
     if len(cameras) == 1 and t != 1:
-        cameras = video_io.broadcast_cameras(cameras, t)
+        cameras = broadcast_cameras(cameras, t)
     if len(cameras) != t:
-        raise input_error(name, f"one camera per frame ({t} frames) or a single static camera",
-                          f"{len(cameras)} cameras", "Trim the frames or the camera file so the counts match")
-    return video_io.resize_plan(cameras.width, cameras.height, (w, h), "center").apply_to_cameras(cameras)
+        raise Syn2SeqInputError(name, f"one camera per frame ({t} frames) or a single static camera",
+                                f"{len(cameras)} cameras", "Trim the frames or the camera file so the counts match")
+    return resize_plan(cameras.width, cameras.height, (w, h), "center").apply_to_cameras(cameras)
 
 
 def rays_to_image(rays, order: str):
@@ -101,8 +102,6 @@ def camera_path(segments: dict) -> dict:
 
 def sequence_path(sequence) -> dict:
     """:func:`camera_path` of a Syn2Seq sequence, one segment per role (unknown transition poses left out)."""
-    conventions = core("base.conventions")
-
     segments = {}
     for role, name in conventions.ROLE_NAMES.items():
         idx = sequence.indices(role)

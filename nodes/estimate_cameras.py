@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..syn2seq_core.base.limits import LIMITS
 from . import convert, progress
-from ._core import core
 from .camera_paths import path_payload
 from .sockets import CATEGORY, Cameras
 
@@ -17,9 +17,9 @@ from .sockets import CATEGORY, Cameras
 class Syn2SeqEstimateCameras(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        sfm = core("geometry.sfm")
-        limits = core("base.limits").LIMITS
-        stride, frames, size, fov, share, seconds, seed = (limits[k] for k in (
+        from ..syn2seq_core.geometry import sfm
+
+        stride, frames, size, fov, share, seconds, seed = (LIMITS[k] for k in (
             "sfm_stride", "sfm_frames", "sfm_size", "sfm_fov_deg", "sfm_min_registered", "sfm_time_limit", "sfm_seed"))
         return io.Schema(
             node_id="Syn2SeqEstimateCameras",
@@ -70,8 +70,10 @@ class Syn2SeqEstimateCameras(io.ComfyNode):
     @classmethod
     def execute(cls, images, mapper, static, fov_deg, lens, stride, max_frames, sfm_size, min_registered,
                 time_limit_s, seed) -> io.NodeOutput:
+        from ..syn2seq_core.geometry.sfm import estimate_cameras
+
         frames = convert.image_to_frames(images, "images")
-        est = core("geometry.sfm").estimate_cameras(
+        est = estimate_cameras(
             frames, static=bool(static), fov_deg=float(fov_deg) or None, mapper=mapper, lens=lens, stride=int(stride),
             max_frames=int(max_frames) or None, sfm_size=int(sfm_size), min_registered=float(min_registered),
             time_limit_s=float(time_limit_s) or None, seed=int(seed), progress=progress.step_callback(5))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..syn2seq_core.base.errors import Syn2SeqInputError
 from . import convert, paths, plots
-from ._core import core, input_error
 from .sockets import CATEGORY
 
 
@@ -37,10 +37,12 @@ class Syn2SeqEvaluate(io.ComfyNode):
         pred = convert.image_to_frames(generated, "generated")
         target = convert.image_to_frames(ground_truth, "ground_truth")
         if len(pred) == 0 or len(target) == 0:
-            raise input_error("generated/ground_truth", "at least one frame each",
-                              f"{len(pred)} and {len(target)} frames", "Is the ground-truth view in the take?")
+            raise Syn2SeqInputError("generated/ground_truth", "at least one frame each",
+                                    f"{len(pred)} and {len(target)} frames", "Is the ground-truth view in the take?")
         weights = None if lpips_weights == "none" else paths.resolve_model_file(lpips_weights)
-        report = core("metrics.frames").evaluate_frames(pred, target, lpips_weights=weights)
+        from ..syn2seq_core.metrics.frames import evaluate_frames
+
+        report = evaluate_frames(pred, target, lpips_weights=weights)
         text = convert.metrics_text(report)
         psnr = report["psnr"]["per_frame"] if isinstance(report["psnr"], dict) else []
         return io.NodeOutput(text, plots.per_frame_chart(psnr), ui={"text": [text]})

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..syn2seq_core.base.errors import Syn2SeqInputError
+from ..syn2seq_core.base.limits import LIMITS
 from . import convert, progress
-from ._core import core, input_error
 from .sockets import CATEGORY
 
 
 def _backends() -> list[str]:
+    from ..syn2seq_core.interpolation.base import known_interpolators
+
     # wan runs in ComfyUI through its native Wan nodes (their frames go through Syn2SeqWanFramesToTransition),
     # which share ComfyUI's model management; the core's diffusers pipeline would load a second copy.
-    return [b for b in core("interpolation.base").known_interpolators() if b != "wan"]
+    return [b for b in known_interpolators() if b != "wan"]
 
 
 class Syn2SeqInterpolate(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
+        from ..syn2seq_core.interpolation.base import DEFAULT_BACKEND
+
         backends = _backends()
-        default = core("interpolation.base").DEFAULT_BACKEND
-        n = core("base.limits").LIMITS["transition_frames"]
+        default = DEFAULT_BACKEND if DEFAULT_BACKEND in backends else backends[0]
+        n = LIMITS["transition_frames"]
         return io.Schema(
             node_id="Syn2SeqInterpolate",
             display_name="Syn2Seq Interpolate (first-last frame)",
@@ -33,7 +38,7 @@ class Syn2SeqInterpolate(io.ComfyNode):
                 io.Image.Input("first", tooltip="Frames before the transition; the last one is used."),
                 io.Image.Input("last", tooltip="Frames after the transition; the first one is used."),
                 io.Int.Input("n", default=4, min=n.lo, max=n.hi, tooltip="Number of transition frames."),
-                io.Combo.Input("backend", options=backends, default=default if default in backends else backends[0]),
+                io.Combo.Input("backend", options=backends, default=default),
             ],
             outputs=[io.Image.Output("transition_frames", display_name="transition_frames")],
         )
@@ -42,21 +47,24 @@ class Syn2SeqInterpolate(io.ComfyNode):
     def execute(cls, first, last, n, backend) -> io.NodeOutput:
         import folder_paths
 
-        base = core("interpolation.base")
+        from ..syn2seq_core.interpolation.base import interpolate
+
         a = convert.image_to_frames(first, "first")
         b = convert.image_to_frames(last, "last")
         if len(a) == 0 or len(b) == 0:
-            raise input_error("first/last", "at least one frame each", f"{len(a)} and {len(b)} frames")
+            raise Syn2SeqInputError("first/last", "at least one frame each", f"{len(a)} and {len(b)} frames")
         options = {"comfyui_path": folder_paths.base_path} if backend == "rife" else {}
-        frames = base.interpolate(a[-1], b[0], int(n), backend=backend,
-                                  progress=progress.count_callback(int(n)), **options)
+        frames = interpolate(a[-1], b[0], int(n), backend=backend,
+                             progress=progress.count_callback(int(n)), **options)
         return io.NodeOutput(convert.frames_to_image(frames))
 
 
 class Syn2SeqWanFramesToTransition(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        n = core("base.limits").LIMITS["transition_frames"]
+        from ..syn2seq_core.interpolation.wan import MODES
+
+        n = LIMITS["transition_frames"]
         return io.Schema(
             node_id="Syn2SeqWanFramesToTransition",
             display_name="Syn2Seq Wan Frames To Transition",
@@ -67,7 +75,7 @@ class Syn2SeqWanFramesToTransition(io.ComfyNode):
             inputs=[
                 io.Image.Input("wan_frames", tooltip="The decoded Wan video, first and last frame included."),
                 io.Int.Input("n", default=4, min=n.lo, max=n.hi, tooltip="Number of transition frames."),
-                io.Combo.Input("mode", options=list(core("interpolation.wan").MODES), default="nearest",
+                io.Combo.Input("mode", options=list(MODES), default="nearest",
                                tooltip="nearest: the Wan frame nearest to each transition time; linear: a blend "
                                        "of the two Wan frames around it."),
             ],
@@ -76,8 +84,10 @@ class Syn2SeqWanFramesToTransition(io.ComfyNode):
 
     @classmethod
     def execute(cls, wan_frames, n, mode) -> io.NodeOutput:
+        from ..syn2seq_core.interpolation.wan import wan_to_transition
+
         frames = convert.image_to_frames(wan_frames, "wan_frames")
-        out = core("interpolation.wan").wan_to_transition(frames, int(n), mode=mode)
+        out = wan_to_transition(frames, int(n), mode=mode)
         return io.NodeOutput(convert.frames_to_image(out))
 
 

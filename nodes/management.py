@@ -22,8 +22,6 @@ import os
 import time
 import weakref
 
-from ._core import core
-
 WEIGHT_DTYPES = ("auto", "fp32", "bf16", "fp16")
 LOG = logging.getLogger("syn2seq")
 # Patcher -> what /syn2seq/models reports about it. Weak keys and plain values: no reference keeps a network
@@ -50,7 +48,9 @@ def weight_dtype_for(name: str, load_device, parameters: int):
 
 def compute_dtype(load_device):
     """The dtype sampling computes in on ``load_device``: bf16 (autocast) where it is native, else float32."""
-    return core("generation.pipeline").default_autocast_dtype(load_device)
+    from ..syn2seq_core.generation.pipeline import default_autocast_dtype
+
+    return default_autocast_dtype(load_device)
 
 
 class ManagedModel:
@@ -119,22 +119,22 @@ def load(path, weight_dtype: str = "auto", name: str = "", lora=None) -> Managed
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.ops
+    import torch
 
-    pipeline = core("generation.pipeline")
-    checkpoint = core("dfot.checkpoint")
+    from ..syn2seq_core.dfot.checkpoint import build_model, read_config
+    from ..syn2seq_core.generation.pipeline import BUNDLED_MODEL, load_model
+
     load_device = mm.get_torch_device()
     offload_device = mm.unet_offload_device()
-    file = path if path is not None else pipeline.BUNDLED_MODEL
-    config = checkpoint.read_config(file)
-    parameters = sum(v.numel() for v in checkpoint.build_model(config, device="meta").parameters())
+    file = path if path is not None else BUNDLED_MODEL
+    config = read_config(file)
+    parameters = sum(v.numel() for v in build_model(config, device="meta").parameters())
     dtype = weight_dtype_for(weight_dtype, load_device, parameters)
     compute = compute_dtype(load_device)
     # Autocast computes the matrix products in `compute`; outside autocast the layers cast their weights to
     # the float32 input. Either way the layers must accept weights stored in another dtype, on another device.
     ops = comfy.ops.pick_operations(dtype, None if compute == dtype else compute, load_device=load_device)
-    model = pipeline.load_model(path, device=offload_device, dtype=dtype, operations=ops, lora=lora)
-    import torch
-
+    model = load_model(path, device=offload_device, dtype=dtype, operations=ops, lora=lora)
     model.network.compute_dtype = torch.float32
     patcher = comfy.model_patcher.ModelPatcher(model.network, load_device=load_device, offload_device=offload_device)
     name = (name or str(file)) + (f" + {os.path.basename(str(lora))}" if lora is not None else "")

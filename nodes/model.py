@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..syn2seq_core.base.errors import Syn2SeqInputError
+from ..syn2seq_core.base.limits import LIMITS
 from . import convert, management, paths, progress
-from ._core import core, input_error
 from .sockets import CATEGORY, Cameras, Model, Sequence
 
 
@@ -54,7 +55,7 @@ class Syn2SeqLoadModel(io.ComfyNode):
     @classmethod
     def execute(cls, model, weight_dtype="auto", lora=paths.NO_LORA) -> io.NodeOutput:
         if weight_dtype not in management.WEIGHT_DTYPES:
-            raise input_error("weight_dtype", f"one of {list(management.WEIGHT_DTYPES)}", repr(weight_dtype))
+            raise Syn2SeqInputError("weight_dtype", f"one of {list(management.WEIGHT_DTYPES)}", repr(weight_dtype))
         path = None if model == paths.BUNDLED_MODEL else paths.resolve_model_file(model)
         lora_path = None if lora in (None, paths.NO_LORA) else paths.resolve_model_file(lora, "lora")
         loaded = management.load(path, weight_dtype, name=model, lora=lora_path)
@@ -65,11 +66,12 @@ class Syn2SeqLoadModel(io.ComfyNode):
 class Syn2SeqSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        matrices = sorted(core("dfot.scheduling").SCHEDULING_MATRICES)
-        guidance = sorted(core("dfot.guidance").HISTORY_GUIDANCE)
-        limits = core("base.limits").LIMITS
-        steps, scale, seed = limits["steps"], limits["guidance_scale"], limits["seed"]
-        stab = limits["stabilization"]
+        from ..syn2seq_core.dfot.guidance import HISTORY_GUIDANCE
+        from ..syn2seq_core.dfot.scheduling import SCHEDULING_MATRICES
+
+        matrices, guidance = sorted(SCHEDULING_MATRICES), sorted(HISTORY_GUIDANCE)
+        steps, scale, seed = LIMITS["steps"], LIMITS["guidance_scale"], LIMITS["seed"]
+        stab = LIMITS["stabilization"]
         return io.Schema(
             node_id="Syn2SeqSampler",
             display_name="Syn2Seq Sampler (Diffusion Forcing)",
@@ -124,21 +126,20 @@ class Syn2SeqSampler(io.ComfyNode):
 
 def _check_inputs(model, sequence) -> None:
     if model is None or sequence is None:
-        raise input_error("model/sequence", "a model and a sequence", "None")
+        raise Syn2SeqInputError("model/sequence", "a model and a sequence", "None")
     if not isinstance(model, management.ManagedModel):
-        raise input_error("model", "the output of Syn2Seq Load Model", type(model).__name__)
+        raise Syn2SeqInputError("model", "the output of Syn2Seq Load Model", type(model).__name__)
     height, width = model.size
     if (sequence.height, sequence.width) != (height, width):
-        raise input_error("sequence", f"frames of {width}x{height} (the model's size)",
-                          f"{sequence.width}x{sequence.height}",
-                          "Connect the width and height outputs of Syn2Seq Load Model to the take loader")
+        raise Syn2SeqInputError("sequence", f"frames of {width}x{height} (the model's size)",
+                                f"{sequence.width}x{sequence.height}",
+                                "Connect the width and height outputs of Syn2Seq Load Model to the take loader")
 
 
 class Syn2SeqConditionalMean(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        limits = core("base.limits").LIMITS
-        draws, seed = limits["mean_draws"], limits["seed"]
+        draws, seed = LIMITS["mean_draws"], LIMITS["seed"]
         return io.Schema(
             node_id="Syn2SeqConditionalMean",
             display_name="Syn2Seq Conditional Mean",
@@ -165,8 +166,8 @@ class Syn2SeqConditionalMean(io.ComfyNode):
     def execute(cls, model, sequence, draws, seed) -> io.NodeOutput:
         _check_inputs(model, sequence)
         if len(sequence) > model.window:
-            raise input_error("sequence", f"at most {model.window} frames (this model's window)",
-                              f"{len(sequence)} frames", "Use Syn2Seq Sampler for longer sequences")
+            raise Syn2SeqInputError("sequence", f"at most {model.window} frames (this model's window)",
+                                    f"{len(sequence)} frames", "Use Syn2Seq Sampler for longer sequences")
         mean = model.ready(len(sequence)).predict_mean(sequence, seed=int(seed), draws=int(draws),
                                                         dtype=model.compute_dtype)
         return io.NodeOutput(mean, convert.frames_to_image(mean.frames))
@@ -175,12 +176,13 @@ class Syn2SeqConditionalMean(io.ComfyNode):
 class Syn2SeqImageToVideo(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        matrices = sorted(core("dfot.scheduling").SCHEDULING_MATRICES)
-        guidance = sorted(core("dfot.guidance").HISTORY_GUIDANCE)
-        i2v = core("generation.image2video")
-        limits = core("base.limits").LIMITS
-        steps, scale, seed, stab = (limits[k] for k in ("steps", "guidance_scale", "seed", "stabilization"))
-        density = limits["keyframe_density"]
+        from ..syn2seq_core.dfot.guidance import HISTORY_GUIDANCE
+        from ..syn2seq_core.dfot.scheduling import SCHEDULING_MATRICES
+        from ..syn2seq_core.generation.image2video import DEFAULT_KEYFRAME_DENSITY, MODES
+
+        matrices, guidance = sorted(SCHEDULING_MATRICES), sorted(HISTORY_GUIDANCE)
+        steps, scale, seed, stab = (LIMITS[k] for k in ("steps", "guidance_scale", "seed", "stabilization"))
+        density = LIMITS["keyframe_density"]
         return io.Schema(
             node_id="Syn2SeqImageToVideo",
             display_name="Syn2Seq Image to Video (DFoT)",
@@ -197,8 +199,8 @@ class Syn2SeqImageToVideo(io.ComfyNode):
                 io.String.Input("image_frames", default="0",
                                 tooltip="Comma-separated frame of each image in the track, negative from the end "
                                         "(e.g. 0,-1 for first and last)."),
-                io.Combo.Input("mode", options=list(i2v.MODES), default="sliding"),
-                io.Float.Input("keyframe_density", default=i2v.DEFAULT_KEYFRAME_DENSITY, min=density.lo,
+                io.Combo.Input("mode", options=list(MODES), default="sliding"),
+                io.Float.Input("keyframe_density", default=DEFAULT_KEYFRAME_DENSITY, min=density.lo,
                                max=density.hi, step=0.0025, tooltip="keyframes mode: share of the frames "
                                "generated first (DFoT: 0.0625)."),
                 io.Int.Input("steps", default=50, min=steps.lo, max=steps.hi,
@@ -222,18 +224,19 @@ class Syn2SeqImageToVideo(io.ComfyNode):
                 history_guidance, guidance_scale, stabilization, seed) -> io.NodeOutput:
         import torch
 
+        from ..syn2seq_core.generation.image2video import fit_image, image_sequence, image_to_video
+
         if not isinstance(model, management.ManagedModel):
-            raise input_error("model", "the output of Syn2Seq Load Model", type(model).__name__)
-        i2v = core("generation.image2video")
+            raise Syn2SeqInputError("model", "the output of Syn2Seq Load Model", type(model).__name__)
         try:
             frames_at = [int(x) for x in str(image_frames).split(",") if x.strip()] or None
         except ValueError:
-            raise input_error("image_frames", "comma-separated integers, e.g. 0,-1", repr(image_frames)) from None
+            raise Syn2SeqInputError("image_frames", "comma-separated integers, e.g. 0,-1", repr(image_frames)) from None
         height, width = model.size
         pictures = convert.image_to_frames(images, "images")
-        fitted = torch.stack([i2v.fit_image(p, width, height) for p in pictures])
+        fitted = torch.stack([fit_image(p, width, height) for p in pictures])
         track = cameras.resize_and_center_crop((width, height))
-        sequence = i2v.image_sequence(fitted, track, frames_at)
+        sequence = image_sequence(fitted, track, frames_at)
         core_model = model.ready(min(len(sequence), model.window), history_guidance, float(guidance_scale))
         step = progress.step_callback(int(steps), core_model.config)
         with management.measured(model, f"image to video ({len(sequence)} frames, {mode})") as tick:
@@ -241,10 +244,10 @@ class Syn2SeqImageToVideo(io.ComfyNode):
                 tick()
                 step(info)
 
-            frames = i2v.image_to_video(core_model, sequence, mode=mode, keyframe_density=float(keyframe_density),
-                                        steps=int(steps), scheduling=scheduling, guidance=history_guidance,
-                                        guidance_scale=float(guidance_scale), stabilization=float(stabilization),
-                                        seed=int(seed), dtype=model.compute_dtype, callback=callback)
+            frames = image_to_video(core_model, sequence, mode=mode, keyframe_density=float(keyframe_density),
+                                   steps=int(steps), scheduling=scheduling, guidance=history_guidance,
+                                   guidance_scale=float(guidance_scale), stabilization=float(stabilization),
+                                   seed=int(seed), dtype=model.compute_dtype, callback=callback)
         return io.NodeOutput(convert.frames_to_image(frames), track)
 
 

@@ -16,14 +16,16 @@ from pathlib import Path
 
 import folder_paths
 
-from ._core import PACK_ROOT, core, input_error
+from .. import syn2seq_core
+from ..syn2seq_core.base.errors import Syn2SeqInputError
+from ..syn2seq_core.io.safe_paths import resolve_inside
 
 MODEL_FOLDER = "syn2seq"
 MODEL_EXTENSIONS = {".safetensors"}  # never unpickle: weights are safetensors only
 BUNDLED_MODEL = "bundled"
 NO_LORA = "none"
 BUNDLED_PREFIX = "(bundled) "
-ASSETS_DIR = PACK_ROOT / "syn2seq_core" / "assets"
+ASSETS_DIR = Path(syn2seq_core.__file__).resolve().parent / "assets"
 CAMERA_SUFFIXES = (".json", ".txt", ".csv")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 _MAX_DEPTH = 3  # how deep listings look below the input folder
@@ -47,11 +49,11 @@ def inside(root: Path, relative: str, what: str) -> Path:
     The core's one containment check (:func:`syn2seq_core.io.safe_paths.resolve_inside`): absolute names, ``..``
     that climb out and links that lead out are refused, naming where the name leads.
     """
-    p = core("io.safe_paths").resolve_inside(root, relative, owner="node input", entry=what,
-                                          hint="Put the files into ComfyUI's input or models folder").resolve()
+    p = resolve_inside(root, relative, owner="node input", entry=what,
+                       hint="Put the files into ComfyUI's input or models folder").resolve()
     if not p.exists():
-        raise input_error(what, f"an existing file or folder inside '{root.resolve()}'", repr(relative),
-                          "Press 'Refresh' (R) after adding files")
+        raise Syn2SeqInputError(what, f"an existing file or folder inside '{root.resolve()}'", repr(relative),
+                                "Press 'Refresh' (R) after adding files")
     return p
 
 
@@ -130,10 +132,12 @@ def resolve_take(name: str) -> Path:
 def load_take(name: str):
     """The core's Take of a listed take: a take folder, or a take of an Ego-Exo4D index (loaded as ``syn2seq
     exo2ego --index`` loads it, the release root being the index's folder)."""
+    from ..syn2seq_core.data import index, takes
+
     path = resolve_take(name)
     if INDEX_TAKE_SEPARATOR not in name or name.startswith(BUNDLED_PREFIX):
-        return core("data.takes").load_take(path)
-    return core("data.index").load_take_of_index(path, path.parent, name.split(INDEX_TAKE_SEPARATOR, 1)[1])
+        return takes.load_take(path)
+    return index.load_take_of_index(path, path.parent, name.split(INDEX_TAKE_SEPARATOR, 1)[1])
 
 
 def list_camera_files() -> list[str]:
@@ -191,11 +195,11 @@ def resolve_model_file(name: str, what: str = "model") -> Path:
     """A file of the ``syn2seq`` model folder, checked to lie inside one of its registered paths."""
     full = folder_paths.get_full_path(MODEL_FOLDER, name)
     if full is None:
-        raise input_error(what, f"a file in {folder_paths.get_folder_paths(MODEL_FOLDER)}", repr(name),
-                          "Put .safetensors files into ComfyUI/models/syn2seq/ and press 'Refresh' (R)")
+        raise Syn2SeqInputError(what, f"a file in {folder_paths.get_folder_paths(MODEL_FOLDER)}", repr(name),
+                                "Put .safetensors files into ComfyUI/models/syn2seq/ and press 'Refresh' (R)")
     for root in folder_paths.get_folder_paths(MODEL_FOLDER):
         try:
             return inside(Path(root), os.path.relpath(full, root), what)
         except ValueError:
             continue
-    raise input_error(what, "a file inside the syn2seq model folders", repr(name))
+    raise Syn2SeqInputError(what, "a file inside the syn2seq model folders", repr(name))

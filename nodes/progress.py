@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ._core import core
-
 PREVIEW_FRAMES = 8  # frames in a sampler preview strip
 
 
@@ -22,6 +20,8 @@ def x0_strip(info: dict, config, frames: int = PREVIEW_FRAMES):
     import torch
     from PIL import Image
 
+    from ..syn2seq_core.generation.pipeline import from_model_space
+
     x0, generate = info.get("x0"), info.get("generate")
     if x0 is None or generate is None or not bool(generate[0].any()):
         return None
@@ -29,7 +29,7 @@ def x0_strip(info: dict, config, frames: int = PREVIEW_FRAMES):
     index = torch.nonzero(generate).flatten()
     if len(index) > frames:
         index = index[torch.linspace(0, len(index) - 1, frames).round().long()]
-    shown = core("generation.pipeline").from_model_space(x0[0, index.to(x0.device)].float(), config)  # [n, 3, H, W] in [0, 1]
+    shown = from_model_space(x0[0, index.to(x0.device)].float(), config)  # [n, 3, H, W] in [0, 1]
     strip = torch.cat(list(shown), dim=-1)  # [3, H, n W]
     pixels = (strip * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(pixels)

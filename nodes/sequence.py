@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..syn2seq_core.base import conventions
+from ..syn2seq_core.base.errors import Syn2SeqInputError
+from ..syn2seq_core.base.limits import LIMITS
 from . import convert
-from ._core import core, input_error
 from .sockets import CATEGORY, Cameras, Depth, Sequence
 
 
 class Syn2SeqBuildSequence(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        seq = core("generation.sequence")
-        n = core("base.limits").LIMITS["transition_frames"]
+        from ..syn2seq_core.generation.sequence import DEFAULT_TRANSITION_FRAMES, MODES
+
+        n = LIMITS["transition_frames"]
         return io.Schema(
             node_id="Syn2SeqBuildSequence",
             display_name="Syn2Seq Build Sequence",
@@ -26,8 +29,8 @@ class Syn2SeqBuildSequence(io.ComfyNode):
             inputs=[
                 Cameras.Input("exo_cameras"),
                 Cameras.Input("ego_cameras"),
-                io.Combo.Input("mode", options=list(seq.MODES), default="exo2ego"),
-                io.Int.Input("n_transition", default=seq.DEFAULT_TRANSITION_FRAMES, min=n.lo, max=n.hi,
+                io.Combo.Input("mode", options=list(MODES), default="exo2ego"),
+                io.Int.Input("n_transition", default=DEFAULT_TRANSITION_FRAMES, min=n.lo, max=n.hi,
                              tooltip="Transition frames when no transition_frames are connected (ignored otherwise; "
                                      "0 in direct mode)."),
                 io.Image.Input("exo_frames", optional=True),
@@ -49,11 +52,13 @@ class Syn2SeqBuildSequence(io.ComfyNode):
     @classmethod
     def execute(cls, exo_cameras, ego_cameras, mode, n_transition, exo_frames=None, ego_frames=None,
                 transition_frames=None, source_depth=None) -> io.NodeOutput:
+        from ..syn2seq_core.generation.sequence import build_sequence
+
         for name, cams in (("exo_cameras", exo_cameras), ("ego_cameras", ego_cameras)):
             if cams is None:
-                raise input_error(name, "a camera track", "None (the take has no such view)")
+                raise Syn2SeqInputError(name, "a camera track", "None (the take has no such view)")
         tr = convert.optional_frames(transition_frames, "transition_frames")
-        sequence = core("generation.sequence").build_sequence(
+        sequence = build_sequence(
             exo_cameras, ego_cameras,
             exo_frames=convert.optional_frames(exo_frames, "exo_frames"),
             ego_frames=convert.optional_frames(ego_frames, "ego_frames"),
@@ -87,18 +92,18 @@ class Syn2SeqSplitSequence(io.ComfyNode):
     @classmethod
     def execute(cls, sequence) -> io.NodeOutput:
         if sequence is None:
-            raise input_error("sequence", "a Syn2Seq sequence", "None")
-        C = core("base.conventions")
+            raise Syn2SeqInputError("sequence", "a Syn2Seq sequence", "None")
         parts = [convert.frames_to_image(sequence.frames[sequence.indices(role)])
-                 for role in (C.ROLE_EXO, C.ROLE_TRANSITION, C.ROLE_EGO)]
+                 for role in (conventions.ROLE_EXO, conventions.ROLE_TRANSITION, conventions.ROLE_EGO)]
         return io.NodeOutput(*parts)
 
 
 class Syn2SeqDepthFromImage(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        r = core("geometry.reproject")
-        m = core("base.limits").LIMITS["depth_median_m"]
+        from ..syn2seq_core.geometry.reproject import DEFAULT_MEDIAN_DEPTH_M, DEPTH_ESTIMATE_KINDS
+
+        m = LIMITS["depth_median_m"]
         return io.Schema(
             node_id="Syn2SeqDepthFromImage",
             display_name="Syn2Seq Depth From Image",
@@ -108,11 +113,11 @@ class Syn2SeqDepthFromImage(io.ComfyNode):
                         "if inverse, then one scale for the clip puts their median at median_m metres.",
             inputs=[
                 io.Image.Input("depth_image", tooltip="One map per source frame, grey or RGB (channels averaged)."),
-                io.Combo.Input("kind", options=[k for k in r.DEPTH_ESTIMATE_KINDS if k != "metric"],
+                io.Combo.Input("kind", options=[k for k in DEPTH_ESTIMATE_KINDS if k != "metric"],
                                default="inverse",
                                tooltip="inverse: relative inverse depth, near is bright (MiDaS, Depth Anything); "
                                        "depth: relative depth, far is bright."),
-                io.Float.Input("median_m", default=r.DEFAULT_MEDIAN_DEPTH_M, min=m.lo, max=m.hi, step=0.1,
+                io.Float.Input("median_m", default=DEFAULT_MEDIAN_DEPTH_M, min=m.lo, max=m.hi, step=0.1,
                                tooltip="The median depth of the scene in metres (default: the procedural "
                                        "world's, where the bundled model learnt the cue)."),
             ],
@@ -121,8 +126,10 @@ class Syn2SeqDepthFromImage(io.ComfyNode):
 
     @classmethod
     def execute(cls, depth_image, kind, median_m) -> io.NodeOutput:
+        from ..syn2seq_core.geometry.reproject import depth_from_estimate
+
         frames = convert.image_to_frames(depth_image, "depth_image")
-        return io.NodeOutput(core("geometry.reproject").depth_from_estimate(frames, kind, float(median_m)))
+        return io.NodeOutput(depth_from_estimate(frames, kind, float(median_m)))
 
 
 NODES = [Syn2SeqBuildSequence, Syn2SeqSplitSequence, Syn2SeqDepthFromImage]

@@ -6,8 +6,8 @@ import os
 
 from comfy_api.latest import io
 
+from ..syn2seq_core.base.limits import LIMITS
 from . import convert, paths
-from ._core import core
 from .sockets import CATEGORY, Cameras, Depth
 
 def size_arg(width: int, height: int):
@@ -20,7 +20,7 @@ def size_problem(width, height) -> str | None:
         return None
     if (width == 0) != (height == 0):
         return f"width and height: expected both 0 (native size) or both > 0, got {width}x{height}"
-    r = core("base.limits").LIMITS["frame_size"]
+    r = LIMITS["frame_size"]
     if not (r.contains(width) and r.contains(height)):
         return f"width and height: expected values in {r.interval}, got {width}x{height}"
     return None
@@ -44,8 +44,7 @@ def fingerprint_folder(folder: str) -> tuple:
 class Syn2SeqLoadTake(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        limits = core("base.limits").LIMITS
-        size, start, count, stride = (limits[k] for k in ("frame_size", "start_frame", "frame_count", "frame_stride"))
+        size, start, count, stride = (LIMITS[k] for k in ("frame_size", "start_frame", "frame_count", "frame_stride"))
         return io.Schema(
             node_id="Syn2SeqLoadTake",
             display_name="Syn2Seq Load Take",
@@ -99,12 +98,13 @@ class Syn2SeqLoadTake(io.ComfyNode):
 
     @classmethod
     def execute(cls, take, width, height, start, frames, stride) -> io.NodeOutput:
-        takes = core("data.takes")
+        from ..syn2seq_core.data.takes import VIEWS
+
         loaded = paths.load_take(take)
         size = size_arg(width, height)
         start, stop, stride = frame_range(start, frames, stride)
         images, cameras, depth = {}, {}, {}
-        for view in takes.VIEWS:
+        for view in VIEWS:
             depth[view] = None
             if loaded.depth(view) is not None:
                 depth[view] = loaded.read_depth(view, start=start, stop=stop, stride=stride, size=size)

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..syn2seq_core.base.errors import Syn2SeqInputError
+from ..syn2seq_core.base.limits import LIMITS
 from . import convert
-from ._core import core, input_error
 from .sockets import CATEGORY, Cameras
 
 
 class Syn2SeqWanCameraEmbedding(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        size, count = (core("base.limits").LIMITS[k] for k in ("wan_size", "wan_length"))
+        size, count = (LIMITS[k] for k in ("wan_size", "wan_length"))
         return io.Schema(
             node_id="Syn2SeqWanCameraEmbedding",
             display_name="Syn2Seq Wan Camera Embedding",
@@ -54,13 +55,14 @@ class Syn2SeqWanCameraEmbedding(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, width=None, height=None, length=None) -> bool | str:
-        wan = core("geometry.wan_camera")
+        from ..syn2seq_core.geometry.wan_camera import check_wan_length, check_wan_side
+
         try:  # inputs driven by a link arrive as None here and are checked when the node runs
             for name, value in (("width", width), ("height", height)):
                 if value is not None:
-                    wan.check_wan_side(value, name)
+                    check_wan_side(value, name)
             if length not in (None, 0):
-                wan.check_wan_length(length)
+                check_wan_length(length)
         except ValueError as e:
             return str(e)
         return True
@@ -69,11 +71,12 @@ class Syn2SeqWanCameraEmbedding(io.ComfyNode):
     def execute(cls, cameras, width, height, length, start_cameras=None) -> io.NodeOutput:
         import comfy.model_management
 
+        from ..syn2seq_core.geometry.wan_camera import wan_camera_embedding, wan_camera_track
+
         if cameras is None:
-            raise input_error("cameras", "a camera track", "None")
-        wan = core("geometry.wan_camera")
-        track = wan.wan_camera_track(cameras, int(width), int(height), int(length), start_cameras)
-        embedding = wan.wan_camera_embedding(track, device=comfy.model_management.intermediate_device())
+            raise Syn2SeqInputError("cameras", "a camera track", "None")
+        track = wan_camera_track(cameras, int(width), int(height), int(length), start_cameras)
+        embedding = wan_camera_embedding(track, device=comfy.model_management.intermediate_device())
         ui = convert.ui_camera_path(convert.camera_path({"start": track[0], "wan": track[1:]}))
         return io.NodeOutput(embedding, track.width, track.height, len(track), track, ui=ui)
 

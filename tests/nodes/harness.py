@@ -187,10 +187,14 @@ class ComfyServer:
                                            timeout=timeout)
 
 
-def run_inprocess_checks(install: ComfyInstall, script: Path, work: Path, timeout: float = 300) -> dict:
-    """Run a checks script (``inprocess_checks.main``'s protocol) with ComfyUI's own Python; its results."""
-    proc = subprocess.run([str(install.python), str(script), str(install.root), str(work)],
-                          capture_output=True, text=True, timeout=timeout, check=False)
+def run_inprocess_checks(install: ComfyInstall, script: Path, work: Path, timeout: float = 300,
+                         args: tuple[str, ...] = ()) -> dict:
+    """Run a checks script (``inprocess_checks.main``'s protocol: ``script COMFYUI_PATH WORK_DIR [args]``) with
+    ComfyUI's own Python; its results."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)  # the test runner's path must not leak into ComfyUI's Python
+    proc = subprocess.run([str(install.python), str(script), str(install.root), str(work), *args],
+                          capture_output=True, text=True, timeout=timeout, check=False, env=env)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("SYN2SEQ_RESULTS ")]
     assert lines, f"the checks did not report (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return json.loads(lines[-1].removeprefix("SYN2SEQ_RESULTS "))

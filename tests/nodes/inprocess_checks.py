@@ -61,7 +61,7 @@ def setup(comfy: str, work: Path):
         node.GET_SCHEMA()
     t2 = time.perf_counter()
     LOAD.update(module_ms=(t1 - t0) * 1e3, entrypoint_ms=(t2 - t1) * 1e3, nodes=len(node_list),
-                new_modules=sorted(m for m in set(sys.modules) - before if not m.startswith("syn2seq_pack")))
+                new_modules=sorted(set(sys.modules) - before))
 
 
 def raises(fn, *args) -> str | None:
@@ -75,9 +75,7 @@ def raises(fn, *args) -> str | None:
 
 def _cameras(n: int, x0: float = 0.0, width: int = 64, height: int = 48):
     import torch
-    from syn2seq_pack.nodes._core import core
-
-    Cameras, look_at = core("geometry").Cameras, core("geometry").look_at
+    from syn2seq_pack.syn2seq_core.geometry.cameras import Cameras, look_at
 
     eye = torch.stack([torch.tensor([x0 + i * 0.1, -2.0, 1.5]) for i in range(n)]).double()
     return Cameras(look_at(eye, torch.zeros(n, 3).double()), torch.tensor([0.8, 0.8, 0.5, 0.5]), width, height)
@@ -85,12 +83,16 @@ def _cameras(n: int, x0: float = 0.0, width: int = 64, height: int = 48):
 
 @check
 def pack_loads_through_its_entrypoint(work: Path):
-    """The pack imports without touching syn2seq_core; the entrypoint and schemas load only its registries."""
-    core = [m for m in LOAD["new_modules"] if m.startswith("syn2seq_core")]
-    other = [m for m in LOAD["new_modules"] if not m.startswith("syn2seq_core")]
+    """The pack loads its own core relatively (``syn2seq_pack.syn2seq_core.*``, never the absolute
+    ``syn2seq_core``); the entrypoint and schemas load only the core's registries."""
+    own = "syn2seq_pack.syn2seq_core"
+    core = [m.removeprefix(own + ".") for m in LOAD["new_modules"] if m.startswith(own + ".")]
+    absolute = [m for m in LOAD["new_modules"] if m.split(".")[0] == "syn2seq_core"]
+    other = [m for m in LOAD["new_modules"] if m.split(".")[0] not in ("syn2seq_pack", "syn2seq_core")]
     detail = (f"module {LOAD['module_ms']:.1f} ms, entrypoint + {LOAD['nodes']} schemas "
-              f"{LOAD['entrypoint_ms']:.0f} ms; core modules loaded by the schemas: {core}; other new modules: {other}")
-    return LOAD["nodes"] == 17, detail
+              f"{LOAD['entrypoint_ms']:.0f} ms; core modules loaded by the schemas: {core}; "
+              f"other new modules: {other}; absolute syn2seq_core modules: {absolute}")
+    return LOAD["nodes"] == 17 and not absolute, detail
 
 
 @check
@@ -231,8 +233,8 @@ def sampler_callback_cancels_on_interrupt(work: Path):
 def conditional_mean_node_keeps_the_context_and_refuses_long_sequences(work: Path):
     import torch
     from syn2seq_pack.nodes import paths
-    from syn2seq_pack.nodes._core import core
     from syn2seq_pack.nodes.model import Syn2SeqConditionalMean, Syn2SeqLoadModel
+    from syn2seq_pack.syn2seq_core.generation.sequence import build_sequence
 
     model, width, height, n_tr = Syn2SeqLoadModel.execute(paths.BUNDLED_MODEL).result
 
@@ -240,13 +242,12 @@ def conditional_mean_node_keeps_the_context_and_refuses_long_sequences(work: Pat
         return _cameras(n, x0, width, height)
 
     exo = torch.rand(4, 3, height, width)
-    seq = core("generation.sequence").build_sequence(cams(4, 0.0), cams(4, 2.0), exo_frames=exo, n_transition=n_tr)
+    seq = build_sequence(cams(4, 0.0), cams(4, 2.0), exo_frames=exo, n_transition=n_tr)
     seq = seq.with_depth_cue(_flat_depth(4, width, height))  # the bundled model reads the exo depth
     out, frames = Syn2SeqConditionalMean.execute(model, seq, 2, 0).result
     again = Syn2SeqConditionalMean.execute(model, seq, 2, 0).result[0]
     generated = seq.context_mask == 0
-    long = core("generation.sequence").build_sequence(cams(8, 0.0), cams(8, 2.0), exo_frames=torch.rand(8, 3, height, width),
-                                           n_transition=n_tr)
+    long = build_sequence(cams(8, 0.0), cams(8, 2.0), exo_frames=torch.rand(8, 3, height, width), n_transition=n_tr)
     error = raises(Syn2SeqConditionalMean.execute, model, long, 2, 0)
     ok = (torch.equal(out.frames[:4], exo) and torch.equal(out.frames, again.frames)
           and not torch.equal(out.frames[generated], seq.frames[generated])
@@ -283,12 +284,10 @@ def an_egoexo4d_take_runs_load_take_to_sampler_with_the_bundled_model(work: Path
     Aria camera): Load Take lists and loads it from its index, Build Sequence gets no depth, and the bundled model
     samples it without its cue."""
     from syn2seq_pack.nodes import paths
-    from syn2seq_pack.nodes._core import core
     from syn2seq_pack.nodes.model import Syn2SeqLoadModel
     from syn2seq_pack.nodes.sequence import Syn2SeqBuildSequence
     from syn2seq_pack.nodes.takes import Syn2SeqLoadTake
-
-    cli = core("cli").main
+    from syn2seq_pack.syn2seq_core.cli import main as cli
     release = work / "input" / "release"
     assert cli(["render-synthetic", "--layout", "egoexo4d", "--out", str(release), "--takes", "2", "--size", "32",
                 "--ego-frames", "4", "--exo-frames", "4"]) == 0
@@ -330,13 +329,12 @@ def _flat_depth(n: int, width: int, height: int, metres: float = 3.0):
 
 def _sequence(width: int, height: int, n_transition: int, exo_frames: int = 4, ego_frames: int = 4, seed: int = 0):
     import torch
-    from syn2seq_pack.nodes._core import core
+    from syn2seq_pack.syn2seq_core.generation.sequence import build_sequence
 
     g = torch.Generator().manual_seed(seed)
     exo = torch.rand(exo_frames, 3, height, width, generator=g)
-    seq = core("generation.sequence").build_sequence(_cameras(exo_frames, 0.0, width, height),
-                                          _cameras(ego_frames, 2.0, width, height), exo_frames=exo,
-                                          n_transition=n_transition)
+    seq = build_sequence(_cameras(exo_frames, 0.0, width, height), _cameras(ego_frames, 2.0, width, height),
+                         exo_frames=exo, n_transition=n_transition)
     return seq.with_depth_cue(_flat_depth(exo_frames, width, height))
 
 
@@ -427,13 +425,14 @@ def low_vram_partial_load_samples_like_a_full_load(work: Path):
 @check
 def memory_need_grows_with_frames_and_resolution(work: Path):
     from syn2seq_pack.nodes import management
-    from syn2seq_pack.nodes._core import core
+    from syn2seq_pack.syn2seq_core.dfot.checkpoint import save_model
+    from syn2seq_pack.syn2seq_core.generation.pipeline import build_network
 
     sizes = {}
     for side in (32, 64):
-        net = core("generation.pipeline").build_network({"preset": "tiny", "height": side, "width": side, "max_frames": 16})
+        net = build_network({"preset": "tiny", "height": side, "width": side, "max_frames": 16})
         path = work / "models" / f"random_{side}.safetensors"
-        core("dfot.checkpoint").save_model(path, net)
+        save_model(path, net)
         model = management.load(path, "fp32", name=path.name)
         sizes[side] = {frames: model.memory_required(frames) for frames in (4, 8, 16, 32)}
     s, l = sizes[32], sizes[64]
@@ -450,9 +449,9 @@ def sampler_preview_is_a_strip_of_the_generated_frames(work: Path):
     import torch
     from comfy.cli_args import LatentPreviewMethod, args
     from syn2seq_pack.nodes import progress
-    from syn2seq_pack.nodes._core import core
+    from syn2seq_pack.syn2seq_core.dfot.model import dit3d_preset
 
-    config = core("dfot.model").dit3d_preset("tiny")
+    config = dit3d_preset("tiny")
     x0 = torch.zeros(1, 12, 3, 32, 32)
     x0[0, 5] = 1.0  # a white generated frame in model space
     generate = torch.zeros(1, 12, dtype=torch.bool)
@@ -480,10 +479,10 @@ def image_to_video_node_runs_a_dfot_family_model_in_keyframe_mode(work: Path):
     convention): the node fits a 16:9 image and track to the model and fills every frame."""
     import torch
     from syn2seq_pack.nodes import management
-    from syn2seq_pack.nodes._core import core
     from syn2seq_pack.nodes.model import Syn2SeqImageToVideo
+    from syn2seq_pack.syn2seq_core.dfot import uvit3d as uvit
+    from syn2seq_pack.syn2seq_core.dfot.checkpoint import save_model
 
-    uvit = core("dfot.uvit3d")
     torch.manual_seed(0)
     net = uvit.UViT3DPose(uvit.uvit3d_preset("base", height=16, width=16, channels=(32, 32, 48, 48), num_heads=2,
                                              num_updown_blocks=(1, 1, 1), num_mid_blocks=1, emb_channels=32,
@@ -492,7 +491,7 @@ def image_to_video_node_runs_a_dfot_family_model_in_keyframe_mode(work: Path):
         for p in net.parameters():
             p.add_(0.02 * torch.randn_like(p))
     path = work / "models" / "dfot_tiny.safetensors"
-    core("dfot.checkpoint").save_model(path, net, extra_metadata={
+    save_model(path, net, extra_metadata={
         "sampling": {"grid": "dfot_ddim", "timesteps": 1000, "steps": 50}, "camera_convention": "re10k"})
     model = management.load(path, "fp32", name=path.name)
     image = torch.rand(1, 36, 64, 3)  # ComfyUI IMAGE, 16:9
@@ -511,7 +510,6 @@ def load_model_node_merges_a_trained_lora(work: Path):
     """Syn2SeqLoadModel's lora input (a LoRA run's lora.safetensors, trained by the test beside a base): the
     network it loads has the weights of the run's merged model, and a LoRA of another network is refused."""
     import folder_paths
-    import torch
     from syn2seq_pack.nodes import paths
     from syn2seq_pack.nodes.model import Syn2SeqLoadModel
 
@@ -538,19 +536,19 @@ def estimate_cameras_node_recovers_a_textured_take_and_names_the_extra(work: Pat
 
     import torch
     from einops import rearrange
-    from syn2seq_pack.nodes._core import core
     from syn2seq_pack.nodes.estimate_cameras import Syn2SeqEstimateCameras
+    from syn2seq_pack.syn2seq_core.data import synthetic
+    from syn2seq_pack.syn2seq_core.geometry import sfm
+    from syn2seq_pack.syn2seq_core.geometry.align import camera_accuracy
 
-    synthetic = core("data.synthetic")
     take = synthetic.render_take(1, synthetic.SyntheticConfig(size=160, exo_frames=1, ego_frames=16, textured=True))
     images = rearrange(take.ego_frames, "t c h w -> t h w c")
     fov = math.degrees(2 * math.atan(0.5 / float(take.ego_cameras.K[0, 0])))
     out = Syn2SeqEstimateCameras.execute(images, "global", False, fov, "pinhole", 1, 0, 640, 0.5, 0.0, 0)
     cams, registered, report = out.result
-    acc = core("geometry.align").camera_accuracy(cams.c2w, take.ego_cameras.c2w)
+    acc = camera_accuracy(cams.c2w, take.ego_cameras.c2w)
     payload = out.ui["syn2seq_camera_path"][0]["segments"][0]
     static = Syn2SeqEstimateCameras.execute(images, "global", True, 0.0, "pinhole", 1, 0, 640, 0.5, 0.0, 0).result
-    sfm = core("geometry.sfm")
     saved = sfm._import_pycolmap
     try:
         sfm._import_pycolmap = lambda: None

@@ -32,7 +32,7 @@ def _comfy_preset_cameras(camera_pose: str, length: int, speed: float, fx=0.5, f
     import numpy as np
     import torch
     from comfy_extras import nodes_camera_trajectory as ct
-    from syn2seq_pack.nodes._core import core
+    from syn2seq_pack.syn2seq_core.geometry.cameras import Cameras
 
     preset = ct.CAMERA_DICT[camera_pose]
     rt = ct.get_camera_motion(np.array(preset["angle"]), np.array(preset["T"]), speed, length)  # [L, 3, 4]
@@ -40,7 +40,7 @@ def _comfy_preset_cameras(camera_pose: str, length: int, speed: float, fx=0.5, f
     c2w[:, :3, :] = torch.from_numpy(np.asarray(rt, dtype=np.float64))
     params = inspect.signature(ct.process_pose_params).parameters
     src_w, src_h = params["original_pose_width"].default, params["original_pose_height"].default
-    return core("geometry").Cameras(c2w, torch.tensor([fx, fy, cx, cy], dtype=torch.float64), src_w, src_h)
+    return Cameras(c2w, torch.tensor([fx, fy, cx, cy], dtype=torch.float64), src_w, src_h)
 
 
 def _presets() -> list[str]:
