@@ -1,22 +1,18 @@
-"""Training: pretrain (single-view camera paths) and Syn2Seq finetune, single- or multi-process.
+"""The training loop: pretrain (single-view camera paths) and Syn2Seq finetune, single- or multi-process.
 
-``syn2seq train --config configs/NAME.toml`` runs one stage. The loop is resumable: every
-``checkpoint_every`` steps (and on Ctrl-C / SIGTERM / the time limit) it writes ``<out>/checkpoint.pt``
-(model, EMA, optimiser, step, elapsed time) and keeps the one before as ``<out>/checkpoint.prev.pt``. A new
-checkpoint goes to a hidden temporary file, is fsynced and read back (keys, types, step, zip CRCs) before
-it replaces anything, so a crash or ``kill -9`` at any moment leaves at least one good checkpoint. A restart
-with the same config continues from ``checkpoint.pt``, or, if that one is damaged (truncated, empty, not a
-checkpoint), from ``checkpoint.prev.pt`` with a warning naming the damaged file; the metrics log is cut back
-to the steps the checkpoint holds, so the steps redone after a kill are logged once. Data and noise are
-drawn from generators seeded by (seed, step, sequence), so a resumed run sees exactly the batches an
-uninterrupted run would have seen.
+``syn2seq train --config configs/NAME.toml`` runs one stage (:func:`train`). The loop is resumable: every
+``checkpoint_every`` steps (and on Ctrl-C / SIGTERM / the time limit) it writes a checkpoint that survives any crash
+(:mod:`.checkpoints`). A restart with the same config continues from the newest good checkpoint; the metrics log
+is cut back to the steps the checkpoint holds, so the steps redone after a kill are logged once. Data and noise
+are drawn from generators seeded by (seed, step, sequence) (:mod:`.seeds`), so a resumed run sees exactly the
+batches an uninterrupted run would have seen.
 
 Multi-process: ``torchrun --nproc_per_node=N -m syn2seq_core train --config ...`` uses DDP (gloo on CPU,
 NCCL on GPU), or FSDP2 with ``parallel = "fsdp"`` (:mod:`syn2seq_core.parallel.fsdp`); ``[optim] batch_size`` is the
-global batch, each rank draws its share, every sequence from its own seed (:func:`sequence_seed`: its data,
+global batch, each rank draws its share, every sequence from its own seed (:func:`.seeds.sequence_seed`: its data,
 noise, pose dropout, and the network's own dropout through ``dropout_seeds``), so the run does not depend on
 the number of ranks (it may resume on another, under either engine: checkpoints hold full state dicts); rank
-0 writes checkpoints and logs. The global batch must split evenly (:func:`check_processes`).
+0 writes checkpoints and logs. The global batch must split evenly (:func:`.config.check_processes`).
 
 Data: the procedural world by default; with ``[data] shards`` (manifests of ``syn2seq prepare``) the
 sequences come from prepared shards. Shards, and procedural scenes when ``[data] loader_workers`` > 0, come
