@@ -35,7 +35,7 @@ import time
 
 from ..base import limits
 
-PROBE = "import sys; from syn2seq_core.benchmarks.sampler import _memory_probe; _memory_probe(sys.argv[1])"
+PROBE = f"import sys; from {__spec__.name} import _memory_probe; _memory_probe(sys.argv[1])"
 
 
 def add_arguments(parser) -> None:

@@ -364,7 +364,7 @@ def measure_ranks(cfg, procs: int) -> dict[str, list[dict]]:
                                                                                           loader_workers=0))
         with tempfile.TemporaryDirectory(prefix="syn2seq_ranks_") as tmp:
             env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
-            r = subprocess.run([exe, "--standalone", f"--nproc_per_node={procs}", "-m", "syn2seq_core.benchmarks.train",
+            r = subprocess.run([exe, "--standalone", f"--nproc_per_node={procs}", "-m", __spec__.name,
                                 RANK_WORKER, measured.to_json(), tmp], env=env, capture_output=True, text=True)
             if r.returncode != 0:
                 raise RuntimeError(f"--measure-ranks {procs} under {engine} failed:\n{r.stderr[-3000:]}")

@@ -152,7 +152,7 @@ def skip_reason(step: Step, ctx: Context, missing: list[str]) -> str | None:
 
 
 def step_command(step: Step, ctx: Context) -> list[str]:
-    cmd = [sys.executable, "-m", "syn2seq_core.commands.gpu_check", "--step", step.name, "--work", str(ctx.work)]
+    cmd = [sys.executable, "-m", __spec__.name, "--step", step.name, "--work", str(ctx.work)]
     return cmd + (["--cpu"] if ctx.small else [])
 
 
