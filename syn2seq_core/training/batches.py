@@ -262,7 +262,7 @@ class ShardsSource:
 def draw_share(cfg, source, step: int, first: int, count: int, pose_rate: float):
     """Sequences ``first .. first + count - 1`` of the global batch of ``step``, on the CPU: (batch, noise
     [count, T, C, H, W], pose-dropout mask [count]), every sequence drawn from its own generator
-    (:func:`~syn2seq_core.training.loop.sequence_seed`), so a sequence does not depend on which process draws it."""
+    (:func:`~syn2seq_core.training.seeds.sequence_seed`), so a sequence does not depend on which process draws it."""
     from ..dfot.sampler import randn
     from .seeds import sequence_seed
 
