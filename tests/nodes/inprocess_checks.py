@@ -26,9 +26,11 @@ def check(fn):
     return fn
 
 
-def setup(comfy: str, work: Path):
-    here = str(Path(__file__).resolve().parent)
-    sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != Path(here)]  # tests/nodes is not a root
+def comfy_environment(comfy: str, work: Path) -> None:
+    """This process as ComfyUI's main.py sets it up: ComfyUI first on sys.path (this folder off it), its folder as
+    the working directory, CPU only, ``work/input`` as the input folder (``work/models`` made too)."""
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != here]  # tests/nodes is not a root
     sys.path.insert(0, comfy)
     os.chdir(comfy)
     from comfy.cli_args import args
@@ -39,6 +41,10 @@ def setup(comfy: str, work: Path):
     (work / "input").mkdir(parents=True, exist_ok=True)
     (work / "models").mkdir(parents=True, exist_ok=True)
     folder_paths.set_input_directory(str(work / "input"))
+
+
+def setup(comfy: str, work: Path):
+    comfy_environment(comfy, work)
     # What ComfyUI has imported before it loads custom nodes, so the timing below is the pack's own cost.
     import asyncio
     import time

@@ -23,6 +23,8 @@ import traceback
 from collections import defaultdict
 from pathlib import Path
 
+import inprocess_checks  # this script's folder is sys.path[0]; comfy_environment() takes it off again
+
 PACK = Path(__file__).resolve().parents[2]
 LINK_NAME = "ComfyUI-Syn2Seq.dev"  # a dot in the folder name, as ComfyUI rewrites it to "_x_" in the module name
 MODES = ("plain", "editable", "installed")
@@ -30,20 +32,10 @@ MODES = ("plain", "editable", "installed")
 
 def setup(comfy: str, work: Path, mode: str, site: str | None) -> str:
     """sys.path as ComfyUI's main.py has it (plus ``site`` at the end); returns where ``syn2seq_core`` resolves."""
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != here]  # tests/nodes is not a root
-    sys.path.insert(0, comfy)
+    inprocess_checks.comfy_environment(comfy, work)
     if site is not None:
         sys.path.append(site)
-    os.chdir(comfy)
-    from comfy.cli_args import args
-
-    args.cpu = True  # before comfy.model_management is imported: no CUDA probing
-    import folder_paths
-
-    for sub in ("input", "models", "custom_nodes"):
-        (work / sub).mkdir(parents=True, exist_ok=True)
-    folder_paths.set_input_directory(str(work / "input"))
+    (work / "custom_nodes").mkdir(parents=True, exist_ok=True)
     spec = importlib.util.find_spec("syn2seq_core")  # a top-level name: found, not imported
     return "" if spec is None else str(Path(spec.origin).resolve())
 
