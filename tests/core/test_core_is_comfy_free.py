@@ -1,24 +1,17 @@
 """syn2seq_core must run without ComfyUI: no module under it may import comfy, folder_paths, etc."""
 
-import ast
 import pathlib
 import subprocess
 import sys
+
+from .test_layers import absolute_imports
 
 CORE = pathlib.Path(__file__).resolve().parents[2] / "syn2seq_core"
 FORBIDDEN = {"comfy", "comfy_api", "comfy_extras", "folder_paths", "server", "nodes", "execution"}
 
 
 def test_no_comfy_imports_in_source():
-    offenders = []
-    for path in CORE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            offenders += [f"{path.relative_to(CORE)}: {n}" for n in names if n.split(".")[0] in FORBIDDEN]
+    offenders = [f"{path}: {module}" for path, module in absolute_imports(CORE) if module.split(".")[0] in FORBIDDEN]
     assert not offenders, offenders
 
 

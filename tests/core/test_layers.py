@@ -132,21 +132,27 @@ def test_every_package_has_a_layer_and_says_what_lives_in_it():
         assert f"``{name}/``" in (syn2seq_core.__doc__ or ""), f"{name}/ is missing from the package map"
 
 
-def test_imports_inside_the_core_are_relative():
-    absolute = []
-    for path in sorted(CORE.rglob("*.py")):
-        text = path.read_text(encoding="utf-8")
-        for node in ast.walk(ast.parse(text, str(path))):
+def absolute_imports(root: Path) -> list[tuple[str, str]]:
+    """(file relative to ``root``, module) of every absolute import under ``root`` (``import m`` and
+    ``from m import ...``), lazy ones too."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             if isinstance(node, ast.Import):
-                absolute += [f"{path.relative_to(CORE)}: import {a.name}" for a in node.names
-                             if a.name.split(".")[0] == CORE.name]
-            elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == CORE.name:
-                absolute.append(f"{path.relative_to(CORE)}: from {node.module} import ...")
-            elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
-                  in ("import_module", "__import__") and node.args and isinstance(node.args[0], (ast.Constant,
-                                                                                                ast.JoinedStr))):
-                literal = ast.unparse(node.args[0])
-                if re.search(rf"\b{CORE.name}\b", literal):
+                found += [(str(path.relative_to(root)), a.name) for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                found.append((str(path.relative_to(root)), node.module))
+    return found
+
+
+def test_imports_inside_the_core_are_relative():
+    absolute = [f"{path}: {module}" for path, module in absolute_imports(CORE) if module.split(".")[0] == CORE.name]
+    for path in sorted(CORE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
+                    in ("import_module", "__import__") and node.args
+                    and isinstance(node.args[0], (ast.Constant, ast.JoinedStr))):
+                if re.search(rf"\b{CORE.name}\b", ast.unparse(node.args[0])):
                     absolute.append(f"{path.relative_to(CORE)}: {ast.unparse(node)}")
     assert absolute == []
 
