@@ -269,21 +269,42 @@ class VideoDenoiser(nn.Module):
     def _ray_cached(self, cache: dict | None, rays: Tensor, keep: Tensor | None, dtype, build):
         """``build()`` (tensors that depend only on ``rays`` and ``keep``, not on ``x_t`` or the noise level), kept
         in the caller's ``cache`` dict and reused while the same ``rays`` tensor (the same object, unmodified) comes
-        back with the same kept poses under the same dtype and autocast; computed afresh without a cache and in
-        training (where pose dropout is drawn per call)."""
-        if cache is None or self.training:
+        back with the same kept poses under the same dtype and autocast; computed afresh without a cache, in
+        training (where pose dropout is drawn per call) and while gradients are recorded (a kept graph could be
+        backpropagated only once)."""
+        if cache is None or self.training or torch.is_grad_enabled():
             return build()
+        return self._cached(cache, "ray_cache", rays, keep, dtype, build)
+
+    def _cached(self, cache: dict, name: str, rays: Tensor, keep: Tensor | None, dtype, build):
+        """``cache[(name, id(self))]``: ``build()`` while the same ``rays`` tensor (unmodified) comes back with the
+        same kept poses, dtype and autocast, built afresh otherwise."""
         device_type = rays.device.type
         autocast = autocast_enabled(device_type)
         signature = (tensor_version(rays), None if keep is None else tuple(keep.tolist()), dtype, autocast,
                      torch.get_autocast_dtype(device_type) if autocast else None)
-        key = ("ray_cache", id(self))
+        key = (name, id(self))
         entry = cache.get(key)
         if entry is not None and entry[0] is self and entry[1] is rays and entry[2] == signature:
             return entry[3]
         value = build()
         cache[key] = (self, rays, signature, value)
         return value
+
+    def sampling_cache_bytes(self, frames: int, batch: int = 1, itemsize: int = 4) -> int:
+        """Bytes a sampling run keeps in its ``cache`` between steps (``itemsize``: 2 under bf16 autocast)."""
+        return self.ray_cache_bytes(frames, batch, itemsize)
+
+    def _needed_rows(self, needed: Tensor | None, B: int, T: int) -> Tensor | None:
+        """The flat ``(b t)`` indices of the frames whose output the caller reads (``needed`` [B, T] bool); None
+        when it reads them all (or gives no ``needed``)."""
+        if needed is None:
+            return None
+        require(tuple(needed.shape) == (B, T) and needed.dtype == torch.bool, "needed", f"a [B, T] = {(B, T)} bool "
+                "tensor (the frames whose output is read)", (tuple(needed.shape), str(needed.dtype)))
+        if bool(needed.all()):
+            return None
+        return needed.reshape(-1).nonzero().squeeze(1)
 
     def _pose_keep(self, B: int, device, pose_mask, generator) -> Tensor | None:
         """[B] float: 1 where the video keeps its pose, else 0; None when every video keeps it."""
@@ -379,13 +400,16 @@ class DiT3D(VideoDenoiser):
 
     def forward(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None = None, *,
                 pose_mask: Tensor | None = None, generator: torch.Generator | None = None,
-                cache: dict | None = None) -> Tensor:
+                cache: dict | None = None, needed: Tensor | None = None) -> Tensor:
         """x_t: [B, T, C, H, W]; logsnr: [B, T]; rays: [B, T, H, W, ray_channels] | None -> v [B, T, C, H, W].
         cache: a dict the caller keeps across calls with the same ``rays`` tensor (the sampler keeps one per
-        sampling run): the ray embedding is computed once and reused (see the module docstring)."""
+        sampling run): the ray embedding is computed once and reused (see the module docstring).
+        needed: [B, T] bool, the frames whose output the caller reads (the protocol's; every block here mixes all
+        frames, so the DiT3D computes every frame whatever it says)."""
         self._check(x_t, logsnr, rays, pose_mask)
         c, p = self.config, self.config.patch_size
         B, T = x_t.shape[:2]
+        self._needed_rows(needed, B, T)
         gh, gw = c.grid
         x = rearrange(x_t, "b t c (h p1) (w p2) -> b t (h w) (p1 p2 c)", p1=p, p2=p)
         dtype = self._input_dtype(self.patch_embed.weight, x.device.type)

@@ -11,7 +11,9 @@ are stacked along the batch axis, branch-major (``(branch b)``). Branches that k
 that drop them need separate calls, unless the denoiser also accepts a keyword ``pose_mask: [B] bool``
 (True = no pose for that sample, as ``DiT3D.forward``): then every step is a single call. A denoiser that accepts
 a keyword ``cache`` gets one dict per :func:`sample` call, in which it may keep what depends only on the rays
-(they do not change during a call; the sampler passes the very same rays tensor every step).
+(they do not change during a call; the sampler passes the very same rays tensor every step), and one that accepts
+a keyword ``needed`` ([B, T] bool) is told which frames' output the step reads (the frames still being denoised;
+the others may come back as anything finite, e.g. zeros).
 
 Context mask codes (``conventions.MASK_*``): ``1`` given context and ``2`` generated context are kept
 clean, fed to the denoiser at the cleanest level (``t = 0``) and never modified (bit-identical in the
@@ -129,6 +131,7 @@ def guided_v(
     stabilization: float = 0.0,
     generator: torch.Generator | None = None,
     cache: dict | None = None,
+    needed: Tensor | None = None,
 ) -> Tensor:
     """One guided ``v`` prediction.
 
@@ -138,7 +141,8 @@ def guided_v(
     denoiser call, branches that drop them share another (one call for all when the denoiser takes
     ``pose_mask``). Returns the weighted sum of the branches' ``v``. cache: a dict kept for calls with the same
     ``rays`` and branches (:func:`sample` keeps one per call): the branch-stacked rays and pose masks are built
-    once, and a denoiser that takes ``cache`` gets it.
+    once, and a denoiser that takes ``cache`` gets it. needed: [B, T] bool, the frames whose ``v`` the caller reads,
+    passed on (per branch) to a denoiser that takes ``needed``; None = all.
     """
     history = mask >= MASK_CONTEXT
     generated_history = mask == MASK_GENERATED_CONTEXT
@@ -160,10 +164,12 @@ def guided_v(
 
     outputs: list[Tensor | None] = [None] * len(branches)
     mixed = rays is not None and len({b.pose for b in branches}) > 1
-    takes_pose_mask, takes_cache = _memo(cache, "accepts", lambda: (accepts_pose_mask(denoiser),
-                                                                    accepts_keyword(denoiser, "cache")))
+    takes_pose_mask, takes_cache, takes_needed = _memo(cache, "accepts", lambda: (
+        accepts_pose_mask(denoiser), accepts_keyword(denoiser, "cache"), accepts_keyword(denoiser, "needed")))
     use_pose_mask = mixed and takes_pose_mask
     extra = {"cache": cache} if takes_cache and cache is not None else {}
+    if not takes_needed or (needed is not None and bool(needed.all())):
+        needed = None
     groups: dict[bool, list[int]] = {}
     for i, branch in enumerate(branches):
         groups.setdefault(use_pose_mask or (branch.pose and rays is not None), []).append(i)
@@ -177,13 +183,14 @@ def guided_v(
         if with_rays:  # the same tensor every step (a denoiser may key its cache on it)
             k = len(members)
             call_rays = rays if k == 1 else _memo(cache, ("rays", k), lambda k=k: repeat(rays, "b ... -> (k b) ...", k=k))
+        call = dict(extra)
+        if needed is not None:
+            call["needed"] = repeat(needed.to(x.device), "b t -> (k b) t", k=len(members))
         if use_pose_mask:
             drop = tuple(not branches[i].pose for i in members)
-            pose_mask = _memo(cache, ("pose_mask", drop), lambda d=drop: repeat(
+            call["pose_mask"] = _memo(cache, ("pose_mask", drop), lambda d=drop: repeat(
                 torch.tensor(d, device=x.device), "k -> (k b)", b=x.shape[0]))
-            v = denoiser(xs, logsnrs, call_rays, pose_mask=pose_mask, **extra)
-        else:
-            v = denoiser(xs, logsnrs, call_rays, **extra)
+        v = denoiser(xs, logsnrs, call_rays, **call)
         require(isinstance(v, Tensor) and tuple(v.shape) == tuple(xs.shape), "denoiser output",
                 f"a tensor of shape {tuple(xs.shape)}", tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__)
         for i, v_i in zip(members, v.to(x.dtype).chunk(len(members))):
@@ -294,8 +301,9 @@ def sample(
         t_cur = times[m]
         # Generated frames that are already clean act as generated history for the rest of the run.
         step_mask = torch.where(generate & (t_cur == 0), MASK_GENERATED_CONTEXT, mask_cpu)
+        # The step reads v of the frames still being denoised (``busies``: updated now, or shown by the callback).
         v = guided_v(denoiser, state, t_cur, step_mask, branches, schedule=schedule, rays=rays,
-                     stabilization=guidance.stabilization, generator=generator, cache=cache)
+                     stabilization=guidance.stabilization, generator=generator, cache=cache, needed=busies[i])
         a_s, s_s, a_t, c_eps, c_noise = (expand_like(c, state) for c in coefficients[:, i])
         x0 = a_s * state - s_s * v
         eps = s_s * state + a_s * v

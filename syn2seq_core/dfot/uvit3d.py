@@ -231,6 +231,11 @@ def _film_split(normed: Tensor, frame_mod: Tensor, ray_mod: Tensor, dim: int) ->
     return torch.addcmul(ray_shift + frame_shift, normed, ray_scale1 + frame_scale)
 
 
+def _rows_of(mods: dict, blocks, rows: Tensor | None) -> dict:
+    """The pose part of the FiLM of ``blocks`` (from ``mods``) for the frames ``rows`` only (all when None)."""
+    return {blk: mods[blk] if rows is None else mods[blk][rows] for blk in blocks}
+
+
 def sequence_dropout(h: Tensor, p: float, seeds: Tensor, salt: int) -> Tensor:
     """Dropout of ``h`` [B, ...] (zero with probability ``p``, the rest scaled by 1 / (1 - p), as ``nn.Dropout``)
     whose mask for video ``b`` is drawn from a generator seeded by (``seeds[b]``, ``salt``): a function of the
@@ -328,6 +333,10 @@ class PoseEmbedding(nn.Module):
 class UViT3DPose(VideoDenoiser):
     """U-ViT3D with camera-ray conditioning. See the module docstring."""
 
+    # Sampling with a ``cache`` keeps the per-frame levels' down path of frames that do not change between steps
+    # (:meth:`frame_cache_bytes` of memory); off, every frame is computed every step (only the rays are cached).
+    cache_frames: bool = True
+
     def __init__(self, config: UViT3DPoseConfig, operations=None, device=None, dtype=None):
         super().__init__()
         self.config = config
@@ -336,6 +345,10 @@ class UViT3DPose(VideoDenoiser):
         kw = dict(device=device, dtype=dtype)
         levels = len(c.channels)
         self.is_transformer = [t == "TransformerBlock" for t in c.block_types]
+        # The leading ResBlock levels (below the mid level) work on each frame alone: convolutions, GroupNorm and
+        # FiLM per frame, no attention. Sampling keeps their down path for frames that do not change between steps
+        # and runs their up path only for the frames whose output it reads (``forward``'s ``cache``, ``needed``).
+        self.per_frame_levels = next((i for i, t in enumerate(self.is_transformer) if t), levels - 1)
         # Registration order follows DFoT: noise embedding, pose embedding, in/out, down, mid, up.
         self.noise_level_pos_embedding = NoiseLevelEmbedding(c.noise_features, c.emb_channels, ops, **kw)
         self.external_cond_embedding = PoseEmbedding(c.ray_channels, c.emb_channels, c.patch_size, ops, **kw)
@@ -455,14 +468,74 @@ class UViT3DPose(VideoDenoiser):
             total += len(blocks) * 2 * c.channels[level] * h * w
         return total * batch * frames * itemsize
 
+    def frame_cache_bytes(self, frames: int, batch: int = 1, itemsize: int = 4, input_itemsize: int = 4) -> int:
+        """Bytes of the frame cache of a sampling run (``forward``'s ``cache``): the down path of the per-frame levels
+        (every skip connection there) for ``batch`` videos of ``frames`` frames, ``itemsize`` bytes a number (2
+        under bf16 autocast), and the input frames and noise levels it was computed from (``input_itemsize``)."""
+        c = self.config
+        P = self.per_frame_levels
+        if P == 0:
+            return 0
+        n = [h * w for h, w in (c.level_grid(level) for level in range(P + 1))]
+        skips = sum(c.channels[level] * n[level] + c.channels[level + 1] * n[level + 1] for level in range(P))
+        inputs = (c.in_channels + CUE_CHANNELS[c.cue]) * c.height * c.width * input_itemsize + 4
+        return batch * frames * (skips * itemsize + inputs)
+
+    def sampling_cache_bytes(self, frames: int, batch: int = 1, itemsize: int = 4) -> int:
+        """Bytes a sampling run keeps in its ``cache`` between steps: :meth:`ray_cache_bytes` + :meth:`frame_cache_bytes`."""
+        return self.ray_cache_bytes(frames, batch, itemsize) + self.frame_cache_bytes(frames, batch, itemsize)
+
+    def _per_frame_down(self, x: Tensor, emb: Tensor, ray_mods: dict | None, frames: int,
+                        rows: Tensor | None = None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """``embed_input`` and the down path of the per-frame levels on the frames ``rows`` of x [(B T), C, H, W]
+        (all when None): (x entering the first transformer level, skips before and after each downsampling)."""
+        if rows is not None:
+            x, emb = x[rows], emb[rows]
+        x = self.embed_input(x)
+        before, after = [], []
+        for level in range(self.per_frame_levels):
+            down = self.down_blocks[level]
+            mods = None if ray_mods is None else _rows_of(ray_mods, down[:-1], rows)
+            x = self._run_level(down[:-1], x, emb, level, frames, None, mods)
+            before.append(x)
+            x = down[-1](x)
+            after.append(x)
+        return x, before, after
+
+    def _memo_down(self, memo: dict, x: Tensor, logsnr: Tensor, emb: Tensor, ray_mods: dict,
+                   frames: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """:meth:`_per_frame_down` of every frame, computed only for the frames whose input (x [(B T), ...] and noise
+        level ``logsnr`` [(B T)]) differs from the last call's: the others (clean context, the same every step) are
+        taken from ``memo``, which then holds this call's."""
+        fresh = None
+        if memo and memo["x"].shape == x.shape and memo["x"].dtype == x.dtype:
+            same = (x == memo["x"]).flatten(1).all(1) & (logsnr == memo["logsnr"])
+            if bool(same.all()):
+                return memo["h"], memo["before"], memo["after"]
+            if bool(same.any()):
+                fresh = (~same).nonzero().squeeze(1)
+        h, before, after = self._per_frame_down(x, emb, ray_mods, frames, fresh)
+        if fresh is None:
+            memo.update(x=x.clone(), logsnr=logsnr.clone(), h=h, before=before, after=after)
+        else:
+            memo["x"][fresh], memo["logsnr"][fresh] = x[fresh], logsnr[fresh]
+            for kept, new in zip([memo["h"], *memo["before"], *memo["after"]], [h, *before, *after]):
+                kept[fresh] = new
+        return memo["h"], memo["before"], memo["after"]
+
     def forward(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None = None, *,
                 pose_mask: Tensor | None = None, generator: torch.Generator | None = None,
-                dropout_seeds: Tensor | None = None, cache: dict | None = None) -> Tensor:
+                dropout_seeds: Tensor | None = None, cache: dict | None = None,
+                needed: Tensor | None = None) -> Tensor:
         """x_t: [B, T, C, H, W]; logsnr: [B, T]; rays: [B, T, H, W, ray_channels] | None -> v [B, T, C, H, W].
         dropout_seeds: [B] int64, each video's own seed for the block dropout in training (None: torch's global
         RNG); the trainer passes each sequence's seed so that the masks do not depend on the process count.
         cache: a dict kept across calls with the same ``rays`` (the sampler keeps one per run): the pose part of
-        every block's FiLM is computed on the first call and reused (:meth:`ray_cache_bytes` of memory)."""
+        every block's FiLM is computed on the first call and reused (:meth:`ray_cache_bytes` of memory), and so is
+        the down path of the per-frame levels for every frame whose input and noise level are the same as in the
+        last call, e.g. clean context (:meth:`frame_cache_bytes`; no gradient recorded).
+        needed: [B, T] bool, the frames whose output the caller reads (the sampler's: the frames it is denoising).
+        Below the transformer levels the up path runs for those frames only; the others come back as zeros."""
         self._check(x_t, logsnr, rays, pose_mask)
         B = x_t.shape[0]
         if dropout_seeds is not None:
@@ -471,6 +544,9 @@ class UViT3DPose(VideoDenoiser):
         c = self.config
         B, T = x_t.shape[:2]
         levels = len(c.channels)
+        rows = self._needed_rows(needed, B, T)
+        if rows is not None and rows.numel() == 0:
+            return torch.zeros_like(x_t)
         x = rearrange(x_t, "b t c h w -> (b t) c h w")
         dtype = self._input_dtype(self.embed_input.proj.weight, x.device.type)
         keep = None if rays is None else self._pose_keep(B, x.device, pose_mask, generator)
@@ -486,7 +562,6 @@ class UViT3DPose(VideoDenoiser):
             x = torch.cat([x, cue], 1)
         if dtype is not None:
             x = x.to(dtype)
-        x = self.embed_input(x)
 
         emb = self.noise_level_pos_embedding(c.noise_scale * logsnr)  # [B, T, E]
         # With every pose dropped the map is constant in space: sampling skips the pose embedding. Training
@@ -515,8 +590,15 @@ class UViT3DPose(VideoDenoiser):
             emb = rearrange(emb, "b t c -> (b t) c 1 1")
             embs = [emb] * levels
 
-        hs_before, hs_after = [], []
-        for level, down in enumerate(self.down_blocks):
+        P = self.per_frame_levels
+        if ray_mods is not None and P > 0 and self.cache_frames and not torch.is_grad_enabled():
+            memo = self._cached(cache, "frame_cache", given_rays, keep, dtype, dict)
+            x, hs_before, hs_after = self._memo_down(memo, x, logsnr.reshape(-1).float(), embs[0], ray_mods, T)
+            hs_before, hs_after = list(hs_before), list(hs_after)
+        else:
+            x, hs_before, hs_after, P = self.embed_input(x), [], [], 0
+        for level in range(P, levels - 1):
+            down = self.down_blocks[level]
             x = self._run_level(down[:-1], x, embs[level], level, T, dropout_seeds, ray_mods)
             hs_before.append(x)
             x = down[-1](x)
@@ -524,10 +606,18 @@ class UViT3DPose(VideoDenoiser):
         x = self._run_level(self.mid_blocks, x, embs[-1], levels - 1, T, dropout_seeds, ray_mods)
         for i, up in enumerate(self.up_blocks):
             level = levels - 2 - i
-            x = up[0](x - hs_after.pop()) + hs_before.pop()
-            x = self._run_level(up[1:], x, embs[level], level, T, dropout_seeds, ray_mods)
-        out = rearrange(self.project_output(x), "(b t) c h w -> b t c h w", b=B)
-        return out.to(x_t.dtype)
+            after, before, emb_l, mods = hs_after.pop(), hs_before.pop(), embs[level], ray_mods
+            if rows is not None and level < self.per_frame_levels:  # per-frame from here on: the needed frames only
+                if level == self.per_frame_levels - 1:
+                    x = x[rows]
+                after, before, emb_l = after[rows], before[rows], emb_l[rows]
+                mods = None if ray_mods is None else _rows_of(ray_mods, up[1:], rows)
+            x = up[0](x - after) + before
+            x = self._run_level(up[1:], x, emb_l, level, T, dropout_seeds, mods)
+        out = self.project_output(x)
+        if rows is not None and self.per_frame_levels > 0:
+            out = out.new_zeros(B * T, *out.shape[1:]).index_copy_(0, rows, out)
+        return rearrange(out, "(b t) c h w -> b t c h w", b=B).to(x_t.dtype)
 
 
 def uvit3d_preset(name: str, **overrides) -> UViT3DPoseConfig:

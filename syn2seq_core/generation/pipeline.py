@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ..base import conventions as C
 from ..base.errors import Syn2SeqInputError, require
+from ..dfot.sampler import accepts_keyword
 from ..dfot.schedule import TIME_GRIDS
 from .sequence import Syn2SeqSequence
 
@@ -339,7 +340,8 @@ class Syn2SeqModel:
         branches are batched, so memory grows with their number): the network's activations at their peak (with
         a 20% margin), the sampler's per-frame tensors, and the low-precision weight copies autocast keeps when
         ``dtype`` (default :func:`default_autocast_dtype` of :attr:`device`) differs from the weights' dtype, and the
-        ray cache the sampler keeps for a window (``ray_cache_bytes``). A host (ComfyUI's model management) makes this
+        cache the sampler keeps for a window (``sampling_cache_bytes``: the rays' part of every FiLM, and the U-ViT's
+        per-frame down path). A host (ComfyUI's model management) makes this
         much room before sampling."""
         from ..dfot.guidance import history_guidance
 
@@ -356,17 +358,21 @@ class Syn2SeqModel:
                          if p.is_floating_point() and p.dtype != autocast_dtype)
         compute = autocast_dtype if autocast_dtype != torch.float32 else (
             getattr(self.network, "compute_dtype", None) or next(self.network.parameters()).dtype)
-        ray_cache = self.network.ray_cache_bytes(T, batch, compute.itemsize) if hasattr(
-            self.network, "ray_cache_bytes") else 0
-        return activations + sampler + copies + ray_cache
+        kept = self.network.sampling_cache_bytes(T, batch, compute.itemsize) if hasattr(
+            self.network, "sampling_cache_bytes") else 0
+        return activations + sampler + copies + kept
 
     def denoiser(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None, *, pose_mask: Tensor | None = None,
-                 cache: dict | None = None) -> Tensor:
+                 cache: dict | None = None, needed: Tensor | None = None) -> Tensor:
         """The sampler's denoiser; ``pose_mask`` [B] drops the pose of some videos (guidance in one call); ``cache``:
-        the sampling run's dict, where the network keeps what depends only on the rays (``DiT3D.forward``)."""
-        if cache is None:
-            return self.network(x_t, logsnr, rays, pose_mask=pose_mask)
-        return self.network(x_t, logsnr, rays, pose_mask=pose_mask, cache=cache)
+        the sampling run's dict, where the network keeps what depends only on the rays (``DiT3D.forward``);
+        ``needed`` [B, T] bool: the frames whose output the sampler reads (``UViT3DPose.forward``)."""
+        extra = {}
+        if cache is not None:
+            extra["cache"] = cache
+        if needed is not None and accepts_keyword(self.network, "needed"):
+            extra["needed"] = needed
+        return self.network(x_t, logsnr, rays, pose_mask=pose_mask, **extra)
 
     def _rays(self, sequence: Syn2SeqSequence, reference: int = 0) -> Tensor:
         """[T, H, W, R] the camera input of this network: Plücker rays relative to the sequence's first
@@ -478,9 +484,9 @@ class Syn2SeqModel:
         g = torch.Generator(device=device).manual_seed(int(seed))
         autocast_dtype = dtype if dtype is not None else default_autocast_dtype(device)
 
-        def denoiser(x_t, logsnr, rays, *, pose_mask=None, cache=None):  # keywords named: the sampler looks for them
+        def denoiser(x_t, logsnr, rays, *, pose_mask=None, cache=None, needed=None):  # named: the sampler looks
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
-                return self.denoiser(x_t, logsnr, rays, pose_mask=pose_mask, cache=cache)
+                return self.denoiser(x_t, logsnr, rays, pose_mask=pose_mask, cache=cache, needed=needed)
 
         def read_context(start: int, end: int) -> Tensor:
             return to_model_space(read(start, end).to(device, torch.float32), config)[None]

@@ -58,6 +58,7 @@ def test_our_uvit_gives_the_reference_networks_outputs_on_the_same_weights():
     for row in rows:
         assert row["max_abs"] > 0.1  # random weights everywhere: the outputs carry signal
         assert row["max_diff"] < 1e-5 * max(1.0, row["max_abs"]), row
+        assert row["max_diff_rays"] < 1e-5 * max(1.0, row["max_abs"]), row
         assert row["max_diff_no_cache"] < 1e-5 * max(1.0, row["max_abs"]), row
         assert row["reference_s"] > 0 and row["ours_s"] > 0 and row["ratio"] > 0
 

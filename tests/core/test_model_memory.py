@@ -78,9 +78,17 @@ def test_activation_estimate_covers_the_live_tensors_without_wasting_much(name):
         assert 0.85 * measured <= estimate <= 1.5 * measured, (name, frames, batch, measured, estimate)
 
 
+def _tensors(value) -> list:
+    """Every tensor inside a cache entry's value (nested dicts, lists)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value
+    return [t for item in items for t in _tensors(item)]
+
+
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_ray_cache_estimate_is_the_bytes_a_sampling_run_keeps(name):
-    """A sampled step with the ray cache: the cache (kept between steps) is what ``ray_cache_bytes`` says, and the
+    """A sampled step with the sampling cache: what it keeps between steps is what ``sampling_cache_bytes`` says, and the
     step's own peak stays within the activation estimate."""
     net = NETWORKS[name]().eval()
     c = net.config
@@ -91,8 +99,8 @@ def test_ray_cache_estimate_is_the_bytes_a_sampling_run_keeps(name):
     cache = {}
     with torch.no_grad():
         net(x, logsnr, rays, cache=cache)
-    kept = [t for entry in cache.values() for t in (entry[-1].values() if isinstance(entry[-1], dict) else [entry[-1]])]
-    assert sum(t.numel() * t.element_size() for t in kept) == net.ray_cache_bytes(frames, batch)
+    kept = list({t.data_ptr(): t for entry in cache.values() for t in _tensors(entry[-1])}.values())
+    assert sum(t.numel() * t.element_size() for t in kept) == net.sampling_cache_bytes(frames, batch)
     with torch.no_grad(), LiveTensors([*net.parameters(), *net.buffers(), x, logsnr, rays, *kept]) as live:
         net(x, logsnr - 1, rays, cache=cache)
     assert live.peak <= 1.5 * net.activation_bytes(frames, batch), (name, live.peak)
@@ -112,7 +120,7 @@ def test_memory_required_grows_with_frames_resolution_and_guidance_branches():
     assert small.memory_required(8, guidance="vanilla", guidance_scale=1.0, dtype=f32) == need  # w = 1: one
     # bf16 autocast keeps a bf16 copy of float32 weights: counted; its ray cache takes half the bytes.
     params = sum(p.numel() for p in small.network.parameters())
-    ray_cache = small.network.ray_cache_bytes(8)
+    ray_cache = small.network.sampling_cache_bytes(8)
     assert ray_cache > 0
     assert small.memory_required(8, dtype=torch.bfloat16) - need == 2 * params - ray_cache // 2
 

@@ -1,0 +1,197 @@
+"""Sampling work on the frames that do not need it (issue 34): the U-ViT3D-Pose's per-frame levels.
+
+The ResBlock levels below the first transformer level work on each frame alone (convolutions, GroupNorm, FiLM), so
+during sampling:
+- their down path is kept in the sampling run's ``cache`` for every frame whose input and noise level are the same
+  as in the last call (clean context frames, the same every step) and computed only for the others;
+- their up path runs only for the frames whose output the caller reads (``needed``: the sampler passes the frames
+  it is still denoising), the others come back as zeros.
+Outputs of the read frames must equal the plain network's up to float rounding.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from syn2seq_core.base.errors import Syn2SeqInputError
+from syn2seq_core.dfot.guidance import history_guidance
+from syn2seq_core.dfot.model import DiT3D
+from syn2seq_core.dfot.sampler import rollout, sample
+from syn2seq_core.dfot.scheduling import scheduling_matrix
+from syn2seq_core.dfot.uvit3d import UViT3DPose
+from syn2seq_core.generation.pipeline import Syn2SeqModel
+
+from .test_dfot_model import MICRO, MICRO_UVIT, inputs, randomize
+
+B, T = 2, 4
+
+
+def make(config=MICRO_UVIT):
+    return randomize(UViT3DPose(config), seed=3).eval()
+
+
+class Rows:
+    """Counts the frames each call of a layer computes (the batch rows of its input)."""
+
+    def __init__(self, layer):
+        self.rows = []
+        layer.register_forward_hook(lambda module, args, out: self.rows.append(args[0].shape[0]))
+
+
+def next_step(x, logsnr, context=2, shift=0.3):
+    """The state one step later: the frames after ``context`` move on (new values, lower noise), the context stays."""
+    x, logsnr = x.clone(), logsnr.clone()
+    x[:, context:] = x[:, context:] * 0.9 + shift
+    logsnr[:, context:] += 0.5
+    return x, logsnr
+
+
+def test_the_per_frame_levels_are_the_resblock_levels_below_the_first_transformer():
+    assert make().per_frame_levels == 2
+    assert make(MICRO_UVIT.replace(block_types=("ResBlock", "TransformerBlock", "TransformerBlock",
+                                                "TransformerBlock"))).per_frame_levels == 1
+    all_res = MICRO_UVIT.replace(block_types=("ResBlock",) * 4, channels=(32, 32, 64, 64))
+    assert make(all_res).per_frame_levels == 3  # the mid level is never cached: it is where the steps differ
+
+
+def test_unchanged_frames_reuse_their_down_path_and_changed_ones_are_computed():
+    model = make()
+    x, logsnr, rays = inputs(MICRO_UVIT, B=B, T=T)
+    rows = Rows(model.embed_input)
+    cache = {}
+    with torch.no_grad():
+        for step in range(3):
+            cached = model(x, logsnr, rays, cache=cache)
+            torch.testing.assert_close(cached, model(x, logsnr, rays), atol=2e-6, rtol=1e-5)
+            x, logsnr = next_step(x, logsnr)
+        # step 0 computes all 8 frames, then only the 2 x 2 that moved (each followed by one plain call of 8)
+        assert rows.rows == [8, 8, 4, 8, 4, 8]
+        rows.rows.clear()
+        x2 = x.clone()
+        x2[1, 0] += 1e-3  # one context frame changes by a little: that frame is computed again
+        torch.testing.assert_close(model(x2, logsnr, rays, cache=cache), model(x2, logsnr, rays), atol=2e-6, rtol=1e-5)
+        l2 = logsnr.clone()
+        l2[0, 1] -= 1.0  # a context frame at another noise level (history guidance noises history): again
+        torch.testing.assert_close(model(x2, l2, rays, cache=cache), model(x2, l2, rays), atol=2e-6, rtol=1e-5)
+        assert rows.rows == [5, 8, 1, 8]
+        rows.rows.clear()
+        model(x2, l2, rays, cache=cache)  # nothing changed: no frame goes through the per-frame levels
+        model(x2, l2, rays.clone(), cache=cache)  # other rays (a new window): the whole cache is rebuilt
+        model(x2, l2, rays, pose_mask=torch.tensor([False, True]), cache=cache)  # other kept poses: rebuilt
+        model.cache_frames = False
+        model(x2, l2, rays, cache=cache)
+        model(x2, l2, rays, cache=cache)
+        assert rows.rows == [8, 8, 8, 8]
+
+
+def test_the_frame_cache_is_never_used_when_gradients_are_recorded():
+    model = make()
+    x, logsnr, rays = inputs(MICRO_UVIT, B=B, T=T)
+    rows = Rows(model.embed_input)
+    cache = {}
+    model(x, logsnr, rays, cache=cache).square().mean().backward()
+    model(x, logsnr, rays, cache=cache).square().mean().backward()
+    assert rows.rows == [8, 8]
+    assert not cache  # nor the ray cache: a kept graph could be backpropagated only once
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_only_the_needed_frames_run_the_per_frame_up_path(cached):
+    model = make()
+    x, logsnr, rays = inputs(MICRO_UVIT, B=B, T=T)
+    rows = Rows(model.project_output)
+    needed = torch.tensor([[False, False, True, True], [False, True, False, True]])
+    extra = {"cache": {}} if cached else {}
+    with torch.no_grad():
+        full = model(x, logsnr, rays)
+        some = model(x, logsnr, rays, needed=needed, **extra)
+        assert rows.rows == [8, 4]
+        torch.testing.assert_close(some[needed], full[needed], atol=2e-6, rtol=1e-5)
+        assert torch.equal(some[~needed], torch.zeros_like(some[~needed]))
+        assert torch.equal(model(x, logsnr, rays, needed=torch.ones(B, T, dtype=torch.bool)), full)
+        nothing = model(x, logsnr, rays, needed=torch.zeros(B, T, dtype=torch.bool), **extra)
+        assert torch.equal(nothing, torch.zeros_like(x)) and rows.rows == [8, 4, 8]
+
+
+@pytest.mark.parametrize("network", ["uvit", "dit3d"])
+@pytest.mark.parametrize("bad", [torch.ones(B, T + 1, dtype=torch.bool), torch.ones(B, T)])
+def test_a_needed_mask_of_the_wrong_shape_or_type_is_refused(network, bad):
+    config = MICRO_UVIT if network == "uvit" else MICRO
+    model = make() if network == "uvit" else randomize(DiT3D(MICRO)).eval()
+    x, logsnr, rays = inputs(config, B=B, T=T)
+    with pytest.raises(Syn2SeqInputError, match="needed"):
+        model(x, logsnr, rays, needed=bad)
+
+
+class Recorder:
+    """A denoiser that takes ``needed`` and records it."""
+
+    def __init__(self):
+        self.needed = []
+
+    def __call__(self, x_t, logsnr, rays, *, pose_mask=None, cache=None, needed=None):
+        self.needed.append(needed)
+        return 0.5 * x_t
+
+
+@pytest.mark.parametrize("guidance", ["conditional", "vanilla"])
+def test_the_sampler_says_which_frames_it_is_denoising(guidance):
+    recorder = Recorder()
+    mask = torch.tensor([[1, 0, 0, -1]])
+    levels = torch.tensor([[0, 3, 3, 0], [0, 2, 3, 0], [0, 1, 3, 0], [0, 0, 2, 0], [0, 0, 0, 0]])  # frame 2 waits
+    guide = history_guidance(guidance, scale=2.0)
+    sample(recorder, (1, 4, 3, 8, 8), levels, context=torch.randn(1, 4, 3, 8, 8), context_mask=mask,
+           rays=torch.randn(1, 4, 8, 8, 6), guidance=guide, generator=torch.Generator().manual_seed(0))
+    want = [[False, True, True, False]] * 3 + [[False, False, True, False]]
+    assert [n.tolist() for n in recorder.needed] == [[row] * guide.nfe for row in want]
+
+
+def test_the_sampler_tells_nothing_to_a_denoiser_without_the_keyword_or_when_all_frames_are_read():
+    seen = []
+    sample(lambda x, logsnr, rays, **kw: seen.append(kw) or x, (1, 3, 3, 8, 8), scheduling_matrix("full_sequence", 3, 3),
+           context=torch.randn(1, 3, 3, 8, 8), context_mask=torch.tensor([[1, 0, 0]]))
+    assert seen == [{}] * 3
+    recorder = Recorder()
+    sample(recorder, (1, 3, 3, 8, 8), scheduling_matrix("full_sequence", 3, 3))
+    assert recorder.needed == [None] * 3
+
+
+@pytest.mark.parametrize("guidance", ["conditional", "fractional"])
+def test_a_rollout_with_both_equals_one_without(guidance):
+    """Windows with context (given and generated) under history guidance: the read frames equal the plain
+    network's. Fractional guidance noises the history of one branch afresh every step: only the clean branch's
+    history is kept."""
+    model = make()
+    L = 6
+    _, _, rays = inputs(MICRO_UVIT, B=1, T=L)
+    context = torch.randn(1, L, 3, 16, 16)
+    rows = Rows(model.embed_input)
+
+    def run(denoiser):
+        return rollout(denoiser, context, torch.tensor([1, 1, 0, 0, 0, 0]), window=4, steps=4, rays=rays,
+                       guidance=history_guidance(guidance, scale=1.5), generator=torch.Generator().manual_seed(1))
+
+    fast = run(model)
+    computed = sum(rows.rows)
+    plain = run(lambda x, logsnr, r, *, pose_mask=None: model(x, logsnr, r, pose_mask=pose_mask))
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+    plain_rows = sum(rows.rows) - computed
+    assert computed < (0.7 if guidance == "conditional" else 0.95) * plain_rows, (computed, plain_rows)
+
+
+def test_the_pipeline_passes_needed_to_networks_that_take_it():
+    model = make()
+    x, logsnr, rays = inputs(MICRO_UVIT, B=B, T=T)
+    needed = torch.tensor([[False, True, True, True]] * B)
+    pipe = Syn2SeqModel(model)
+    with torch.no_grad():
+        out = pipe.denoiser(x, logsnr, rays, needed=needed)
+    assert torch.equal(out[~needed], torch.zeros_like(out[~needed]))
+
+    def plain(x_t, logsnr, rays, pose_mask=None):
+        return x_t
+
+    pipe.network = plain  # a network without the keyword is called without it
+    assert pipe.denoiser(x, logsnr, rays, needed=needed) is x
