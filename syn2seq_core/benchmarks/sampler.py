@@ -365,8 +365,10 @@ def _compare_size(backbones, config, batch: int, device, reps: int, dtypes, log)
         finally:
             ours.cache_frames = True
 
+    # As the sampler announces its run's noise levels (``sample``: ``cache["noise_levels"]``), for both steps.
+    levels = torch.cat([logsnr.flatten() for _, logsnr in steps]).unique()
     for label in dtypes:
-        step_cache: dict = {}
+        step_cache: dict = {"noise_levels": levels}
         rays_cache: dict = {}
         out: dict = {}
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=label == "bf16"):

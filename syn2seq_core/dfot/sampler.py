@@ -13,7 +13,9 @@ that drop them need separate calls, unless the denoiser also accepts a keyword `
 a keyword ``cache`` gets one dict per :func:`sample` call, in which it may keep what depends only on the rays
 (they do not change during a call; the sampler passes the very same rays tensor every step), and one that accepts
 a keyword ``needed`` ([B, T] bool) is told which frames' output the step reads (the frames still being denoised;
-the others may come back as anything finite, e.g. zeros).
+the others may come back as anything finite, e.g. zeros). Before the first step the sampler puts every noise level
+it will feed in the run's dict, ``cache["noise_levels"]`` ([K] float32 logSNR, on the state's device), so that a
+denoiser can compute what depends only on the level once per run (the U-ViT's per-frame FiLM).
 
 Context mask codes (``conventions.MASK_*``): ``1`` given context and ``2`` generated context are kept
 clean, fed to the denoiser at the cleanest level (``t = 0``) and never modified (bit-identical in the
@@ -200,6 +202,16 @@ def guided_v(
     return sum(branch.weight * v_i for branch, v_i in zip(branches, outputs))
 
 
+def run_noise_levels(times: Tensor, branches: Sequence[Branch], stabilization: float,
+                     schedule: NoiseSchedule) -> Tensor:
+    """Every logSNR :func:`guided_v` feeds the denoiser over a run whose steps start at ``times`` (float64 [n, B, T]):
+    the frames' own times and each branch's history time (raised to ``stabilization`` for generated history), as
+    sorted unique float32 [K]."""
+    extra = [b.history_t for b in branches] + [max(b.history_t, stabilization) for b in branches if stabilization > 0]
+    t = torch.cat([times.flatten(), torch.tensor(extra, dtype=torch.float64)]).unique()
+    return schedule.logsnr(t).to(torch.float32).unique()
+
+
 def ddim_coefficients(t_cur: Tensor, t_next: Tensor, schedule: NoiseSchedule, eta: float = 0.0):
     """DDIM step from noise time ``t_cur`` to ``t_next`` (``t_next = 0`` lands exactly on the clean estimate).
 
@@ -296,6 +308,7 @@ def sample(
     updates = (generate & (t_cur_all != t_next_all)).to(state.device)
     busies = (generate & (t_cur_all > 0)).to(state.device)
     cache: dict = {}  # what stays the same for the whole run (rays stacked per branch; the denoiser's own)
+    cache["noise_levels"] = run_noise_levels(t_cur_all, branches, guidance.stabilization, schedule).to(state.device)
 
     for i, m in enumerate(steps):
         t_cur = times[m]

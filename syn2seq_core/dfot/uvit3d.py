@@ -173,13 +173,14 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor, emb: Tensor, ray_mod: Tensor | None = None) -> Tensor:
         """x: [N, C, h, w]; emb: [N, E, h, w] or [N, E, 1, 1] -> [N, C, h, w]. With ``ray_mod`` ([N, 2C, h, w], from
-        :meth:`ray_modulation` of the pose part of the embedding), ``emb`` is the rest: the per-frame [N, E, 1, 1]."""
+        :meth:`ray_modulation` of the pose part of the embedding), ``emb`` is the rest of the FiLM: ``emb_layer`` of the
+        per-frame embedding, [N, 2C, 1, 1]."""
         h = self.in_layers(x)
         if ray_mod is None:
             scale, shift = self.emb_layer(emb).chunk(2, dim=1)
             h = torch.addcmul(shift, self.out_norm(h), 1 + scale)
         else:
-            h = _film_split(self.out_norm(h), self.emb_layer(emb), ray_mod, dim=1)
+            h = _film_split(self.out_norm(h), emb, ray_mod, dim=1)
         return x + self.out_rest(h)
 
     def ray_modulation(self, pose: Tensor) -> Tensor:
@@ -196,11 +197,11 @@ class NormalizeWithCond(nn.Module):
         self.norm = RMSNorm(dim, device=device, dtype=dtype)
 
     def forward(self, x: Tensor, emb: Tensor, ray_mod: Tensor | None = None) -> Tensor:
-        """x: [..., C]; emb: [..., E] (``ray_mod`` [..., 2C] given: the per-frame part of the embedding)."""
+        """x: [..., C]; emb: [..., E] (``ray_mod`` [..., 2C] given: ``emb_layer`` of the per-frame embedding, [..., 2C])."""
         if ray_mod is None:
             scale, shift = self.emb_layer(emb).chunk(2, dim=-1)
             return torch.addcmul(shift, self.norm(x), 1 + scale)
-        return _film_split(self.norm(x), self.emb_layer(emb), ray_mod, dim=-1)
+        return _film_split(self.norm(x), emb, ray_mod, dim=-1)
 
     def ray_modulation(self, pose: Tensor) -> Tensor:
         """The pose part of the FiLM: pose tokens [..., E] -> [..., 2C] (see :func:`_film_split`)."""
@@ -272,7 +273,8 @@ class TransformerBlock(nn.Module):
                 ray_mod: Tensor | None = None) -> Tensor:
         """x: [B, T, S, C] (attention over all T S tokens); emb: [B, T, S or 1, E]; rope: complex [T S, d/2];
         seeds: [B] int64, the videos' own seeds for the MLP dropout (None: torch's global RNG, ``nn.Dropout``);
-        ray_mod: [B, T, S, 2C], the pose part of the FiLM (``NormalizeWithCond.ray_modulation``) or None."""
+        ray_mod: [B, T, S, 2C], the pose part of the FiLM (``NormalizeWithCond.ray_modulation``), then ``emb`` is the
+        per-frame part [B, T, 1, 2C]; or None."""
         T = x.shape[1]
         qkv, mlp_h = self.fused_attn_mlp_proj(self.norm(x, emb, ray_mod)).split(self.fused_dims, dim=-1)
         q, k, v = rearrange(qkv, "b t s (qkv h d) -> qkv b h (t s) d", qkv=3, h=self.heads).unbind(0)
@@ -416,18 +418,21 @@ class UViT3DPose(VideoDenoiser):
     def _run_level(self, blocks, x: Tensor, emb: Tensor, level: int, frames: int, seeds: Tensor | None,
                    ray_mods: dict | None = None) -> Tensor:
         """x: [(B T), C, h, w]; emb: [(B T), E, h, w], or [(B T), E, 1, 1] when constant in space; seeds: [B]
-        int64 | None (the transformer blocks' dropout); ray_mods: {block: the pose part of its FiLM} (then ``emb``
-        is the per-frame part) or None."""
+        int64 | None (the transformer blocks' dropout); ray_mods: {block: the pose part of its FiLM}, then ``emb`` is
+        {block: the per-frame part} (:meth:`_frame_films`); or None."""
         if not self.is_transformer[level]:
             for blk in blocks:
-                x = self._block(blk, x, emb, None if ray_mods is None else ray_mods[blk])
+                x = self._block(blk, x, emb, None) if ray_mods is None else self._block(blk, x, emb[blk], ray_mods[blk])
             return x
         h, w = x.shape[-2:]
         x = rearrange(x, "(b t) c h w -> b t (h w) c", t=frames)
-        e = rearrange(emb, "(b t) c h w -> b t (h w) c", t=frames)
+        e = rearrange(emb, "(b t) c h w -> b t (h w) c", t=frames) if ray_mods is None else None
         rope = self._level_rope(level, frames, x.device)
         for blk in blocks:
-            x = self._block(blk, x, e, rope, seeds, None if ray_mods is None else ray_mods[blk])
+            if ray_mods is None:
+                x = self._block(blk, x, e, rope, seeds)
+            else:
+                x = self._block(blk, x, emb[blk], rope, seeds, ray_mods[blk])
         return rearrange(x, "b t (h w) c -> (b t) c h w", h=h, w=w)
 
     def _level_blocks(self) -> list[tuple[int, list[nn.Module]]]:
@@ -468,6 +473,43 @@ class UViT3DPose(VideoDenoiser):
             total += len(blocks) * 2 * c.channels[level] * h * w
         return total * batch * frames * itemsize
 
+    def _film_table(self, levels: Tensor) -> dict:
+        """{block: ``emb_layer`` of the noise-level embedding of each of ``levels`` [K] (logSNR)}: [K, 2C, 1, 1] for a
+        ResBlock, [K, 2C] for a transformer block."""
+        emb = self.noise_level_pos_embedding(self.config.noise_scale * levels[None])[0]  # [K, E]
+        table = {}
+        for level, blocks in self._level_blocks():
+            for blk in blocks:
+                if self.is_transformer[level]:
+                    table[blk] = blk.norm.emb_layer(emb)
+                else:
+                    table[blk] = blk.emb_layer(emb[:, :, None, None])
+        return table
+
+    def _frame_films(self, cache: dict, logsnr: Tensor, dtype) -> dict:
+        """{block: the per-frame part of its FiLM}, ``emb_layer`` of each frame's noise-level embedding: [(B T), 2C, 1,
+        1] for a ResBlock, [B, T, 1, 2C] for a transformer block. Looked up in a table of every level the sampling run
+        feeds when the sampler announced them (``cache["noise_levels"]``, [K] float32 logSNR) and every frame's level
+        is one of them: one product of each block's ``emb_layer`` per run instead of one per step; else computed."""
+        B, T = logsnr.shape
+        levels = cache.get("noise_levels")
+        if isinstance(levels, Tensor) and levels.ndim == 1 and levels.device == logsnr.device:
+            hit = logsnr.reshape(-1, 1).to(levels.dtype) == levels
+            if bool(hit.any(1).all()):
+                index = hit.to(torch.uint8).argmax(1)
+                table = self._cached(cache, "film_table", levels, None, dtype, lambda: self._film_table(levels))
+                return {blk: film[index] if film.ndim == 4 else film[index].reshape(B, T, 1, -1)
+                        for blk, film in table.items()}
+        emb = self.noise_level_pos_embedding(self.config.noise_scale * logsnr)  # [B, T, E]
+        films = {}
+        for level, blocks in self._level_blocks():
+            for blk in blocks:
+                if self.is_transformer[level]:
+                    films[blk] = blk.norm.emb_layer(emb[:, :, None])
+                else:
+                    films[blk] = blk.emb_layer(rearrange(emb, "b t c -> (b t) c 1 1"))
+        return films
+
     def frame_cache_bytes(self, frames: int, batch: int = 1, itemsize: int = 4, input_itemsize: int = 4) -> int:
         """Bytes of the frame cache of a sampling run (``forward``'s ``cache``): the down path of the per-frame levels
         (every skip connection there) for ``batch`` videos of ``frames`` frames, ``itemsize`` bytes a number (2
@@ -482,27 +524,33 @@ class UViT3DPose(VideoDenoiser):
         return batch * frames * (skips * itemsize + inputs)
 
     def sampling_cache_bytes(self, frames: int, batch: int = 1, itemsize: int = 4) -> int:
-        """Bytes a sampling run keeps in its ``cache`` between steps: :meth:`ray_cache_bytes` + :meth:`frame_cache_bytes`."""
+        """Bytes a sampling run keeps in its ``cache`` between steps: :meth:`ray_cache_bytes` + :meth:`frame_cache_bytes`
+        (the per-frame FiLM table of :meth:`_frame_films`, one row of every block's 2C per announced level, e.g. 13 MB
+        for the RE10K network over 50 levels, is left to the activations' margin)."""
         return self.ray_cache_bytes(frames, batch, itemsize) + self.frame_cache_bytes(frames, batch, itemsize)
 
-    def _per_frame_down(self, x: Tensor, emb: Tensor, ray_mods: dict | None, frames: int,
+    def _per_frame_down(self, x: Tensor, emb, ray_mods: dict | None, frames: int,
                         rows: Tensor | None = None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """``embed_input`` and the down path of the per-frame levels on the frames ``rows`` of x [(B T), C, H, W]
         (all when None): (x entering the first transformer level, skips before and after each downsampling)."""
         if rows is not None:
-            x, emb = x[rows], emb[rows]
+            x = x[rows]
         x = self.embed_input(x)
         before, after = [], []
         for level in range(self.per_frame_levels):
             down = self.down_blocks[level]
-            mods = None if ray_mods is None else _rows_of(ray_mods, down[:-1], rows)
-            x = self._run_level(down[:-1], x, emb, level, frames, None, mods)
+            e, mods = emb, ray_mods
+            if ray_mods is not None:
+                e, mods = _rows_of(emb, down[:-1], rows), _rows_of(ray_mods, down[:-1], rows)
+            elif rows is not None:
+                e = emb[rows]
+            x = self._run_level(down[:-1], x, e, level, frames, None, mods)
             before.append(x)
             x = down[-1](x)
             after.append(x)
         return x, before, after
 
-    def _memo_down(self, memo: dict, x: Tensor, logsnr: Tensor, emb: Tensor, ray_mods: dict,
+    def _memo_down(self, memo: dict, x: Tensor, logsnr: Tensor, emb: dict, ray_mods: dict,
                    frames: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """:meth:`_per_frame_down` of every frame, computed only for the frames whose input (x [(B T), ...] and noise
         level ``logsnr`` [(B T)]) differs from the last call's: the others (clean context, the same every step) are
@@ -563,21 +611,21 @@ class UViT3DPose(VideoDenoiser):
         if dtype is not None:
             x = x.to(dtype)
 
-        emb = self.noise_level_pos_embedding(c.noise_scale * logsnr)  # [B, T, E]
         # With every pose dropped the map is constant in space: sampling skips the pose embedding. Training
         # runs it anyway and zeroes the dropped poses (as DFoT's RandomDropoutPatchEmbed does), so that every
         # process touches every parameter every step whichever poses it drops (DDP / FSDP2 stay in step).
         grads = self.training and torch.is_grad_enabled()
         ray_mods = None
+        emb = None
         if rays is not None and cache is not None and not self.training and (keep is None or bool(keep.any())):
             def modulations() -> dict:
                 r = rearrange(rays, "b t h w c -> b t c h w")
                 return self._ray_modulations(r if dtype is None else r.to(dtype), keep, T)
 
             ray_mods = self._ray_cached(cache, given_rays, keep, dtype, modulations)
-            emb = rearrange(emb, "b t c -> (b t) c 1 1")
-            embs = [emb] * levels
+            embs = [self._frame_films(cache, logsnr, dtype)] * levels
         elif rays is not None and (keep is None or grads or bool(keep.any())):
+            emb = self.noise_level_pos_embedding(c.noise_scale * logsnr)  # [B, T, E]
             rays = rearrange(rays, "b t h w c -> b t c h w")
             if dtype is not None:
                 rays = rays.to(dtype)
@@ -587,7 +635,7 @@ class UViT3DPose(VideoDenoiser):
             emb = rearrange(emb[..., None, None] + pose, "b t c h w -> (b t) c h w")
             embs = [emb if level == 0 else F.avg_pool2d(emb, 2 ** level) for level in range(levels)]
         else:
-            emb = rearrange(emb, "b t c -> (b t) c 1 1")
+            emb = rearrange(self.noise_level_pos_embedding(c.noise_scale * logsnr), "b t c -> (b t) c 1 1")
             embs = [emb] * levels
 
         P = self.per_frame_levels
@@ -610,8 +658,11 @@ class UViT3DPose(VideoDenoiser):
             if rows is not None and level < self.per_frame_levels:  # per-frame from here on: the needed frames only
                 if level == self.per_frame_levels - 1:
                     x = x[rows]
-                after, before, emb_l = after[rows], before[rows], emb_l[rows]
-                mods = None if ray_mods is None else _rows_of(ray_mods, up[1:], rows)
+                after, before = after[rows], before[rows]
+                if ray_mods is None:
+                    emb_l = emb_l[rows]
+                else:
+                    emb_l, mods = _rows_of(emb_l, up[1:], rows), _rows_of(ray_mods, up[1:], rows)
             x = up[0](x - after) + before
             x = self._run_level(up[1:], x, emb_l, level, T, dropout_seeds, mods)
         out = self.project_output(x)

@@ -1,4 +1,5 @@
-"""Sampling work on the frames that do not need it (issue 34): the U-ViT3D-Pose's per-frame levels.
+"""Sampling work that does not change between steps or is not read (issue 34): the U-ViT3D-Pose's per-frame levels
+and per-frame FiLM.
 
 The ResBlock levels below the first transformer level work on each frame alone (convolutions, GroupNorm, FiLM), so
 during sampling:
@@ -6,6 +7,8 @@ during sampling:
   as in the last call (clean context frames, the same every step) and computed only for the others;
 - their up path runs only for the frames whose output the caller reads (``needed``: the sampler passes the frames
   it is still denoising), the others come back as zeros.
+- the per-frame part of every block's FiLM (``emb_layer`` of the noise-level embedding) is mapped once per run for
+  every level the sampler announces (``cache["noise_levels"]``) and looked up at each step.
 Outputs of the read frames must equal the plain network's up to float rounding.
 """
 
@@ -195,3 +198,38 @@ def test_the_pipeline_passes_needed_to_networks_that_take_it():
 
     pipe.network = plain  # a network without the keyword is called without it
     assert pipe.denoiser(x, logsnr, rays, needed=needed) is x
+
+
+@pytest.mark.parametrize("guidance", ["conditional", "vanilla", "fractional"])
+def test_the_sampler_announces_every_noise_level_it_feeds(guidance):
+    fed, announced = [], []
+
+    def denoiser(x_t, logsnr, rays, *, pose_mask=None, cache=None):
+        fed.append(logsnr)
+        announced.append(cache["noise_levels"])
+        return 0.5 * x_t
+
+    guide = history_guidance(guidance, scale=2.0, stabilization=0.02)
+    rollout(denoiser, torch.randn(1, 6, 3, 8, 8), torch.tensor([1, 1, 0, 0, 0, 0]), window=4, steps=5,
+            scheduling="pyramid", rays=torch.randn(1, 6, 8, 8, 6), guidance=guide,
+            generator=torch.Generator().manual_seed(0))
+    for logsnr, levels in zip(fed, announced):
+        assert levels.dtype == torch.float32 and bool(torch.isin(logsnr, levels).all()), (logsnr, levels)
+
+
+def test_the_per_frame_films_are_mapped_once_per_run_when_the_levels_are_announced():
+    model = make()
+    x, logsnr, rays = inputs(MICRO_UVIT, B=B, T=T)
+    layer = model.mid_blocks[0].norm.emb_layer
+    rows = Rows(layer)
+    steps = [next_step(x, logsnr + k, shift=0.1 * k) for k in range(3)]
+    cache = {"noise_levels": torch.cat([step[1].flatten() for step in steps]).unique()}
+    with torch.no_grad():
+        for step in steps:
+            torch.testing.assert_close(model(*step, rays, cache=cache), model(*step, rays), atol=2e-6, rtol=1e-5)
+        # The pose part (once, the ray cache) and the table (once), then only the plain calls ([B, T, S, E] each).
+        assert rows.rows == [B, len(cache["noise_levels"])] + [B] * 3
+        rows.rows.clear()
+        other = logsnr - 0.25  # levels the sampler did not announce: mapped by the call
+        torch.testing.assert_close(model(x, other, rays, cache=cache), model(x, other, rays), atol=2e-6, rtol=1e-5)
+        assert rows.rows == [B, B]
