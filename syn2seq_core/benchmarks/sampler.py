@@ -330,6 +330,25 @@ def _step_inputs(config, batch: int, frames: int, device, seed: int = 1):
     return steps, rays, needed
 
 
+def sampling_step(model, config, batch: int, frames: int, device, bf16: bool):
+    """A function that calls ``model`` as the sampler does in the middle of a window (:func:`_step_inputs`: half the
+    frames clean context), on two consecutive steps in turn, with the run's cache, the announced noise levels and
+    ``needed``; the first call builds the cache."""
+    import itertools
+
+    import torch
+
+    steps, rays, needed = _step_inputs(config, batch, frames, device)
+    cache: dict = {"noise_levels": torch.cat([logsnr.flatten() for _, logsnr in steps]).unique()}
+    turns = itertools.cycle(steps)
+
+    def call():
+        x, logsnr = next(turns)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            return model(x, logsnr, rays, cache=cache, needed=needed)
+    return call
+
+
 def _compare_size(backbones, config, batch: int, device, reps: int, dtypes, log) -> list[dict]:
     import itertools
 

@@ -5,7 +5,9 @@ Steps (in this order; the whole check stays under :data:`BUDGET_S`, 8 minutes on
 
 ``sampler_mfu``        one denoising step of DiT3D ``small`` and the RE10K-sized U-ViT3D (458M) in float32 and
                        bf16 autocast: FLOPs (``torch.utils.flop_counter``), s/step, model FLOPs utilisation against
-                       the GPU's nominal peak and against a measured matmul (``syn2seq bench sampler``'s helpers)
+                       the GPU's nominal peak and against a measured matmul (``syn2seq bench sampler``'s helpers);
+                       for the U-ViT also a step as the sampler calls it mid-window (half context, ``needed``): its
+                       s/step and speed-up over the every-frame step
 ``prepare_flow``       ``syn2seq prepare --transition flow`` of rendered takes, one process and torchrun with one
                        process per GPU (two on one GPU): the SHA-256 of both folders, equal, and their wall times
 ``wan_offload``        the tiny random-weight Wan FLF2V pipeline of the Wan tests (built by diffusers from configs)
@@ -335,6 +337,10 @@ def _mfu_row(cls, config, device, matmul: dict, peaks, reps: int) -> dict:
         row[dtype] = {"s_per_step": round(seconds, 4), "tflops": round(tflops, 2),
                       "of_matmul": round(tflops * 1e3 / matmul[dtype], 3),
                       "mfu": round(tflops / peaks[1 if dtype == "fp32" else 0], 3) if peaks else None}
+        if hasattr(model, "per_frame_levels"):  # a U-ViT: also a step as the sampler calls it (half the window context)
+            step = sampler.sampling_step(model, config, 2, frames, device, bf16)
+            sampling = sampler._median_time(step, device, reps, budget_s=10)
+            row[dtype].update(s_per_sampling_step=round(sampling, 4), sampling_speedup=round(seconds / sampling, 3))
     return row
 
 

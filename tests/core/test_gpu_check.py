@@ -223,3 +223,17 @@ def test_make_gpu_check_installs_a_carried_wheelhouse_offline(tmp_path):
     assert summary(r.stdout)["environment"]["pythonpath"].split(os.pathsep)[0] == str(deps)
     r = subprocess.run(cmd, env=NO_CUDA, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0 and "installing" not in r.stderr  # the same list: installed once
+
+
+def test_the_sampler_row_of_a_uvit_also_times_a_step_as_the_sampler_calls_it():
+    """``sampler_mfu``'s U-ViT row (CPU, micro network): the every-frame step and the sampling step mid-window."""
+    from syn2seq_core.commands import gpu_check
+    from syn2seq_core.dfot.uvit3d import UViT3DPose
+
+    from .test_dfot_model import MICRO_UVIT
+
+    row = gpu_check._mfu_row(UViT3DPose, MICRO_UVIT, torch.device("cpu"), {"fp32": 1.0, "bf16": 1.0}, None, reps=1)
+    for dtype in ("fp32", "bf16"):
+        assert row[dtype]["s_per_step"] > 0 and row[dtype]["s_per_sampling_step"] > 0
+        assert row[dtype]["sampling_speedup"] == pytest.approx(row[dtype]["s_per_step"]
+                                                                / row[dtype]["s_per_sampling_step"], rel=0.01)
