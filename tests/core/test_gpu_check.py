@@ -235,5 +235,6 @@ def test_the_sampler_row_of_a_uvit_also_times_a_step_as_the_sampler_calls_it():
     row = gpu_check._mfu_row(UViT3DPose, MICRO_UVIT, torch.device("cpu"), {"fp32": 1.0, "bf16": 1.0}, None, reps=1)
     for dtype in ("fp32", "bf16"):
         assert row[dtype]["s_per_step"] > 0 and row[dtype]["s_per_sampling_step"] > 0
+        # The seconds are printed to 4 decimals: at this size (a few ms a step) that is a few % of each.
         assert row[dtype]["sampling_speedup"] == pytest.approx(row[dtype]["s_per_step"]
-                                                                / row[dtype]["s_per_sampling_step"], rel=0.01)
+                                                                / row[dtype]["s_per_sampling_step"], rel=0.1)
