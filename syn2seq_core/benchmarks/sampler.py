@@ -330,6 +330,14 @@ def _step_inputs(config, batch: int, frames: int, device, seed: int = 1):
     return steps, rays, needed
 
 
+def _announced(steps) -> dict:
+    """A sampling run's cache as :func:`~syn2seq_core.dfot.sampler.sample` starts it for ``steps`` (of
+    :func:`_step_inputs`): the noise levels it will feed announced."""
+    import torch
+
+    return {"noise_levels": torch.cat([logsnr.flatten() for _, logsnr in steps]).unique()}
+
+
 def sampling_step(model, config, batch: int, frames: int, device, bf16: bool):
     """A function that calls ``model`` as the sampler does in the middle of a window (:func:`_step_inputs`: half the
     frames clean context), on two consecutive steps in turn, with the run's cache, the announced noise levels and
@@ -339,7 +347,7 @@ def sampling_step(model, config, batch: int, frames: int, device, bf16: bool):
     import torch
 
     steps, rays, needed = _step_inputs(config, batch, frames, device)
-    cache: dict = {"noise_levels": torch.cat([logsnr.flatten() for _, logsnr in steps]).unique()}
+    cache = _announced(steps)
     turns = itertools.cycle(steps)
 
     def call():
@@ -384,10 +392,8 @@ def _compare_size(backbones, config, batch: int, device, reps: int, dtypes, log)
         finally:
             ours.cache_frames = True
 
-    # As the sampler announces its run's noise levels (``sample``: ``cache["noise_levels"]``), for both steps.
-    levels = torch.cat([logsnr.flatten() for _, logsnr in steps]).unique()
     for label in dtypes:
-        step_cache: dict = {"noise_levels": levels}
+        step_cache = _announced(steps)
         rays_cache: dict = {}
         out: dict = {}
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=label == "bf16"):

@@ -473,18 +473,12 @@ class UViT3DPose(VideoDenoiser):
             total += len(blocks) * 2 * c.channels[level] * h * w
         return total * batch * frames * itemsize
 
-    def _film_table(self, levels: Tensor) -> dict:
-        """{block: ``emb_layer`` of the noise-level embedding of each of ``levels`` [K] (logSNR)}: [K, 2C, 1, 1] for a
-        ResBlock, [K, 2C] for a transformer block."""
-        emb = self.noise_level_pos_embedding(self.config.noise_scale * levels[None])[0]  # [K, E]
-        table = {}
-        for level, blocks in self._level_blocks():
-            for blk in blocks:
-                if self.is_transformer[level]:
-                    table[blk] = blk.norm.emb_layer(emb)
-                else:
-                    table[blk] = blk.emb_layer(emb[:, :, None, None])
-        return table
+    def _film_table(self, emb: Tensor) -> dict:
+        """{block: ``emb_layer`` of noise-level embeddings ``emb`` [..., E]}: [N, 2C, 1, 1] (N rows) for a ResBlock,
+        [..., 2C] for a transformer block."""
+        return {blk: blk.norm.emb_layer(emb) if self.is_transformer[level]
+                else blk.emb_layer(emb.reshape(-1, emb.shape[-1], 1, 1))
+                for level, blocks in self._level_blocks() for blk in blocks}
 
     def _frame_films(self, cache: dict, logsnr: Tensor, dtype) -> dict:
         """{block: the per-frame part of its FiLM}, ``emb_layer`` of each frame's noise-level embedding: [(B T), 2C, 1,
@@ -492,35 +486,30 @@ class UViT3DPose(VideoDenoiser):
         feeds when the sampler announced them (``cache["noise_levels"]``, [K] float32 logSNR) and every frame's level
         is one of them: one product of each block's ``emb_layer`` per run instead of one per step; else computed."""
         B, T = logsnr.shape
+        films = None
         levels = cache.get("noise_levels")
         if isinstance(levels, Tensor) and levels.ndim == 1 and levels.device == logsnr.device:
             hit = logsnr.reshape(-1, 1).to(levels.dtype) == levels
             if bool(hit.any(1).all()):
                 index = hit.to(torch.uint8).argmax(1)
-                table = self._cached(cache, "film_table", levels, None, dtype, lambda: self._film_table(levels))
-                return {blk: film[index] if film.ndim == 4 else film[index].reshape(B, T, 1, -1)
-                        for blk, film in table.items()}
-        emb = self.noise_level_pos_embedding(self.config.noise_scale * logsnr)  # [B, T, E]
-        films = {}
-        for level, blocks in self._level_blocks():
-            for blk in blocks:
-                if self.is_transformer[level]:
-                    films[blk] = blk.norm.emb_layer(emb[:, :, None])
-                else:
-                    films[blk] = blk.emb_layer(rearrange(emb, "b t c -> (b t) c 1 1"))
-        return films
+                table = self._cached(cache, "film_table", levels, None, dtype, lambda: self._film_table(
+                    self.noise_level_pos_embedding(self.config.noise_scale * levels[None])[0]))  # [K, E]
+                films = {blk: film[index] for blk, film in table.items()}
+        if films is None:
+            films = self._film_table(self.noise_level_pos_embedding(self.config.noise_scale * logsnr)[:, :, None])
+        return {blk: film if film.ndim == 4 else film.reshape(B, T, 1, -1) for blk, film in films.items()}
 
-    def frame_cache_bytes(self, frames: int, batch: int = 1, itemsize: int = 4, input_itemsize: int = 4) -> int:
+    def frame_cache_bytes(self, frames: int, batch: int = 1, itemsize: int = 4) -> int:
         """Bytes of the frame cache of a sampling run (``forward``'s ``cache``): the down path of the per-frame levels
         (every skip connection there) for ``batch`` videos of ``frames`` frames, ``itemsize`` bytes a number (2
-        under bf16 autocast), and the input frames and noise levels it was computed from (``input_itemsize``)."""
+        under bf16 autocast), and the (float32) input frames and noise levels it was computed from."""
         c = self.config
         P = self.per_frame_levels
         if P == 0:
             return 0
         n = [h * w for h, w in (c.level_grid(level) for level in range(P + 1))]
         skips = sum(c.channels[level] * n[level] + c.channels[level + 1] * n[level + 1] for level in range(P))
-        inputs = (c.in_channels + CUE_CHANNELS[c.cue]) * c.height * c.width * input_itemsize + 4
+        inputs = 4 * ((c.in_channels + CUE_CHANNELS[c.cue]) * c.height * c.width + 1)
         return batch * frames * (skips * itemsize + inputs)
 
     def sampling_cache_bytes(self, frames: int, batch: int = 1, itemsize: int = 4) -> int:
@@ -616,7 +605,6 @@ class UViT3DPose(VideoDenoiser):
         # process touches every parameter every step whichever poses it drops (DDP / FSDP2 stay in step).
         grads = self.training and torch.is_grad_enabled()
         ray_mods = None
-        emb = None
         if rays is not None and cache is not None and not self.training and (keep is None or bool(keep.any())):
             def modulations() -> dict:
                 r = rearrange(rays, "b t h w c -> b t c h w")

@@ -78,14 +78,6 @@ def test_activation_estimate_covers_the_live_tensors_without_wasting_much(name):
         assert 0.85 * measured <= estimate <= 1.5 * measured, (name, frames, batch, measured, estimate)
 
 
-def _tensors(value) -> list:
-    """Every tensor inside a cache entry's value (nested dicts, lists)."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    items = value.values() if isinstance(value, dict) else value
-    return [t for item in items for t in _tensors(item)]
-
-
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_ray_cache_estimate_is_the_bytes_a_sampling_run_keeps(name):
     """A sampled step with the sampling cache: what it keeps between steps is what ``sampling_cache_bytes`` says, and the
@@ -99,7 +91,7 @@ def test_ray_cache_estimate_is_the_bytes_a_sampling_run_keeps(name):
     cache = {}
     with torch.no_grad():
         net(x, logsnr, rays, cache=cache)
-    kept = list({t.data_ptr(): t for entry in cache.values() for t in _tensors(entry[-1])}.values())
+    kept = list({t.data_ptr(): t for entry in cache.values() for t in tree_flatten(entry[-1])[0]}.values())
     assert sum(t.numel() * t.element_size() for t in kept) == net.sampling_cache_bytes(frames, batch)
     with torch.no_grad(), LiveTensors([*net.parameters(), *net.buffers(), x, logsnr, rays, *kept]) as live:
         net(x, logsnr - 1, rays, cache=cache)
