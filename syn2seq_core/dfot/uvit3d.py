@@ -270,17 +270,24 @@ class TransformerBlock(nn.Module):
         self.mlp_out = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), ops.Linear(4 * dim, dim, bias=True, **kw))
 
     def forward(self, x: Tensor, emb: Tensor, rope: Tensor, seeds: Tensor | None = None,
-                ray_mod: Tensor | None = None) -> Tensor:
+                ray_mod: Tensor | None = None, frames: Tensor | None = None) -> Tensor:
         """x: [B, T, S, C] (attention over all T S tokens); emb: [B, T, S or 1, E]; rope: complex [T S, d/2];
         seeds: [B] int64, the videos' own seeds for the MLP dropout (None: torch's global RNG, ``nn.Dropout``);
         ray_mod: [B, T, S, 2C], the pose part of the FiLM (``NormalizeWithCond.ray_modulation``), then ``emb`` is the
-        per-frame part [B, T, 1, 2C]; or None."""
+        per-frame part [B, T, 1, 2C]; or None. frames: [Tq] int64, the frames whose output is read: every frame's
+        tokens are still keys and values, only these frames' are queries and go through the MLP, and the output is
+        [B, Tq, S, C] (the last block before the per-frame levels, while sampling); None: all frames."""
         T = x.shape[1]
         qkv, mlp_h = self.fused_attn_mlp_proj(self.norm(x, emb, ray_mod)).split(self.fused_dims, dim=-1)
-        q, k, v = rearrange(qkv, "b t s (qkv h d) -> qkv b h (t s) d", qkv=3, h=self.heads).unbind(0)
+        q, k, v = rearrange(qkv, "b t s (qkv h d) -> qkv b h t s d", qkv=3, h=self.heads).unbind(0)
+        q_rope = rope
+        if frames is not None:
+            q, x, mlp_h = q[:, :, frames], x[:, frames], mlp_h[:, frames]
+            q_rope = rope.unflatten(0, (T, -1))[frames].flatten(0, 1)
+        q, k, v = q.flatten(2, 3), k.flatten(2, 3), v.flatten(2, 3)
         q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rope_complex(q, rope), apply_rope_complex(k, rope)
-        o = rearrange(F.scaled_dot_product_attention(q, k, v), "b h (t s) d -> b t s (h d)", t=T)
+        q, k = apply_rope_complex(q, q_rope), apply_rope_complex(k, rope)
+        o = rearrange(F.scaled_dot_product_attention(q, k, v), "b h (t s) d -> b t s (h d)", t=x.shape[1])
         x = x + self.attn_out(o)
         if seeds is None or not self.training or self.dropout == 0:
             return x + self.mlp_out(mlp_h)
@@ -416,10 +423,11 @@ class UViT3DPose(VideoDenoiser):
         return rope_rotation(cos, sin).flatten(0, 2)  # complex [(t h w), d / 2]
 
     def _run_level(self, blocks, x: Tensor, emb: Tensor, level: int, frames: int, seeds: Tensor | None,
-                   ray_mods: dict | None = None) -> Tensor:
+                   ray_mods: dict | None = None, last_frames: Tensor | None = None) -> Tensor:
         """x: [(B T), C, h, w]; emb: [(B T), E, h, w], or [(B T), E, 1, 1] when constant in space; seeds: [B]
         int64 | None (the transformer blocks' dropout); ray_mods: {block: the pose part of its FiLM}, then ``emb`` is
-        {block: the per-frame part} (:meth:`_frame_films`); or None."""
+        {block: the per-frame part} (:meth:`_frame_films`); or None. last_frames: [Tq] int64, the only frames the
+        last transformer block computes (``TransformerBlock``'s ``frames``), then the result is [(B Tq), C, h, w]."""
         if not self.is_transformer[level]:
             for blk in blocks:
                 x = self._block(blk, x, emb, None) if ray_mods is None else self._block(blk, x, emb[blk], ray_mods[blk])
@@ -428,11 +436,12 @@ class UViT3DPose(VideoDenoiser):
         x = rearrange(x, "(b t) c h w -> b t (h w) c", t=frames)
         e = rearrange(emb, "(b t) c h w -> b t (h w) c", t=frames) if ray_mods is None else None
         rope = self._level_rope(level, frames, x.device)
-        for blk in blocks:
+        for i, blk in enumerate(blocks):
+            only = last_frames if i == len(blocks) - 1 else None
             if ray_mods is None:
-                x = self._block(blk, x, e, rope, seeds)
+                x = self._block(blk, x, e, rope, seeds, None, only)
             else:
-                x = self._block(blk, x, emb[blk], rope, seeds, ray_mods[blk])
+                x = self._block(blk, x, emb[blk], rope, seeds, ray_mods[blk], only)
         return rearrange(x, "b t (h w) c -> (b t) c h w", h=h, w=w)
 
     def _level_blocks(self) -> list[tuple[int, list[nn.Module]]]:
@@ -442,6 +451,20 @@ class UViT3DPose(VideoDenoiser):
         stages.append((levels - 1, list(self.mid_blocks)))
         stages += [(levels - 2 - i, list(up[1:])) for i, up in enumerate(self.up_blocks)]
         return stages
+
+    def _last_frames(self, needed: Tensor | None, rows: Tensor | None, T: int) -> tuple[Tensor | None, Tensor | None]:
+        """(the frames the last transformer block before the per-frame levels computes: those any video needs, or
+        None for all; the needed frames' rows among the (B Tq) it returns). Not in training, whose dropout masks
+        are drawn for every frame."""
+        P = self.per_frame_levels
+        if rows is None or P == 0 or P > len(self.config.channels) - 2 or not self.is_transformer[P] or self.training:
+            return None, rows
+        frames = needed.any(0).nonzero().squeeze(1)
+        if len(frames) == T:
+            return None, rows
+        place = torch.full((T,), -1, dtype=torch.long, device=rows.device)
+        place[frames] = torch.arange(len(frames), device=rows.device)
+        return frames, rows // T * len(frames) + place[rows % T]
 
     def _ray_modulations(self, rays: Tensor, keep: Tensor | None, frames: int) -> dict:
         """{block: the pose part of its FiLM} for rays [B, T, C', H, W] (already in the compute dtype): the pose
@@ -640,19 +663,23 @@ class UViT3DPose(VideoDenoiser):
             x = down[-1](x)
             hs_after.append(x)
         x = self._run_level(self.mid_blocks, x, embs[-1], levels - 1, T, dropout_seeds, ray_mods)
+        # The last transformer block before the per-frame levels computes the needed frames only (the others are
+        # still its keys and values); then ``x_rows`` are the needed frames' rows among those it computed.
+        last_frames, x_rows = self._last_frames(needed, rows, T)
         for i, up in enumerate(self.up_blocks):
             level = levels - 2 - i
             after, before, emb_l, mods = hs_after.pop(), hs_before.pop(), embs[level], ray_mods
             if rows is not None and level < self.per_frame_levels:  # per-frame from here on: the needed frames only
                 if level == self.per_frame_levels - 1:
-                    x = x[rows]
+                    x = x[x_rows]
                 after, before = after[rows], before[rows]
                 if ray_mods is None:
                     emb_l = emb_l[rows]
                 else:
                     emb_l, mods = _rows_of(emb_l, up[1:], rows), _rows_of(ray_mods, up[1:], rows)
             x = up[0](x - after) + before
-            x = self._run_level(up[1:], x, emb_l, level, T, dropout_seeds, mods)
+            x = self._run_level(up[1:], x, emb_l, level, T, dropout_seeds, mods,
+                                last_frames if level == self.per_frame_levels else None)
         out = self.project_output(x)
         if rows is not None and self.per_frame_levels > 0:
             out = out.new_zeros(B * T, *out.shape[1:]).index_copy_(0, rows, out)

@@ -118,6 +118,38 @@ def test_only_the_needed_frames_run_the_per_frame_up_path(cached):
         assert torch.equal(nothing, torch.zeros_like(x)) and rows.rows == [8, 4, 8]
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_the_last_transformer_block_before_the_per_frame_levels_computes_only_the_frames_a_video_needs(cached):
+    """Its output feeds only the per-frame up path, which runs for the needed frames: there every frame is still a
+    key and value, only the frames some video needs are queries (the union over the batch), and the read frames
+    equal the plain network's. The blocks before it, and training, compute every frame."""
+    config = MICRO_UVIT.replace(num_updown_blocks=(1, 1, 2))
+    model = make(config)
+    x, logsnr, rays = inputs(config, B=B, T=T)
+    frames = {}
+    for name, blk in (("first", model.up_blocks[0][1]), ("last", model.up_blocks[0][-1]),
+                      ("mid", model.mid_blocks[-1])):
+        blk.register_forward_hook(lambda module, args, out, name=name: frames.setdefault(name, []).append(out.shape[1]))
+    needed = torch.tensor([[False, False, False, True], [False, True, False, True]])
+    extra = {"cache": {}} if cached else {}
+    with torch.no_grad():
+        full = model(x, logsnr, rays)
+        some = model(x, logsnr, rays, needed=needed, **extra)
+        torch.testing.assert_close(some[needed], full[needed], atol=2e-6, rtol=1e-5)
+        assert torch.equal(some[~needed], torch.zeros_like(some[~needed]))
+        assert frames == {"first": [T, T], "last": [T, 2], "mid": [T, T]}
+        union = torch.tensor([[True, False, False, True], [False, True, False, True]])  # frames 0, 1, 3
+        torch.testing.assert_close(model(x, logsnr, rays, needed=union, **extra)[union], full[union], atol=2e-6,
+                                   rtol=1e-5)
+        assert frames["last"][-1] == 3
+        every = torch.tensor([[True, True, False, False], [False, False, True, True]])  # all frames: no trim
+        model(x, logsnr, rays, needed=every, **extra)
+        assert frames["last"][-1] == T
+    model.train()
+    model(x, logsnr, rays, needed=needed)
+    assert frames["last"][-1] == T
+
+
 @pytest.mark.parametrize("network", ["uvit", "dit3d"])
 @pytest.mark.parametrize("bad", [torch.ones(B, T + 1, dtype=torch.bool), torch.ones(B, T)])
 def test_a_needed_mask_of_the_wrong_shape_or_type_is_refused(network, bad):
