@@ -11,7 +11,10 @@ or scores its frames between windows), so a take busy elsewhere never holds the 
 
 Each take's sampler passes the same rays tensor at every step of a window, so while the same takes meet in a group,
 their concatenated rays (and pose masks) are built once and the network gets one ray cache for the group
-(``DiT3D.forward``'s ``cache``), rebuilt when the group's takes or windows change.
+(``DiT3D.forward``'s ``cache``), rebuilt when the group's takes or windows change. That cache announces the noise
+levels every take of the group announced in its own (``cache["noise_levels"]``, their union), and each call passes
+on the frames the takes read (``needed``, all of a take that gives none), to a network that takes them
+(``UViT3DPose.forward``): batched takes skip the work an unbatched one skips.
 
 The network call runs in the thread of one of the waiting takes, inside its sampler, so under the same autocast
 and no-grad state as an unbatched call (every take uses the same model and dtype). An error in a call reaches
@@ -36,10 +39,10 @@ class Cancelled(RuntimeError):
 
 
 class _Call:
-    __slots__ = ("args", "done", "error", "pose_mask", "result")
+    __slots__ = ("args", "cache", "done", "error", "needed", "pose_mask", "result")
 
-    def __init__(self, args: tuple, pose_mask):
-        self.args, self.pose_mask = args, pose_mask
+    def __init__(self, args: tuple, pose_mask, needed=None, cache=None):
+        self.args, self.pose_mask, self.needed, self.cache = args, pose_mask, needed, cache
         self.result = self.error = None
         self.done = False
 
@@ -70,6 +73,7 @@ class Batcher:
         from ..dfot.sampler import accepts_keyword
 
         self._takes_cache = accepts_keyword(network, "cache")
+        self._takes_needed = accepts_keyword(network, "needed")
 
     # A take counts as generating inside these blocks (nested blocks count once).
     @contextmanager
@@ -93,8 +97,11 @@ class Batcher:
             self._cancelled = True
             self._cond.notify_all()
 
-    def __call__(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None, pose_mask: Tensor | None = None) -> Tensor:
-        call = _Call((x_t, logsnr, rays), pose_mask)
+    def __call__(self, x_t: Tensor, logsnr: Tensor, rays: Tensor | None, pose_mask: Tensor | None = None,
+                 needed: Tensor | None = None, cache: dict | None = None) -> Tensor:
+        """One take's network call; ``needed`` [B, T] bool: the frames it reads; ``cache``: its sampling run's dict,
+        read for the noise levels it announces (the network gets the group's cache instead)."""
+        call = _Call((x_t, logsnr, rays), pose_mask, needed, cache)
         with self._cond:
             if self._cancelled:
                 raise Cancelled("the batch run was cancelled")
@@ -131,6 +138,10 @@ class Batcher:
                 x = torch.cat([c.args[0] for c in calls])
                 logsnr = torch.cat([c.args[1] for c in calls])
                 rays, kwargs = self._rays_of(calls)
+                if self._takes_needed and any(c.needed is not None for c in calls):
+                    kwargs = {**kwargs, "needed": torch.cat([
+                        torch.ones(c.args[0].shape[:2], dtype=torch.bool, device=c.args[0].device)
+                        if c.needed is None else c.needed for c in calls])}
                 out = self.network(x, logsnr, rays, **kwargs)
                 self.calls += 1
                 self.served += len(calls)
@@ -162,6 +173,9 @@ class Batcher:
                 kwargs["pose_mask"] = torch.cat([c.pose_mask for c in calls])
             if self._takes_cache:
                 kwargs["cache"] = {}
+                levels = [None if c.cache is None else c.cache.get("noise_levels") for c in calls]
+                if all(isinstance(v, Tensor) for v in levels):  # every take announced its levels: so does the group
+                    kwargs["cache"]["noise_levels"] = torch.cat(levels).unique()
             entry = self._ray_groups[key] = (parts, rays, kwargs)
         return entry[1], entry[2]
 
@@ -173,9 +187,10 @@ class _BatchedNetwork:
     def __init__(self, network, batcher: Batcher):
         self._network, self._batcher = network, batcher
 
-    def __call__(self, x_t, logsnr, rays, pose_mask=None, cache=None):
-        # ``cache`` (the take's own) is not passed on: the batcher keeps one per group of takes (Batcher._rays_of).
-        return self._batcher(x_t, logsnr, rays, pose_mask)
+    def __call__(self, x_t, logsnr, rays, pose_mask=None, cache=None, needed=None):
+        # ``cache`` (the take's own) is read for its announced noise levels, not passed on: the batcher keeps one
+        # per group of takes (Batcher._rays_of).
+        return self._batcher(x_t, logsnr, rays, pose_mask, needed=needed, cache=cache)
 
     def __getattr__(self, name):
         return getattr(self._network, name)

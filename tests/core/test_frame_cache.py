@@ -265,3 +265,45 @@ def test_the_per_frame_films_are_mapped_once_per_run_when_the_levels_are_announc
         other = logsnr - 0.25  # levels the sampler did not announce: mapped by the call
         torch.testing.assert_close(model(x, other, rays, cache=cache), model(x, other, rays), atol=2e-6, rtol=1e-5)
         assert rows.rows == [B, B]
+
+
+def test_the_eval_batcher_passes_the_frames_each_take_reads_and_the_levels_they_announce():
+    """``syn2seq eval --batch-size``: two takes' calls meet in one network call (``evaluation.batching.Batcher``);
+    it passes their ``needed`` masks (all frames for a take that gives none) and the union of the levels their
+    runs announce, so batched takes skip what unbatched ones skip and each gets the plain network's frames."""
+    import threading
+
+    from syn2seq_core.evaluation.batching import Batcher
+
+    model = make()
+    x, logsnr, rays = inputs(MICRO_UVIT, B=B, T=T)
+    out_rows, film_rows = Rows(model.project_output), Rows(model.mid_blocks[0].norm.emb_layer)
+    needed = [torch.tensor([[False, False, True, True]]), None]
+    batcher = Batcher(model)
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def take(k):
+        cache = {"noise_levels": logsnr[k].unique()}  # what the take's sampler announces for its run
+        own_rays = rays[k:k + 1]  # one tensor for the run's every step, as the sampler passes it
+        with batcher.generating(), torch.no_grad():  # as inside the take's sampler (no_grad is per thread)
+            barrier.wait()
+            results[k] = [batcher(x[k:k + 1], logsnr[k:k + 1], own_rays, needed=needed[k], cache=cache)
+                          for _ in range(2)]
+
+    with torch.no_grad():
+        threads = [threading.Thread(target=take, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        plain = model(x, logsnr, rays)
+    assert batcher.calls == 2 and batcher.served == 4
+    for k in range(2):
+        read = needed[k][0] if needed[k] is not None else torch.ones(T, dtype=torch.bool)
+        for out in results[k]:
+            torch.testing.assert_close(out[0, read], plain[k, read], atol=2e-6, rtol=1e-5)
+            assert torch.equal(out[0, ~read], torch.zeros_like(out[0, ~read]))
+    assert out_rows.rows == [2 + T] * 2 + [B * T]  # the read frames only, then the plain call
+    # The pose part once, the table of the union of the announced levels once, then the plain call maps its own.
+    assert film_rows.rows == [B, len(logsnr.unique()), B]
