@@ -457,7 +457,8 @@ class UViT3DPose(VideoDenoiser):
         None for all; the needed frames' rows among the (B Tq) it returns). Not in training, whose dropout masks
         are drawn for every frame."""
         P = self.per_frame_levels
-        if rows is None or P == 0 or P > len(self.config.channels) - 2 or not self.is_transformer[P] or self.training:
+        # P below the mid level is the first transformer level (per_frame_levels); the mid blocks are never trimmed.
+        if rows is None or P == 0 or P > len(self.config.channels) - 2 or self.training:
             return None, rows
         frames = needed.any(0).nonzero().squeeze(1)
         if len(frames) == T:

@@ -155,8 +155,9 @@ class Batcher:
 
 
     def _rays_of(self, calls: list[_Call]) -> tuple[Tensor | None, dict]:
-        """The group's concatenated rays and its keywords (pose mask, ray cache), reused while the same rays and
-        pose-mask tensors come back together (as each take's sampler passes them at every step of a window)."""
+        """The group's concatenated rays and its keywords (pose mask, ray cache with the takes' announced noise
+        levels), reused while the same rays and pose-mask tensors come back together (as each take's sampler passes
+        them at every step of a window)."""
         if calls[0].args[2] is None:
             if calls[0].pose_mask is None:
                 return None, {}
